@@ -1,0 +1,23 @@
+// Sampling text from a model, one token at a time.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cllm/model.h"
+
+namespace cllm {
+
+struct SamplingOptions {
+  int tokens = 200;         // new tokens to generate
+  float temperature = 1.0f; // > 0
+  int top_k = 0;            // 0: the whole vocabulary
+  std::uint64_t seed = 42;
+};
+
+// Continues prompt (at least one token) with new tokens; the context is the
+// last seq_len tokens. Runs on the calling thread.
+std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> prompt,
+                                   const SamplingOptions& options);
+
+}  // namespace cllm

@@ -1,0 +1,65 @@
+// Forward and backward kernels of a GPT-2 block, fp32, for one micro-batch on
+// the calling thread. Each backward sits beside its forward with the same
+// argument order (outputs, then inputs, then sizes) and accumulates (+=) into
+// its gradient outputs, so zeroing once allows accumulation over micro-batches.
+//
+// Sizes: B sequences of T tokens, N = B*T rows, C channels, OC output
+// channels, NH heads of hs = C/NH channels, V vocabulary entries.
+// Matrix multiplications call the BLAS on the calling thread (OpenBLAS's
+// OpenMP build runs single-threaded inside a parallel region); nothing here
+// starts threads, allocates, or takes a lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cllm::kernels {
+
+// Make every BLAS call run on its caller's thread. Call once before training.
+void use_single_threaded_blas();
+
+// out (N,C) = wte[tokens] (V,C) + wpe[t] (T,C)
+void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
+                     int B, int T, int C);
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
+                      int B, int T, int C);
+
+// out (N,C) = (inp - mean) * rstd * weight + bias; saves mean (N), rstd (N).
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                       const float* weight, const float* bias, int N, int C);
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C);
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    int N, int C, int OC);
+// dbias may be null (no bias).
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int C, int OC);
+
+// Causal multi-head self-attention.
+// qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,NH,T,T) keeps the softmax
+// probabilities for the backward pass (zero above the diagonal).
+void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+// scratch: T*T floats.
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                        const float* att, int B, int T, int C, int NH);
+
+// GELU, tanh approximation (GPT-2's), over N elements.
+void gelu_forward(float* out, const float* inp, std::size_t N);
+void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t N);
+
+// out = a + b over N elements (its backward is a copy of dout to both).
+void residual_forward(float* out, const float* a, const float* b, std::size_t N);
+
+// Softmax over V logits per row, then cross-entropy against targets.
+// probs (N,V) may alias logits; losses (N). Returns the sum of the losses,
+// accumulated in double so it does not depend on the row order's rounding.
+double crossentropy_forward(float* probs, float* losses, const float* logits,
+                            const std::int32_t* targets, int N, int V);
+// dlogits (N,V) = (probs - onehot(target)) * dloss; may alias probs.
+void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets,
+                           float dloss, int N, int V);
+
+}  // namespace cllm::kernels

@@ -1,0 +1,45 @@
+// Progress reporting: the human log line on stdout and the same figures as
+// JSON lines in <out>/metrics.jsonl.
+#pragma once
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cllm/trainer.h"
+
+namespace cllm {
+
+struct LogRecord {
+  int step = 0;  // 1-based: steps completed
+  int total_steps = 0;
+  double loss = 0;
+  float lr = 0;
+  double grad_norm = 0;
+  double tokens_per_s = 0;
+  double ms_per_step = 0;
+  double eta_s = 0;
+  std::optional<double> val_loss;
+};
+
+std::string format_log_line(const LogRecord& r);
+std::string format_json_line(const LogRecord& r);
+std::string format_duration(double seconds);
+
+class MetricsFile {
+ public:
+  // Creates (truncates) path; throws std::runtime_error naming it on failure.
+  explicit MetricsFile(const std::filesystem::path& path);
+  void write(const LogRecord& r);
+
+ private:
+  struct Close {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, Close> file_;
+  std::string path_;
+};
+
+}  // namespace cllm

@@ -1,0 +1,73 @@
+// The GPT-2 model: its parameters in one flat, aligned buffer, with named
+// views shaped and named as nanoGPT's PyTorch state_dict. The same layout
+// (and so the same views) serves gradients and AdamW moments.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "cllm/aligned_buffer.h"
+#include "cllm/config.h"
+#include "cllm/tensor_layout.h"
+
+namespace cllm {
+
+// One transformer block's tensors; F is float or const float.
+template <typename F>
+struct BlockTensors {
+  F* ln_1_w;       // (C)       transformer.h.i.ln_1.weight
+  F* ln_1_b;       // (C)
+  F* attn_w;       // (3C, C)   transformer.h.i.attn.c_attn.weight
+  F* attn_b;       // (3C)
+  F* attn_proj_w;  // (C, C)    transformer.h.i.attn.c_proj.weight
+  F* attn_proj_b;  // (C)
+  F* ln_2_w;       // (C)
+  F* ln_2_b;       // (C)
+  F* fc_w;         // (4C, C)   transformer.h.i.mlp.c_fc.weight
+  F* fc_b;         // (4C)
+  F* mlp_proj_w;   // (C, 4C)   transformer.h.i.mlp.c_proj.weight
+  F* mlp_proj_b;   // (C)
+};
+
+template <typename F>
+struct GptTensors {
+  F* wte;  // (V, C) token embedding, also the output projection (tied)
+  F* wpe;  // (T, C) learned positions
+  std::vector<BlockTensors<F>> h;
+  F* ln_f_w;  // (C)
+  F* ln_f_b;  // (C)
+};
+
+// Names, shapes and offsets of every parameter, in state_dict order.
+TensorLayout gpt_parameter_layout(const ModelConfig& config);
+
+// Views of a buffer laid out by gpt_parameter_layout(config).
+template <typename F>
+GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base);
+
+class Model {
+ public:
+  // Parameters are zero until init_gpt2 or a load writes them.
+  explicit Model(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const TensorLayout& layout() const { return layout_; }
+  std::span<const float> params() const { return params_.span(); }
+  std::span<float> params() { return params_.span(); }
+  GptTensors<const float> tensors() const;
+  std::span<const float> tensor(std::string_view name) const;
+  std::span<float> tensor(std::string_view name);
+
+  // GPT-2 initialisation: weights N(0, 0.02), residual output projections
+  // scaled by 1/sqrt(2L), biases 0, LayerNorm gains 1.
+  void init_gpt2(std::uint64_t seed);
+
+ private:
+  ModelConfig config_;
+  TensorLayout layout_;
+  AlignedBuffer<float> params_;
+};
+
+}  // namespace cllm

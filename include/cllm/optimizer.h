@@ -1,0 +1,60 @@
+// AdamW and the flat-buffer passes around it (gradient scaling, global norm).
+// All of them run over "chunks": pieces of at most kChunkFloats elements of
+// one tensor each, so OpenMP threads split the work evenly and every pass is
+// bitwise independent of the thread count.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cllm/aligned_buffer.h"
+#include "cllm/config.h"
+#include "cllm/tensor_layout.h"
+
+namespace cllm {
+
+struct Chunk {
+  std::size_t offset;  // in elements
+  std::size_t size;
+  bool decay;          // weight decay applies (matrices and embeddings)
+};
+
+inline constexpr std::size_t kChunkFloats = 16384;
+
+std::vector<Chunk> make_chunks(const TensorLayout& layout);
+
+// grads *= scale, then returns the L2 norm of grads. Partial sums are kept per
+// chunk and added in chunk order, so the result does not depend on threads.
+double scale_and_norm(std::span<float> grads, const std::vector<Chunk>& chunks, float scale,
+                      int threads);
+
+// Global-norm clipping as torch.nn.utils.clip_grad_norm_ does it.
+float clip_coefficient(double norm, float max_norm);
+
+class AdamW {
+ public:
+  AdamW(const OptimizerConfig& config, const TensorLayout& layout);
+
+  // One update with gradient grads * grad_scale and learning rate lr, as
+  // torch.optim.AdamW computes it (decoupled weight decay, bias correction).
+  // Applied only when every new parameter and moment is finite: otherwise
+  // nothing changes and it returns false.
+  bool step(std::span<float> params, std::span<const float> grads, float grad_scale, float lr,
+            int threads);
+
+  std::int64_t steps_taken() const { return t_; }
+  std::span<const float> m() const { return m_.span(); }
+  std::span<const float> v() const { return v_.span(); }
+  const std::vector<Chunk>& chunks() const { return chunks_; }
+  std::size_t bytes() const { return m_.bytes() + v_.bytes(); }
+
+ private:
+  OptimizerConfig cfg_;
+  std::vector<Chunk> chunks_;
+  AlignedBuffer<float> m_, v_;
+  std::int64_t t_ = 0;
+};
+
+}  // namespace cllm

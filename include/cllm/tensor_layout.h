@@ -1,0 +1,50 @@
+// TensorLayout: names, shapes and offsets of the tensors packed into one flat
+// buffer. Parameters, gradients and both AdamW moments share one layout, so
+// reduction, clipping and the optimizer run over flat arrays while
+// checkpoints and tests address tensors by their nanoGPT names.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cllm {
+
+struct TensorSpec {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::size_t offset = 0;  // in elements, from the start of the buffer
+  std::size_t numel = 0;
+
+  // Matrices and embeddings get weight decay; biases and LayerNorm gains don't.
+  bool is_matrix() const { return shape.size() >= 2; }
+};
+
+class TensorLayout {
+ public:
+  // Every tensor starts on a 64-byte boundary; the padding between tensors
+  // stays zero in every buffer of this layout.
+  static constexpr std::size_t kAlignFloats = 16;
+
+  const TensorSpec& add(std::string name, std::vector<std::int64_t> shape);
+
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  const TensorSpec& operator[](std::size_t i) const { return tensors_[i]; }
+  std::size_t count() const { return tensors_.size(); }
+  // Elements of a buffer with this layout, padding included.
+  std::size_t total() const { return total_; }
+  // Elements in tensors, padding excluded.
+  std::size_t numel() const;
+  // nullptr when absent.
+  const TensorSpec* find(std::string_view name) const;
+
+ private:
+  std::vector<TensorSpec> tensors_;
+  std::size_t total_ = 0;
+};
+
+std::string shape_string(const std::vector<std::int64_t>& shape);
+
+}  // namespace cllm

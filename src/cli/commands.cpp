@@ -1,0 +1,285 @@
+// `cllm train` and `cllm bench`.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include "cllm/cli.h"
+#include "cllm/generate.h"
+#include "cllm/metrics.h"
+#include "cllm/rng.h"
+#include "cllm/text_dataset.h"
+#include "cllm/trainer.h"
+#include "options.h"
+
+namespace cllm {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainCommand {
+  ModelOptions model;
+  BatchOptions batch;
+  TrainConfig cfg;
+  std::string data = "data/austen.txt";
+  std::string out = "runs/default";
+  double val_fraction = 0.1;
+};
+
+struct BenchCommand {
+  ModelOptions model;
+  BatchOptions batch;
+  int steps = 10;
+  int warmup = 2;
+  bool json = false;
+  std::uint64_t seed = 1337;
+};
+
+void add_train_options(CLI::App& app, TrainCommand& c) {
+  c.model.add(app);
+  c.batch.add(app, false);
+  TrainConfig& t = c.cfg;
+  app.add_option("--data", c.data, "Training text (byte-level tokens)")->capture_default_str();
+  app.add_option("--val-fraction", c.val_fraction, "Tail of the data held out for validation")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.5));
+  app.add_option("--out", c.out, "Output folder (metrics.jsonl)")->capture_default_str();
+  app.add_option("--steps", t.steps, "Optimizer steps")->capture_default_str();
+  app.add_option("--lr", t.optim.lr, "Peak learning rate")->capture_default_str();
+  app.add_option("--min-lr-ratio", t.optim.min_lr_ratio,
+                 "Cosine decay ends at lr x this ratio")->capture_default_str();
+  app.add_option("--warmup", t.optim.warmup_steps, "Linear warm-up steps")->capture_default_str();
+  app.add_option("--weight-decay", t.optim.weight_decay,
+                 "AdamW weight decay (matrices and embeddings only)")->capture_default_str();
+  app.add_option("--grad-clip", t.optim.grad_clip, "Global gradient-norm clip (0: off)")
+      ->capture_default_str();
+  app.add_option("--seed", t.seed, "Seed of initialisation and data sampling")
+      ->capture_default_str();
+  app.add_option("--log-every", t.log_every, "Steps between log lines")->capture_default_str();
+  app.add_option("--eval-every", t.eval_every, "Steps between validation losses (0: end only)")
+      ->capture_default_str();
+  app.add_option("--eval-batches", t.eval_batches, "Micro-batches per validation loss")
+      ->capture_default_str();
+  app.add_option("--max-bad-steps", t.max_bad_steps,
+                 "Consecutive non-finite steps (skipped) before the run stops")
+      ->capture_default_str();
+  app.add_option("--sample-tokens", t.sample_tokens, "Text sampled at the end (0: none)")
+      ->capture_default_str();
+}
+
+void add_bench_options(CLI::App& app, BenchCommand& c) {
+  c.model.add(app);
+  c.batch.derive_global = true;
+  c.batch.add(app, true);
+  app.add_option("--steps", c.steps, "Timed steps")->capture_default_str();
+  app.add_option("--warmup-steps", c.warmup, "Untimed steps first")->capture_default_str();
+  app.add_flag("--json", c.json, "Print one JSON object instead of a table");
+  app.add_option("--seed", c.seed, "Seed")->capture_default_str();
+}
+
+double peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) * 1024.0;
+}
+
+int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
+  TrainConfig& cfg = c.cfg;
+  c.batch.apply(cfg);
+  const ModelConfig shape = c.model.resolve(ByteTokenizer::kVocabSize);
+  cfg.model = shape;
+  cfg.validate();  // options first, so a bad option is named before the data is read
+  const TokenDataset data = load_text_dataset(c.data, c.val_fraction, shape.seq_len);
+  cfg.model.vocab_size = data.vocab_size;
+
+  std::error_code ec;
+  fs::create_directories(c.out, ec);
+  if (ec) throw std::runtime_error(c.out + ": cannot create output folder: " + ec.message());
+  MetricsFile metrics(fs::path(c.out) / "metrics.jsonl");
+
+  Trainer trainer(cfg, data);
+  const bool root = mpi.rank() == 0;
+  const ModelConfig& m = cfg.model;
+  if (root) {
+    std::printf("cllm train: %s (%zu train / %zu val tokens), out %s\n", data.source.c_str(),
+                data.train.size(), data.val.size(), c.out.c_str());
+    std::printf("model: %d layers, %d heads, %d wide, seq %d, vocab %d: %zu parameters\n",
+                m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
+                trainer.model().layout().numel());
+    std::printf("batch: %d sequences/step = %d micro-batches of %d over %d threads; "
+                "%.1f MiB per thread context\n",
+                cfg.global_batch, cfg.micro_batches_per_step(), cfg.micro_batch, cfg.threads,
+                trainer.thread_context_bytes() / 1048576.0);
+    std::fflush(stdout);
+  }
+
+  int bad_in_a_row = 0;
+  double interval_s = 0, total_s = 0;
+  int interval_steps = 0;
+  for (int step = 0; step < cfg.steps; ++step) {
+    const StepResult r = trainer.train_step(step);
+    interval_s += r.t_total;
+    total_s += r.t_total;
+    ++interval_steps;
+    if (!r.applied) {
+      ++bad_in_a_row;
+      std::fprintf(stderr,
+                   "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
+                   "skipped (%d of --max-bad-steps %d in a row)\n",
+                   step + 1, std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update" :
+                   std::isfinite(r.loss) ? "gradient norm" : "loss",
+                   r.loss, r.grad_norm, bad_in_a_row, cfg.max_bad_steps);
+      if (bad_in_a_row >= cfg.max_bad_steps) {
+        std::fprintf(stderr,
+                     "cllm: error: stopping at step %d after %d non-finite steps in a row; "
+                     "parameters are those of the last good step (try a lower --lr)\n",
+                     step + 1, bad_in_a_row);
+        return kExitDiverged;
+      }
+    } else {
+      bad_in_a_row = 0;
+    }
+    const int done = step + 1;
+    const bool last = done == cfg.steps;
+    const bool eval = last || (cfg.eval_every > 0 && done % cfg.eval_every == 0);
+    if (done % cfg.log_every == 0 || last || eval) {
+      LogRecord rec;
+      rec.step = done;
+      rec.total_steps = cfg.steps;
+      rec.loss = r.loss;
+      rec.lr = r.lr;
+      rec.grad_norm = r.grad_norm;
+      rec.ms_per_step = 1000.0 * interval_s / interval_steps;
+      rec.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) * interval_steps / interval_s;
+      rec.eta_s = total_s / done * (cfg.steps - done);
+      if (eval) rec.val_loss = trainer.evaluate();
+      if (root) {
+        std::printf("%s\n", format_log_line(rec).c_str());
+        std::fflush(stdout);
+        metrics.write(rec);
+      }
+      interval_s = 0;
+      interval_steps = 0;
+      if (last && root) std::printf("final validation loss %.4f\n", *rec.val_loss);
+    }
+  }
+  if (root && cfg.sample_tokens > 0) {
+    const ByteTokenizer tok;
+    SamplingOptions so;
+    so.tokens = cfg.sample_tokens;
+    so.seed = cfg.seed;
+    so.temperature = 0.8f;
+    so.top_k = 40;
+    const auto text = tok.decode(generate(trainer.model(), tok.encode("\n"), so));
+    std::printf("sample (temperature 0.8, top-k 40):\n%s\n", text.c_str() + 1);
+  }
+  return kExitOk;
+}
+
+int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
+  TrainConfig cfg;
+  c.batch.apply(cfg);
+  cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
+  cfg.steps = c.warmup + c.steps;
+  cfg.seed = c.seed;
+  cfg.optim.warmup_steps = 0;
+  cfg.validate();
+  if (c.steps <= 0) throw std::invalid_argument("--steps must be positive");
+  if (c.warmup < 0) throw std::invalid_argument("--warmup-steps must not be negative");
+
+  // Random tokens: speed does not depend on the text.
+  TokenDataset data;
+  data.vocab_size = cfg.model.vocab_size;
+  data.source = "random tokens";
+  Rng rng(c.seed);
+  data.train.resize(1 << 20);
+  for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
+  data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
+
+  Trainer trainer(cfg, data);
+  StepResult sum;
+  for (int s = 0; s < cfg.steps; ++s) {
+    const StepResult r = trainer.train_step(s);
+    if (s < c.warmup) continue;
+    sum.t_forward_backward += r.t_forward_backward;
+    sum.t_reduce += r.t_reduce;
+    sum.t_optimizer += r.t_optimizer;
+    sum.t_total += r.t_total;
+  }
+  const double step_s = sum.t_total / c.steps;
+  const double tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
+  const double gflops = cfg.model.flops_per_token() * tokens_per_s / 1e9;
+  const ModelConfig& m = cfg.model;
+  const auto frac = [&](double t) { return t / sum.t_total; };
+  if (mpi.rank() != 0) return kExitOk;
+  if (c.json) {
+    std::printf(
+        "{\"preset\": \"%s\", \"layers\": %d, \"heads\": %d, \"embd\": %d, \"seq_len\": %d, "
+        "\"vocab\": %d, \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"micro_batch\": %d, "
+        "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
+        "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
+        "\"peak_rss_bytes\": %.0f, \"time_split\": {\"forward_backward\": %.4f, "
+        "\"thread_reduce\": %.4f, \"allreduce\": 0, \"optimizer\": %.4f}}\n",
+        c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
+        trainer.model().layout().numel(), mpi.size(), cfg.threads, cfg.micro_batch,
+        cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),
+        trainer.thread_context_bytes(), peak_rss_bytes(), frac(sum.t_forward_backward),
+        frac(sum.t_reduce), frac(sum.t_optimizer));
+  } else {
+    std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
+                m.n_head, m.n_embd, m.seq_len, trainer.model().layout().numel());
+    std::printf("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
+                mpi.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
+    std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s\n", tokens_per_s,
+                1000 * step_s, gflops);
+    std::printf("time split  forward+backward %.1f%%, thread reduce %.1f%%, allreduce 0.0%%, "
+                "optimizer %.1f%%\n",
+                100 * frac(sum.t_forward_backward), 100 * frac(sum.t_reduce),
+                100 * frac(sum.t_optimizer));
+    std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
+                trainer.thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
+  CLI::App app{"cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)", "cllm"};
+  app.require_subcommand(1);
+  TrainCommand train;
+  CLI::App* train_app = app.add_subcommand("train", "Train a model on a text corpus");
+  train_app->set_config("--config", "", "Read options from a TOML file (same names, no dashes)");
+  add_train_options(*train_app, train);
+  BenchCommand bench;
+  CLI::App* bench_app = app.add_subcommand("bench", "Measure training throughput");
+  bench_app->set_config("--config", "", "Read options from a TOML file");
+  add_bench_options(*bench_app, bench);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (mpi.rank() == 0) std::fprintf(stderr, "cllm: error: %s\n", e.what());
+    return kExitUsage;
+  }
+  try {
+    if (*train_app) return run_train(train, mpi);
+    return run_bench(bench, mpi);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "cllm: error: %s\n", e.what());
+    return kExitUsage;
+  }
+}
+
+}  // namespace cllm

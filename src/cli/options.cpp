@@ -1,0 +1,49 @@
+// Option definitions shared by the subcommands, and their translation into
+// TrainConfig. An explicit model option overrides the --preset's value.
+#include "options.h"
+
+#include <omp.h>
+
+namespace cllm {
+
+void ModelOptions::add(CLI::App& app) {
+  app.add_option("--preset", preset, "Model shape: small (4 layers, 4 heads, 256 wide, seq 128) "
+                                     "or medium (6, 6, 384, seq 256)")
+      ->capture_default_str();
+  layers_opt = app.add_option("--layers", layers, "Transformer blocks (overrides the preset)");
+  heads_opt = app.add_option("--heads", heads, "Attention heads; must divide --embd");
+  embd_opt = app.add_option("--embd", embd, "Model width C");
+  seq_opt = app.add_option("--seq-len", seq_len, "Tokens per training window (context length)");
+}
+
+ModelConfig ModelOptions::resolve(int vocab_size) const {
+  ModelConfig c = preset_config(preset);
+  if (layers_opt->count()) c.n_layer = layers;
+  if (heads_opt->count()) c.n_head = heads;
+  if (embd_opt->count()) c.n_embd = embd;
+  if (seq_opt->count()) c.seq_len = seq_len;
+  c.vocab_size = vocab_size;
+  c.validate();
+  return c;
+}
+
+void BatchOptions::add(CLI::App& app, bool global_default_from_threads) {
+  threads = omp_get_max_threads();
+  app.add_option("--micro-batch", micro_batch, "Sequences per micro-batch (one thread's unit)")
+      ->capture_default_str();
+  global_opt = app.add_option(
+      "--global-batch", global_batch,
+      global_default_from_threads
+          ? "Sequences per optimizer step [default: micro-batch x threads]"
+          : "Sequences per optimizer step; a multiple of --micro-batch");
+  if (!global_default_from_threads) global_opt->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP threads [default: OMP_NUM_THREADS]");
+}
+
+void BatchOptions::apply(TrainConfig& c) const {
+  c.micro_batch = micro_batch;
+  c.threads = threads;
+  c.global_batch = global_opt->count() || !derive_global ? global_batch : micro_batch * threads;
+}
+
+}  // namespace cllm

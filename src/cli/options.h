@@ -1,0 +1,33 @@
+// Option groups shared by `cllm train` and `cllm bench`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "cllm/config.h"
+
+namespace cllm {
+
+struct ModelOptions {
+  std::string preset = "small";
+  int layers = 0, heads = 0, embd = 0, seq_len = 0;
+  CLI::Option *layers_opt = nullptr, *heads_opt = nullptr, *embd_opt = nullptr,
+              *seq_opt = nullptr;
+
+  void add(CLI::App& app);
+  // The preset's shape with explicit options applied; validated.
+  ModelConfig resolve(int vocab_size) const;
+};
+
+struct BatchOptions {
+  int micro_batch = 8;
+  int global_batch = 32;
+  int threads = 1;
+  bool derive_global = false;  // bench: global batch defaults to micro x threads
+  CLI::Option* global_opt = nullptr;
+
+  void add(CLI::App& app, bool global_default_from_threads);
+  void apply(TrainConfig& c) const;
+};
+
+}  // namespace cllm

@@ -1,0 +1,48 @@
+#include "cllm/text_dataset.h"
+
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace cllm {
+
+std::vector<std::int32_t> ByteTokenizer::encode(const std::string& text) const {
+  std::vector<std::int32_t> ids(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) ids[i] = static_cast<unsigned char>(text[i]);
+  return ids;
+}
+
+std::string ByteTokenizer::decode(const std::vector<std::int32_t>& tokens) const {
+  std::string s(tokens.size(), '\0');
+  for (std::size_t i = 0; i < tokens.size(); ++i) s[i] = static_cast<char>(tokens[i] & 0xff);
+  return s;
+}
+
+TokenDataset load_text_dataset(const std::filesystem::path& path, double val_fraction,
+                               int seq_len) {
+  const std::string name = path.string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error(name + ": no such data file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(name + ": cannot open data file");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw std::runtime_error(name + ": read error");
+
+  TokenDataset d;
+  d.vocab_size = ByteTokenizer::kVocabSize;
+  d.source = name;
+  std::vector<std::int32_t> all = ByteTokenizer{}.encode(text);
+  const auto n_val = static_cast<std::size_t>(static_cast<double>(all.size()) * val_fraction);
+  const std::size_t need = static_cast<std::size_t>(seq_len) + 1;
+  if (all.size() - n_val < need || n_val < need)
+    throw std::runtime_error(name + ": too short (" + std::to_string(all.size()) +
+                             " tokens) for training and validation windows of --seq-len " +
+                             std::to_string(seq_len) + " + 1 tokens");
+  d.val.assign(all.end() - static_cast<std::ptrdiff_t>(n_val), all.end());
+  all.resize(all.size() - n_val);
+  d.train = std::move(all);
+  return d;
+}
+
+}  // namespace cllm

@@ -1,0 +1,73 @@
+#include "cllm/config.h"
+
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+namespace cllm {
+
+namespace {
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+}  // namespace
+
+void ModelConfig::validate() const {
+  require(vocab_size > 0, "vocabulary size must be positive");
+  require(seq_len > 0, "--seq-len must be positive");
+  require(n_layer > 0, "--layers must be positive");
+  require(n_head > 0, "--heads must be positive");
+  require(n_embd > 0, "--embd must be positive");
+  require(n_embd % n_head == 0, "--heads (" + std::to_string(n_head) +
+                                    ") must divide --embd (" + std::to_string(n_embd) + ")");
+}
+
+double ModelConfig::flops_per_token() const {
+  const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
+  return 6.0 * (12.0 * L * C * C + V * C) + 12.0 * L * C * T;
+}
+
+ModelConfig preset_config(const std::string& name) {
+  ModelConfig c;
+  if (name == "small") {
+    c.n_layer = 4, c.n_head = 4, c.n_embd = 256, c.seq_len = 128;
+  } else if (name == "medium") {
+    c.n_layer = 6, c.n_head = 6, c.n_embd = 384, c.seq_len = 256;
+  } else {
+    throw std::invalid_argument("--preset must be small or medium, not '" + name + "'");
+  }
+  return c;
+}
+
+void TrainConfig::validate() const {
+  model.validate();
+  require(micro_batch > 0, "--micro-batch must be positive");
+  require(global_batch > 0, "--global-batch must be positive");
+  require(global_batch % micro_batch == 0,
+          "--global-batch (" + std::to_string(global_batch) + ") must be a multiple of " +
+              "--micro-batch (" + std::to_string(micro_batch) + ")");
+  require(steps > 0, "--steps must be positive");
+  require(threads > 0, "--threads must be positive");
+  require(log_every > 0, "--log-every must be positive");
+  require(eval_every >= 0, "--eval-every must not be negative");
+  require(eval_batches > 0, "--eval-batches must be positive");
+  require(max_bad_steps > 0, "--max-bad-steps must be positive");
+  require(sample_tokens >= 0, "--sample-tokens must not be negative");
+  require(std::isfinite(optim.lr) && optim.lr > 0, "--lr must be positive");
+  require(optim.warmup_steps >= 0, "--warmup must not be negative");
+  require(optim.min_lr_ratio >= 0 && optim.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1]");
+  require(optim.weight_decay >= 0, "--weight-decay must not be negative");
+  require(optim.grad_clip >= 0, "--grad-clip must not be negative");
+}
+
+float learning_rate(const OptimizerConfig& o, int step, int total_steps) {
+  if (step < o.warmup_steps) return o.lr * static_cast<float>(step + 1) / o.warmup_steps;
+  const float min_lr = o.lr * o.min_lr_ratio;
+  const int decay_steps = total_steps - o.warmup_steps;
+  if (decay_steps <= 1) return o.lr;
+  const double progress = static_cast<double>(step - o.warmup_steps) / (decay_steps - 1);
+  const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(progress, 1.0)));
+  return static_cast<float>(min_lr + (o.lr - min_lr) * cosine);
+}
+
+}  // namespace cllm

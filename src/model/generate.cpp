@@ -1,0 +1,54 @@
+#include "cllm/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include "cllm/gpt.h"
+#include "cllm/rng.h"
+
+namespace cllm {
+
+std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> tokens,
+                                   const SamplingOptions& o) {
+  if (tokens.empty()) throw std::invalid_argument("generate needs a prompt of one token or more");
+  const ModelConfig& c = model.config();
+  const int T = c.seq_len, V = c.vocab_size;
+  GptActivations acts(c, 1);
+  std::vector<std::int32_t> window(T, 0);
+  std::vector<float> probs(V);
+  std::vector<int> order(V);
+  Rng rng(o.seed);
+  for (int n = 0; n < o.tokens; ++n) {
+    // Causal attention: positions after the context don't change its logits.
+    const std::size_t len = std::min<std::size_t>(tokens.size(), T);
+    std::copy(tokens.end() - static_cast<std::ptrdiff_t>(len), tokens.end(), window.begin());
+    gpt_forward(model, acts, window.data(), nullptr);
+    const float* logits = acts.logits + (len - 1) * V;
+
+    std::iota(order.begin(), order.end(), 0);
+    int k = (o.top_k > 0 && o.top_k < V) ? o.top_k : V;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int a, int b) { return logits[a] > logits[b]; });
+    const float maxv = logits[order[0]];
+    double sum = 0.0;
+    for (int i = 0; i < k; ++i) {
+      probs[i] = std::exp((logits[order[i]] - maxv) / o.temperature);
+      sum += probs[i];
+    }
+    double u = rng.uniform() * sum;
+    int pick = order[k - 1];
+    for (int i = 0; i < k; ++i) {
+      u -= probs[i];
+      if (u <= 0) {
+        pick = order[i];
+        break;
+      }
+    }
+    tokens.push_back(pick);
+  }
+  return tokens;
+}
+
+}  // namespace cllm

@@ -1,0 +1,100 @@
+#include "cllm/model.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cllm/rng.h"
+
+namespace cllm {
+
+TensorLayout gpt_parameter_layout(const ModelConfig& c) {
+  const std::int64_t V = c.vocab_size, T = c.seq_len, C = c.n_embd;
+  TensorLayout l;
+  l.add("transformer.wte.weight", {V, C});
+  l.add("transformer.wpe.weight", {T, C});
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "transformer.h." + std::to_string(i) + ".";
+    l.add(p + "ln_1.weight", {C});
+    l.add(p + "ln_1.bias", {C});
+    l.add(p + "attn.c_attn.weight", {3 * C, C});
+    l.add(p + "attn.c_attn.bias", {3 * C});
+    l.add(p + "attn.c_proj.weight", {C, C});
+    l.add(p + "attn.c_proj.bias", {C});
+    l.add(p + "ln_2.weight", {C});
+    l.add(p + "ln_2.bias", {C});
+    l.add(p + "mlp.c_fc.weight", {4 * C, C});
+    l.add(p + "mlp.c_fc.bias", {4 * C});
+    l.add(p + "mlp.c_proj.weight", {C, 4 * C});
+    l.add(p + "mlp.c_proj.bias", {C});
+  }
+  l.add("transformer.ln_f.weight", {C});
+  l.add("transformer.ln_f.bias", {C});
+  return l;
+}
+
+// Walks the layout in the order gpt_parameter_layout added the tensors.
+template <typename F>
+GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base) {
+  std::size_t i = 0;
+  auto next = [&] { return base + layout[i++].offset; };
+  GptTensors<F> t{};
+  t.wte = next();
+  t.wpe = next();
+  t.h.resize(n_layer);
+  for (auto& b : t.h) {
+    b.ln_1_w = next(), b.ln_1_b = next();
+    b.attn_w = next(), b.attn_b = next();
+    b.attn_proj_w = next(), b.attn_proj_b = next();
+    b.ln_2_w = next(), b.ln_2_b = next();
+    b.fc_w = next(), b.fc_b = next();
+    b.mlp_proj_w = next(), b.mlp_proj_b = next();
+  }
+  t.ln_f_w = next();
+  t.ln_f_b = next();
+  return t;
+}
+
+template GptTensors<float> gpt_tensors(const TensorLayout&, int, float*);
+template GptTensors<const float> gpt_tensors(const TensorLayout&, int, const float*);
+
+Model::Model(const ModelConfig& config)
+    : config_(config), layout_(gpt_parameter_layout(config)), params_(layout_.total()) {
+  config_.validate();
+  params_.zero();
+}
+
+GptTensors<const float> Model::tensors() const {
+  return gpt_tensors(layout_, config_.n_layer, params_.data());
+}
+
+std::span<const float> Model::tensor(std::string_view name) const {
+  const TensorSpec* s = layout_.find(name);
+  if (!s) throw std::out_of_range("no parameter named " + std::string(name));
+  return {params_.data() + s->offset, s->numel};
+}
+
+std::span<float> Model::tensor(std::string_view name) {
+  const TensorSpec* s = layout_.find(name);
+  if (!s) throw std::out_of_range("no parameter named " + std::string(name));
+  return {params_.data() + s->offset, s->numel};
+}
+
+void Model::init_gpt2(std::uint64_t seed) {
+  params_.zero();
+  Rng rng(seed);
+  const float residual_std = 0.02f / std::sqrt(2.0f * config_.n_layer);
+  for (const TensorSpec& s : layout_.tensors()) {
+    float* p = params_.data() + s.offset;
+    const bool is_ln = s.name.find(".ln_") != std::string::npos;
+    if (is_ln && s.name.ends_with(".weight")) {
+      for (std::size_t j = 0; j < s.numel; ++j) p[j] = 1.0f;
+    } else if (s.is_matrix()) {
+      const bool residual = s.name.ends_with("c_proj.weight");
+      const float std = residual ? residual_std : 0.02f;
+      for (std::size_t j = 0; j < s.numel; ++j) p[j] = std * rng.normal();
+    }  // biases stay 0
+  }
+}
+
+}  // namespace cllm

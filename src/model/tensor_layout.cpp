@@ -1,0 +1,35 @@
+#include "cllm/tensor_layout.h"
+
+#include <stdexcept>
+
+namespace cllm {
+
+const TensorSpec& TensorLayout::add(std::string name, std::vector<std::int64_t> shape) {
+  if (find(name)) throw std::logic_error("duplicate tensor name " + name);
+  std::size_t numel = 1;
+  for (auto d : shape) numel *= static_cast<std::size_t>(d);
+  TensorSpec spec{std::move(name), std::move(shape), total_, numel};
+  total_ += (numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  tensors_.push_back(std::move(spec));
+  return tensors_.back();
+}
+
+std::size_t TensorLayout::numel() const {
+  std::size_t n = 0;
+  for (const auto& t : tensors_) n += t.numel;
+  return n;
+}
+
+const TensorSpec* TensorLayout::find(std::string_view name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace cllm
