@@ -15,7 +15,9 @@
 
 namespace cllm::kernels {
 
-// Make every BLAS call run on its caller's thread. Call once before training.
+// Make every BLAS call run on its caller's thread. Call once before training;
+// it sets OpenMP's default team size to 1, so read OMP_NUM_THREADS first and
+// give every parallel region a num_threads clause.
 void use_single_threaded_blas();
 
 // out (N,C) = wte[tokens] (V,C) + wpe[t] (T,C)

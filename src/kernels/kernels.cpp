@@ -11,11 +11,13 @@
 namespace cllm::kernels {
 
 void use_single_threaded_blas() {
-  // In OpenBLAS's OpenMP build, openblas_set_num_threads also sets the OpenMP
-  // default team size; keep the user's default (OMP_NUM_THREADS) for ours.
-  int ours = omp_get_max_threads();
+  // OpenBLAS's OpenMP build sizes each call's team by omp_get_max_threads()
+  // unless omp_in_parallel(), which is false inside a team of one: with
+  // --threads 1 it would start its own threads. openblas_set_num_threads(1)
+  // sets that default to 1 (it calls omp_set_num_threads); our parallel
+  // regions all name their team size with num_threads().
   openblas_set_num_threads(1);
-  omp_set_num_threads(ours);
+  omp_set_num_threads(1);
 }
 
 // ---------------------------------------------------------------- encoder
@@ -208,7 +210,9 @@ constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 // few ulp of std::tanh, and unlike libm's tanhf the compiler vectorises it.
 inline float fast_tanh(float x) {
   constexpr float kClamp = 7.90531110763549805f;
-  x = std::clamp(x, -kClamp, kClamp);
+  // Branch-free clamp (std::clamp's references defeat vectorisation); NaN passes.
+  x = x < -kClamp ? -kClamp : x;
+  x = x > kClamp ? kClamp : x;
   const float x2 = x * x;
   float p = -2.76076847742355e-16f;
   p = p * x2 + 2.00018790482477e-13f;

@@ -77,25 +77,30 @@ bool AdamW::step(std::span<float> params, std::span<const float> grads, float gr
   float* V = v_.data();
 
   // First pass: would the update stay finite? Only then write anything.
-  bool finite = true;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(&& : finite)
+  // x - x is 0 for finite x and NaN otherwise, so one NaN-propagating sum
+  // tells, and unlike std::isfinite it vectorises.
+  float poison = 0.0f;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : poison)
   for (std::int64_t c = 0; c < n; ++c) {
     const Chunk& ch = chunks_[c];
     const float decay = ch.decay ? wd : 0.0f;
-    bool ok = true;
+    float chunk_poison = 0.0f;
+#pragma omp simd reduction(+ : chunk_poison)
     for (std::size_t i = ch.offset; i < ch.offset + ch.size; ++i) {
       const AdamWUpdate u =
           adamw_element(P[i], G[i] * grad_scale, M[i], V[i], lr, decay, b1, b2, bc1, sqrt_bc2, eps);
-      ok &= std::isfinite(u.p) & std::isfinite(u.m) & std::isfinite(u.v);
+      chunk_poison += (u.p - u.p) + (u.m - u.m) + (u.v - u.v);
     }
-    finite = finite && ok;
+    poison += chunk_poison;
   }
+  const bool finite = poison == 0.0f;
   if (!finite) return false;
 
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t c = 0; c < n; ++c) {
     const Chunk& ch = chunks_[c];
     const float decay = ch.decay ? wd : 0.0f;
+#pragma omp simd
     for (std::size_t i = ch.offset; i < ch.offset + ch.size; ++i) {
       const AdamWUpdate u =
           adamw_element(P[i], G[i] * grad_scale, M[i], V[i], lr, decay, b1, b2, bc1, sqrt_bc2, eps);
