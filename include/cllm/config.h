@@ -27,7 +27,7 @@ struct ModelConfig {
 ModelConfig preset_config(const std::string& name);
 
 struct OptimizerConfig {
-  float lr = 3e-4f;            // peak learning rate
+  float lr = 1e-3f;            // peak learning rate
   float min_lr_ratio = 0.1f;   // cosine decay ends at lr * min_lr_ratio
   int warmup_steps = 100;      // linear warm-up from lr / warmup
   float beta1 = 0.9f;

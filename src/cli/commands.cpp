@@ -90,7 +90,16 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
+// Until gradients are reduced across ranks, several ranks would train
+// unrelated replicas: refuse rather than mislead.
+void require_one_rank(const MpiEnvironment& mpi) {
+  if (mpi.size() > 1)
+    throw std::invalid_argument("this build trains on one MPI rank; started with " +
+                                std::to_string(mpi.size()));
+}
+
 int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
+  require_one_rank(mpi);
   TrainConfig& cfg = c.cfg;
   c.batch.apply(cfg);
   const ModelConfig shape = c.model.resolve(ByteTokenizer::kVocabSize);
@@ -184,6 +193,7 @@ int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
 }
 
 int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
+  require_one_rank(mpi);
   TrainConfig cfg;
   c.batch.apply(cfg);
   cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);

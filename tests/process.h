@@ -1,0 +1,133 @@
+// Helpers for end-to-end tests: run the cllm executable (CLLM_BINARY) with
+// stdout and stderr captured separately, in a fresh temporary folder.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace cllm::test {
+
+// A folder under the system's temporary directory, removed on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "cllm-test-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> lines;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+inline bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
+
+struct ProcessResult {
+  int exit_code = -1;  // 128 + signal when killed by a signal
+  std::string out, err;
+};
+
+// Runs CLLM_BINARY with args; stdout and stderr go to files in `scratch`.
+// The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
+// leaks by design) and Open MPI's permission to run as root.
+inline ProcessResult run_cllm(const std::vector<std::string>& args,
+                              const std::filesystem::path& scratch) {
+  static int counter = 0;
+  const std::string tag = std::to_string(counter++);
+  const std::string out_path = (scratch / ("stdout." + tag)).string();
+  const std::string err_path = (scratch / ("stderr." + tag)).string();
+
+  // Everything the child needs is built before fork: the parent may run threads.
+  std::vector<std::string> env_strings;
+  std::string asan = "detect_leaks=0";
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    if (kv.rfind("ASAN_OPTIONS=", 0) == 0) {
+      asan = kv.substr(13) + ":detect_leaks=0";  // later options win
+      continue;
+    }
+    if (kv.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) == 0) continue;
+    env_strings.push_back(kv);
+  }
+  env_strings.push_back("ASAN_OPTIONS=" + asan);
+  env_strings.push_back("OMPI_ALLOW_RUN_AS_ROOT=1");
+  env_strings.push_back("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  std::vector<std::string> argv_strings = {CLLM_BINARY};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    const int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = open("/dev/null", O_RDONLY);
+    if (o < 0 || e < 0 || in < 0) _exit(126);
+    if (dup2(o, STDOUT_FILENO) < 0 || dup2(e, STDERR_FILENO) < 0 || dup2(in, STDIN_FILENO) < 0)
+      _exit(126);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw std::runtime_error("waitpid failed");
+  }
+  ProcessResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+// For failure messages: the command line.
+inline std::string join(const std::vector<std::string>& args) {
+  std::string s = "cllm";
+  for (const auto& a : args) s += " " + a;
+  return s;
+}
+
+}  // namespace cllm::test

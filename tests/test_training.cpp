@@ -1,0 +1,331 @@
+// The Trainer: equivalence across thread counts, bitwise reproducibility,
+// non-finite steps, learning on real text, the learning-rate schedule and the
+// split of micro-batches over threads.
+//
+// Suites and their labels (tests/CMakeLists.txt):
+//   TrainingThreads.*  "threads" (also run under ThreadSanitizer: keep them tiny)
+//   TrainingSlow.*     "slow"    (learning on data/austen.txt)
+//   TrainingCli.*      "cli"     (through the cllm executable)
+//   TrainingSchedule.* unlabelled (single-threaded units)
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numbers>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cllm/config.h"
+#include "cllm/rng.h"
+#include "cllm/text_dataset.h"
+#include "cllm/trainer.h"
+#include "process.h"
+
+namespace cllm {
+namespace {
+
+// A structured synthetic corpus over 32 tokens: mostly a fixed successor
+// function with some noise, so there is something to learn.
+const TokenDataset& synthetic_data() {
+  static const TokenDataset data = [] {
+    TokenDataset d;
+    d.vocab_size = 32;
+    d.source = "synthetic";
+    Rng rng(99);
+    std::int32_t prev = 0;
+    std::vector<std::int32_t> all(24000);
+    for (auto& t : all) {
+      const std::uint64_t r = rng.next_u64();
+      prev = (r % 5 == 0) ? static_cast<std::int32_t>((r >> 8) % 32) : (prev * 5 + 3) % 32;
+      t = prev;
+    }
+    d.train.assign(all.begin(), all.begin() + 20000);
+    d.val.assign(all.begin() + 20000, all.end());
+    return d;
+  }();
+  return data;
+}
+
+TrainConfig tiny_config(int threads) {
+  TrainConfig c;
+  c.model.vocab_size = 32;
+  c.model.seq_len = 32;
+  c.model.n_layer = 2;
+  c.model.n_head = 2;
+  c.model.n_embd = 32;
+  c.micro_batch = 2;
+  c.global_batch = 8;
+  c.steps = 20;
+  c.threads = threads;
+  c.seed = 4321;
+  c.optim.lr = 3e-3f;
+  c.optim.warmup_steps = 5;
+  c.eval_batches = 2;
+  return c;
+}
+
+std::vector<double> loss_curve(const TrainConfig& cfg, const TokenDataset& data) {
+  Trainer trainer(cfg, data);
+  std::vector<double> losses;
+  for (int s = 0; s < cfg.steps; ++s) {
+    const StepResult r = trainer.train_step(s);
+    EXPECT_TRUE(r.applied) << "step " << s;
+    EXPECT_EQ(r.step, s);
+    losses.push_back(r.loss);
+  }
+  return losses;
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::abs(a[i] - b[i]) / std::abs(b[i]));
+  return worst;
+}
+
+bool all_finite(std::span<const float> v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+}
+
+bool same_bits(std::span<const float> a, std::span<const float> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+}
+
+// ---------------------------------------------------------------- threads
+
+TEST(TrainingThreads, LossCurveIndependentOfThreadCount) {
+  const auto& data = synthetic_data();
+  const auto one = loss_curve(tiny_config(1), data);
+  ASSERT_EQ(one.size(), 20u);
+  EXPECT_LT(one.back(), one.front() - 0.3) << "the tiny model does not learn";
+  for (int threads : {2, 4}) {
+    const auto many = loss_curve(tiny_config(threads), data);
+    const double d = max_rel_diff(many, one);
+    std::printf("%d threads vs 1: max relative loss difference %.3g\n", threads, d);
+    EXPECT_LE(d, 1e-5) << threads << " threads";
+    EXPECT_EQ(many.front(), one.front()) << "step 0 runs the same model on the same data";
+  }
+}
+
+TEST(TrainingThreads, ThreadsOwningUnequalShares) {
+  // 4 micro-batches over 3 threads: thread 0 owns two, the others one each.
+  const auto& data = synthetic_data();
+  TrainConfig c1 = tiny_config(1), c3 = tiny_config(3);
+  c1.steps = c3.steps = 10;
+  ASSERT_EQ(c3.micro_batches_per_step(), 4);
+  const auto one = loss_curve(c1, data), three = loss_curve(c3, data);
+  const double d = max_rel_diff(three, one);
+  std::printf("3 threads, 4 micro-batches vs 1 thread: max relative loss difference %.3g\n", d);
+  EXPECT_LE(d, 1e-5);
+  // More threads than micro-batches: the spare thread idles, the curve holds.
+  TrainConfig c6 = tiny_config(6);
+  c6.steps = 3;
+  c1.steps = 3;
+  EXPECT_LE(max_rel_diff(loss_curve(c6, data), loss_curve(c1, data)), 1e-5);
+}
+
+TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_config(2);
+  cfg.steps = 12;
+  Trainer a(cfg, data), b(cfg, data);
+  for (int s = 0; s < cfg.steps; ++s) {
+    const StepResult ra = a.train_step(s), rb = b.train_step(s);
+    ASSERT_EQ(ra.loss, rb.loss) << "step " << s;
+    ASSERT_EQ(ra.grad_norm, rb.grad_norm) << "step " << s;
+    ASSERT_EQ(ra.lr, rb.lr) << "step " << s;
+  }
+  EXPECT_TRUE(same_bits(a.model().params(), b.model().params()));
+  EXPECT_TRUE(same_bits(a.gradients(), b.gradients()));
+  EXPECT_TRUE(same_bits(a.optimizer().m(), b.optimizer().m()));
+  EXPECT_TRUE(same_bits(a.optimizer().v(), b.optimizer().v()));
+  EXPECT_EQ(a.optimizer().steps_taken(), cfg.steps);
+  EXPECT_EQ(b.optimizer().steps_taken(), cfg.steps);
+  EXPECT_EQ(a.evaluate(), b.evaluate());
+  // A different seed is a different run.
+  TrainConfig other = cfg;
+  other.seed = cfg.seed + 1;
+  Trainer c(other, data);
+  c.train_step(0);
+  EXPECT_FALSE(same_bits(a.model().params(), c.model().params()));
+}
+
+TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_config(2);
+  cfg.model.n_layer = 1;
+  cfg.optim.lr = 1e30f;
+  cfg.optim.warmup_steps = 0;
+  Trainer trainer(cfg, data);
+  const auto params = [&] { return trainer.model().params(); };
+  int skipped = 0, first_skipped = -1;
+  for (int s = 0; s < cfg.steps && skipped < 3; ++s) {
+    const std::vector<float> before(params().begin(), params().end());
+    const std::vector<float> m_before(trainer.optimizer().m().begin(),
+                                      trainer.optimizer().m().end());
+    const std::int64_t taken = trainer.optimizer().steps_taken();
+    const StepResult r = trainer.train_step(s);
+    ASSERT_TRUE(all_finite(params())) << "non-finite parameters after step " << s;
+    ASSERT_TRUE(all_finite(trainer.optimizer().m())) << "step " << s;
+    ASSERT_TRUE(all_finite(trainer.optimizer().v())) << "step " << s;
+    if (!r.applied) {
+      ++skipped;
+      if (first_skipped < 0) first_skipped = s;
+      EXPECT_TRUE(same_bits(params(), before)) << "skipped step " << s << " changed the model";
+      EXPECT_TRUE(same_bits(trainer.optimizer().m(), m_before)) << "step " << s;
+      EXPECT_EQ(trainer.optimizer().steps_taken(), taken) << "step " << s;
+    } else {
+      EXPECT_EQ(trainer.optimizer().steps_taken(), taken + 1);
+      EXPECT_TRUE(std::isfinite(r.loss) && std::isfinite(r.grad_norm)) << "step " << s;
+    }
+  }
+  std::printf("lr 1e30: first skipped step %d\n", first_skipped);
+  EXPECT_GE(first_skipped, 0) << "lr 1e30 never produced a non-finite step";
+  EXPECT_EQ(skipped, 3);
+}
+
+// ---------------------------------------------------------------- learning
+
+TEST(TrainingSlow, LearnsAustenBelowUnigramEntropy) {
+  const auto start = std::chrono::steady_clock::now();
+  const TokenDataset data =
+      load_text_dataset(std::string(CLLM_SOURCE_DIR) + "/data/austen.txt", 0.1, 64);
+  ASSERT_EQ(data.vocab_size, 256);
+  std::vector<double> count(256, 0.0);
+  for (auto t : data.train) count[t] += 1;
+  double unigram = 0;
+  for (double c : count)
+    if (c > 0) {
+      const double p = c / static_cast<double>(data.train.size());
+      unigram -= p * std::log(p);
+    }
+
+  TrainConfig cfg;
+  cfg.model.vocab_size = 256;
+  cfg.model.seq_len = 64;
+  cfg.model.n_layer = 2;
+  cfg.model.n_head = 2;
+  cfg.model.n_embd = 64;
+  cfg.micro_batch = 4;
+  cfg.global_batch = 8;
+  cfg.steps = 200;
+  cfg.threads = 2;
+  cfg.optim.lr = 3e-3f;
+  cfg.optim.warmup_steps = 10;
+  cfg.eval_batches = 8;
+  Trainer trainer(cfg, data);
+  const double initial = trainer.evaluate();
+  for (int s = 0; s < cfg.steps; ++s) ASSERT_TRUE(trainer.train_step(s).applied) << s;
+  const double val = trainer.evaluate();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("unigram entropy %.4f nats; validation loss %.4f at init, %.4f after %d steps "
+              "(%.1f s)\n",
+              unigram, initial, val, cfg.steps, secs);
+  EXPECT_NEAR(initial, std::log(256.0), 0.1) << "an untrained model should be near uniform";
+  EXPECT_LT(val, unigram - 0.3);
+}
+
+// ---------------------------------------------------------------- schedule
+
+TEST(TrainingSchedule, LearningRateWarmupAndCosine) {
+  OptimizerConfig o;
+  o.lr = 6e-4f;
+  o.min_lr_ratio = 0.1f;
+  o.warmup_steps = 10;
+  const int total = 100;
+  // Linear warm-up: step s gives lr * (s + 1) / warmup.
+  EXPECT_FLOAT_EQ(learning_rate(o, 0, total), o.lr / 10);
+  for (int s = 0; s < o.warmup_steps; ++s)
+    EXPECT_FLOAT_EQ(learning_rate(o, s, total), o.lr * (s + 1) / 10.0f) << s;
+  // Peak at the end of warm-up, and the cosine starts from the peak.
+  EXPECT_FLOAT_EQ(learning_rate(o, o.warmup_steps - 1, total), o.lr);
+  EXPECT_FLOAT_EQ(learning_rate(o, o.warmup_steps, total), o.lr);
+  for (int s = 0; s < total; ++s) EXPECT_LE(learning_rate(o, s, total), o.lr) << s;
+  // Cosine to lr * min_lr_ratio at the last step.
+  EXPECT_NEAR(learning_rate(o, total - 1, total), o.lr * o.min_lr_ratio, 1e-6 * o.lr);
+  const float min_lr = o.lr * o.min_lr_ratio;
+  for (int s = o.warmup_steps; s < total; ++s) {
+    const double progress = static_cast<double>(s - o.warmup_steps) / (total - o.warmup_steps - 1);
+    const double want = min_lr + (o.lr - min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
+    EXPECT_NEAR(learning_rate(o, s, total), want, 1e-6 * o.lr) << s;
+  }
+  // Monotone decreasing after warm-up.
+  for (int s = o.warmup_steps; s + 1 < total; ++s)
+    EXPECT_LT(learning_rate(o, s + 1, total), learning_rate(o, s, total)) << s;
+  // Without warm-up the first step already has the peak.
+  o.warmup_steps = 0;
+  EXPECT_FLOAT_EQ(learning_rate(o, 0, total), o.lr);
+  EXPECT_NEAR(learning_rate(o, total - 1, total), min_lr, 1e-6 * o.lr);
+}
+
+TEST(TrainingSchedule, StaticBlockCoversEveryMicroBatchOnce) {
+  for (int count = 0; count <= 9; ++count)
+    for (int n = 1; n <= 9; ++n) {
+      std::vector<int> owner(count, -1);
+      int next = 0;
+      for (int t = 0; t < n; ++t) {
+        const Range r = static_block(count, n, t);
+        ASSERT_EQ(r.begin, next) << "count " << count << ", " << n << " threads, thread " << t
+                                 << ": not contiguous";
+        ASSERT_LE(r.begin, r.end);
+        // Balanced: the first count % n threads get one more.
+        ASSERT_EQ(r.end - r.begin, count / n + (t < count % n ? 1 : 0))
+            << "count " << count << ", " << n << " threads, thread " << t;
+        for (int m = r.begin; m < r.end; ++m) {
+          ASSERT_LT(m, count);
+          ASSERT_EQ(owner[m], -1) << "micro-batch " << m << " owned twice";
+          owner[m] = t;
+        }
+        next = r.end;
+      }
+      ASSERT_EQ(next, count);
+      for (int m = 0; m < count; ++m) ASSERT_GE(owner[m], 0) << "micro-batch " << m;
+    }
+}
+
+// ---------------------------------------------------------------- cllm train
+
+TEST(TrainingCli, DivergingRunStopsWithExitCode3) {
+  test::TempDir tmp;
+  const std::string out = (tmp / "run").string();
+  const std::vector<std::string> args = {
+      "train", "--data", std::string(CLLM_SOURCE_DIR) + "/data/austen.txt", "--out", out,
+      "--preset", "small", "--layers", "1", "--embd", "32", "--heads", "2", "--seq-len", "16",
+      "--micro-batch", "2", "--global-batch", "4", "--lr", "1e30", "--warmup", "0",
+      "--steps", "50", "--max-bad-steps", "3", "--sample-tokens", "0", "--threads", "2",
+      "--log-every", "1"};
+  const test::ProcessResult r = test::run_cllm(args, tmp.path());
+  EXPECT_EQ(r.exit_code, 3) << test::join(args) << "\nstderr:\n" << r.err;
+  const auto lines = test::split_lines(r.err);
+  ASSERT_GE(lines.size(), 4u) << r.err;
+  const std::regex warning(R"(^cllm: warning: step (\d+): non-finite .*update skipped.*)");
+  std::vector<int> warned;
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) {
+    std::smatch m;
+    EXPECT_TRUE(std::regex_match(lines[i], m, warning)) << "unexpected line: " << lines[i];
+    if (!m.empty()) warned.push_back(std::stoi(m[1]));
+  }
+  ASSERT_EQ(warned.size(), 3u) << r.err;
+  EXPECT_EQ(warned[1], warned[0] + 1);
+  EXPECT_EQ(warned[2], warned[0] + 2);
+  EXPECT_TRUE(test::contains(lines.back(), "error")) << lines.back();
+  EXPECT_TRUE(test::contains(lines.back(), "stopping at step " + std::to_string(warned[2])))
+      << lines.back();
+
+  const std::string metrics = test::read_file(out + "/metrics.jsonl");
+  const auto records = test::split_lines(metrics);
+  // --log-every 1: one record per step before the one that stops the run, good or bad.
+  EXPECT_EQ(records.size(), static_cast<std::size_t>(warned[2] - 1)) << metrics;
+  EXPECT_FALSE(test::contains(metrics, "nan")) << metrics;
+  EXPECT_FALSE(test::contains(metrics, "inf")) << metrics;
+  EXPECT_TRUE(test::contains(metrics, "null")) << "bad steps should log null: " << metrics;
+}
+
+}  // namespace
+}  // namespace cllm
