@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""Side-by-side throughput of `cllm bench` and the PyTorch baseline
+(bench/pytorch_train.py) on this machine, in one run: small and medium
+presets, 1 and 2 threads, micro-batches of 8 sequences (cllm: one per
+thread; PyTorch: the same global batch in one step). Prints a table and
+writes the figures as JSON (--json-out).
+
+  /usr/bin/python3 bench/compare.py [--cllm build/release/cllm] [--steps 10]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def run_json(cmd, env):
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cllm", default=os.path.join(HERE, "..", "build", "release", "cllm"))
+    ap.add_argument("--presets", default="small,medium")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--json-out", default=None)
+    args = ap.parse_args()
+
+    env = dict(os.environ, OMP_PROC_BIND="close", OMP_PLACES="cores")
+    # PyTorch at its best here: OpenBLAS's OpenMP build (not the pthread build
+    # or the reference BLAS that Debian's alternatives may select).
+    torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
+    rows = []
+    for preset in args.presets.split(","):
+        for t in map(int, args.threads.split(",")):
+            env["OMP_NUM_THREADS"] = torch_env["OMP_NUM_THREADS"] = str(t)
+            c = run_json([args.cllm, "bench", "--preset", preset, "--threads", str(t),
+                          "--micro-batch", str(args.micro_batch), "--steps", str(args.steps),
+                          "--json"], env)
+            row = {"preset": preset, "threads": t, "cllm": c}
+            if not args.no_torch:
+                row["pytorch"] = run_json(
+                    [sys.executable, os.path.join(HERE, "pytorch_train.py"), "--preset", preset,
+                     "--threads", str(t), "--batch", str(args.micro_batch * t),
+                     "--steps", str(args.steps)], torch_env)
+            rows.append(row)
+            print(f"measured {preset} x{t}", file=sys.stderr)
+
+    base = {r["preset"]: r["cllm"]["tokens_per_s"] for r in rows if r["threads"] == 1}
+    print(f"{'preset':8} {'thr':>3} {'cllm tok/s':>11} {'GFLOP/s':>8} {'speed-up':>8} "
+          f"{'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
+    for r in rows:
+        c = r["cllm"]
+        tt = r.get("pytorch", {}).get("tokens_per_s")
+        r["speedup_vs_1_thread"] = c["tokens_per_s"] / base[r["preset"]] if r["preset"] in base else None
+        r["ratio_to_pytorch"] = c["tokens_per_s"] / tt if tt else None
+        print(f"{r['preset']:8} {r['threads']:>3} {c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
+              f"{r['speedup_vs_1_thread'] or 0:>8.2f} {c['thread_context_bytes'] / 2**20:>8.1f} "
+              f"{tt or 0:>11.0f} {r['ratio_to_pytorch'] or 0:>10.2f}")
+    if rows and "pytorch" in rows[0]:
+        print("PyTorch BLAS:", ", ".join(rows[0]["pytorch"]["blas"]))
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

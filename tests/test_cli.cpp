@@ -1,0 +1,250 @@
+// The cllm executable end to end: input errors, --help, a short training run
+// and its metrics.jsonl, --config files, and bench --json.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "process.h"
+
+namespace cllm {
+namespace {
+
+using test::contains;
+using test::ProcessResult;
+using test::split_lines;
+using Args = std::vector<std::string>;
+using Options = std::vector<std::pair<std::string, std::string>>;
+
+const std::string kAusten = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+
+// A tiny, fast `cllm train` command line; `overrides` replace or add options
+// (an empty value: a flag without a value).
+Args train_args(const std::string& out, const Options& overrides = {}) {
+  Options opts = {{"--data", kAusten},     {"--out", out},
+                  {"--preset", "small"},   {"--layers", "1"},
+                  {"--embd", "32"},        {"--heads", "2"},
+                  {"--seq-len", "16"},     {"--micro-batch", "2"},
+                  {"--global-batch", "4"}, {"--steps", "2"},
+                  {"--threads", "1"},      {"--sample-tokens", "0"}};
+  for (const auto& [key, value] : overrides) {
+    bool replaced = false;
+    for (auto& o : opts)
+      if (o.first == key) o.second = value, replaced = true;
+    if (!replaced) opts.emplace_back(key, value);
+  }
+  Args args = {"train"};
+  for (const auto& [key, value] : opts) {
+    args.push_back(key);
+    if (!value.empty()) args.push_back(value);
+  }
+  return args;
+}
+
+// The number after "key": in a one-line JSON object; nullopt when absent or not a number.
+std::optional<double> json_number(const std::string& obj, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto at = obj.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  const char* begin = obj.c_str() + at + needle.size();
+  char* end = nullptr;
+  const double v = std::strtod(begin, &end);
+  if (end == begin) return std::nullopt;
+  return v;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  ProcessResult run(const Args& args) { return test::run_cllm(args, tmp.path()); }
+  std::string out_dir(const std::string& name) const { return (tmp / name).string(); }
+  test::TempDir tmp;
+};
+
+// ---------------------------------------------------------------- errors
+
+struct BadInput {
+  Options options;
+  std::string names;  // what the one error line must mention
+  int exit_code;      // 2: invalid command line, 1: bad input or I/O error (cllm/cli.h)
+};
+
+TEST_F(CliTest, InvalidInputGivesOneErrorLineNamingTheCulprit) {
+  const std::vector<BadInput> cases = {
+      {{{"--heads", "3"}, {"--embd", "256"}}, "--heads", 2},
+      {{{"--global-batch", "10"}, {"--micro-batch", "4"}}, "--global-batch", 2},
+      {{{"--micro-batch", "0"}}, "--micro-batch", 2},
+      {{{"--steps", "-1"}}, "--steps", 2},
+      {{{"--layers", "0"}}, "--layers", 2},
+      {{{"--data", "/nonexistent/file.txt"}}, "/nonexistent/file.txt", 1},
+      {{{"--bogus", ""}}, "--bogus", 2},
+      {{{"--preset", "huge"}}, "--preset", 2},
+      {{{"--out", "/proc/forbidden"}}, "/proc/forbidden", 1},
+  };
+  for (const BadInput& c : cases) {
+    const Args args = train_args(out_dir("bad"), c.options);
+    const ProcessResult r = run(args);
+    SCOPED_TRACE(test::join(args));
+    EXPECT_EQ(r.exit_code, c.exit_code) << "stderr: " << r.err;
+    const auto lines = split_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << "stderr:\n" << r.err;
+    EXPECT_TRUE(contains(lines[0], c.names)) << lines[0];
+    EXPECT_EQ(lines[0].rfind("cllm: error: ", 0), 0u) << lines[0];
+    EXPECT_FALSE(contains(r.out, "step ")) << "it trained anyway:\n" << r.out;
+  }
+}
+
+TEST_F(CliTest, TrainHelpListsTheOptions) {
+  const ProcessResult r = run({"train", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* opt : {"--micro-batch", "--global-batch", "--config", "--threads", "--data",
+                          "--max-bad-steps"})
+    EXPECT_TRUE(contains(r.out, opt)) << opt << " missing from:\n" << r.out;
+}
+
+// ---------------------------------------------------------------- a run
+
+TEST_F(CliTest, ShortRunLogsAndWritesMetrics) {
+  const std::string out = out_dir("run");
+  const Args args = train_args(out, {{"--steps", "6"},
+                                     {"--log-every", "2"},
+                                     {"--eval-every", "3"},
+                                     {"--threads", "2"},
+                                     {"--sample-tokens", "40"}});
+  const ProcessResult r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << test::join(args) << "\nstderr:\n" << r.err;
+  EXPECT_EQ(r.err, "");
+
+  // Logged steps: every 2nd, every 3rd (with evaluation), and the last.
+  const std::vector<int> want_steps = {2, 3, 4, 6};
+  const std::vector<bool> want_val = {false, true, false, true};
+  std::vector<std::string> log_lines;
+  for (const auto& line : split_lines(r.out))
+    if (line.rfind("step ", 0) == 0) log_lines.push_back(line);
+  ASSERT_EQ(log_lines.size(), want_steps.size()) << r.out;
+  for (std::size_t i = 0; i < log_lines.size(); ++i) {
+    const std::string& l = log_lines[i];
+    EXPECT_TRUE(contains(l, "step " + std::to_string(want_steps[i]) + "/6")) << l;
+    for (const char* word : {"loss", "lr", "grad norm", "tok/s", "ms/step", "ETA"})
+      EXPECT_TRUE(contains(l, word)) << "'" << word << "' missing from: " << l;
+    EXPECT_EQ(contains(l, "val loss"), want_val[i]) << l;
+  }
+
+  const auto records = split_lines(test::read_file(out + "/metrics.jsonl"));
+  ASSERT_EQ(records.size(), want_steps.size());
+  double last_val = 0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const std::string& rec = records[i];
+    SCOPED_TRACE(rec);
+    EXPECT_EQ(rec.front(), '{');
+    EXPECT_EQ(rec.back(), '}');
+    EXPECT_EQ(json_number(rec, "step"), want_steps[i]);
+    const auto loss = json_number(rec, "loss");
+    ASSERT_TRUE(loss);
+    EXPECT_GT(*loss, 1.0);
+    EXPECT_LT(*loss, 7.0);  // near log(256) = 5.55 for an untrained model
+    for (const char* key : {"lr", "grad_norm", "tokens_per_s", "ms_per_step"}) {
+      const auto v = json_number(rec, key);
+      ASSERT_TRUE(v) << key;
+      EXPECT_GT(*v, 0.0) << key;
+      EXPECT_TRUE(std::isfinite(*v)) << key;
+    }
+    const auto val = json_number(rec, "val_loss");
+    EXPECT_EQ(val.has_value(), want_val[i]);
+    if (val) {
+      EXPECT_GT(*val, 1.0);
+      EXPECT_LT(*val, 7.0);
+      last_val = *val;
+    }
+  }
+
+  // The final validation loss (the last record's) and a sample.
+  const auto pos = r.out.find("final validation loss ");
+  ASSERT_NE(pos, std::string::npos) << r.out;
+  const double final_val = std::strtod(r.out.c_str() + pos + 22, nullptr);
+  EXPECT_NEAR(final_val, last_val, 1e-4);
+  const auto sample = r.out.find("sample");
+  ASSERT_NE(sample, std::string::npos) << r.out;
+  EXPECT_GT(sample, pos);
+  const auto sample_text = r.out.find('\n', sample);
+  ASSERT_NE(sample_text, std::string::npos);
+  EXPECT_GT(r.out.size(), sample_text + 1) << "the sample is empty";
+}
+
+// ---------------------------------------------------------------- --config
+
+// CLI11 2.1.2 matches a config key against the long option name without its
+// leading dashes, spelled exactly: `micro-batch = 2` works, `micro_batch = 2`
+// is silently ignored. So the file uses the dashed names.
+TEST_F(CliTest, ConfigFileEqualsTheSameOptionsOnTheCommandLine) {
+  const std::string out_cli = out_dir("cli"), out_cfg = out_dir("cfg");
+  const Options common = {{"--steps", "4"}, {"--log-every", "1"}, {"--threads", "2"}};
+  const ProcessResult direct = run(train_args(out_cli, common));
+  ASSERT_EQ(direct.exit_code, 0) << direct.err;
+
+  const std::string toml = (tmp / "run.toml").string();
+  {
+    std::ofstream f(toml);
+    f << "# cllm train options\n"
+      << "data = \"" << kAusten << "\"\n"
+      << "out = \"" << out_cfg << "\"\n"
+      << "preset = \"small\"\n"
+      << "layers = 1\nembd = 32\nheads = 2\nseq-len = 16\n"
+      << "micro-batch = 2\nglobal-batch = 4\n"
+      << "steps = 4\nlog-every = 1\nthreads = 2\nsample-tokens = 0\n";
+  }
+  const ProcessResult via_file = run({"train", "--config", toml});
+  ASSERT_EQ(via_file.exit_code, 0) << "cllm train --config " << toml << "\nstderr:\n"
+                                   << via_file.err;
+
+  const auto a = split_lines(test::read_file(out_cli + "/metrics.jsonl"));
+  const auto b = split_lines(test::read_file(out_cfg + "/metrics.jsonl"));
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), a.size()) << "the config file's steps/log-every were not applied";
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(json_number(b[i], "step"), json_number(a[i], "step"));
+    EXPECT_EQ(json_number(b[i], "loss"), json_number(a[i], "loss")) << a[i] << "\n" << b[i];
+    EXPECT_EQ(json_number(b[i], "val_loss"), json_number(a[i], "val_loss"));
+  }
+}
+
+TEST_F(CliTest, MissingConfigFileIsAnError) {
+  const std::string missing = "/nonexistent/cllm.toml";
+  const ProcessResult r = run(train_args(out_dir("run"), {{"--config", missing}}));
+  EXPECT_NE(r.exit_code, 0) << "a missing --config file was ignored";
+  const auto lines = split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(contains(lines[0], missing)) << lines[0];
+}
+
+// ---------------------------------------------------------------- bench
+
+TEST_F(CliTest, BenchJson) {
+  const Args args = {"bench",         "--preset", "small", "--layers", "1", "--steps", "2",
+                     "--warmup-steps", "1",       "--threads", "2",    "--json"};
+  const ProcessResult r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << test::join(args) << "\nstderr:\n" << r.err;
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << "expected one JSON object:\n" << r.out;
+  const std::string& obj = lines[0];
+  EXPECT_EQ(obj.front(), '{');
+  EXPECT_EQ(obj.back(), '}');
+  for (const char* key : {"tokens_per_s", "ms_per_step", "gflops", "params", "ranks", "threads",
+                          "thread_context_bytes"}) {
+    const auto v = json_number(obj, key);
+    ASSERT_TRUE(v) << key << " missing or not a number in " << obj;
+    EXPECT_GT(*v, 0.0) << key;
+  }
+  EXPECT_EQ(json_number(obj, "threads"), 2.0);
+  EXPECT_EQ(json_number(obj, "ranks"), 1.0);
+  EXPECT_EQ(json_number(obj, "layers"), 1.0);
+  // 1 layer of width 256 over 256 tokens, 128 positions: 12C^2 + 13C + (V + T + 2) C.
+  EXPECT_EQ(json_number(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
+}
+
+}  // namespace
+}  // namespace cllm
