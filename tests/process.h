@@ -64,7 +64,9 @@ struct ProcessResult {
   std::string out, err;
 };
 
-// Runs CLLM_BINARY with args; stdout and stderr go to files in `scratch`.
+// Runs CLLM_BINARY with args in the folder `scratch` (so relative default
+// paths such as data/austen.txt and runs/default resolve there); stdout and
+// stderr go to files in it.
 // The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
 // leaks by design) and Open MPI's permission to run as root.
 inline ProcessResult run_cllm(const std::vector<std::string>& args,
@@ -73,6 +75,7 @@ inline ProcessResult run_cllm(const std::vector<std::string>& args,
   const std::string tag = std::to_string(counter++);
   const std::string out_path = (scratch / ("stdout." + tag)).string();
   const std::string err_path = (scratch / ("stderr." + tag)).string();
+  const std::string cwd = scratch.string();
 
   // Everything the child needs is built before fork: the parent may run threads.
   std::vector<std::string> env_strings;
@@ -109,6 +112,7 @@ inline ProcessResult run_cllm(const std::vector<std::string>& args,
     if (o < 0 || e < 0 || in < 0) _exit(126);
     if (dup2(o, STDOUT_FILENO) < 0 || dup2(e, STDERR_FILENO) < 0 || dup2(in, STDIN_FILENO) < 0)
       _exit(126);
+    if (chdir(cwd.c_str()) != 0) _exit(126);
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -210,6 +211,28 @@ TEST_F(CliTest, ConfigFileEqualsTheSameOptionsOnTheCommandLine) {
     EXPECT_EQ(json_number(b[i], "loss"), json_number(a[i], "loss")) << a[i] << "\n" << b[i];
     EXPECT_EQ(json_number(b[i], "val_loss"), json_number(a[i], "val_loss"));
   }
+}
+
+TEST_F(CliTest, CommandLineOptionsWinOverTheConfigFile) {
+  const std::string out_file = out_dir("from-file"), out_cli = out_dir("from-cli");
+  const std::string toml = (tmp / "run.toml").string();
+  {
+    std::ofstream f(toml);
+    f << "data = \"" << kAusten << "\"\n"
+      << "out = \"" << out_file << "\"\n"
+      << "layers = 1\nembd = 32\nheads = 2\nseq-len = 16\n"
+      << "micro-batch = 2\nglobal-batch = 4\n"
+      << "steps = 4\nlog-every = 1\nthreads = 1\nsample-tokens = 0\n";
+  }
+  const ProcessResult r = run({"train", "--config", toml, "--steps", "2", "--out", out_cli});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out_file)) << "the file's --out won over the command line";
+  const auto records = split_lines(test::read_file(out_cli + "/metrics.jsonl"));
+  ASSERT_EQ(records.size(), 2u) << "--steps 2 on the command line should win over steps = 4";
+  EXPECT_EQ(json_number(records[1], "step"), 2.0);
+  // The file's other options applied too: the run found its data through the
+  // file's `data` (the default, data/austen.txt, does not exist in the
+  // temporary folder it runs in).
 }
 
 TEST_F(CliTest, MissingConfigFileIsAnError) {

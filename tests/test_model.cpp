@@ -173,7 +173,9 @@ TEST(ModelInit, Gpt2Statistics) {
   for (const TensorSpec& s : model.layout().tensors())
     std::fill_n(inside.begin() + static_cast<std::ptrdiff_t>(s.offset), s.numel, true);
   for (std::size_t i = 0; i < inside.size(); ++i)
-    if (!inside[i]) ASSERT_EQ(model.params()[i], 0.0f) << "padding element " << i;
+    if (!inside[i]) {
+      ASSERT_EQ(model.params()[i], 0.0f) << "padding element " << i;
+    }
 }
 
 TEST(ModelInit, DeterministicPerSeed) {
@@ -254,7 +256,9 @@ TEST(ModelGradient, MatchesFiniteDifferencesOfTheMeanLoss) {
   for (const TensorSpec& s : model.layout().tensors())
     std::fill_n(inside.begin() + static_cast<std::ptrdiff_t>(s.offset), s.numel, true);
   for (std::size_t i = 0; i < inside.size(); ++i)
-    if (!inside[i]) ASSERT_EQ(grads[i], 0.0f) << "padding element " << i;
+    if (!inside[i]) {
+      ASSERT_EQ(grads[i], 0.0f) << "padding element " << i;
+    }
 }
 
 TEST(ModelGradient, BackwardAccumulatesAndScalesWithDloss) {

@@ -189,6 +189,28 @@ TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {
   EXPECT_EQ(skipped, 3);
 }
 
+TEST(TrainingThreads, NonFiniteUpdateOfAFiniteGradientIsSkipped) {
+  // lr 1e38 is finite, but lr / (1 - beta1) is not: the very first update
+  // overflows although its loss and gradient are finite. AdamW must refuse it.
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_config(2);
+  cfg.model.n_layer = 1;
+  cfg.optim.lr = 1e38f;
+  cfg.optim.warmup_steps = 0;
+  cfg.steps = 2;
+  Trainer trainer(cfg, data);
+  const std::vector<float> before(trainer.model().params().begin(),
+                                  trainer.model().params().end());
+  const StepResult r = trainer.train_step(0);
+  EXPECT_TRUE(std::isfinite(r.loss));
+  EXPECT_TRUE(std::isfinite(r.grad_norm));
+  EXPECT_FALSE(r.applied);
+  EXPECT_TRUE(same_bits(trainer.model().params(), before));
+  EXPECT_EQ(trainer.optimizer().steps_taken(), 0);
+  for (float x : trainer.optimizer().m()) ASSERT_EQ(x, 0.0f);
+  for (float x : trainer.optimizer().v()) ASSERT_EQ(x, 0.0f);
+}
+
 // ---------------------------------------------------------------- learning
 
 TEST(TrainingSlow, LearnsAustenBelowUnigramEntropy) {
@@ -213,7 +235,7 @@ TEST(TrainingSlow, LearnsAustenBelowUnigramEntropy) {
   cfg.model.n_embd = 64;
   cfg.micro_batch = 4;
   cfg.global_batch = 8;
-  cfg.steps = 200;
+  cfg.steps = 300;
   cfg.threads = 2;
   cfg.optim.lr = 3e-3f;
   cfg.optim.warmup_steps = 10;

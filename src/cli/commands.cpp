@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -259,37 +260,60 @@ int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
   return kExitOk;
 }
 
-}  // namespace
-
-int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
-  CLI::App app{"cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)", "cllm"};
-  app.require_subcommand(1);
-  TrainCommand train;
-  CLI::App* train_app = app.add_subcommand("train", "Train a model on a text corpus");
-  train_app->set_config("--config", "", "Read options from a TOML file (same names, no dashes)");
-  add_train_options(*train_app, train);
-  BenchCommand bench;
-  CLI::App* bench_app = app.add_subcommand("bench", "Measure training throughput");
-  bench_app->set_config("--config", "", "Read options from a TOML file");
-  add_bench_options(*bench_app, bench);
-
+// Parses argv with app; on a parse error or help, returns the exit code.
+std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,
+                                 const MpiEnvironment& mpi) {
   try {
     app.parse(argc, argv);
+    return std::nullopt;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Error& e) {  // parse errors, and a missing --config file
     if (mpi.rank() == 0) std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return kExitUsage;
   }
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
+  constexpr const char* kAbout = "cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)";
+  constexpr const char* kConfigHelp =
+      "Read options from a TOML file: one 'name = value' per option, the long name "
+      "without its leading dashes (micro-batch = 8); command-line options win";
+  const std::string command = argc > 1 ? argv[1] : "";
   try {
-    if (*train_app) return run_train(train, mpi);
-    return run_bench(bench, mpi);
+    // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
+    // --config file only for the top-level app, not for a subcommand.
+    if (command == "train") {
+      CLI::App app{"Train a model on a text corpus", "cllm train"};
+      app.set_config("--config", "", kConfigHelp);
+      TrainCommand train;
+      add_train_options(app, train);
+      if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
+      return run_train(train, mpi);
+    }
+    if (command == "bench") {
+      CLI::App app{"Measure training throughput", "cllm bench"};
+      app.set_config("--config", "", kConfigHelp);
+      BenchCommand bench;
+      add_bench_options(app, bench);
+      if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
+      return run_bench(bench, mpi);
+    }
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return kExitUsage;
   }
+  // No or an unknown subcommand: the top-level app lists the subcommands.
+  CLI::App app{kAbout, "cllm"};
+  app.require_subcommand(1);
+  app.add_subcommand("train", "Train a model on a text corpus (cllm train --help)");
+  app.add_subcommand("bench", "Measure training throughput (cllm bench --help)");
+  if (auto code = parse_or_exit(app, argc, argv, mpi)) return *code;
+  return kExitUsage;  // not reached: parsing fails without a known subcommand
 }
 
 }  // namespace cllm
