@@ -280,6 +280,8 @@ std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,
 
 int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
   constexpr const char* kAbout = "cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)";
+  constexpr const char* kTrainAbout = "Train a model on a text corpus";
+  constexpr const char* kBenchAbout = "Measure training throughput";
   constexpr const char* kConfigHelp =
       "Read options from a TOML file: one 'name = value' per option, the long name "
       "without its leading dashes (micro-batch = 8); command-line options win";
@@ -287,21 +289,21 @@ int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
   try {
     // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
     // --config file only for the top-level app, not for a subcommand.
-    if (command == "train") {
-      CLI::App app{"Train a model on a text corpus", "cllm train"};
+    auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
+                              auto run) {
+      CLI::App app{about, "cllm " + command};
       app.set_config("--config", "", kConfigHelp);
-      TrainCommand train;
-      add_train_options(app, train);
+      add_options(app, command_options);
       if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
-      return run_train(train, mpi);
+      return run(command_options, mpi);
+    };
+    if (command == "train") {
+      TrainCommand train;
+      return run_subcommand(kTrainAbout, train, add_train_options, run_train);
     }
     if (command == "bench") {
-      CLI::App app{"Measure training throughput", "cllm bench"};
-      app.set_config("--config", "", kConfigHelp);
       BenchCommand bench;
-      add_bench_options(app, bench);
-      if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
-      return run_bench(bench, mpi);
+      return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
     }
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
@@ -310,8 +312,8 @@ int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
   // No or an unknown subcommand: the top-level app lists the subcommands.
   CLI::App app{kAbout, "cllm"};
   app.require_subcommand(1);
-  app.add_subcommand("train", "Train a model on a text corpus (cllm train --help)");
-  app.add_subcommand("bench", "Measure training throughput (cllm bench --help)");
+  app.add_subcommand("train", std::string(kTrainAbout) + " (cllm train --help)");
+  app.add_subcommand("bench", std::string(kBenchAbout) + " (cllm bench --help)");
   if (auto code = parse_or_exit(app, argc, argv, mpi)) return *code;
   return kExitUsage;  // not reached: parsing fails without a known subcommand
 }
