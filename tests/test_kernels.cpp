@@ -297,6 +297,65 @@ TEST_F(KernelTest, AttentionGradientIsCausal) {
       }
 }
 
+// Sequences longer than one block of query rows (the kernels work in blocks
+// of 64 rows): forward and backward against a naive double implementation.
+TEST_F(KernelTest, AttentionAcrossRowBlocksMatchesNaiveDouble) {
+  constexpr int LB = 1, LT = 150, LC = 16, LNH = 2, hs = LC / LNH;
+  const Vec qkv = random_vec(static_cast<std::size_t>(LT) * 3 * LC, rng);
+  const Vec dout = random_vec(static_cast<std::size_t>(LT) * LC, rng);
+  Vec out(dout.size()), att(static_cast<std::size_t>(LNH) * LT * LT), scratch(LT * LT);
+  Vec dqkv(qkv.size(), 0.0f);
+  k::attention_forward(out.data(), att.data(), qkv.data(), LB, LT, LC, LNH);
+  k::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), LB, LT,
+                        LC, LNH);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
+  std::vector<double> ref_out(out.size(), 0.0), ref_dqkv(qkv.size(), 0.0);
+  auto x = [&](int t, int part, int h, int c) {
+    return static_cast<double>(qkv[t * 3 * LC + part * LC + h * hs + c]);
+  };
+  for (int h = 0; h < LNH; ++h) {
+    std::vector<std::vector<double>> p(LT, std::vector<double>(LT, 0.0)), dp = p;
+    for (int t = 0; t < LT; ++t) {
+      double maxv = -1e300, sum = 0;
+      for (int t2 = 0; t2 <= t; ++t2) {
+        for (int c = 0; c < hs; ++c) p[t][t2] += x(t, 0, h, c) * x(t2, 1, h, c) * scale;
+        maxv = std::max(maxv, p[t][t2]);
+      }
+      for (int t2 = 0; t2 <= t; ++t2) sum += p[t][t2] = std::exp(p[t][t2] - maxv);
+      for (int t2 = 0; t2 <= t; ++t2) p[t][t2] /= sum;
+      for (int c = 0; c < hs; ++c)
+        for (int t2 = 0; t2 <= t; ++t2) ref_out[t * LC + h * hs + c] += p[t][t2] * x(t2, 2, h, c);
+      // Backward of out = p @ v and of the softmax.
+      double dot = 0;
+      for (int t2 = 0; t2 <= t; ++t2) {
+        for (int c = 0; c < hs; ++c) {
+          const double dy = dout[t * LC + h * hs + c];
+          dp[t][t2] += dy * x(t2, 2, h, c);
+          ref_dqkv[t2 * 3 * LC + 2 * LC + h * hs + c] += p[t][t2] * dy;
+        }
+        dot += p[t][t2] * dp[t][t2];
+      }
+      for (int t2 = 0; t2 <= t; ++t2) {
+        const double ds = p[t][t2] * (dp[t][t2] - dot) * scale;
+        for (int c = 0; c < hs; ++c) {
+          ref_dqkv[t * 3 * LC + h * hs + c] += ds * x(t2, 1, h, c);
+          ref_dqkv[t2 * 3 * LC + LC + h * hs + c] += ds * x(t, 0, h, c);
+        }
+      }
+    }
+  }
+  auto worst = [](const Vec& got, const std::vector<double>& want) {
+    double w = 0, m = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      w = std::max(w, std::abs(got[i] - want[i]));
+      m = std::max(m, std::abs(want[i]));
+    }
+    return w / m;
+  };
+  EXPECT_LT(worst(out, ref_out), 1e-5);
+  EXPECT_LT(worst(dqkv, ref_dqkv), 1e-4);
+}
+
 // ---------------------------------------------------------------- gelu
 
 TEST_F(KernelTest, GeluForwardMatchesTanhFormula) {

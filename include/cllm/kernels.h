@@ -42,7 +42,9 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // Causal multi-head self-attention.
 // qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,NH,T,T) keeps the softmax
-// probabilities for the backward pass (zero above the diagonal).
+// probabilities for the backward pass. Above the diagonal it is written with
+// zeros only near it (inside each block of query rows) and otherwise left
+// as it was: zero it once when it is allocated.
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
 // scratch: T*T floats.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,

@@ -128,6 +128,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // ---------------------------------------------------------------- attention
 
+// Causality in blocks of query rows: rows [r0, r1) attend to keys [0, r1)
+// only, so the products skip most of the zero upper triangle (62% of the
+// square's work at T = 256) while each stays a reasonably large GEMM.
+constexpr int kAttnRowBlock = 64;
+
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const int C3 = 3 * C;
@@ -139,25 +144,29 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
       const float* v = q + 2 * C;
       float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
       float* o = out + static_cast<std::size_t>(b) * T * C + h * hs;
-      // Scores for every (t, t2); the causal mask then zeroes t2 > t.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f,
-                  a, T);
-      for (int t = 0; t < T; ++t) {
-        float* row = a + static_cast<std::size_t>(t) * T;
-        float maxv = row[0];
-        for (int j = 1; j <= t; ++j) maxv = std::max(maxv, row[j]);
-        float sum = 0.0f;
-        for (int j = 0; j <= t; ++j) {
-          row[j] = std::exp(row[j] - maxv);
-          sum += row[j];
+      for (int r0 = 0; r0 < T; r0 += kAttnRowBlock) {
+        const int r1 = std::min(T, r0 + kAttnRowBlock), rows = r1 - r0;
+        float* ab = a + static_cast<std::size_t>(r0) * T;
+        // scores (rows, r1) = q[r0:r1] @ k[0:r1]^T * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, scale,
+                    q + static_cast<std::size_t>(r0) * C3, C3, k, C3, 0.0f, ab, T);
+        for (int t = r0; t < r1; ++t) {
+          float* row = a + static_cast<std::size_t>(t) * T;
+          float maxv = row[0];
+          for (int j = 1; j <= t; ++j) maxv = std::max(maxv, row[j]);
+          float sum = 0.0f;
+          for (int j = 0; j <= t; ++j) {
+            row[j] = std::exp(row[j] - maxv);
+            sum += row[j];
+          }
+          const float inv = 1.0f / sum;
+          for (int j = 0; j <= t; ++j) row[j] *= inv;
+          for (int j = t + 1; j < r1; ++j) row[j] = 0.0f;  // the mask, inside the block
         }
-        const float inv = 1.0f / sum;
-        for (int j = 0; j <= t; ++j) row[j] *= inv;
-        for (int j = t + 1; j < T; ++j) row[j] = 0.0f;
+        // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, ab, T, v, C3,
+                    0.0f, o + static_cast<std::size_t>(r0) * C, C);
       }
-      // out (T,hs) = att (T,T) @ v (T,hs)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
-                  o, C);
     }
 }
 
@@ -177,26 +186,31 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
       float* dv = dq + 2 * C;
       const float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
       const float* dy = dout + static_cast<std::size_t>(b) * T * C + h * hs;
-      float* da = scratch;
-      // datt (T,T) = dout (T,hs) @ v^T;  dv (T,hs) += att^T @ dout
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
-                  da, T);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv,
-                  C3);
-      // Softmax backward, in place: dscore = att * (datt - sum(att * datt)) * scale.
-      for (int t = 0; t < T; ++t) {
-        const float* arow = a + static_cast<std::size_t>(t) * T;
-        float* drow = da + static_cast<std::size_t>(t) * T;
-        float dot = 0.0f;
-        for (int j = 0; j <= t; ++j) dot += arow[j] * drow[j];
-        for (int j = 0; j <= t; ++j) drow[j] = arow[j] * (drow[j] - dot) * scale;
-        for (int j = t + 1; j < T; ++j) drow[j] = 0.0f;
+      for (int r0 = 0; r0 < T; r0 += kAttnRowBlock) {
+        const int r1 = std::min(T, r0 + kAttnRowBlock), rows = r1 - r0;
+        const float* ab = a + static_cast<std::size_t>(r0) * T;
+        const float* dyb = dy + static_cast<std::size_t>(r0) * C;
+        float* da = scratch;  // (rows, r1), leading dimension T
+        // datt = dout[r0:r1] @ v[0:r1]^T;  dv[0:r1] += att[r0:r1, 0:r1]^T @ dout[r0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, dyb, C, v, C3,
+                    0.0f, da, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, ab, T, dyb, C,
+                    1.0f, dv, C3);
+        // Softmax backward, in place: dscore = att * (datt - sum(att * datt)) * scale.
+        for (int t = r0; t < r1; ++t) {
+          const float* arow = a + static_cast<std::size_t>(t) * T;
+          float* drow = da + static_cast<std::size_t>(t - r0) * T;
+          float dot = 0.0f;
+          for (int j = 0; j <= t; ++j) dot += arow[j] * drow[j];
+          for (int j = 0; j <= t; ++j) drow[j] = arow[j] * (drow[j] - dot) * scale;
+          for (int j = t + 1; j < r1; ++j) drow[j] = 0.0f;
+        }
+        // dq[r0:r1] += dscore @ k[0:r1];  dk[0:r1] += dscore^T @ q[r0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, da, T, k, C3,
+                    1.0f, dq + static_cast<std::size_t>(r0) * C3, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, da, T,
+                    q + static_cast<std::size_t>(r0) * C3, C3, 1.0f, dk, C3);
       }
-      // dq (T,hs) += dscore @ k;  dk (T,hs) += dscore^T @ q
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, da, T, k, C3, 1.0f,
-                  dq, C3);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, da, T, q, C3, 1.0f, dk,
-                  C3);
     }
 }
 
