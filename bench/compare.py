@@ -2,8 +2,9 @@
 """Side-by-side throughput of `cllm bench` and the PyTorch baseline
 (bench/pytorch_train.py) on this machine, in one run: small and medium
 presets, 1 and 2 threads, micro-batches of 8 sequences (cllm: one per
-thread; PyTorch: the same global batch in one step). Prints a table and
-writes the figures as JSON (--json-out).
+thread; PyTorch: the same global batch in one step), --repeats interleaved
+rounds with the median of each case. Prints a table and writes the figures
+as JSON (--json-out).
 
   /usr/bin/python3 bench/compare.py [--cllm build/release/cllm] [--steps 10]
 """
@@ -29,6 +30,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds over all cases; each figure is the median of its rounds")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
@@ -37,21 +40,38 @@ def main():
     # PyTorch at its best here: OpenBLAS's OpenMP build (not the pthread build
     # or the reference BLAS that Debian's alternatives may select).
     torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
-    rows = []
-    for preset in args.presets.split(","):
-        for t in map(int, args.threads.split(",")):
+    # Rounds interleave the cases, so a noisy minute on a shared machine
+    # lands on every case instead of on one; each figure is a median.
+    cases = [(p, int(t)) for p in args.presets.split(",") for t in args.threads.split(",")]
+    runs = {case: {"cllm": [], "pytorch": []} for case in cases}
+    for round_ in range(args.repeats):
+        for preset, t in cases:
             env["OMP_NUM_THREADS"] = torch_env["OMP_NUM_THREADS"] = str(t)
-            c = run_json([args.cllm, "bench", "--preset", preset, "--threads", str(t),
-                          "--micro-batch", str(args.micro_batch), "--steps", str(args.steps),
-                          "--json"], env)
-            row = {"preset": preset, "threads": t, "cllm": c}
+            runs[(preset, t)]["cllm"].append(run_json(
+                [args.cllm, "bench", "--preset", preset, "--threads", str(t),
+                 "--micro-batch", str(args.micro_batch), "--steps", str(args.steps), "--json"],
+                env))
             if not args.no_torch:
-                row["pytorch"] = run_json(
+                runs[(preset, t)]["pytorch"].append(run_json(
                     [sys.executable, os.path.join(HERE, "pytorch_train.py"), "--preset", preset,
                      "--threads", str(t), "--batch", str(args.micro_batch * t),
-                     "--steps", str(args.steps)], torch_env)
-            rows.append(row)
-            print(f"measured {preset} x{t}", file=sys.stderr)
+                     "--steps", str(args.steps)], torch_env))
+            print(f"round {round_ + 1}: measured {preset} x{t}", file=sys.stderr)
+
+    def median_run(results):
+        if not results:
+            return None
+        ordered = sorted(results, key=lambda r: r["tokens_per_s"])
+        chosen = dict(ordered[len(ordered) // 2])
+        chosen["all_tokens_per_s"] = [r["tokens_per_s"] for r in results]
+        return chosen
+
+    rows = []
+    for preset, t in cases:
+        row = {"preset": preset, "threads": t, "cllm": median_run(runs[(preset, t)]["cllm"])}
+        if not args.no_torch:
+            row["pytorch"] = median_run(runs[(preset, t)]["pytorch"])
+        rows.append(row)
 
     base = {r["preset"]: r["cllm"]["tokens_per_s"] for r in rows if r["threads"] == 1}
     print(f"{'preset':8} {'thr':>3} {'cllm tok/s':>11} {'GFLOP/s':>8} {'speed-up':>8} "

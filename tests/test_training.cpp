@@ -29,6 +29,9 @@
 namespace cllm {
 namespace {
 
+// These tests train on one process, without MPI.
+const Comm kOneProcess;
+
 // A structured synthetic corpus over 32 tokens: mostly a fixed successor
 // function with some noise, so there is something to learn.
 const TokenDataset& synthetic_data() {
@@ -70,7 +73,7 @@ TrainConfig tiny_config(int threads) {
 }
 
 std::vector<double> loss_curve(const TrainConfig& cfg, const TokenDataset& data) {
-  Trainer trainer(cfg, data);
+  Trainer trainer(cfg, data, kOneProcess);
   std::vector<double> losses;
   for (int s = 0; s < cfg.steps; ++s) {
     const StepResult r = trainer.train_step(s);
@@ -133,7 +136,7 @@ TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
   const auto& data = synthetic_data();
   TrainConfig cfg = tiny_config(2);
   cfg.steps = 12;
-  Trainer a(cfg, data), b(cfg, data);
+  Trainer a(cfg, data, kOneProcess), b(cfg, data, kOneProcess);
   for (int s = 0; s < cfg.steps; ++s) {
     const StepResult ra = a.train_step(s), rb = b.train_step(s);
     ASSERT_EQ(ra.loss, rb.loss) << "step " << s;
@@ -150,7 +153,7 @@ TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
   // A different seed is a different run.
   TrainConfig other = cfg;
   other.seed = cfg.seed + 1;
-  Trainer c(other, data);
+  Trainer c(other, data, kOneProcess);
   c.train_step(0);
   EXPECT_FALSE(same_bits(a.model().params(), c.model().params()));
 }
@@ -161,7 +164,7 @@ TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {
   cfg.model.n_layer = 1;
   cfg.optim.lr = 1e30f;
   cfg.optim.warmup_steps = 0;
-  Trainer trainer(cfg, data);
+  Trainer trainer(cfg, data, kOneProcess);
   const auto params = [&] { return trainer.model().params(); };
   int skipped = 0, first_skipped = -1;
   for (int s = 0; s < cfg.steps && skipped < 3; ++s) {
@@ -198,7 +201,7 @@ TEST(TrainingThreads, NonFiniteUpdateOfAFiniteGradientIsSkipped) {
   cfg.optim.lr = 1e38f;
   cfg.optim.warmup_steps = 0;
   cfg.steps = 2;
-  Trainer trainer(cfg, data);
+  Trainer trainer(cfg, data, kOneProcess);
   const std::vector<float> before(trainer.model().params().begin(),
                                   trainer.model().params().end());
   const StepResult r = trainer.train_step(0);
@@ -240,7 +243,7 @@ TEST(TrainingSlow, LearnsAustenBelowUnigramEntropy) {
   cfg.optim.lr = 3e-3f;
   cfg.optim.warmup_steps = 10;
   cfg.eval_batches = 8;
-  Trainer trainer(cfg, data);
+  Trainer trainer(cfg, data, kOneProcess);
   const double initial = trainer.evaluate();
   for (int s = 0; s < cfg.steps; ++s) ASSERT_TRUE(trainer.train_step(s).applied) << s;
   const double val = trainer.evaluate();

@@ -50,6 +50,8 @@ struct TrainConfig {
   int eval_batches = 8;    // micro-batches of validation windows per evaluation
   int max_bad_steps = 5;   // consecutive non-finite steps before giving up
   int sample_tokens = 200; // text sampled at the end (0: none)
+  double bucket_mb = 4.0;  // gradient allreduce bucket size, MiB
+  int check_every = 100;   // steps between cross-rank parameter checksums (0: end only)
 
   int micro_batches_per_step() const { return global_batch / micro_batch; }
   std::int64_t tokens_per_step() const {

@@ -1,8 +1,11 @@
-// Trainer: one rank's data-parallel training. Each OpenMP thread owns a
-// ThreadContext and runs forward and backward on its micro-batches over the
-// shared model, which it sees only as const. Between barriers the main
-// sequence sums the thread gradients in a fixed order (parallel over
-// parameter slices), clips, and applies one AdamW step to the one model.
+// Trainer: one rank's part of data-parallel training. The global batch's
+// micro-batches are split over ranks, then over OpenMP threads. Each thread
+// owns a ThreadContext and runs forward and backward on its micro-batches over
+// the shared model, which it sees only as const. Between barriers the thread
+// gradients are summed in a fixed order (parallel over parameter slices),
+// bucket by bucket; the main thread sums each finished bucket across ranks
+// with MPI_Iallreduce while the threads reduce the next. Then every rank
+// clips and applies the same AdamW step to its replica.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +14,7 @@
 #include <vector>
 
 #include "cllm/aligned_buffer.h"
+#include "cllm/comm.h"
 #include "cllm/config.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
@@ -26,19 +30,31 @@ struct StepResult {
   double grad_norm = 0;     // before clipping
   bool applied = false;     // false: non-finite loss or norm, update skipped
   // Seconds spent in each phase of the step.
-  double t_forward_backward = 0, t_reduce = 0, t_optimizer = 0, t_total = 0;
+  double t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0, t_total = 0;
 };
+
+// A run of consecutive chunks whose gradient is summed across ranks at once.
+struct Bucket {
+  std::size_t first_chunk, end_chunk;  // [first, end) in the optimizer's chunks
+  std::size_t offset, size;            // elements of the flat buffer they span
+};
+std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t max_floats);
 
 class Trainer {
  public:
-  // The model is initialised from config.seed; the dataset must outlive us.
-  Trainer(const TrainConfig& config, const TokenDataset& data);
+  // The model is initialised from config.seed; the dataset and comm must
+  // outlive us. Throws std::invalid_argument when the global batch does not
+  // split into whole micro-batches per rank.
+  Trainer(const TrainConfig& config, const TokenDataset& data, const Comm& comm);
 
   // Runs optimizer step `step` (0-based); the data it sees depends only on
   // (seed, step, micro-batch index).
   StepResult train_step(int step);
-  // Mean loss over the fixed validation windows.
+  // Mean loss over the fixed validation windows (all ranks share the work).
   double evaluate();
+  // Throws std::runtime_error naming the step and the ranks when the
+  // replicas' parameters are not bitwise identical. Collective.
+  void check_replicas(int step) const;
 
   const Model& model() const { return model_; }
   Model& mutable_model() { return model_; }
@@ -50,13 +66,21 @@ class Trainer {
   std::span<const float> gradients() const { return grads_.span(); }
 
  private:
+  // Sums grads_ in-rank then across ranks, bucket by bucket; returns the
+  // seconds the main thread spent in MPI.
+  double reduce_gradients();
+
   TrainConfig cfg_;
   const TokenDataset& data_;
+  const Comm& comm_;
+  int micro_per_rank_;    // micro-batches this rank runs per step
+  int first_micro_;       // global index of the first
   Model model_;
   AdamW optimizer_;
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
-  std::vector<double> micro_losses_;                      // per micro-batch, for a fixed sum order
+  std::vector<Bucket> buckets_;
+  std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
 };
 
 // The micro-batches [begin, end) that thread t of n owns, out of count:

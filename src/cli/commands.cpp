@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "cllm/cli.h"
+#include "cllm/comm.h"
 #include "cllm/generate.h"
 #include "cllm/metrics.h"
 #include "cllm/rng.h"
@@ -37,11 +39,22 @@ struct TrainCommand {
 struct BenchCommand {
   ModelOptions model;
   BatchOptions batch;
+  TrainConfig cfg;  // only its --bucket-mb and --check-every
   int steps = 10;
   int warmup = 2;
   bool json = false;
   std::uint64_t seed = 1337;
 };
+
+void add_dist_options(CLI::App& app, TrainConfig& t) {
+  app.add_option("--bucket-mb", t.bucket_mb,
+                 "Gradient allreduce bucket (MiB); one bucket's allreduce overlaps the "
+                 "in-rank reduction of the next")
+      ->capture_default_str();
+  app.add_option("--check-every", t.check_every,
+                 "Steps between cross-rank parameter checksums (0: at the end only)")
+      ->capture_default_str();
+}
 
 void add_train_options(CLI::App& app, TrainCommand& c) {
   c.model.add(app);
@@ -73,6 +86,7 @@ void add_train_options(CLI::App& app, TrainCommand& c) {
       ->capture_default_str();
   app.add_option("--sample-tokens", t.sample_tokens, "Text sampled at the end (0: none)")
       ->capture_default_str();
+  add_dist_options(app, t);
 }
 
 void add_bench_options(CLI::App& app, BenchCommand& c) {
@@ -83,6 +97,7 @@ void add_bench_options(CLI::App& app, BenchCommand& c) {
   app.add_option("--warmup-steps", c.warmup, "Untimed steps first")->capture_default_str();
   app.add_flag("--json", c.json, "Print one JSON object instead of a table");
   app.add_option("--seed", c.seed, "Seed")->capture_default_str();
+  add_dist_options(app, c.cfg);
 }
 
 double peak_rss_bytes() {
@@ -91,42 +106,68 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
-// Until gradients are reduced across ranks, several ranks would train
-// unrelated replicas: refuse rather than mislead.
-void require_one_rank(const MpiEnvironment& mpi) {
-  if (mpi.size() > 1)
-    throw std::invalid_argument("this build trains on one MPI rank; started with " +
-                                std::to_string(mpi.size()));
+// Runs setup, which may fail on some ranks only (a file one rank cannot
+// read, memory one rank cannot get), then agrees: if any rank failed, every
+// rank returns the exit code and the lowest failing rank prints its reason
+// once. No rank is left waiting in a collective.
+std::optional<int> agree_on_setup(const Comm& comm, auto&& setup) {
+  std::string failure;
+  int code = kExitError;
+  try {
+    setup();
+  } catch (const std::invalid_argument& e) {
+    failure = e.what();
+    code = kExitUsage;
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  const std::vector<std::uint64_t> failed = comm.all_gather(failure.empty() ? 0 : 1);
+  const auto first = std::find(failed.begin(), failed.end(), 1u);
+  if (first == failed.end()) return std::nullopt;
+  if (first - failed.begin() == comm.rank()) {
+    if (comm.size() > 1)
+      std::fprintf(stderr, "cllm: error: rank %d: %s\n", comm.rank(), failure.c_str());
+    else
+      std::fprintf(stderr, "cllm: error: %s\n", failure.c_str());
+  }
+  return code;
 }
 
-int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
-  require_one_rank(mpi);
+int run_train(TrainCommand& c, const Comm& comm) {
   TrainConfig& cfg = c.cfg;
-  c.batch.apply(cfg);
+  c.batch.apply(cfg, comm.size());
   const ModelConfig shape = c.model.resolve(ByteTokenizer::kVocabSize);
   cfg.model = shape;
   cfg.validate();  // options first, so a bad option is named before the data is read
-  const TokenDataset data = load_text_dataset(c.data, c.val_fraction, shape.seq_len);
-  cfg.model.vocab_size = data.vocab_size;
+  const bool root = comm.is_root();
 
-  std::error_code ec;
-  fs::create_directories(c.out, ec);
-  if (ec) throw std::runtime_error(c.out + ": cannot create output folder: " + ec.message());
-  MetricsFile metrics(fs::path(c.out) / "metrics.jsonl");
+  TokenDataset data;
+  std::optional<MetricsFile> metrics;  // rank 0 only
+  std::unique_ptr<Trainer> trainer;
+  if (auto code = agree_on_setup(comm, [&] {
+        data = load_text_dataset(c.data, c.val_fraction, shape.seq_len);
+        cfg.model.vocab_size = data.vocab_size;
+        if (root) {
+          std::error_code ec;
+          fs::create_directories(c.out, ec);
+          if (ec) throw std::runtime_error(c.out + ": cannot create output folder: " + ec.message());
+          metrics.emplace(fs::path(c.out) / "metrics.jsonl");
+        }
+        trainer = std::make_unique<Trainer>(cfg, data, comm);
+      }))
+    return *code;
 
-  Trainer trainer(cfg, data);
-  const bool root = mpi.rank() == 0;
   const ModelConfig& m = cfg.model;
   if (root) {
     std::printf("cllm train: %s (%zu train / %zu val tokens), out %s\n", data.source.c_str(),
                 data.train.size(), data.val.size(), c.out.c_str());
     std::printf("model: %d layers, %d heads, %d wide, seq %d, vocab %d: %zu parameters\n",
                 m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
-                trainer.model().layout().numel());
-    std::printf("batch: %d sequences/step = %d micro-batches of %d over %d threads; "
-                "%.1f MiB per thread context\n",
-                cfg.global_batch, cfg.micro_batches_per_step(), cfg.micro_batch, cfg.threads,
-                trainer.thread_context_bytes() / 1048576.0);
+                trainer->model().layout().numel());
+    std::printf("batch: %d sequences/step = %d micro-batches of %d over %d rank(s) x %d "
+                "thread(s); %.1f MiB per thread context\n",
+                cfg.global_batch, cfg.micro_batches_per_step(), cfg.micro_batch, comm.size(),
+                cfg.threads, trainer->thread_context_bytes() / 1048576.0);
     std::fflush(stdout);
   }
 
@@ -134,20 +175,22 @@ int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
   double interval_s = 0, total_s = 0;
   int interval_steps = 0;
   for (int step = 0; step < cfg.steps; ++step) {
-    const StepResult r = trainer.train_step(step);
+    const StepResult r = trainer->train_step(step);
     interval_s += r.t_total;
     total_s += r.t_total;
     ++interval_steps;
-    if (!r.applied) {
+    if (!r.applied) {  // every rank sees the same loss and norm, so decides alike
       ++bad_in_a_row;
-      std::fprintf(stderr,
+      if (root)
+        std::fprintf(stderr,
                    "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
                    "skipped (%d of --max-bad-steps %d in a row)\n",
                    step + 1, std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update" :
                    std::isfinite(r.loss) ? "gradient norm" : "loss",
                    r.loss, r.grad_norm, bad_in_a_row, cfg.max_bad_steps);
       if (bad_in_a_row >= cfg.max_bad_steps) {
-        std::fprintf(stderr,
+        if (root)
+          std::fprintf(stderr,
                      "cllm: error: stopping at step %d after %d non-finite steps in a row; "
                      "parameters are those of the last good step (try a lower --lr)\n",
                      step + 1, bad_in_a_row);
@@ -158,6 +201,8 @@ int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
     }
     const int done = step + 1;
     const bool last = done == cfg.steps;
+    if (last || (cfg.check_every > 0 && done % cfg.check_every == 0))
+      trainer->check_replicas(done);
     const bool eval = last || (cfg.eval_every > 0 && done % cfg.eval_every == 0);
     if (done % cfg.log_every == 0 || last || eval) {
       LogRecord rec;
@@ -169,11 +214,11 @@ int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
       rec.ms_per_step = 1000.0 * interval_s / interval_steps;
       rec.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) * interval_steps / interval_s;
       rec.eta_s = total_s / done * (cfg.steps - done);
-      if (eval) rec.val_loss = trainer.evaluate();
+      if (eval) rec.val_loss = trainer->evaluate();
       if (root) {
         std::printf("%s\n", format_log_line(rec).c_str());
         std::fflush(stdout);
-        metrics.write(rec);
+        metrics->write(rec);
       }
       interval_s = 0;
       interval_steps = 0;
@@ -187,16 +232,15 @@ int run_train(TrainCommand& c, const MpiEnvironment& mpi) {
     so.seed = cfg.seed;
     so.temperature = 0.8f;
     so.top_k = 40;
-    const auto text = tok.decode(generate(trainer.model(), tok.encode("\n"), so));
+    const auto text = tok.decode(generate(trainer->model(), tok.encode("\n"), so));
     std::printf("sample (temperature 0.8, top-k 40):\n%s\n", text.c_str() + 1);
   }
   return kExitOk;
 }
 
-int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
-  require_one_rank(mpi);
-  TrainConfig cfg;
-  c.batch.apply(cfg);
+int run_bench(BenchCommand& c, const Comm& comm) {
+  TrainConfig& cfg = c.cfg;
+  c.batch.apply(cfg, comm.size());
   cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
   cfg.steps = c.warmup + c.steps;
   cfg.seed = c.seed;
@@ -214,13 +258,16 @@ int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
   for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
   data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
 
-  Trainer trainer(cfg, data);
+  std::unique_ptr<Trainer> trainer;
+  if (auto code = agree_on_setup(comm, [&] { trainer = std::make_unique<Trainer>(cfg, data, comm); }))
+    return *code;
   StepResult sum;
   for (int s = 0; s < cfg.steps; ++s) {
-    const StepResult r = trainer.train_step(s);
+    const StepResult r = trainer->train_step(s);
     if (s < c.warmup) continue;
     sum.t_forward_backward += r.t_forward_backward;
     sum.t_reduce += r.t_reduce;
+    sum.t_allreduce += r.t_allreduce;
     sum.t_optimizer += r.t_optimizer;
     sum.t_total += r.t_total;
   }
@@ -229,7 +276,7 @@ int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
   const double gflops = cfg.model.flops_per_token() * tokens_per_s / 1e9;
   const ModelConfig& m = cfg.model;
   const auto frac = [&](double t) { return t / sum.t_total; };
-  if (mpi.rank() != 0) return kExitOk;
+  if (!comm.is_root()) return kExitOk;
   if (c.json) {
     std::printf(
         "{\"preset\": \"%s\", \"layers\": %d, \"heads\": %d, \"embd\": %d, \"seq_len\": %d, "
@@ -237,25 +284,25 @@ int run_bench(BenchCommand& c, const MpiEnvironment& mpi) {
         "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
         "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
         "\"peak_rss_bytes\": %.0f, \"time_split\": {\"forward_backward\": %.4f, "
-        "\"thread_reduce\": %.4f, \"allreduce\": 0, \"optimizer\": %.4f}}\n",
+        "\"thread_reduce\": %.4f, \"allreduce\": %.4f, \"optimizer\": %.4f}}\n",
         c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
-        trainer.model().layout().numel(), mpi.size(), cfg.threads, cfg.micro_batch,
+        trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
         cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),
-        trainer.thread_context_bytes(), peak_rss_bytes(), frac(sum.t_forward_backward),
-        frac(sum.t_reduce), frac(sum.t_optimizer));
+        trainer->thread_context_bytes(), peak_rss_bytes(), frac(sum.t_forward_backward),
+        frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
   } else {
     std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
-                m.n_head, m.n_embd, m.seq_len, trainer.model().layout().numel());
+                m.n_head, m.n_embd, m.seq_len, trainer->model().layout().numel());
     std::printf("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
-                mpi.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
+                comm.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
     std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s\n", tokens_per_s,
                 1000 * step_s, gflops);
-    std::printf("time split  forward+backward %.1f%%, thread reduce %.1f%%, allreduce 0.0%%, "
+    std::printf("time split  forward+backward %.1f%%, thread reduce %.1f%%, allreduce %.1f%%, "
                 "optimizer %.1f%%\n",
                 100 * frac(sum.t_forward_backward), 100 * frac(sum.t_reduce),
-                100 * frac(sum.t_optimizer));
+                100 * frac(sum.t_allreduce), 100 * frac(sum.t_optimizer));
     std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
-                trainer.thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
+                trainer->thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
   }
   return kExitOk;
 }
@@ -295,7 +342,8 @@ int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
       app.set_config("--config", "", kConfigHelp);
       add_options(app, command_options);
       if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
-      return run(command_options, mpi);
+      const Comm world = Comm::duplicate(MPI_COMM_WORLD);
+      return run(command_options, world);
     };
     if (command == "train") {
       TrainCommand train;
@@ -305,8 +353,8 @@ int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
       BenchCommand bench;
       return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
     }
-  } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "cllm: error: %s\n", e.what());
+  } catch (const std::invalid_argument& e) {  // the same options fail alike on every rank
+    if (mpi.rank() == 0) std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return kExitUsage;
   }
   // No or an unknown subcommand: the top-level app lists the subcommands.

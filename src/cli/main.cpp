@@ -1,16 +1,30 @@
-// cllm: entry point. MPI lives for the scope of main; any error becomes one
-// line on stderr and a non-zero exit.
+// cllm: entry point. MPI lives for the scope of main. An error that escapes
+// a subcommand becomes one line on stderr and a non-zero exit; with several
+// ranks it ends them all (MPI_Abort), since the others may be waiting in a
+// collective for this one.
 #include <cstdio>
 #include <exception>
+#include <optional>
 
 #include "cllm/cli.h"
 #include "cllm/mpi_env.h"
 
 int main(int argc, char** argv) {
+  std::optional<cllm::MpiEnvironment> mpi;
   try {
-    cllm::MpiEnvironment mpi(argc, argv);
-    return cllm::run_cli(argc, argv, mpi);
+    mpi.emplace(argc, argv);
   } catch (const std::exception& e) {
+    std::fprintf(stderr, "cllm: error: %s\n", e.what());
+    return cllm::kExitError;
+  }
+  try {
+    return cllm::run_cli(argc, argv, *mpi);
+  } catch (const std::exception& e) {
+    if (mpi->size() > 1) {
+      std::fprintf(stderr, "cllm: error: rank %d: %s\n", mpi->rank(), e.what());
+      std::fflush(stderr);
+      mpi->abort(cllm::kExitError);
+    }
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return cllm::kExitError;
   }

@@ -34,16 +34,17 @@ void BatchOptions::add(CLI::App& app, bool global_default_from_threads) {
   global_opt = app.add_option(
       "--global-batch", global_batch,
       global_default_from_threads
-          ? "Sequences per optimizer step [default: micro-batch x threads]"
-          : "Sequences per optimizer step; a multiple of --micro-batch");
+          ? "Sequences per optimizer step [default: micro-batch x threads x ranks]"
+          : "Sequences per optimizer step, over all ranks; a multiple of ranks x --micro-batch");
   if (!global_default_from_threads) global_opt->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads [default: OMP_NUM_THREADS]");
 }
 
-void BatchOptions::apply(TrainConfig& c) const {
+void BatchOptions::apply(TrainConfig& c, int ranks) const {
   c.micro_batch = micro_batch;
   c.threads = threads;
-  c.global_batch = global_opt->count() || !derive_global ? global_batch : micro_batch * threads;
+  c.global_batch =
+      global_opt->count() || !derive_global ? global_batch : micro_batch * threads * ranks;
 }
 
 }  // namespace cllm

@@ -27,7 +27,8 @@ struct BatchOptions {
   CLI::Option* global_opt = nullptr;
 
   void add(CLI::App& app, bool global_default_from_threads);
-  void apply(TrainConfig& c) const;
+  // ranks: the default global batch of bench is micro-batch x threads x ranks.
+  void apply(TrainConfig& c, int ranks) const;
 };
 
 }  // namespace cllm

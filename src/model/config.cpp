@@ -53,6 +53,8 @@ void TrainConfig::validate() const {
   require(eval_batches > 0, "--eval-batches must be positive");
   require(max_bad_steps > 0, "--max-bad-steps must be positive");
   require(sample_tokens >= 0, "--sample-tokens must not be negative");
+  require(bucket_mb > 0, "--bucket-mb must be positive");
+  require(check_every >= 0, "--check-every must not be negative");
   require(std::isfinite(optim.lr) && optim.lr > 0, "--lr must be positive");
   require(optim.warmup_steps >= 0, "--warmup must not be negative");
   require(optim.min_lr_ratio >= 0 && optim.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1]");

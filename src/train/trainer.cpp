@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 #include "cllm/gpt.h"
@@ -18,15 +19,37 @@ Range static_block(int count, int n, int t) {
   return {begin, begin + base + (t < extra ? 1 : 0)};
 }
 
-Trainer::Trainer(const TrainConfig& config, const TokenDataset& data)
+std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t max_floats) {
+  std::vector<Bucket> buckets;
+  for (std::size_t c = 0; c < chunks.size(); ++c) {
+    const std::size_t end = chunks[c].offset + chunks[c].size;
+    if (buckets.empty() || buckets.back().size + chunks[c].size > max_floats) {
+      buckets.push_back({c, c + 1, chunks[c].offset, chunks[c].size});
+    } else {
+      buckets.back().end_chunk = c + 1;
+      buckets.back().size = end - buckets.back().offset;  // spans the padding between tensors
+    }
+  }
+  return buckets;
+}
+
+Trainer::Trainer(const TrainConfig& config, const TokenDataset& data, const Comm& comm)
     : cfg_(config),
       data_(data),
+      comm_(comm),
+      micro_per_rank_(config.micro_batches_per_step() / comm.size()),
+      first_micro_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
       contexts_(config.threads),
       grads_(model_.layout().total()),
       micro_losses_(config.micro_batches_per_step()) {
   cfg_.validate();
+  if (cfg_.global_batch % (cfg_.micro_batch * comm.size()) != 0)
+    throw std::invalid_argument(
+        "--global-batch (" + std::to_string(cfg_.global_batch) + ") must be a multiple of ranks x " +
+        "--micro-batch (" + std::to_string(comm.size()) + " x " +
+        std::to_string(cfg_.micro_batch) + ")");
   if (data.vocab_size > cfg_.model.vocab_size)
     throw std::invalid_argument(data.source + ": vocabulary of " +
                                 std::to_string(data.vocab_size) +
@@ -35,6 +58,8 @@ Trainer::Trainer(const TrainConfig& config, const TokenDataset& data)
   kernels::use_single_threaded_blas();
   model_.init_gpt2(cfg_.seed);
   grads_.zero();
+  const auto bucket_floats = static_cast<std::size_t>(cfg_.bucket_mb * 1048576.0 / sizeof(float));
+  buckets_ = make_buckets(optimizer_.chunks(), std::max<std::size_t>(bucket_floats, 1));
   const Model& model = model_;
 #pragma omp parallel num_threads(cfg_.threads)
   {
@@ -53,18 +78,18 @@ StepResult Trainer::train_step(int step) {
   r.step = step;
   r.lr = learning_rate(cfg_.optim, step, cfg_.steps);
   const int n_threads = cfg_.threads;
-  const int n_micro = cfg_.micro_batches_per_step();
   const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
   const double t0 = omp_get_wtime();
 
   // ---- forward + backward: threads share the model read-only, no lock.
+  std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
   const Model& model = model_;
 #pragma omp parallel num_threads(n_threads)
   {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     ctx.grads.zero();
-    const Range mine = static_block(n_micro, n_threads, omp_get_thread_num());
-    for (int m = mine.begin; m < mine.end; ++m) {
+    const Range mine = static_block(micro_per_rank_, n_threads, omp_get_thread_num());
+    for (int m = first_micro_ + mine.begin; m < first_micro_ + mine.end; ++m) {
       sample_training_windows(data_.train, cfg_.seed, step, m, B, T, ctx.inputs.data(),
                               ctx.targets.data());
       micro_losses_[m] = gpt_forward(model, ctx.acts, ctx.inputs.data(), ctx.targets.data());
@@ -74,20 +99,11 @@ StepResult Trainer::train_step(int step) {
   }
   const double t1 = omp_get_wtime();
 
-  // ---- rank reduce: sum thread gradients in thread order, parallel over slices.
-  const std::vector<Chunk>& chunks = optimizer_.chunks();
-  const auto n_chunks = static_cast<std::int64_t>(chunks.size());
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (std::int64_t c = 0; c < n_chunks; ++c) {
-    const std::size_t off = chunks[c].offset, size = chunks[c].size;
-    float* dst = grads_.data() + off;
-    std::copy_n(contexts_[0]->grads.data() + off, size, dst);
-    for (int t = 1; t < n_threads; ++t) {
-      const float* src = contexts_[t]->grads.data() + off;
-      for (std::size_t i = 0; i < size; ++i) dst[i] += src[i];
-    }
-  }
+  // ---- in-rank reduce, overlapped with the cross-rank allreduce.
+  r.t_allreduce = reduce_gradients();
+  comm_.sum(micro_losses_);  // each slot has one contributor: exact
   const double t2 = omp_get_wtime();
+  const std::vector<Chunk>& chunks = optimizer_.chunks();
 
   // ---- mean over the step's tokens, global-norm clipping, AdamW.
   double loss_sum = 0.0;
@@ -101,32 +117,97 @@ StepResult Trainer::train_step(int step) {
   }
   const double t3 = omp_get_wtime();
   r.t_forward_backward = t1 - t0;
-  r.t_reduce = t2 - t1;
+  r.t_reduce = t2 - t1 - r.t_allreduce;
   r.t_optimizer = t3 - t2;
   r.t_total = t3 - t0;
   return r;
 }
 
+double Trainer::reduce_gradients() {
+  const std::vector<Chunk>& chunks = optimizer_.chunks();
+  const int n_threads = cfg_.threads;
+  const bool distributed = comm_.size() > 1;
+  std::vector<MPI_Request> requests(buckets_.size(), MPI_REQUEST_NULL);
+  double mpi_seconds = 0.0;  // written by the main thread only
+#pragma omp parallel num_threads(n_threads)
+  {
+    for (std::size_t b = 0; b < buckets_.size(); ++b) {
+      // Sum the threads' gradients in thread order, parallel over chunks.
+      const auto first = static_cast<std::int64_t>(buckets_[b].first_chunk);
+      const auto end = static_cast<std::int64_t>(buckets_[b].end_chunk);
+#pragma omp for schedule(static)
+      for (std::int64_t c = first; c < end; ++c) {
+        const std::size_t off = chunks[c].offset, size = chunks[c].size;
+        float* dst = grads_.data() + off;
+        std::copy_n(contexts_[0]->grads.data() + off, size, dst);
+        for (int t = 1; t < n_threads; ++t) {
+          const float* src = contexts_[t]->grads.data() + off;
+          for (std::size_t i = 0; i < size; ++i) dst[i] += src[i];
+        }
+      }
+      // (the omp for's barrier: bucket b is summed in-rank)
+      if (distributed) {
+#pragma omp master
+        {
+          // MPI_THREAD_FUNNELED: only the main thread calls MPI. Testing the
+          // earlier buckets lets MPI progress them while the threads go on.
+          const double m0 = omp_get_wtime();
+          MPI_Iallreduce(MPI_IN_PLACE, grads_.data() + buckets_[b].offset,
+                         static_cast<int>(buckets_[b].size), MPI_FLOAT, MPI_SUM, comm_.get(),
+                         &requests[b]);
+          int done = 0;
+          MPI_Testall(static_cast<int>(b + 1), requests.data(), &done, MPI_STATUSES_IGNORE);
+          mpi_seconds += omp_get_wtime() - m0;
+        }
+      }
+    }
+  }
+  if (distributed) {
+    const double m0 = omp_get_wtime();
+    MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+    mpi_seconds += omp_get_wtime() - m0;
+  }
+  return mpi_seconds;
+}
+
 double Trainer::evaluate() {
   const int n_threads = cfg_.threads;
   const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
-  const int n_batches = cfg_.eval_batches;
-  std::vector<double> losses(n_batches);
+  // Every rank takes a share of the fixed windows; at least one batch each.
+  const int per_rank = (cfg_.eval_batches + comm_.size() - 1) / comm_.size();
+  const int n_batches = per_rank * comm_.size();
+  std::vector<double> losses(n_batches, 0.0);
   const Model& model = model_;
+  const int first = comm_.rank() * per_rank;
 #pragma omp parallel num_threads(n_threads)
   {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
-    const Range mine = static_block(n_batches, n_threads, omp_get_thread_num());
-    for (int m = mine.begin; m < mine.end; ++m) {
+    const Range mine = static_block(per_rank, n_threads, omp_get_thread_num());
+    for (int m = first + mine.begin; m < first + mine.end; ++m) {
       validation_windows(data_.val, static_cast<std::int64_t>(m) * B,
                          static_cast<std::int64_t>(n_batches) * B, B, T, ctx.inputs.data(),
                          ctx.targets.data());
       losses[m] = gpt_forward(model, ctx.acts, ctx.inputs.data(), ctx.targets.data());
     }
   }
+  comm_.sum(losses);
   double sum = 0.0;
   for (double l : losses) sum += l;
   return sum / (static_cast<double>(n_batches) * B * T);
+}
+
+void Trainer::check_replicas(int step) const {
+  const std::vector<std::uint64_t> sums = comm_.all_gather(checksum(model_.params()));
+  for (int r = 1; r < comm_.size(); ++r)
+    if (sums[r] != sums[0]) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf,
+                    "step %d: parameters differ across ranks (rank 0 checksum %016llx, rank %d "
+                    "%016llx)",
+                    step, static_cast<unsigned long long>(sums[0]), r,
+                    static_cast<unsigned long long>(sums[r]));
+      throw std::runtime_error(buf);
+    }
 }
 
 }  // namespace cllm

@@ -1,0 +1,82 @@
+#include "cllm/comm.h"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace cllm {
+
+namespace {
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed");
+}
+}  // namespace
+
+Comm Comm::duplicate(MPI_Comm parent) {
+  Comm c;
+  check(MPI_Comm_dup(parent, &c.comm_), "MPI_Comm_dup");
+  MPI_Comm_rank(c.comm_, &c.rank_);
+  MPI_Comm_size(c.comm_, &c.size_);
+  return c;
+}
+
+Comm& Comm::operator=(Comm&& o) noexcept {
+  if (this != &o) {
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
+    rank_ = o.rank_;
+    size_ = o.size_;
+  }
+  return *this;
+}
+
+Comm::~Comm() {
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+bool Comm::all_ok(bool ok) const {
+  if (comm_ == MPI_COMM_NULL) return ok;
+  int mine = ok ? 1 : 0, all = 0;
+  check(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_), "MPI_Allreduce");
+  return all != 0;
+}
+
+void Comm::sum(std::span<double> v) const {
+  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM,
+                      comm_),
+        "MPI_Allreduce");
+}
+
+void Comm::sum(std::span<float> v) const {
+  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT, MPI_SUM,
+                      comm_),
+        "MPI_Allreduce");
+}
+
+std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value) const {
+  std::vector<std::uint64_t> all(size_, value);
+  if (comm_ != MPI_COMM_NULL)
+    check(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_),
+          "MPI_Allgather");
+  return all;
+}
+
+std::uint64_t checksum(std::span<const float> values) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const std::size_t words = values.size() / 2;
+  const auto* p = reinterpret_cast<const unsigned char*>(values.data());
+  for (std::size_t i = 0; i < words; ++i) {
+    std::uint64_t w;
+    std::memcpy(&w, p + 8 * i, 8);
+    h = (h ^ w) * 0x100000001b3ULL;
+  }
+  if (values.size() % 2) {
+    std::uint32_t w;
+    std::memcpy(&w, p + 8 * words, 4);
+    h = (h ^ w) * 0x100000001b3ULL;
+  }
+  return h;
+}
+
+}  // namespace cllm
