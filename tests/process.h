@@ -69,8 +69,8 @@ struct ProcessResult {
 // stderr go to files in it.
 // The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
 // leaks by design) and Open MPI's permission to run as root.
-inline ProcessResult run_cllm(const std::vector<std::string>& args,
-                              const std::filesystem::path& scratch) {
+inline ProcessResult run_program(const std::string& program, const std::vector<std::string>& args,
+                                 const std::filesystem::path& scratch) {
   static int counter = 0;
   const std::string tag = std::to_string(counter++);
   const std::string out_path = (scratch / ("stdout." + tag)).string();
@@ -96,7 +96,7 @@ inline ProcessResult run_cllm(const std::vector<std::string>& args,
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  std::vector<std::string> argv_strings = {CLLM_BINARY};
+  std::vector<std::string> argv_strings = {program};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : argv_strings) argv.push_back(s.data());
@@ -126,6 +126,28 @@ inline ProcessResult run_cllm(const std::vector<std::string>& args,
   r.err = read_file(err_path);
   return r;
 }
+
+inline ProcessResult run_cllm(const std::vector<std::string>& args,
+                              const std::filesystem::path& scratch) {
+  return run_program(CLLM_BINARY, args, scratch);
+}
+
+#ifdef CLLM_MPIEXEC
+// Runs CLLM_BINARY as `ranks` MPI ranks through mpiexec, with the sanitizer
+// options passed on to every rank. --oversubscribe and --bind-to none: tests
+// start more ranks x threads than this machine has cores, and passive OpenMP
+// waiting keeps oversubscribed threads from spinning against each other.
+inline ProcessResult run_cllm_mpi(int ranks, const std::vector<std::string>& args,
+                                  const std::filesystem::path& scratch) {
+  std::vector<std::string> full = {"-n", std::to_string(ranks), "--oversubscribe",
+                                   "--bind-to", "none", "-x", "ASAN_OPTIONS", "-x",
+                                   "OMP_WAIT_POLICY=passive"};
+  if (std::getenv("TSAN_OPTIONS")) full.insert(full.end(), {"-x", "TSAN_OPTIONS"});
+  full.push_back(CLLM_BINARY);
+  full.insert(full.end(), args.begin(), args.end());
+  return run_program(CLLM_MPIEXEC, full, scratch);
+}
+#endif
 
 // For failure messages: the command line.
 inline std::string join(const std::vector<std::string>& args) {

@@ -222,7 +222,12 @@ int run_train(TrainCommand& c, const Comm& comm) {
       }
       interval_s = 0;
       interval_steps = 0;
-      if (last && root) std::printf("final validation loss %.4f\n", *rec.val_loss);
+      if (last && root)
+        std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
+                    "rank(s)\n",
+                    *rec.val_loss,
+                    static_cast<unsigned long long>(checksum(trainer->model().params())),
+                    comm.size());
     }
   }
   if (root && cfg.sample_tokens > 0) {

@@ -1,0 +1,154 @@
+// Multi-rank training, end to end: real Open MPI ranks started by mpiexec,
+// each running OpenMP threads. Layouts (ranks x threads) of the same global
+// batch must give the same loss curve, every rank must hold bitwise the same
+// parameters (cllm checks its replicas' checksums and fails otherwise), runs
+// must be reproducible, and a failure on one rank must end every rank.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "cllm/comm.h"
+#include "process.h"
+
+namespace cllm {
+namespace {
+
+using test::contains;
+using test::run_cllm_mpi;
+using test::split_lines;
+using test::TempDir;
+
+const std::string kData = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+
+// A tiny model, 20 steps, a global batch of 8 sequences in micro-batches of 2.
+std::vector<std::string> tiny_run(int threads, const std::string& out) {
+  return {"train", "--data", kData, "--out", out, "--layers", "2", "--heads", "2", "--embd", "32",
+          "--seq-len", "32", "--micro-batch", "2", "--global-batch", "8", "--steps", "20",
+          "--lr", "3e-3", "--warmup", "5", "--log-every", "1", "--eval-every", "10",
+          "--check-every", "5", "--bucket-mb", "0.01", "--sample-tokens", "0", "--threads",
+          std::to_string(threads)};
+}
+
+std::vector<double> losses(const std::string& metrics_path) {
+  std::vector<double> l;
+  const std::regex loss("\"loss\": ([-0-9.e+]+)");
+  for (const auto& line : split_lines(test::read_file(metrics_path))) {
+    std::smatch m;
+    if (std::regex_search(line, m, loss)) l.push_back(std::stod(m[1]));
+  }
+  return l;
+}
+
+std::string final_checksum(const std::string& out) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(out, m, std::regex("parameter checksum ([0-9a-f]{16})"))) << out;
+  return m.size() > 1 ? m[1].str() : "";
+}
+
+struct Layout {
+  int ranks, threads;
+};
+
+TEST(Mpi, LayoutsGiveTheSameLossCurveAndIdenticalReplicas) {
+  TempDir dir;
+  std::vector<std::vector<double>> curves;
+  for (Layout l : {Layout{1, 4}, Layout{2, 2}, Layout{4, 1}}) {
+    const std::string out = (dir / ("run" + std::to_string(l.ranks))).string();
+    const auto r = run_cllm_mpi(l.ranks, tiny_run(l.threads, out), dir.path());
+    // Exit 0 includes the final cross-rank checksum comparison: every rank's
+    // parameters were bitwise identical.
+    ASSERT_EQ(r.exit_code, 0) << l.ranks << "x" << l.threads << ": " << r.err;
+    EXPECT_TRUE(contains(r.out, "the same on all " + std::to_string(l.ranks) + " rank(s)"));
+    curves.push_back(losses(out + "/metrics.jsonl"));
+    ASSERT_EQ(curves.back().size(), 20u);
+  }
+  double worst = 0;
+  for (std::size_t k = 1; k < curves.size(); ++k)
+    for (std::size_t s = 0; s < curves[0].size(); ++s) {
+      const double rel = std::abs(curves[k][s] - curves[0][s]) / std::abs(curves[0][s]);
+      worst = std::max(worst, rel);
+      EXPECT_LE(rel, 1e-5) << "layout " << k << " step " << s + 1;
+    }
+  std::printf("largest relative loss difference between layouts: %.3g\n", worst);
+  EXPECT_LT(curves[0].back(), curves[0].front() - 0.1) << "the loss should fall";
+}
+
+TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
+  TempDir dir;
+  std::string checksums[2], metrics[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string out = (dir / ("run" + std::to_string(i))).string();
+    const auto r = run_cllm_mpi(2, tiny_run(2, out), dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    checksums[i] = final_checksum(r.out);
+    // Losses, learning rates and norms; timings differ, so drop them.
+    for (const auto& line : split_lines(test::read_file(out + "/metrics.jsonl")))
+      metrics[i] += std::regex_replace(line, std::regex(", \"tokens_per_s.*eta_s\": [0-9.]+"), "") +
+                    "\n";
+  }
+  EXPECT_EQ(checksums[0], checksums[1]);
+  EXPECT_EQ(metrics[0], metrics[1]);
+  EXPECT_FALSE(metrics[0].empty());
+}
+
+TEST(Mpi, FailureOnOneRankStopsEveryRankAndIsReportedOnce) {
+  TempDir dir;
+  // MPMD: rank 0 gets the corpus, rank 1 a folder where a file should be.
+  std::vector<std::string> args = tiny_run(1, (dir / "out").string());
+  std::vector<std::string> bad = args;
+  for (std::size_t i = 0; i + 1 < bad.size(); ++i)
+    if (bad[i] == "--data") bad[i + 1] = dir.str();
+  std::vector<std::string> full = {"-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  full.insert(full.end(), {":", "-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY});
+  full.insert(full.end(), bad.begin(), bad.end());
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = test::run_program(CLLM_MPIEXEC, full, dir.path());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(seconds, 60.0) << "a rank hung waiting for the failed one";
+  const std::string reason = "rank 1: " + dir.str() + ": no such data file";
+  const auto first = r.err.find(reason);
+  ASSERT_NE(first, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(reason, first + 1), std::string::npos) << "reported twice: " << r.err;
+  EXPECT_FALSE(contains(r.err, "rank 0:")) << r.err;
+}
+
+TEST(Mpi, GlobalBatchMustSplitOverRanks) {
+  TempDir dir;
+  auto args = tiny_run(1, (dir / "out").string());
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--global-batch") args[i + 1] = "6";  // 3 micro-batches over 2 ranks
+  const auto r = run_cllm_mpi(2, args, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--global-batch (6) must be a multiple of ranks x --micro-batch"))
+      << r.err;
+}
+
+// Two ranks of two threads each: the tsan preset runs this one under
+// ThreadSanitizer (label "threads").
+TEST(MpiThreads, TwoRanksOfTwoThreadsTrain) {
+  TempDir dir;
+  auto args = tiny_run(2, (dir / "out").string());
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--steps") args[i + 1] = "4";
+  const auto r = run_cllm_mpi(2, args, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(contains(r.err, "ThreadSanitizer")) << r.err;
+  EXPECT_EQ(losses((dir / "out" / "metrics.jsonl").string()).size(), 4u);
+}
+
+TEST(MpiChecksum, OneFlippedBitChangesTheChecksum) {
+  std::vector<float> a(1001, 0.5f), b = a;
+  EXPECT_EQ(checksum(a), checksum(b));
+  reinterpret_cast<unsigned char*>(b.data())[4000] ^= 1;  // the last float's low bit
+  EXPECT_NE(checksum(a), checksum(b));
+}
+
+}  // namespace
+}  // namespace cllm
