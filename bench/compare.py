@@ -7,6 +7,7 @@ rounds with the median of each case. Prints a table and writes the figures
 as JSON (--json-out).
 
   /usr/bin/python3 bench/compare.py [--cllm build/release/cllm] [--steps 10]
+  /usr/bin/python3 bench/compare.py --layouts 1x2,2x1,2x2 --no-torch   # MPI layouts
 """
 import argparse
 import json
@@ -27,7 +28,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cllm", default=os.path.join(HERE, "..", "build", "release", "cllm"))
     ap.add_argument("--presets", default="small,medium")
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--layouts", default="1x1,1x2",
+                    help="RANKSxTHREADS list; ranks > 1 run through jobs/local.sh (mpirun), "
+                         "PyTorch runs for one-rank layouts only")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3,
@@ -42,21 +45,24 @@ def main():
     torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
     # Rounds interleave the cases, so a noisy minute on a shared machine
     # lands on every case instead of on one; each figure is a median.
-    cases = [(p, int(t)) for p in args.presets.split(",") for t in args.threads.split(",")]
+    cases = [(p, tuple(map(int, l.split("x"))))
+             for p in args.presets.split(",") for l in args.layouts.split(",")]
     runs = {case: {"cllm": [], "pytorch": []} for case in cases}
     for round_ in range(args.repeats):
-        for preset, t in cases:
+        for preset, (ranks, t) in cases:
             env["OMP_NUM_THREADS"] = torch_env["OMP_NUM_THREADS"] = str(t)
-            runs[(preset, t)]["cllm"].append(run_json(
-                [args.cllm, "bench", "--preset", preset, "--threads", str(t),
-                 "--micro-batch", str(args.micro_batch), "--steps", str(args.steps), "--json"],
-                env))
-            if not args.no_torch:
-                runs[(preset, t)]["pytorch"].append(run_json(
+            launcher = ([os.path.join(HERE, "..", "jobs", "local.sh"), "-n", str(ranks), "-t",
+                         str(t), "--"] if ranks > 1 else [args.cllm])
+            runs[(preset, (ranks, t))]["cllm"].append(run_json(
+                launcher + ["bench", "--preset", preset, "--threads", str(t), "--micro-batch",
+                            str(args.micro_batch), "--steps", str(args.steps), "--json"],
+                dict(env, CLLM_BINARY=args.cllm)))
+            if not args.no_torch and ranks == 1:
+                runs[(preset, (ranks, t))]["pytorch"].append(run_json(
                     [sys.executable, os.path.join(HERE, "pytorch_train.py"), "--preset", preset,
                      "--threads", str(t), "--batch", str(args.micro_batch * t),
                      "--steps", str(args.steps)], torch_env))
-            print(f"round {round_ + 1}: measured {preset} x{t}", file=sys.stderr)
+            print(f"round {round_ + 1}: measured {preset} {ranks}x{t}", file=sys.stderr)
 
     def median_run(results):
         if not results:
@@ -67,25 +73,30 @@ def main():
         return chosen
 
     rows = []
-    for preset, t in cases:
-        row = {"preset": preset, "threads": t, "cllm": median_run(runs[(preset, t)]["cllm"])}
-        if not args.no_torch:
-            row["pytorch"] = median_run(runs[(preset, t)]["pytorch"])
+    for preset, (ranks, t) in cases:
+        row = {"preset": preset, "ranks": ranks, "threads": t,
+               "cllm": median_run(runs[(preset, (ranks, t))]["cllm"])}
+        if not args.no_torch and ranks == 1:
+            row["pytorch"] = median_run(runs[(preset, (ranks, t))]["pytorch"])
         rows.append(row)
 
-    base = {r["preset"]: r["cllm"]["tokens_per_s"] for r in rows if r["threads"] == 1}
-    print(f"{'preset':8} {'thr':>3} {'cllm tok/s':>11} {'GFLOP/s':>8} {'speed-up':>8} "
-          f"{'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
+    base = {r["preset"]: r["cllm"]["tokens_per_s"]
+            for r in rows if r["ranks"] == 1 and r["threads"] == 1}
+    print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'speed-up':>8} "
+          f"{'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
     for r in rows:
         c = r["cllm"]
-        tt = r.get("pytorch", {}).get("tokens_per_s")
-        r["speedup_vs_1_thread"] = c["tokens_per_s"] / base[r["preset"]] if r["preset"] in base else None
+        tt = (r.get("pytorch") or {}).get("tokens_per_s")
+        r["speedup_vs_1x1"] = c["tokens_per_s"] / base[r["preset"]] if r["preset"] in base else None
         r["ratio_to_pytorch"] = c["tokens_per_s"] / tt if tt else None
-        print(f"{r['preset']:8} {r['threads']:>3} {c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
-              f"{r['speedup_vs_1_thread'] or 0:>8.2f} {c['thread_context_bytes'] / 2**20:>8.1f} "
-              f"{tt or 0:>11.0f} {r['ratio_to_pytorch'] or 0:>10.2f}")
-    if rows and "pytorch" in rows[0]:
-        print("PyTorch BLAS:", ", ".join(rows[0]["pytorch"]["blas"]))
+        comm = 100 * c["time_split"]["allreduce"]
+        print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6} "
+              f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} {r['speedup_vs_1x1'] or 0:>8.2f} "
+              f"{comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
+              f"{r['ratio_to_pytorch'] or 0:>10.2f}")
+    torch_rows = [r for r in rows if r.get("pytorch")]
+    if torch_rows:
+        print("PyTorch BLAS:", ", ".join(torch_rows[0]["pytorch"]["blas"]))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)
