@@ -14,7 +14,8 @@
 # (e.g. MPIRUN_ARGS=--report-bindings).
 set -euo pipefail
 
-cores=$(nproc)
+# GNU nproc answers OMP_NUM_THREADS when it is set: ask for the cores.
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 ranks=2
 threads=
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -42,7 +43,9 @@ if (( ranks * threads <= cores )); then
   args+=(--map-by "slot:PE=$threads" --bind-to core -x OMP_PROC_BIND=close -x OMP_PLACES=cores)
 else
   echo "jobs/local.sh: $ranks ranks x $threads threads > $cores cores: oversubscribing, unbound" >&2
-  args+=(--oversubscribe --bind-to none -x OMP_WAIT_POLICY=passive)
+  # No pinning either: inherited OMP_PROC_BIND would stack every rank's
+  # threads on the first cores.
+  args+=(--oversubscribe --bind-to none -x OMP_WAIT_POLICY=passive -x OMP_PROC_BIND=false)
 fi
 (( EUID == 0 )) && args+=(--allow-run-as-root)
 # shellcheck disable=SC2206

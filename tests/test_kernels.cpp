@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "finite_difference.h"
 #include "cllm/kernels.h"
 #include "cllm/rng.h"
 
@@ -49,25 +50,12 @@ void expect_matches_fd(const std::string& what, Vec& x, const Vec& grad,
                        const std::function<double()>& loss, float h = 1e-2f,
                        double rel_tol = 1e-2) {
   ASSERT_EQ(x.size(), grad.size()) << what;
-  const double gmax = max_abs(grad);
+  const auto r = test::check_central_differences(x, grad, loss, h);
+  const double gmax = r.max_grad, worst = r.worst_error;
   ASSERT_GT(gmax, 1e-3) << what << ": gradient is (almost) zero everywhere";
-  double worst = 0.0;
-  std::size_t worst_i = 0;
-  double worst_fd = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + h;
-    const double lp = loss();
-    x[i] = saved - h;
-    const double lm = loss();
-    x[i] = saved;
-    const double fd = (lp - lm) / (2.0 * h);
-    const double err = std::abs(fd - grad[i]);
-    if (err > worst) worst = err, worst_i = i, worst_fd = fd;
-  }
-  EXPECT_LE(worst, rel_tol * gmax) << what << ": worst element " << worst_i << " analytic "
-                                   << grad[worst_i] << " vs finite difference " << worst_fd
-                                   << " (max |grad| " << gmax << ")";
+  EXPECT_LE(worst, rel_tol * gmax) << what << ": worst element " << r.worst_index << " analytic "
+                                   << grad[r.worst_index] << " vs finite difference "
+                                   << r.worst_fd << " (max |grad| " << gmax << ")";
   ::testing::Test::RecordProperty(what + "_rel_err", std::to_string(worst / gmax));
 }
 

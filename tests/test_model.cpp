@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "finite_difference.h"
 #include "cllm/aligned_buffer.h"
 #include "cllm/generate.h"
 #include "cllm/gpt.h"
@@ -226,27 +227,14 @@ TEST(ModelGradient, MatchesFiniteDifferencesOfTheMeanLoss) {
   const float h = 1e-2f;
   double worst_overall = 0;
   for (const TensorSpec& s : model.layout().tensors()) {
-    float* p = model.params().data() + s.offset;
-    const float* g = grads.data() + s.offset;
-    float gmax = 0;
-    for (std::size_t i = 0; i < s.numel; ++i) gmax = std::max(gmax, std::abs(g[i]));
-    ASSERT_GT(gmax, 1e-4f) << s.name << ": no gradient";
-    double worst = 0, worst_fd = 0;
-    std::size_t worst_i = 0;
-    for (std::size_t i = 0; i < s.numel; ++i) {
-      const float saved = p[i];
-      p[i] = saved + h;
-      const double lp = mean_loss();
-      p[i] = saved - h;
-      const double lm = mean_loss();
-      p[i] = saved;
-      const double fd = (lp - lm) / (2.0 * h);
-      const double err = std::abs(fd - g[i]);
-      if (err > worst) worst = err, worst_i = i, worst_fd = fd;
-    }
-    EXPECT_LE(worst, 1e-2 * gmax) << s.name << "[" << worst_i << "]: analytic " << g[worst_i]
-                                  << ", finite difference " << worst_fd << ", max |grad| "
-                                  << gmax;
+    const std::span<float> p = model.tensor(s.name);
+    const std::span<const float> g(grads.data() + s.offset, s.numel);
+    const auto r = test::check_central_differences(p, g, mean_loss, h);
+    const double gmax = r.max_grad, worst = r.worst_error;
+    ASSERT_GT(gmax, 1e-4) << s.name << ": no gradient";
+    EXPECT_LE(worst, 1e-2 * gmax) << s.name << "[" << r.worst_index << "]: analytic "
+                                  << g[r.worst_index] << ", finite difference " << r.worst_fd
+                                  << ", max |grad| " << gmax;
     worst_overall = std::max(worst_overall, worst / gmax);
   }
   std::printf("whole-model gradient: worst error / max |grad| of its tensor: %.3g\n",
