@@ -40,6 +40,11 @@ def main():
     args = ap.parse_args()
 
     env = dict(os.environ, OMP_PROC_BIND="close", OMP_PLACES="cores")
+    # The machine's GEMM ceiling at the models' shapes (one sgemm per thread).
+    ceiling_bin = os.path.join(os.path.dirname(args.cllm), "cllm_gemm_ceiling")
+    threads_used = sorted({l.split("x")[1] for l in args.layouts.split(",")})
+    ceiling = (run_json([ceiling_bin, "--threads", ",".join(threads_used)], env)
+               ["gemm_ceiling_gflops"] if os.path.exists(ceiling_bin) else {})
     # PyTorch at its best here: OpenBLAS's OpenMP build (not the pthread build
     # or the reference BLAS that Debian's alternatives may select).
     torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
@@ -82,18 +87,26 @@ def main():
 
     base = {r["preset"]: r["cllm"]["tokens_per_s"]
             for r in rows if r["ranks"] == 1 and r["threads"] == 1}
-    print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'speed-up':>8} "
-          f"{'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
+    print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'of GEMM':>7} "
+          f"{'speed-up':>8} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
     for r in rows:
         c = r["cllm"]
         tt = (r.get("pytorch") or {}).get("tokens_per_s")
         r["speedup_vs_1x1"] = c["tokens_per_s"] / base[r["preset"]] if r["preset"] in base else None
         r["ratio_to_pytorch"] = c["tokens_per_s"] / tt if tt else None
         comm = 100 * c["time_split"]["allreduce"]
+        # The ceiling of as many cores as the layout uses, when measured.
+        cores = r["ranks"] * r["threads"]
+        gemm = ceiling.get(r["preset"], {}).get(str(cores))
+        r["gemm_ceiling_gflops"] = gemm
+        r["fraction_of_gemm_ceiling"] = c["gflops"] / gemm if gemm else None
         print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6} "
-              f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} {r['speedup_vs_1x1'] or 0:>8.2f} "
+              f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
+              f"{r['fraction_of_gemm_ceiling'] or 0:>7.2f} {r['speedup_vs_1x1'] or 0:>8.2f} "
               f"{comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
               f"{r['ratio_to_pytorch'] or 0:>10.2f}")
+    if ceiling:
+        print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))
     torch_rows = [r for r in rows if r.get("pytorch")]
     if torch_rows:
         print("PyTorch BLAS:", ", ".join(torch_rows[0]["pytorch"]["blas"]))
