@@ -95,15 +95,13 @@ TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
   EXPECT_FALSE(metrics[0].empty());
 }
 
-TEST(Mpi, FailureOnOneRankStopsEveryRankAndIsReportedOnce) {
-  TempDir dir;
-  // MPMD: rank 0 gets the corpus, rank 1 a folder where a file should be.
-  std::vector<std::string> args = tiny_run(1, (dir / "out").string());
-  std::vector<std::string> bad = args;
-  for (std::size_t i = 0; i + 1 < bad.size(); ++i)
-    if (bad[i] == "--data") bad[i + 1] = dir.str();
+// Runs rank 0 with `good` and rank 1 with `bad` arguments (an MPMD launch);
+// expects every rank to stop soon, non-zero, with `reason` printed once.
+void expect_one_rank_failure_ends_all(const std::vector<std::string>& good,
+                                      const std::vector<std::string>& bad,
+                                      const std::string& reason, const TempDir& dir) {
   std::vector<std::string> full = {"-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY};
-  full.insert(full.end(), args.begin(), args.end());
+  full.insert(full.end(), good.begin(), good.end());
   full.insert(full.end(), {":", "-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY});
   full.insert(full.end(), bad.begin(), bad.end());
   const auto start = std::chrono::steady_clock::now();
@@ -112,18 +110,44 @@ TEST(Mpi, FailureOnOneRankStopsEveryRankAndIsReportedOnce) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(seconds, 60.0) << "a rank hung waiting for the failed one";
-  const std::string reason = "rank 1: " + dir.str() + ": no such data file";
   const auto first = r.err.find(reason);
   ASSERT_NE(first, std::string::npos) << r.err;
   EXPECT_EQ(r.err.find(reason, first + 1), std::string::npos) << "reported twice: " << r.err;
   EXPECT_FALSE(contains(r.err, "rank 0:")) << r.err;
 }
 
+std::vector<std::string> with_option(std::vector<std::string> args, const std::string& option,
+                                     const std::string& value) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == option) {
+      args[i + 1] = value;
+      return args;
+    }
+  args.insert(args.end(), {option, value});
+  return args;
+}
+
+TEST(Mpi, UnreadableFileOnOneRankStopsEveryRankAndIsReportedOnce) {
+  TempDir dir;
+  // Rank 1 is given a folder where its data file should be.
+  const auto good = tiny_run(1, (dir / "out").string());
+  expect_one_rank_failure_ends_all(good, with_option(good, "--data", dir.str()),
+                                   "rank 1: " + dir.str() + ": no such data file", dir);
+}
+
+TEST(Mpi, BadOptionOnOneRankStopsEveryRank) {
+  TempDir dir;
+  const auto good = tiny_run(1, (dir / "out").string());
+  expect_one_rank_failure_ends_all(good, with_option(good, "--heads", "3"),
+                                   "rank 1: --heads (3) must divide --embd (32)", dir);
+  expect_one_rank_failure_ends_all(good, with_option(good, "--bogus", "1"),
+                                   "not expected: 1 --bogus", dir);
+}
+
 TEST(Mpi, GlobalBatchMustSplitOverRanks) {
   TempDir dir;
-  auto args = tiny_run(1, (dir / "out").string());
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--global-batch") args[i + 1] = "6";  // 3 micro-batches over 2 ranks
+  // 3 micro-batches over 2 ranks
+  const auto args = with_option(tiny_run(1, (dir / "out").string()), "--global-batch", "6");
   const auto r = run_cllm_mpi(2, args, dir.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "--global-batch (6) must be a multiple of ranks x --micro-batch"))
@@ -134,10 +158,8 @@ TEST(Mpi, GlobalBatchMustSplitOverRanks) {
 // ThreadSanitizer (label "threads").
 TEST(MpiThreads, TwoRanksOfTwoThreadsTrain) {
   TempDir dir;
-  auto args = tiny_run(2, (dir / "out").string());
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--steps") args[i + 1] = "4";
-  const auto r = run_cllm_mpi(2, args, dir.path());
+  const auto r = run_cllm_mpi(2, with_option(tiny_run(2, (dir / "out").string()), "--steps", "4"),
+                              dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(contains(r.err, "ThreadSanitizer")) << r.err;
   EXPECT_EQ(losses((dir / "out" / "metrics.jsonl").string()).size(), 4u);

@@ -14,7 +14,8 @@ inline constexpr int kExitUsage = 2;       // invalid command line
 inline constexpr int kExitDiverged = 3;    // --max-bad-steps non-finite steps in a row
 
 // Parses argv and runs the chosen subcommand; returns the exit code.
-// Errors are reported as one line on stderr.
+// Errors are reported as one line on stderr. Needs MPI initialised (the
+// MpiEnvironment); every early exit is agreed by all ranks.
 int run_cli(int argc, char** argv, const MpiEnvironment& mpi);
 
 }  // namespace cllm

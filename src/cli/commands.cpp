@@ -106,46 +106,59 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
-// Runs setup, which may fail on some ranks only (a file one rank cannot
-// read, memory one rank cannot get), then agrees: if any rank failed, every
-// rank returns the exit code and the lowest failing rank prints its reason
-// once. No rank is left waiting in a collective.
-std::optional<int> agree_on_setup(const Comm& comm, auto&& setup) {
-  std::string failure;
+// Why this rank stops before training (a bad option, a file it cannot read,
+// memory it cannot get, or --help), and what it would print.
+struct Stop {
   int code = kExitError;
+  std::string text;  // printed as is
+  std::FILE* stream = stderr;
+};
+
+// Every rank calls this at the same points with its own outcome. If any rank
+// stops, all return the lowest stopping rank's exit code and that rank alone
+// prints its text: the reason appears once, and no rank is left waiting in a
+// collective for one that has gone.
+std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine) {
+  const std::vector<std::uint64_t> codes =
+      comm.all_gather(mine ? static_cast<std::uint64_t>(mine->code) + 1 : 0);
+  const auto first = std::find_if(codes.begin(), codes.end(), [](auto c) { return c != 0; });
+  if (first == codes.end()) return std::nullopt;
+  if (first - codes.begin() == comm.rank()) {
+    std::fputs(mine->text.c_str(), mine->stream);
+    std::fflush(mine->stream);
+  }
+  return static_cast<int>(*first - 1);
+}
+
+std::string error_line(const Comm& comm, const std::string& what) {
+  return "cllm: error: " + (comm.size() > 1 ? "rank " + std::to_string(comm.rank()) + ": " : "") +
+         what + "\n";
+}
+
+// Runs setup, which may fail on some ranks only, and agrees on the outcome.
+std::optional<int> agree_on_setup(const Comm& comm, auto&& setup) {
+  std::optional<Stop> stop;
   try {
     setup();
   } catch (const std::invalid_argument& e) {
-    failure = e.what();
-    code = kExitUsage;
+    stop = Stop{kExitUsage, error_line(comm, e.what())};
   } catch (const std::exception& e) {
-    failure = e.what();
+    stop = Stop{kExitError, error_line(comm, e.what())};
   }
-  const std::vector<std::uint64_t> failed = comm.all_gather(failure.empty() ? 0 : 1);
-  const auto first = std::find(failed.begin(), failed.end(), 1u);
-  if (first == failed.end()) return std::nullopt;
-  if (first - failed.begin() == comm.rank()) {
-    if (comm.size() > 1)
-      std::fprintf(stderr, "cllm: error: rank %d: %s\n", comm.rank(), failure.c_str());
-    else
-      std::fprintf(stderr, "cllm: error: %s\n", failure.c_str());
-  }
-  return code;
+  return agree(comm, stop);
 }
 
 int run_train(TrainCommand& c, const Comm& comm) {
   TrainConfig& cfg = c.cfg;
-  c.batch.apply(cfg, comm.size());
-  const ModelConfig shape = c.model.resolve(ByteTokenizer::kVocabSize);
-  cfg.model = shape;
-  cfg.validate();  // options first, so a bad option is named before the data is read
   const bool root = comm.is_root();
-
   TokenDataset data;
   std::optional<MetricsFile> metrics;  // rank 0 only
   std::unique_ptr<Trainer> trainer;
   if (auto code = agree_on_setup(comm, [&] {
-        data = load_text_dataset(c.data, c.val_fraction, shape.seq_len);
+        c.batch.apply(cfg, comm.size());
+        cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
+        cfg.validate();  // options first, so a bad option is named before the data is read
+        data = load_text_dataset(c.data, c.val_fraction, cfg.model.seq_len);
         cfg.model.vocab_size = data.vocab_size;
         if (root) {
           std::error_code ec;
@@ -245,26 +258,26 @@ int run_train(TrainCommand& c, const Comm& comm) {
 
 int run_bench(BenchCommand& c, const Comm& comm) {
   TrainConfig& cfg = c.cfg;
-  c.batch.apply(cfg, comm.size());
-  cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-  cfg.steps = c.warmup + c.steps;
-  cfg.seed = c.seed;
-  cfg.optim.warmup_steps = 0;
-  cfg.validate();
-  if (c.steps <= 0) throw std::invalid_argument("--steps must be positive");
-  if (c.warmup < 0) throw std::invalid_argument("--warmup-steps must not be negative");
-
-  // Random tokens: speed does not depend on the text.
   TokenDataset data;
-  data.vocab_size = cfg.model.vocab_size;
-  data.source = "random tokens";
-  Rng rng(c.seed);
-  data.train.resize(1 << 20);
-  for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
-  data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
-
   std::unique_ptr<Trainer> trainer;
-  if (auto code = agree_on_setup(comm, [&] { trainer = std::make_unique<Trainer>(cfg, data, comm); }))
+  if (auto code = agree_on_setup(comm, [&] {
+        c.batch.apply(cfg, comm.size());
+        cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
+        cfg.steps = c.warmup + c.steps;
+        cfg.seed = c.seed;
+        cfg.optim.warmup_steps = 0;
+        cfg.validate();
+        if (c.steps <= 0) throw std::invalid_argument("--steps must be positive");
+        if (c.warmup < 0) throw std::invalid_argument("--warmup-steps must not be negative");
+        // Random tokens: speed does not depend on the text.
+        data.vocab_size = cfg.model.vocab_size;
+        data.source = "random tokens";
+        Rng rng(c.seed);
+        data.train.resize(1 << 20);
+        for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
+        data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
+        trainer = std::make_unique<Trainer>(cfg, data, comm);
+      }))
     return *code;
   StepResult sum;
   for (int s = 0; s < cfg.steps; ++s) {
@@ -312,25 +325,24 @@ int run_bench(BenchCommand& c, const Comm& comm) {
   return kExitOk;
 }
 
-// Parses argv with app; on a parse error or help, returns the exit code.
-std::optional<int> parse_or_exit(CLI::App& app, int argc, char** argv,
-                                 const MpiEnvironment& mpi) {
+// Parses argv with app; help and parse errors (a missing --config file
+// among them) stop this rank.
+std::optional<Stop> parse(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
     return std::nullopt;
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::Error& e) {  // parse errors, and a missing --config file
-    if (mpi.rank() == 0) std::fprintf(stderr, "cllm: error: %s\n", e.what());
-    return kExitUsage;
+  } catch (const CLI::CallForHelp&) {
+    return Stop{kExitOk, app.help(), stdout};
+  } catch (const CLI::CallForAllHelp&) {
+    return Stop{kExitOk, app.help("", CLI::AppFormatMode::All), stdout};
+  } catch (const CLI::Error& e) {
+    return Stop{kExitUsage, std::string("cllm: error: ") + e.what() + "\n"};
   }
 }
 
 }  // namespace
 
-int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
+int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   constexpr const char* kAbout = "cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)";
   constexpr const char* kTrainAbout = "Train a model on a text corpus";
   constexpr const char* kBenchAbout = "Measure training throughput";
@@ -338,37 +350,35 @@ int run_cli(int argc, char** argv, const MpiEnvironment& mpi) {
       "Read options from a TOML file: one 'name = value' per option, the long name "
       "without its leading dashes (micro-batch = 8); command-line options win";
   const std::string command = argc > 1 ? argv[1] : "";
-  try {
-    // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
-    // --config file only for the top-level app, not for a subcommand.
-    auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
-                              auto run) {
-      CLI::App app{about, "cllm " + command};
-      app.set_config("--config", "", kConfigHelp);
-      add_options(app, command_options);
-      if (auto code = parse_or_exit(app, argc - 1, argv + 1, mpi)) return *code;
-      const Comm world = Comm::duplicate(MPI_COMM_WORLD);
-      return run(command_options, world);
-    };
-    if (command == "train") {
-      TrainCommand train;
-      return run_subcommand(kTrainAbout, train, add_train_options, run_train);
-    }
-    if (command == "bench") {
-      BenchCommand bench;
-      return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
-    }
-  } catch (const std::invalid_argument& e) {  // the same options fail alike on every rank
-    if (mpi.rank() == 0) std::fprintf(stderr, "cllm: error: %s\n", e.what());
-    return kExitUsage;
+  // Every rank takes part in each agreement below, whatever its arguments
+  // (MPMD launches may give ranks different ones).
+  const Comm world = Comm::duplicate(MPI_COMM_WORLD);
+  // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
+  // --config file only for the top-level app, not for a subcommand.
+  auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
+                            auto run) {
+    CLI::App app{about, "cllm " + command};
+    app.set_config("--config", "", kConfigHelp);
+    add_options(app, command_options);
+    if (auto code = agree(world, parse(app, argc - 1, argv + 1))) return *code;
+    return run(command_options, world);
+  };
+  if (command == "train") {
+    TrainCommand train;
+    return run_subcommand(kTrainAbout, train, add_train_options, run_train);
+  }
+  if (command == "bench") {
+    BenchCommand bench;
+    return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
   }
   // No or an unknown subcommand: the top-level app lists the subcommands.
   CLI::App app{kAbout, "cllm"};
   app.require_subcommand(1);
   app.add_subcommand("train", std::string(kTrainAbout) + " (cllm train --help)");
   app.add_subcommand("bench", std::string(kBenchAbout) + " (cllm bench --help)");
-  if (auto code = parse_or_exit(app, argc, argv, mpi)) return *code;
-  return kExitUsage;  // not reached: parsing fails without a known subcommand
+  std::optional<Stop> stop = parse(app, argc, argv);
+  if (!stop) stop = Stop{kExitUsage, "cllm: error: a subcommand is required: train or bench\n"};
+  return *agree(world, stop);
 }
 
 }  // namespace cllm
