@@ -57,8 +57,9 @@ struct TrainConfig {
   std::int64_t tokens_per_step() const {
     return static_cast<std::int64_t>(global_batch) * model.seq_len;
   }
-  // Throws std::invalid_argument naming the offending option.
-  void validate() const;
+  // Throws std::invalid_argument naming the offending option; the global
+  // batch must split into whole micro-batches on each of `ranks` ranks.
+  void validate(int ranks = 1) const;
 };
 
 // Learning rate at a 0-based step: linear warm-up, then cosine decay to

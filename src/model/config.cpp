@@ -39,13 +39,15 @@ ModelConfig preset_config(const std::string& name) {
   return c;
 }
 
-void TrainConfig::validate() const {
+void TrainConfig::validate(int ranks) const {
   model.validate();
   require(micro_batch > 0, "--micro-batch must be positive");
   require(global_batch > 0, "--global-batch must be positive");
-  require(global_batch % micro_batch == 0,
+  require(global_batch % (micro_batch * ranks) == 0,
           "--global-batch (" + std::to_string(global_batch) + ") must be a multiple of " +
-              "--micro-batch (" + std::to_string(micro_batch) + ")");
+              (ranks > 1 ? "ranks x --micro-batch (" + std::to_string(ranks) + " x "
+                         : std::string("--micro-batch (")) +
+              std::to_string(micro_batch) + ")");
   require(steps > 0, "--steps must be positive");
   require(threads > 0, "--threads must be positive");
   require(log_every > 0, "--log-every must be positive");

@@ -44,12 +44,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenDataset& data, const Comm
       contexts_(config.threads),
       grads_(model_.layout().total()),
       micro_losses_(config.micro_batches_per_step()) {
-  cfg_.validate();
-  if (cfg_.global_batch % (cfg_.micro_batch * comm.size()) != 0)
-    throw std::invalid_argument(
-        "--global-batch (" + std::to_string(cfg_.global_batch) + ") must be a multiple of ranks x " +
-        "--micro-batch (" + std::to_string(comm.size()) + " x " +
-        std::to_string(cfg_.micro_batch) + ")");
+  cfg_.validate(comm.size());
   if (data.vocab_size > cfg_.model.vocab_size)
     throw std::invalid_argument(data.source + ": vocabulary of " +
                                 std::to_string(data.vocab_size) +
