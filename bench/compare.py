@@ -88,22 +88,25 @@ def main():
     base = {r["preset"]: r["cllm"]["tokens_per_s"]
             for r in rows if r["ranks"] == 1 and r["threads"] == 1}
     print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'of GEMM':>7} "
-          f"{'speed-up':>8} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} {'cllm/torch':>10}")
+          f"{'speed-up':>8} {'effic.':>6} {'CPU %':>5} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} "
+          f"{'cllm/torch':>10}")
     for r in rows:
         c = r["cllm"]
         tt = (r.get("pytorch") or {}).get("tokens_per_s")
         r["speedup_vs_1x1"] = c["tokens_per_s"] / base[r["preset"]] if r["preset"] in base else None
         r["ratio_to_pytorch"] = c["tokens_per_s"] / tt if tt else None
+        # Parallel efficiency: speed-up over the cores the layout uses.
+        cores = r["ranks"] * r["threads"]
+        r["efficiency"] = r["speedup_vs_1x1"] / cores if r["speedup_vs_1x1"] else None
         comm = 100 * c["time_split"]["allreduce"]
         # The ceiling of as many cores as the layout uses, when measured.
-        cores = r["ranks"] * r["threads"]
         gemm = ceiling.get(r["preset"], {}).get(str(cores))
         r["gemm_ceiling_gflops"] = gemm
         r["fraction_of_gemm_ceiling"] = c["gflops"] / gemm if gemm else None
         print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6} "
               f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
               f"{r['fraction_of_gemm_ceiling'] or 0:>7.2f} {r['speedup_vs_1x1'] or 0:>8.2f} "
-              f"{comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
+              f"{r['efficiency'] or 0:>6.2f} {100 * c.get('cpu_busy', 0):>5.0f} {comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
               f"{r['ratio_to_pytorch'] or 0:>10.2f}")
     if ceiling:
         print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))

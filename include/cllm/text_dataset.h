@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "cllm/token_source.h"
+
 namespace cllm {
 
 // Byte-level tokenizer: each byte is its own token, vocabulary 256.
@@ -16,11 +18,23 @@ struct ByteTokenizer {
   std::string decode(const std::vector<std::int32_t>& tokens) const;
 };
 
-struct TokenDataset {
+// Tokens held in memory: a text file, or synthetic data in tests and bench.
+struct TokenDataset final : TokenSource {
   std::vector<std::int32_t> train;
   std::vector<std::int32_t> val;
   int vocab_size = 0;
   std::string source;  // where it came from, for messages
+
+  std::uint64_t split_size(Split split) const override { return of(split).size(); }
+  void read_tokens(Split split, std::uint64_t start, std::size_t count,
+                   std::int32_t* out) const override;
+  int vocab() const override { return vocab_size; }
+  const std::string& name() const override { return source; }
+
+ private:
+  const std::vector<std::int32_t>& of(Split split) const {
+    return split == Split::train ? train : val;
+  }
 };
 
 // Reads a text file with the byte tokenizer and holds out the last

@@ -1,10 +1,10 @@
 // ThreadContext: everything one OpenMP thread writes during forward and
-// backward - activations of one micro-batch, a full gradient buffer and its
-// token windows. The shared model is only ever seen through const Model&.
+// backward - the activations of one micro-batch and a full gradient buffer,
+// nothing more. The shared model is only ever seen through const Model&, and
+// the token windows are read by the main thread before the parallel region.
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 
 #include "cllm/aligned_buffer.h"
 #include "cllm/gpt.h"
@@ -18,11 +18,9 @@ struct ThreadContext {
   ThreadContext(const Model& model, int micro_batch);
 
   GptActivations acts;
-  AlignedBuffer<float> grads;          // the model's layout; summed over own micro-batches
-  AlignedBuffer<std::int32_t> inputs;  // (B,T)
-  AlignedBuffer<std::int32_t> targets; // (B,T)
+  AlignedBuffer<float> grads;  // the model's layout; summed over own micro-batches
 
-  std::size_t bytes() const { return acts.bytes() + grads.bytes() + inputs.bytes() + targets.bytes(); }
+  std::size_t bytes() const { return acts.bytes() + grads.bytes(); }
 };
 
 }  // namespace cllm

@@ -18,8 +18,8 @@
 #include "cllm/config.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
-#include "cllm/text_dataset.h"
 #include "cllm/thread_context.h"
+#include "cllm/token_source.h"
 
 namespace cllm {
 
@@ -30,7 +30,8 @@ struct StepResult {
   double grad_norm = 0;     // before clipping
   bool applied = false;     // false: non-finite loss or norm, update skipped
   // Seconds spent in each phase of the step.
-  double t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0, t_total = 0;
+  double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
+         t_total = 0;
 };
 
 // A run of consecutive chunks whose gradient is summed across ranks at once.
@@ -42,10 +43,11 @@ std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t m
 
 class Trainer {
  public:
-  // The model is initialised from config.seed; the dataset and comm must
+  // The model is initialised from config.seed; the data and comm must
   // outlive us. Throws std::invalid_argument when the global batch does not
-  // split into whole micro-batches per rank.
-  Trainer(const TrainConfig& config, const TokenDataset& data, const Comm& comm);
+  // split into whole micro-batches per rank, or the data's vocabulary is
+  // larger than the model's.
+  Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm);
 
   // Runs optimizer step `step` (0-based); the data it sees depends only on
   // (seed, step, micro-batch index).
@@ -59,8 +61,9 @@ class Trainer {
   const Model& model() const { return model_; }
   Model& mutable_model() { return model_; }
   const AdamW& optimizer() const { return optimizer_; }
+  AdamW& mutable_optimizer() { return optimizer_; }
   const TrainConfig& config() const { return cfg_; }
-  // Bytes of one thread's context (activations, gradients, token windows).
+  // Bytes of one thread's context (activations of one micro-batch, gradients).
   std::size_t thread_context_bytes() const { return contexts_.front()->bytes(); }
   // The rank gradient of the last step (scaled to a mean, before clipping).
   std::span<const float> gradients() const { return grads_.span(); }
@@ -69,9 +72,15 @@ class Trainer {
   // Sums grads_ in-rank then across ranks, bucket by bucket; returns the
   // seconds the main thread spent in MPI.
   double reduce_gradients();
+  // Token windows of this rank's micro-batches first .. first + count - 1
+  // into batch_inputs_/batch_targets_, by the main thread.
+  void read_training_windows(int step);
+  void read_validation_windows(int first_batch, int count, int n_batches);
+  std::int32_t* batch_inputs(int i) { return batch_inputs_.data() + i * batch_tokens_; }
+  std::int32_t* batch_targets(int i) { return batch_targets_.data() + i * batch_tokens_; }
 
   TrainConfig cfg_;
-  const TokenDataset& data_;
+  const TokenSource& data_;
   const Comm& comm_;
   int micro_per_rank_;    // micro-batches this rank runs per step
   int first_micro_;       // global index of the first
@@ -81,6 +90,9 @@ class Trainer {
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
   std::vector<Bucket> buckets_;
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
+  int eval_per_rank_;                 // validation micro-batches per rank
+  std::size_t batch_tokens_;          // B x T
+  AlignedBuffer<std::int32_t> batch_inputs_, batch_targets_;  // this rank's micro-batches
 };
 
 // The micro-batches [begin, end) that thread t of n owns, out of count:

@@ -106,6 +106,14 @@ double peak_rss_bytes() {
   return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
+// CPU time (user + system) of this process so far, all threads together.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  const auto seconds = [](const timeval& t) { return t.tv_sec + 1e-6 * t.tv_usec; };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
 // Why this rank stops before training (a bad option, a file it cannot read,
 // memory it cannot get, or --help), and what it would print.
 struct Stop {
@@ -280,9 +288,12 @@ int run_bench(BenchCommand& c, const Comm& comm) {
       }))
     return *code;
   StepResult sum;
+  double cpu_at_start = 0;
   for (int s = 0; s < cfg.steps; ++s) {
+    if (s == c.warmup) cpu_at_start = process_cpu_seconds();
     const StepResult r = trainer->train_step(s);
     if (s < c.warmup) continue;
+    sum.t_data += r.t_data;
     sum.t_forward_backward += r.t_forward_backward;
     sum.t_reduce += r.t_reduce;
     sum.t_allreduce += r.t_allreduce;
@@ -292,6 +303,9 @@ int run_bench(BenchCommand& c, const Comm& comm) {
   const double step_s = sum.t_total / c.steps;
   const double tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
   const double gflops = cfg.model.flops_per_token() * tokens_per_s / 1e9;
+  // The share of this rank's cores that were busy (OpenMP threads that spin
+  // while they wait count as busy, as in top).
+  const double cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.threads);
   const ModelConfig& m = cfg.model;
   const auto frac = [&](double t) { return t / sum.t_total; };
   if (!comm.is_root()) return kExitOk;
@@ -301,23 +315,24 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         "\"vocab\": %d, \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"micro_batch\": %d, "
         "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
         "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
-        "\"peak_rss_bytes\": %.0f, \"time_split\": {\"forward_backward\": %.4f, "
-        "\"thread_reduce\": %.4f, \"allreduce\": %.4f, \"optimizer\": %.4f}}\n",
+        "\"peak_rss_bytes\": %.0f, \"cpu_busy\": %.3f, \"time_split\": {\"data\": %.4f, "
+        "\"forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
+        "\"optimizer\": %.4f}}\n",
         c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
         trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
         cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),
-        trainer->thread_context_bytes(), peak_rss_bytes(), frac(sum.t_forward_backward),
-        frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
+        trainer->thread_context_bytes(), peak_rss_bytes(), cpu_busy, frac(sum.t_data),
+        frac(sum.t_forward_backward), frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
   } else {
     std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
                 m.n_head, m.n_embd, m.seq_len, trainer->model().layout().numel());
     std::printf("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
                 comm.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
-    std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s\n", tokens_per_s,
-                1000 * step_s, gflops);
-    std::printf("time split  forward+backward %.1f%%, thread reduce %.1f%%, allreduce %.1f%%, "
-                "optimizer %.1f%%\n",
-                100 * frac(sum.t_forward_backward), 100 * frac(sum.t_reduce),
+    std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s; CPU %.0f%% busy\n",
+                tokens_per_s, 1000 * step_s, gflops, 100 * cpu_busy);
+    std::printf("time split  data %.1f%%, forward+backward %.1f%%, thread reduce %.1f%%, "
+                "allreduce %.1f%%, optimizer %.1f%%\n",
+                100 * frac(sum.t_data), 100 * frac(sum.t_forward_backward), 100 * frac(sum.t_reduce),
                 100 * frac(sum.t_allreduce), 100 * frac(sum.t_optimizer));
     std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                 trainer->thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);

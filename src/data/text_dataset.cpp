@@ -1,5 +1,6 @@
 #include "cllm/text_dataset.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
@@ -16,6 +17,14 @@ std::string ByteTokenizer::decode(const std::vector<std::int32_t>& tokens) const
   std::string s(tokens.size(), '\0');
   for (std::size_t i = 0; i < tokens.size(); ++i) s[i] = static_cast<char>(tokens[i] & 0xff);
   return s;
+}
+
+void TokenDataset::read_tokens(Split split, std::uint64_t start, std::size_t count,
+                               std::int32_t* out) const {
+  const std::vector<std::int32_t>& tokens = of(split);
+  if (start + count > tokens.size())
+    throw std::out_of_range(source + ": token window past the end of the split");
+  std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(start), count, out);
 }
 
 TokenDataset load_text_dataset(const std::filesystem::path& path, double val_fraction,

@@ -33,7 +33,7 @@ std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t m
   return buckets;
 }
 
-Trainer::Trainer(const TrainConfig& config, const TokenDataset& data, const Comm& comm)
+Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm)
     : cfg_(config),
       data_(data),
       comm_(comm),
@@ -43,11 +43,16 @@ Trainer::Trainer(const TrainConfig& config, const TokenDataset& data, const Comm
       optimizer_(config.optim, model_.layout()),
       contexts_(config.threads),
       grads_(model_.layout().total()),
-      micro_losses_(config.micro_batches_per_step()) {
+      micro_losses_(config.micro_batches_per_step()),
+      // Every rank takes a share of the fixed validation windows, at least one.
+      eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
+      batch_tokens_(static_cast<std::size_t>(config.micro_batch) * config.model.seq_len),
+      batch_inputs_(std::max(micro_per_rank_, eval_per_rank_) * batch_tokens_),
+      batch_targets_(batch_inputs_.size()) {
   cfg_.validate(comm.size());
-  if (data.vocab_size > cfg_.model.vocab_size)
-    throw std::invalid_argument(data.source + ": vocabulary of " +
-                                std::to_string(data.vocab_size) +
+  if (data.vocab() > cfg_.model.vocab_size)
+    throw std::invalid_argument(data.name() + ": vocabulary of " +
+                                std::to_string(data.vocab()) +
                                 " tokens is larger than the model's " +
                                 std::to_string(cfg_.model.vocab_size));
   kernels::use_single_threaded_blas();
@@ -73,7 +78,8 @@ StepResult Trainer::train_step(int step) {
   r.step = step;
   r.lr = learning_rate(cfg_.optim, step, cfg_.steps);
   const int n_threads = cfg_.threads;
-  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const double t_start = omp_get_wtime();
+  read_training_windows(step);
   const double t0 = omp_get_wtime();
 
   // ---- forward + backward: threads share the model read-only, no lock.
@@ -84,12 +90,11 @@ StepResult Trainer::train_step(int step) {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     ctx.grads.zero();
     const Range mine = static_block(micro_per_rank_, n_threads, omp_get_thread_num());
-    for (int m = first_micro_ + mine.begin; m < first_micro_ + mine.end; ++m) {
-      sample_training_windows(data_.train, cfg_.seed, step, m, B, T, ctx.inputs.data(),
-                              ctx.targets.data());
-      micro_losses_[m] = gpt_forward(model, ctx.acts, ctx.inputs.data(), ctx.targets.data());
-      gpt_backward(model, ctx.acts, ctx.grads.span(), ctx.inputs.data(), ctx.targets.data(),
-                   1.0f);
+    for (int i = mine.begin; i < mine.end; ++i) {
+      const std::int32_t* inputs = batch_inputs(i);
+      const std::int32_t* targets = batch_targets(i);
+      micro_losses_[first_micro_ + i] = gpt_forward(model, ctx.acts, inputs, targets);
+      gpt_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
     }
   }
   const double t1 = omp_get_wtime();
@@ -111,10 +116,11 @@ StepResult Trainer::train_step(int step) {
     r.applied = optimizer_.step(model_.params(), grads_.span(), clip, r.lr, n_threads);
   }
   const double t3 = omp_get_wtime();
+  r.t_data = t0 - t_start;
   r.t_forward_backward = t1 - t0;
   r.t_reduce = t2 - t1 - r.t_allreduce;
   r.t_optimizer = t3 - t2;
-  r.t_total = t3 - t0;
+  r.t_total = t3 - t_start;
   return r;
 }
 
@@ -165,25 +171,44 @@ double Trainer::reduce_gradients() {
   return mpi_seconds;
 }
 
+void Trainer::read_training_windows(int step) {
+  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const std::uint64_t n = data_.split_size(Split::train);
+  std::vector<std::uint64_t> starts(B);
+  for (int i = 0; i < micro_per_rank_; ++i) {
+    for (int b = 0; b < B; ++b)
+      starts[b] = training_window_start(n, T, cfg_.seed, step, first_micro_ + i, b);
+    read_windows(data_, Split::train, starts, T, batch_inputs(i), batch_targets(i));
+  }
+}
+
+void Trainer::read_validation_windows(int first_batch, int count, int n_batches) {
+  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const std::uint64_t n = data_.split_size(Split::val);
+  std::vector<std::uint64_t> starts(B);
+  for (int i = 0; i < count; ++i) {
+    for (int b = 0; b < B; ++b)
+      starts[b] = validation_window_start(n, T, static_cast<std::int64_t>(first_batch + i) * B + b,
+                                          static_cast<std::int64_t>(n_batches) * B);
+    read_windows(data_, Split::val, starts, T, batch_inputs(i), batch_targets(i));
+  }
+}
+
 double Trainer::evaluate() {
   const int n_threads = cfg_.threads;
   const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
-  // Every rank takes a share of the fixed windows; at least one batch each.
-  const int per_rank = (cfg_.eval_batches + comm_.size() - 1) / comm_.size();
+  const int per_rank = eval_per_rank_;
   const int n_batches = per_rank * comm_.size();
   std::vector<double> losses(n_batches, 0.0);
   const Model& model = model_;
   const int first = comm_.rank() * per_rank;
+  read_validation_windows(first, per_rank, n_batches);
 #pragma omp parallel num_threads(n_threads)
   {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     const Range mine = static_block(per_rank, n_threads, omp_get_thread_num());
-    for (int m = first + mine.begin; m < first + mine.end; ++m) {
-      validation_windows(data_.val, static_cast<std::int64_t>(m) * B,
-                         static_cast<std::int64_t>(n_batches) * B, B, T, ctx.inputs.data(),
-                         ctx.targets.data());
-      losses[m] = gpt_forward(model, ctx.acts, ctx.inputs.data(), ctx.targets.data());
-    }
+    for (int i = mine.begin; i < mine.end; ++i)
+      losses[first + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
   }
   comm_.sum(losses);
   double sum = 0.0;

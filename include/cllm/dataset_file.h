@@ -1,0 +1,71 @@
+// HDF5 token datasets, as `cllm prepare` writes them (DESIGN.md):
+//   /train/tokens, /val/tokens   1-D unsigned integers (uint8 when the vocab
+//                                fits, else uint16 or uint32), chunked,
+//                                shuffle + deflate + Fletcher-32
+//   /tokenizer/<file>            the tokenizer's vocabulary files (gpt2-bpe)
+//   root attributes              format "cllm-dataset", format_version,
+//                                vocab_size, tokenizer, eot_token, sources,
+//                                sources_sha256, val_fraction
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cllm/hdf5.h"
+#include "cllm/token_source.h"
+#include "cllm/tokenizer_spec.h"
+
+namespace cllm {
+
+inline constexpr const char* kDatasetFormat = "cllm-dataset";
+inline constexpr std::int64_t kDatasetFormatVersion = 1;
+
+struct DatasetSource {
+  std::string file;    // as given
+  std::string sha256;  // hex of its bytes
+};
+
+// Writes the dataset to path + ".tmp", fsyncs it and renames it to path:
+// a crash leaves either the old file or the new one. Throws
+// std::runtime_error naming the file.
+void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
+                         const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
+                         const std::vector<DatasetSource>& sources, double val_fraction);
+
+// Reads windows straight from the file: each rank reads only the hyperslabs
+// of its own windows, through a chunk cache sized to hold the whole dataset
+// when it is small. Read-only access needs no coordination, so every rank
+// opens the file on its own.
+class Hdf5TokenSource final : public TokenSource {
+ public:
+  // Checks the format, version and that both splits hold a window of
+  // min_window tokens. Throws std::runtime_error naming the file.
+  Hdf5TokenSource(const std::filesystem::path& path, int min_window);
+
+  std::uint64_t split_size(Split split) const override {
+    return split == Split::train ? train_size_ : val_size_;
+  }
+  void read_tokens(Split split, std::uint64_t start, std::size_t count,
+                   std::int32_t* out) const override;
+  int vocab() const override { return tokenizer_.vocab_size; }
+  const std::string& name() const override { return name_; }
+  const TokenizerSpec& tokenizer() const { return tokenizer_; }
+
+ private:
+  std::string name_;
+  TokenizerSpec tokenizer_;
+  h5::Handle file_, train_, val_;
+  std::uint64_t train_size_ = 0, val_size_ = 0;
+};
+
+// Every stored token is below vocab_size: checked by prepare before writing.
+// Exposed for tests: reads the whole split.
+std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split split);
+
+// The tokenizer spec stored under /tokenizer and the root attributes.
+void write_tokenizer(hid_t file, const TokenizerSpec& tokenizer);
+TokenizerSpec read_tokenizer(hid_t file);
+
+}  // namespace cllm

@@ -1,0 +1,96 @@
+// Small RAII layer over the HDF5 C API (the parallel, Open MPI flavour that
+// Debian ships). Handles close themselves; every failure throws
+// std::runtime_error with HDF5's own innermost reason ("Fletcher32 checksum
+// failed", "file signature not found"), which callers prefix with the path.
+//
+// Debian's HDF5 is built without thread safety: call this from one thread at
+// a time (in CLLM, the main thread, outside parallel regions).
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cllm::h5 {
+
+// An owned HDF5 identifier of any kind (file, group, dataset, ...).
+class Handle {
+ public:
+  Handle() = default;
+  // Throws std::runtime_error(what + HDF5's reason) when id is negative.
+  Handle(hid_t id, const std::string& what);
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+
+  hid_t get() const { return id_; }
+  operator hid_t() const { return id_; }  // NOLINT: pass straight to the C API
+  void reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+// Stops HDF5 from printing its error stack on stderr: our messages are one
+// line. Call once per process, before any other HDF5 call.
+void silence_error_stack();
+
+// Throws std::runtime_error(what + HDF5's reason) when status is negative.
+void check(herr_t status, const std::string& what);
+
+// Files. create_file truncates; open_file fails on a file that is not HDF5.
+Handle create_file(const std::filesystem::path& path);
+Handle open_file(const std::filesystem::path& path);  // read-only
+// Flushes HDF5's buffers to the operating system.
+void flush(hid_t file);
+
+Handle create_group(hid_t parent, const std::string& name);
+Handle open_group(hid_t parent, const std::string& name);
+bool exists(hid_t parent, const std::string& path);
+
+// Attributes: strings, 64-bit integers, doubles.
+void set_attr(hid_t object, const std::string& name, const std::string& value);
+void set_attr(hid_t object, const std::string& name, std::int64_t value);
+void set_attr(hid_t object, const std::string& name, double value);
+std::string string_attr(hid_t object, const std::string& name);
+std::int64_t int_attr(hid_t object, const std::string& name);
+double double_attr(hid_t object, const std::string& name);
+bool has_attr(hid_t object, const std::string& name);
+
+// How a dataset is stored. Filters need a chunked layout; chunk 0 means one
+// chunk along the first dimension for the whole dataset.
+struct Storage {
+  bool fletcher32 = true;  // checksum, verified on every read
+  int deflate = 0;         // 0: off, else zlib level 1-9
+  bool shuffle = false;    // byte shuffle before deflate
+  hsize_t chunk_rows = 0;  // rows (first-dimension entries) per chunk
+};
+
+// Writes an N-d dataset; memory and file element types may differ (HDF5
+// converts). dims may be empty for a scalar only when storage has no filter.
+void write_dataset(hid_t parent, const std::string& name, hid_t file_type, hid_t mem_type,
+                   const std::vector<hsize_t>& dims, const void* data, const Storage& storage);
+std::vector<hsize_t> dataset_shape(hid_t dataset);
+// Reads a whole dataset into memory of mem_type (elements: product of shape).
+void read_dataset(hid_t dataset, hid_t mem_type, void* out);
+// Reads elements [start, start + count) of a 1-D dataset.
+void read_range(hid_t dataset, hid_t mem_type, hsize_t start, hsize_t count, void* out);
+
+// A 1-D byte dataset (file contents such as tokenizer vocabularies).
+void write_bytes(hid_t parent, const std::string& name, const std::string& bytes);
+std::string read_bytes(hid_t parent, const std::string& name);
+
+}  // namespace cllm::h5

@@ -1,0 +1,154 @@
+#include "cllm/dataset_file.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "cllm/durable_file.h"
+
+namespace cllm {
+
+namespace {
+
+// Random windows touch random chunks: small chunks keep a cache miss cheap
+// (one chunk inflated per window at worst).
+constexpr hsize_t kTokenChunk = 65536;
+// A dataset up to this size is cached whole after first touch.
+constexpr std::size_t kChunkCacheBytes = 256u << 20;
+
+hid_t token_file_type(int vocab_size) {
+  if (vocab_size <= 256) return H5T_STD_U8LE;
+  if (vocab_size <= 65536) return H5T_STD_U16LE;
+  return H5T_STD_U32LE;
+}
+
+void write_tokens(hid_t file, const std::string& name, const std::vector<std::int32_t>& tokens,
+                  int vocab_size) {
+  h5::Storage s;
+  s.shuffle = true;
+  s.deflate = 4;
+  s.chunk_rows = kTokenChunk;
+  h5::write_dataset(file, name, token_file_type(vocab_size), H5T_NATIVE_INT32, {tokens.size()},
+                    tokens.data(), s);
+}
+
+h5::Handle open_tokens(hid_t file, const std::string& name, std::uint64_t& size) {
+  h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), "dataset access");
+  h5::check(H5Pset_chunk_cache(dapl, 12421, kChunkCacheBytes, 1.0), "chunk cache");
+  h5::Handle dset(H5Dopen2(file, name.c_str(), dapl), "no dataset " + name);
+  const auto shape = h5::dataset_shape(dset);
+  if (shape.size() != 1) throw std::runtime_error(name + " is not 1-D");
+  h5::Handle type(H5Dget_type(dset), name);
+  if (H5Tget_class(type) != H5T_INTEGER || H5Tget_sign(type) != H5T_SGN_NONE)
+    throw std::runtime_error(name + " does not hold unsigned integers");
+  size = shape[0];
+  return dset;
+}
+
+}  // namespace
+
+void write_tokenizer(hid_t file, const TokenizerSpec& t) {
+  h5::set_attr(file, "tokenizer", t.name);
+  h5::set_attr(file, "vocab_size", static_cast<std::int64_t>(t.vocab_size));
+  h5::set_attr(file, "eot_token", t.eot_token);
+  if (t.name == "gpt2-bpe") {
+    h5::Handle group = h5::create_group(file, "tokenizer");
+    h5::write_bytes(group, "encoder.json", t.encoder_json);
+    h5::write_bytes(group, "vocab.bpe", t.vocab_bpe);
+  }
+}
+
+TokenizerSpec read_tokenizer(hid_t file) {
+  TokenizerSpec t;
+  t.name = h5::string_attr(file, "tokenizer");
+  t.vocab_size = static_cast<int>(h5::int_attr(file, "vocab_size"));
+  t.eot_token = h5::int_attr(file, "eot_token");
+  if (t.name == "gpt2-bpe") {
+    h5::Handle group = h5::open_group(file, "tokenizer");
+    t.encoder_json = h5::read_bytes(group, "encoder.json");
+    t.vocab_bpe = h5::read_bytes(group, "vocab.bpe");
+  } else if (t.name != "byte") {
+    throw std::runtime_error("unknown tokenizer '" + t.name + "'");
+  }
+  if (t.vocab_size <= 0) throw std::runtime_error("vocab_size must be positive");
+  return t;
+}
+
+void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
+                         const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
+                         const std::vector<DatasetSource>& sources, double val_fraction) {
+  const auto tmp = temporary_name(path);
+  try {
+    {
+      h5::Handle file = h5::create_file(tmp);
+      h5::set_attr(file, "format", std::string(kDatasetFormat));
+      h5::set_attr(file, "format_version", kDatasetFormatVersion);
+      write_tokenizer(file, tokenizer);
+      std::string names, sums;
+      for (const auto& s : sources) {
+        names += (names.empty() ? "" : "\n") + s.file;
+        sums += (sums.empty() ? "" : "\n") + s.sha256;
+      }
+      h5::set_attr(file, "sources", names);  // one per line
+      h5::set_attr(file, "sources_sha256", sums);
+      h5::set_attr(file, "val_fraction", val_fraction);
+      h5::create_group(file, "train");
+      h5::create_group(file, "val");
+      write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
+      write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
+      h5::flush(file);
+    }
+    commit_file(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    const std::string what = e.what();
+    throw std::runtime_error(what.rfind(path.string(), 0) == 0 ? what : path.string() + ": " + what);
+  }
+}
+
+Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)
+    : name_(path.string()) {
+  try {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error("no such file");
+    file_ = h5::open_file(path);
+    if (!h5::has_attr(file_, "format") || h5::string_attr(file_, "format") != kDatasetFormat)
+      throw std::runtime_error(std::string("not a CLLM dataset (no format attribute \"") +
+                               kDatasetFormat + "\")");
+    const auto version = h5::int_attr(file_, "format_version");
+    if (version != kDatasetFormatVersion)
+      throw std::runtime_error("dataset format_version " + std::to_string(version) +
+                               ", this cllm reads version " +
+                               std::to_string(kDatasetFormatVersion));
+    tokenizer_ = read_tokenizer(file_);
+    train_ = open_tokens(file_, "train/tokens", train_size_);
+    val_ = open_tokens(file_, "val/tokens", val_size_);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(name_ + ": " + e.what());
+  }
+  const auto need = static_cast<std::uint64_t>(min_window);
+  if (train_size_ < need || val_size_ < need)
+    throw std::runtime_error(name_ + ": too short (" + std::to_string(train_size_) + " train, " +
+                             std::to_string(val_size_) + " val tokens) for windows of " +
+                             std::to_string(min_window) + " tokens");
+}
+
+void Hdf5TokenSource::read_tokens(Split split, std::uint64_t start, std::size_t count,
+                                  std::int32_t* out) const {
+  if (start + count > split_size(split))
+    throw std::out_of_range(name_ + ": token window past the end of the split");
+  try {
+    h5::read_range(split == Split::train ? train_ : val_, H5T_NATIVE_INT32, start, count, out);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(name_ + ": " + e.what());
+  }
+}
+
+std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split split) {
+  Hdf5TokenSource source(path, 1);
+  std::vector<std::int32_t> tokens(source.split_size(split));
+  if (!tokens.empty()) source.read_tokens(split, 0, tokens.size(), tokens.data());
+  return tokens;
+}
+
+}  // namespace cllm

@@ -1,0 +1,221 @@
+#include "cllm/hdf5.h"
+
+#include <functional>
+#include <numeric>
+#include <stdexcept>
+
+namespace cllm::h5 {
+
+namespace {
+
+// The innermost (most specific) description on HDF5's error stack.
+std::string innermost_reason() {
+  std::string reason;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+        if (e->desc && *e->desc) *static_cast<std::string*>(out) = e->desc;
+        return 0;
+      },
+      &reason);
+  H5Eclear2(H5E_DEFAULT);
+  return reason.empty() ? "HDF5 error" : reason;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + " (" + innermost_reason() + ")");
+}
+
+Handle property_list(hid_t cls) { return Handle(H5Pcreate(cls), "cannot create property list"); }
+
+Handle open_attr(hid_t object, const std::string& name) {
+  return Handle(H5Aopen(object, name.c_str(), H5P_DEFAULT), "no attribute '" + name + "'");
+}
+
+void write_attr(hid_t object, const std::string& name, hid_t type, hid_t space,
+                const void* value) {
+  if (H5Aexists(object, name.c_str()) > 0)
+    check(H5Adelete(object, name.c_str()), "cannot replace attribute '" + name + "'");
+  Handle attr(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT),
+              "cannot create attribute '" + name + "'");
+  check(H5Awrite(attr, type, value), "cannot write attribute '" + name + "'");
+}
+
+void read_scalar_attr(hid_t object, const std::string& name, hid_t mem_type, void* out) {
+  Handle attr = open_attr(object, name);
+  Handle space(H5Aget_space(attr), "attribute '" + name + "'");
+  if (H5Sget_simple_extent_npoints(space) != 1)
+    throw std::runtime_error("attribute '" + name + "' is not a scalar");
+  check(H5Aread(attr, mem_type, out), "cannot read attribute '" + name + "' as a number");
+}
+
+}  // namespace
+
+Handle::Handle(hid_t id, const std::string& what) : id_(id) {
+  if (id < 0) fail(what);
+}
+
+void Handle::reset() {
+  if (id_ >= 0) H5Idec_ref(id_);  // closes any kind of object when the last reference goes
+  id_ = H5I_INVALID_HID;
+}
+
+void silence_error_stack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+void check(herr_t status, const std::string& what) {
+  if (status < 0) fail(what);
+}
+
+Handle create_file(const std::filesystem::path& path) {
+  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                "cannot create HDF5 file");
+}
+
+Handle open_file(const std::filesystem::path& path) {
+  return Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "not a readable HDF5 file");
+}
+
+void flush(hid_t file) { check(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush HDF5 file"); }
+
+Handle create_group(hid_t parent, const std::string& name) {
+  Handle lcpl = property_list(H5P_LINK_CREATE);
+  check(H5Pset_create_intermediate_group(lcpl, 1), "link property");
+  return Handle(H5Gcreate2(parent, name.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
+                "cannot create group '" + name + "'");
+}
+
+Handle open_group(hid_t parent, const std::string& name) {
+  return Handle(H5Gopen2(parent, name.c_str(), H5P_DEFAULT), "no group '" + name + "'");
+}
+
+bool exists(hid_t parent, const std::string& path) {
+  // H5Lexists needs every intermediate link to exist: walk the path.
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t next = path.find('/', pos);
+    const std::string prefix = path.substr(0, next);
+    if (!prefix.empty() && H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (next == std::string::npos) return true;
+    pos = next + 1;
+  }
+}
+
+void set_attr(hid_t object, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), "string type");
+  check(H5Tset_size(type, std::max<std::size_t>(value.size(), 1)), "string type");
+  check(H5Tset_strpad(type, H5T_STR_NULLPAD), "string type");
+  check(H5Tset_cset(type, H5T_CSET_UTF8), "string type");
+  Handle space(H5Screate(H5S_SCALAR), "scalar space");
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  write_attr(object, name, type, space, padded.data());
+}
+
+void set_attr(hid_t object, const std::string& name, std::int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), "scalar space");
+  write_attr(object, name, H5T_NATIVE_INT64, space, &value);
+}
+
+void set_attr(hid_t object, const std::string& name, double value) {
+  Handle space(H5Screate(H5S_SCALAR), "scalar space");
+  write_attr(object, name, H5T_NATIVE_DOUBLE, space, &value);
+}
+
+std::string string_attr(hid_t object, const std::string& name) {
+  Handle attr = open_attr(object, name);
+  Handle type(H5Aget_type(attr), "attribute '" + name + "'");
+  if (H5Tget_class(type) != H5T_STRING)
+    throw std::runtime_error("attribute '" + name + "' is not a string");
+  if (H5Tis_variable_str(type) > 0) {  // as h5py writes them
+    char* value = nullptr;
+    Handle mem(H5Tcopy(H5T_C_S1), "string type");
+    check(H5Tset_size(mem, H5T_VARIABLE), "string type");
+    check(H5Aread(attr, mem, &value), "cannot read attribute '" + name + "'");
+    std::string s = value ? value : "";
+    H5free_memory(value);
+    return s;
+  }
+  std::string s(H5Tget_size(type), '\0');
+  check(H5Aread(attr, type, s.data()), "cannot read attribute '" + name + "'");
+  s.resize(s.find('\0') == std::string::npos ? s.size() : s.find('\0'));
+  return s;
+}
+
+std::int64_t int_attr(hid_t object, const std::string& name) {
+  std::int64_t v = 0;
+  read_scalar_attr(object, name, H5T_NATIVE_INT64, &v);
+  return v;
+}
+
+double double_attr(hid_t object, const std::string& name) {
+  double v = 0;
+  read_scalar_attr(object, name, H5T_NATIVE_DOUBLE, &v);
+  return v;
+}
+
+bool has_attr(hid_t object, const std::string& name) {
+  return H5Aexists(object, name.c_str()) > 0;
+}
+
+void write_dataset(hid_t parent, const std::string& name, hid_t file_type, hid_t mem_type,
+                   const std::vector<hsize_t>& dims, const void* data, const Storage& storage) {
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+               "dataspace of '" + name + "'");
+  Handle dcpl = property_list(H5P_DATASET_CREATE);
+  // No timestamps: the same tensors give the same bytes, so h5diff and
+  // cmp can compare two checkpoints.
+  check(H5Pset_obj_track_times(dcpl, 0), "track times");
+  const hsize_t n = std::accumulate(dims.begin(), dims.end(), hsize_t{1}, std::multiplies<>());
+  const bool filtered = storage.fletcher32 || storage.deflate > 0;
+  if (filtered && !dims.empty() && n > 0) {
+    std::vector<hsize_t> chunk = dims;
+    if (storage.chunk_rows > 0) chunk[0] = std::min(storage.chunk_rows, dims[0]);
+    check(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), "chunk layout");
+    if (storage.shuffle) check(H5Pset_shuffle(dcpl), "shuffle filter");
+    if (storage.deflate > 0) check(H5Pset_deflate(dcpl, storage.deflate), "deflate filter");
+    if (storage.fletcher32) check(H5Pset_fletcher32(dcpl), "fletcher32 filter");
+  }
+  Handle dset(H5Dcreate2(parent, name.c_str(), file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+              "cannot create dataset '" + name + "'");
+  if (n > 0)
+    check(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+          "cannot write dataset '" + name + "'");
+}
+
+std::vector<hsize_t> dataset_shape(hid_t dataset) {
+  Handle space(H5Dget_space(dataset), "dataspace");
+  const int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0) fail("dataspace");
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), "dataspace");
+  return dims;
+}
+
+void read_dataset(hid_t dataset, hid_t mem_type, void* out) {
+  check(H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), "cannot read dataset");
+}
+
+void read_range(hid_t dataset, hid_t mem_type, hsize_t start, hsize_t count, void* out) {
+  Handle file_space(H5Dget_space(dataset), "dataspace");
+  check(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+        "cannot select tokens");
+  Handle mem_space(H5Screate_simple(1, &count, nullptr), "dataspace");
+  check(H5Dread(dataset, mem_type, mem_space, file_space, H5P_DEFAULT, out),
+        "cannot read tokens");
+}
+
+void write_bytes(hid_t parent, const std::string& name, const std::string& bytes) {
+  Storage s;
+  s.deflate = 6;
+  write_dataset(parent, name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, {bytes.size()}, bytes.data(), s);
+}
+
+std::string read_bytes(hid_t parent, const std::string& name) {
+  Handle dset(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), "no dataset '" + name + "'");
+  const auto shape = dataset_shape(dset);
+  if (shape.size() != 1) throw std::runtime_error("dataset '" + name + "' is not 1-D");
+  std::string bytes(shape[0], '\0');
+  if (!bytes.empty()) read_dataset(dset, H5T_NATIVE_UCHAR, bytes.data());
+  return bytes;
+}
+
+}  // namespace cllm::h5
