@@ -5,7 +5,8 @@
 #
 #   build  compilers, CMake, Open MPI, parallel HDF5 (Open MPI flavour) and
 #          hdf5-tools, CLI11, OpenBLAS (OpenMP build), GoogleTest/GoogleMock,
-#          Google Benchmark
+#          Google Benchmark, PCRE2 and nlohmann-json (GPT-2 tokenizer),
+#          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
 #          (the tsan preset), Python 3 with NumPy, PyTorch and h5py (reference
 #          checks)
@@ -25,8 +26,9 @@ esac
 
 build_pkgs=(build-essential cmake pkg-config
             openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-            libcli11-dev libopenblas-openmp-dev
-            libgtest-dev libgmock-dev libbenchmark-dev)
+            libcli11-dev libopenblas-openmp-dev libssl-dev
+            libgtest-dev libgmock-dev libbenchmark-dev
+            libpcre2-dev nlohmann-json3-dev)
 test_pkgs=(clang-14 libomp-14-dev libclang-rt-14-dev
            python3 python3-numpy python3-torch python3-h5py)
 optional_bench_pkgs=(hyperfine)

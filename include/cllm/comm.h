@@ -39,6 +39,9 @@ class Comm {
   // In-place elementwise sums over ranks.
   void sum(std::span<double> values) const;
   void sum(std::span<float> values) const;
+  // Rank 0's values, on every rank (in pieces: any length).
+  void broadcast(std::span<float> values) const;
+  void broadcast(std::span<std::int64_t> values) const;
   // Every rank's value, in rank order.
   std::vector<std::uint64_t> all_gather(std::uint64_t value) const;
 

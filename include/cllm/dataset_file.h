@@ -64,8 +64,11 @@ class Hdf5TokenSource final : public TokenSource {
 // Exposed for tests: reads the whole split.
 std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split split);
 
-// The tokenizer spec stored under /tokenizer and the root attributes.
-void write_tokenizer(hid_t file, const TokenizerSpec& tokenizer);
-TokenizerSpec read_tokenizer(hid_t file);
+// A tokenizer as stored in datasets and checkpoints: the attributes
+// tokenizer, vocab_size and eot_token on attributes_at (the root of a
+// dataset, /tokenizer of a checkpoint), and its vocabulary files, if any, as
+// byte datasets under /tokenizer.
+void write_tokenizer(hid_t file, hid_t attributes_at, const TokenizerSpec& tokenizer);
+TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at);
 
 }  // namespace cllm

@@ -30,8 +30,11 @@ std::string format_duration(double seconds);
 
 class MetricsFile {
  public:
-  // Creates (truncates) path; throws std::runtime_error naming it on failure.
-  explicit MetricsFile(const std::filesystem::path& path);
+  // Creates path, keeping the records of steps up to keep_through_step from
+  // an earlier run (a resumed run continues the file; records past the
+  // checkpoint, which the resumed run repeats, are dropped). Throws
+  // std::runtime_error naming the file on failure.
+  explicit MetricsFile(const std::filesystem::path& path, std::int64_t keep_through_step = 0);
   void write(const LogRecord& r);
 
  private:

@@ -45,6 +45,9 @@ class AdamW {
             int threads);
 
   std::int64_t steps_taken() const { return t_; }
+  const OptimizerConfig& config() const { return cfg_; }
+  // Sets both moments and the step count, as a checkpoint recorded them.
+  void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps_taken);
   std::span<const float> m() const { return m_.span(); }
   std::span<const float> v() const { return v_.span(); }
   const std::vector<Chunk>& chunks() const { return chunks_; }

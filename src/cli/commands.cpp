@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,14 +13,19 @@
 #include <stdexcept>
 #include <string>
 
+#include "cllm/checkpoint.h"
 #include "cllm/cli.h"
 #include "cllm/comm.h"
+#include "cllm/dataset_file.h"
 #include "cllm/generate.h"
 #include "cllm/metrics.h"
 #include "cllm/rng.h"
 #include "cllm/text_dataset.h"
+#include "cllm/tokenizer.h"
 #include "cllm/trainer.h"
+#include "agreement.h"
 #include "options.h"
+#include "subcommands.h"
 
 namespace cllm {
 
@@ -34,6 +40,10 @@ struct TrainCommand {
   std::string data = "data/austen.txt";
   std::string out = "runs/default";
   double val_fraction = 0.1;
+  int checkpoint_every = 100;
+  int keep = 3;
+  std::string resume = "auto";
+  int stop_at = 0;
 };
 
 struct BenchCommand {
@@ -60,11 +70,30 @@ void add_train_options(CLI::App& app, TrainCommand& c) {
   c.model.add(app);
   c.batch.add(app, false);
   TrainConfig& t = c.cfg;
-  app.add_option("--data", c.data, "Training text (byte-level tokens)")->capture_default_str();
-  app.add_option("--val-fraction", c.val_fraction, "Tail of the data held out for validation")
+  app.add_option("--data", c.data,
+                 "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
+                 "(byte-level tokens)")
+      ->capture_default_str();
+  app.add_option("--val-fraction", c.val_fraction,
+                 "Tail of a text file held out for validation (datasets carry their own split)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.5));
-  app.add_option("--out", c.out, "Output folder (metrics.jsonl)")->capture_default_str();
+  app.add_option("--out", c.out, "Output folder: checkpoints and metrics.jsonl")
+      ->capture_default_str();
+  app.add_option("--checkpoint-every", c.checkpoint_every,
+                 "Steps between checkpoints (0: only at the end); one is always written at the "
+                 "end and at --stop-at")
+      ->capture_default_str();
+  app.add_option("--keep", c.keep, "Newest checkpoints kept in --out (0: all)")
+      ->capture_default_str();
+  app.add_option("--resume", c.resume,
+                 "auto: continue from the newest valid checkpoint in --out, if any; none: start "
+                 "afresh (refused if --out holds checkpoints); or a checkpoint file")
+      ->capture_default_str();
+  app.add_option("--stop-at", c.stop_at,
+                 "End after this step with a checkpoint, as an interruption would; the "
+                 "learning-rate schedule still follows --steps (0: off)")
+      ->capture_default_str();
   app.add_option("--steps", t.steps, "Optimizer steps")->capture_default_str();
   app.add_option("--lr", t.optim.lr, "Peak learning rate")->capture_default_str();
   app.add_option("--min-lr-ratio", t.optim.min_lr_ratio,
@@ -114,74 +143,151 @@ double process_cpu_seconds() {
   return seconds(u.ru_utime) + seconds(u.ru_stime);
 }
 
-// Why this rank stops before training (a bad option, a file it cannot read,
-// memory it cannot get, or --help), and what it would print.
-struct Stop {
-  int code = kExitError;
-  std::string text;  // printed as is
-  std::FILE* stream = stderr;
+// The data a run trains on and the tokenizer that made it.
+struct TrainingData {
+  std::unique_ptr<TokenSource> source;
+  TokenizerSpec tokenizer;
 };
 
-// Every rank calls this at the same points with its own outcome. If any rank
-// stops, all return the lowest stopping rank's exit code and that rank alone
-// prints its text: the reason appears once, and no rank is left waiting in a
-// collective for one that has gone.
-std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine) {
-  const std::vector<std::uint64_t> codes =
-      comm.all_gather(mine ? static_cast<std::uint64_t>(mine->code) + 1 : 0);
-  const auto first = std::find_if(codes.begin(), codes.end(), [](auto c) { return c != 0; });
-  if (first == codes.end()) return std::nullopt;
-  if (first - codes.begin() == comm.rank()) {
-    std::fputs(mine->text.c_str(), mine->stream);
-    std::fflush(mine->stream);
+// An HDF5 dataset (.h5, .hdf5) is read window by window; any other file is
+// text, read whole with the byte tokenizer.
+TrainingData open_training_data(const std::string& path, double val_fraction, int seq_len) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  TrainingData d;
+  if (ext == ".h5" || ext == ".hdf5") {
+    auto h5 = std::make_unique<Hdf5TokenSource>(path, seq_len + 1);
+    d.tokenizer = h5->tokenizer();
+    d.source = std::move(h5);
+  } else {
+    d.source = std::make_unique<TokenDataset>(load_text_dataset(path, val_fraction, seq_len));
   }
-  return static_cast<int>(*first - 1);
+  return d;
 }
 
-std::string error_line(const Comm& comm, const std::string& what) {
-  return "cllm: error: " + (comm.size() > 1 ? "rank " + std::to_string(comm.rank()) + ": " : "") +
-         what + "\n";
+// Rank 0: makes --out and proves it writable before any training is spent.
+void prepare_output_folder(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error(out.string() + ": cannot create output folder: " + ec.message());
+  const fs::path probe = out / ".cllm-write-test";
+  std::FILE* f = std::fopen(probe.c_str(), "w");
+  if (!f) throw std::runtime_error(out.string() + ": output folder is not writable");
+  std::fclose(f);
+  fs::remove(probe, ec);
 }
 
-// Runs setup, which may fail on some ranks only, and agrees on the outcome.
-std::optional<int> agree_on_setup(const Comm& comm, auto&& setup) {
-  std::optional<Stop> stop;
-  try {
-    setup();
-  } catch (const std::invalid_argument& e) {
-    stop = Stop{kExitUsage, error_line(comm, e.what())};
-  } catch (const std::exception& e) {
-    stop = Stop{kExitError, error_line(comm, e.what())};
+// Rank 0: loads the checkpoint the run continues from into the trainer, as
+// --resume says, and returns its state; nullopt: start afresh.
+std::optional<TrainingState> load_resume_point(const TrainCommand& c, Trainer& trainer) {
+  Model& model = trainer.mutable_model();
+  AdamW& optimizer = trainer.mutable_optimizer();
+  const auto vocab_fits = [&](const fs::path& path) {
+    const int theirs = read_checkpoint_header(path).model.vocab_size;
+    if (theirs < model.config().vocab_size)
+      throw CheckpointMismatch(c.data + ": vocabulary of " +
+                               std::to_string(model.config().vocab_size) +
+                               " tokens is larger than the model's " + std::to_string(theirs) +
+                               " in " + path.string());
+  };
+  if (c.resume != "auto" && c.resume != "none") {
+    vocab_fits(c.resume);
+    return read_checkpoint(c.resume, model, &optimizer).state;
   }
-  return agree(comm, stop);
+  const std::vector<CheckpointFile> found = list_checkpoints(c.out);
+  if (c.resume == "none") {
+    if (!found.empty())
+      throw std::runtime_error(c.out + ": already holds checkpoints (newest " +
+                               found.front().path.filename().string() +
+                               "); --resume auto continues them, or choose another --out");
+    return std::nullopt;
+  }
+  for (const CheckpointFile& f : found) {
+    try {
+      vocab_fits(f.path);
+      TrainingState state = read_checkpoint(f.path, model, &optimizer).state;
+      std::printf("resuming from %s (step %lld)\n", f.path.c_str(),
+                  static_cast<long long>(state.step));
+      return state;
+    } catch (const CheckpointMismatch&) {
+      throw;  // another model's checkpoint: not ours to skip and later prune
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cllm: warning: skipping checkpoint: %s\n", e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+// Gives every rank rank 0's resume point: state, parameters, moments.
+std::optional<TrainingState> share_resume_point(const Comm& comm, Trainer& trainer,
+                                                const std::optional<TrainingState>& mine) {
+  std::vector<std::int64_t> head = {mine ? 1 : 0, mine ? mine->step : 0,
+                                    mine ? mine->tokens_seen : 0,
+                                    mine ? mine->bad_steps_in_a_row : 0,
+                                    trainer.optimizer().steps_taken()};
+  comm.broadcast(head);
+  if (!head[0]) return std::nullopt;
+  if (comm.size() > 1) {
+    comm.broadcast(trainer.mutable_model().params());
+    const std::size_t n = trainer.model().layout().total();
+    AlignedBuffer<float> m(n), v(n);
+    std::copy_n(trainer.optimizer().m().data(), n, m.data());
+    std::copy_n(trainer.optimizer().v().data(), n, v.data());
+    comm.broadcast(m.span());
+    comm.broadcast(v.span());
+    trainer.mutable_optimizer().restore(m.span(), v.span(), head[4]);
+  }
+  return TrainingState{head[1], head[2], static_cast<int>(head[3])};
 }
 
 int run_train(TrainCommand& c, const Comm& comm) {
   TrainConfig& cfg = c.cfg;
   const bool root = comm.is_root();
-  TokenDataset data;
-  std::optional<MetricsFile> metrics;  // rank 0 only
+  TrainingData data;
   std::unique_ptr<Trainer> trainer;
+  std::optional<TrainingState> resumed;
   if (auto code = agree_on_setup(comm, [&] {
         c.batch.apply(cfg, comm.size());
         cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
         cfg.validate();  // options first, so a bad option is named before the data is read
-        data = load_text_dataset(c.data, c.val_fraction, cfg.model.seq_len);
-        cfg.model.vocab_size = data.vocab_size;
-        if (root) {
-          std::error_code ec;
-          fs::create_directories(c.out, ec);
-          if (ec) throw std::runtime_error(c.out + ": cannot create output folder: " + ec.message());
-          metrics.emplace(fs::path(c.out) / "metrics.jsonl");
-        }
-        trainer = std::make_unique<Trainer>(cfg, data, comm);
+        if (c.stop_at < 0) throw std::invalid_argument("--stop-at must not be negative");
+        if (c.checkpoint_every < 0)
+          throw std::invalid_argument("--checkpoint-every must not be negative");
+        data = open_training_data(c.data, c.val_fraction, cfg.model.seq_len);
+        cfg.model.vocab_size = data.source->vocab();
+        if (root) prepare_output_folder(c.out);
+        trainer = std::make_unique<Trainer>(cfg, *data.source, comm);
+      }))
+    return *code;
+  // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
+  if (auto code = agree_on_setup(comm, [&] {
+        if (root) resumed = load_resume_point(c, *trainer);
+      }))
+    return *code;
+  resumed = share_resume_point(comm, *trainer, resumed);
+  const TrainingState start = resumed.value_or(TrainingState{});
+  const int end = c.stop_at > 0 ? std::min(c.stop_at, cfg.steps) : cfg.steps;
+  if (start.step >= end) {
+    if (root)
+      std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n", c.out.c_str(),
+                  static_cast<long long>(start.step),
+                  end == cfg.steps ? "completes --steps" : "reaches --stop-at");
+    return kExitOk;
+  }
+  std::optional<MetricsFile> metrics;  // rank 0 only
+  if (auto code = agree_on_setup(comm, [&] {
+        if (root) metrics.emplace(fs::path(c.out) / "metrics.jsonl", start.step);
       }))
     return *code;
 
   const ModelConfig& m = cfg.model;
+  const TokenSource& source = *data.source;
   if (root) {
-    std::printf("cllm train: %s (%zu train / %zu val tokens), out %s\n", data.source.c_str(),
-                data.train.size(), data.val.size(), c.out.c_str());
+    std::printf("cllm train: %s (%llu train / %llu val tokens, %s tokenizer), out %s\n",
+                source.name().c_str(),
+                static_cast<unsigned long long>(source.split_size(Split::train)),
+                static_cast<unsigned long long>(source.split_size(Split::val)),
+                data.tokenizer.name.c_str(), c.out.c_str());
     std::printf("model: %d layers, %d heads, %d wide, seq %d, vocab %d: %zu parameters\n",
                 m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
                 trainer->model().layout().numel());
@@ -192,40 +298,43 @@ int run_train(TrainCommand& c, const Comm& comm) {
     std::fflush(stdout);
   }
 
-  int bad_in_a_row = 0;
+  TrainingState state = start;
   double interval_s = 0, total_s = 0;
   int interval_steps = 0;
-  for (int step = 0; step < cfg.steps; ++step) {
+  for (int step = static_cast<int>(start.step); step < end; ++step) {
     const StepResult r = trainer->train_step(step);
     interval_s += r.t_total;
     total_s += r.t_total;
     ++interval_steps;
+    state.step = step + 1;
+    state.tokens_seen += cfg.tokens_per_step();
     if (!r.applied) {  // every rank sees the same loss and norm, so decides alike
-      ++bad_in_a_row;
+      ++state.bad_steps_in_a_row;
       if (root)
         std::fprintf(stderr,
                    "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
                    "skipped (%d of --max-bad-steps %d in a row)\n",
                    step + 1, std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update" :
                    std::isfinite(r.loss) ? "gradient norm" : "loss",
-                   r.loss, r.grad_norm, bad_in_a_row, cfg.max_bad_steps);
-      if (bad_in_a_row >= cfg.max_bad_steps) {
+                   r.loss, r.grad_norm, state.bad_steps_in_a_row, cfg.max_bad_steps);
+      if (state.bad_steps_in_a_row >= cfg.max_bad_steps) {
         if (root)
           std::fprintf(stderr,
                      "cllm: error: stopping at step %d after %d non-finite steps in a row; "
                      "parameters are those of the last good step (try a lower --lr)\n",
-                     step + 1, bad_in_a_row);
+                     step + 1, state.bad_steps_in_a_row);
         return kExitDiverged;
       }
     } else {
-      bad_in_a_row = 0;
+      state.bad_steps_in_a_row = 0;
     }
     const int done = step + 1;
     const bool last = done == cfg.steps;
-    if (last || (cfg.check_every > 0 && done % cfg.check_every == 0))
-      trainer->check_replicas(done);
+    const bool save = done == end || (c.checkpoint_every > 0 && done % c.checkpoint_every == 0);
+    if (last || save || (cfg.check_every > 0 && done % cfg.check_every == 0))
+      trainer->check_replicas(done);  // never checkpoint replicas that drifted apart
     const bool eval = last || (cfg.eval_every > 0 && done % cfg.eval_every == 0);
-    if (done % cfg.log_every == 0 || last || eval) {
+    if (done % cfg.log_every == 0 || last || eval || done == end) {
       LogRecord rec;
       rec.step = done;
       rec.total_steps = cfg.steps;
@@ -234,7 +343,7 @@ int run_train(TrainCommand& c, const Comm& comm) {
       rec.grad_norm = r.grad_norm;
       rec.ms_per_step = 1000.0 * interval_s / interval_steps;
       rec.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) * interval_steps / interval_s;
-      rec.eta_s = total_s / done * (cfg.steps - done);
+      rec.eta_s = total_s / (done - start.step) * (cfg.steps - done);
       if (eval) rec.val_loss = trainer->evaluate();
       if (root) {
         std::printf("%s\n", format_log_line(rec).c_str());
@@ -250,16 +359,41 @@ int run_train(TrainCommand& c, const Comm& comm) {
                     static_cast<unsigned long long>(checksum(trainer->model().params())),
                     comm.size());
     }
+    if (save) {
+      if (auto code = agree_on_setup(comm, [&] {
+            if (!root) return;
+            const double t0 = omp_get_wtime();
+            const fs::path path = checkpoint_path(c.out, done);
+            write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state,
+                             data.tokenizer, source.name());
+            prune_checkpoints(c.out, c.keep);
+            std::error_code ec;
+            std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
+                        static_cast<double>(fs::file_size(path, ec)) / 1048576.0,
+                        omp_get_wtime() - t0);
+            std::fflush(stdout);
+          }))
+        return *code;
+    }
+  }
+  if (end < cfg.steps) {
+    if (root)
+      std::printf("stopped after step %d of %d (--stop-at); the same command with --resume auto "
+                  "continues\n",
+                  end, cfg.steps);
+    return kExitOk;
   }
   if (root && cfg.sample_tokens > 0) {
-    const ByteTokenizer tok;
+    const auto tok = make_tokenizer(data.tokenizer);
     SamplingOptions so;
     so.tokens = cfg.sample_tokens;
     so.seed = cfg.seed;
     so.temperature = 0.8f;
     so.top_k = 40;
-    const auto text = tok.decode(generate(trainer->model(), tok.encode("\n"), so));
-    std::printf("sample (temperature 0.8, top-k 40):\n%s\n", text.c_str() + 1);
+    const auto prompt = tok->encode("\n");
+    const auto ids = generate(trainer->model(), prompt, so);
+    std::printf("sample (temperature 0.8, top-k 40):\n%s\n",
+                tok->decode(std::span(ids).subspan(prompt.size())).c_str());
   }
   return kExitOk;
 }
@@ -340,27 +474,14 @@ int run_bench(BenchCommand& c, const Comm& comm) {
   return kExitOk;
 }
 
-// Parses argv with app; help and parse errors (a missing --config file
-// among them) stop this rank.
-std::optional<Stop> parse(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-    return std::nullopt;
-  } catch (const CLI::CallForHelp&) {
-    return Stop{kExitOk, app.help(), stdout};
-  } catch (const CLI::CallForAllHelp&) {
-    return Stop{kExitOk, app.help("", CLI::AppFormatMode::All), stdout};
-  } catch (const CLI::Error& e) {
-    return Stop{kExitUsage, std::string("cllm: error: ") + e.what() + "\n"};
-  }
-}
-
 }  // namespace
 
 int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   constexpr const char* kAbout = "cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)";
   constexpr const char* kTrainAbout = "Train a model on a text corpus";
   constexpr const char* kBenchAbout = "Measure training throughput";
+  constexpr const char* kPrepareAbout = "Turn text files into an HDF5 token dataset";
+  constexpr const char* kGenerateAbout = "Sample text from a checkpoint";
   constexpr const char* kConfigHelp =
       "Read options from a TOML file: one 'name = value' per option, the long name "
       "without its leading dashes (micro-batch = 8); command-line options win";
@@ -386,13 +507,25 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
     BenchCommand bench;
     return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
   }
+  if (command == "prepare") {
+    PrepareCommand prepare;
+    return run_subcommand(kPrepareAbout, prepare, add_prepare_options, run_prepare);
+  }
+  if (command == "generate") {
+    GenerateCommand gen;
+    return run_subcommand(kGenerateAbout, gen, add_generate_options, run_generate);
+  }
   // No or an unknown subcommand: the top-level app lists the subcommands.
   CLI::App app{kAbout, "cllm"};
   app.require_subcommand(1);
+  app.add_subcommand("prepare", std::string(kPrepareAbout) + " (cllm prepare --help)");
   app.add_subcommand("train", std::string(kTrainAbout) + " (cllm train --help)");
+  app.add_subcommand("generate", std::string(kGenerateAbout) + " (cllm generate --help)");
   app.add_subcommand("bench", std::string(kBenchAbout) + " (cllm bench --help)");
   std::optional<Stop> stop = parse(app, argc, argv);
-  if (!stop) stop = Stop{kExitUsage, "cllm: error: a subcommand is required: train or bench\n"};
+  if (!stop)
+    stop = Stop{kExitUsage,
+                "cllm: error: a subcommand is required: prepare, train, generate or bench\n"};
   return *agree(world, stop);
 }
 

@@ -1,5 +1,7 @@
 #include "cllm/comm.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <stdexcept>
 
@@ -52,6 +54,26 @@ void Comm::sum(std::span<float> v) const {
   check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT, MPI_SUM,
                       comm_),
         "MPI_Allreduce");
+}
+
+namespace {
+// MPI counts are int: send long buffers in pieces.
+template <typename T>
+void broadcast_pieces(MPI_Comm comm, std::span<T> v, MPI_Datatype type) {
+  constexpr std::size_t kPiece = std::size_t{1} << 28;
+  for (std::size_t off = 0; off < v.size(); off += kPiece)
+    check(MPI_Bcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type, 0,
+                    comm),
+          "MPI_Bcast");
+}
+}  // namespace
+
+void Comm::broadcast(std::span<float> v) const {
+  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_FLOAT);
+}
+
+void Comm::broadcast(std::span<std::int64_t> v) const {
+  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_INT64_T);
 }
 
 std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value) const {

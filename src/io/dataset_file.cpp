@@ -46,22 +46,23 @@ h5::Handle open_tokens(hid_t file, const std::string& name, std::uint64_t& size)
 
 }  // namespace
 
-void write_tokenizer(hid_t file, const TokenizerSpec& t) {
-  h5::set_attr(file, "tokenizer", t.name);
-  h5::set_attr(file, "vocab_size", static_cast<std::int64_t>(t.vocab_size));
-  h5::set_attr(file, "eot_token", t.eot_token);
+void write_tokenizer(hid_t file, hid_t attributes_at, const TokenizerSpec& t) {
+  h5::set_attr(attributes_at, "tokenizer", t.name);
+  h5::set_attr(attributes_at, "vocab_size", static_cast<std::int64_t>(t.vocab_size));
+  h5::set_attr(attributes_at, "eot_token", t.eot_token);
   if (t.name == "gpt2-bpe") {
-    h5::Handle group = h5::create_group(file, "tokenizer");
+    h5::Handle group = h5::exists(file, "tokenizer") ? h5::open_group(file, "tokenizer")
+                                                     : h5::create_group(file, "tokenizer");
     h5::write_bytes(group, "encoder.json", t.encoder_json);
     h5::write_bytes(group, "vocab.bpe", t.vocab_bpe);
   }
 }
 
-TokenizerSpec read_tokenizer(hid_t file) {
+TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
   TokenizerSpec t;
-  t.name = h5::string_attr(file, "tokenizer");
-  t.vocab_size = static_cast<int>(h5::int_attr(file, "vocab_size"));
-  t.eot_token = h5::int_attr(file, "eot_token");
+  t.name = h5::string_attr(attributes_at, "tokenizer");
+  t.vocab_size = static_cast<int>(h5::int_attr(attributes_at, "vocab_size"));
+  t.eot_token = h5::int_attr(attributes_at, "eot_token");
   if (t.name == "gpt2-bpe") {
     h5::Handle group = h5::open_group(file, "tokenizer");
     t.encoder_json = h5::read_bytes(group, "encoder.json");
@@ -82,7 +83,7 @@ void write_token_dataset(const std::filesystem::path& path, const std::vector<st
       h5::Handle file = h5::create_file(tmp);
       h5::set_attr(file, "format", std::string(kDatasetFormat));
       h5::set_attr(file, "format_version", kDatasetFormatVersion);
-      write_tokenizer(file, tokenizer);
+      write_tokenizer(file, file, tokenizer);
       std::string names, sums;
       for (const auto& s : sources) {
         names += (names.empty() ? "" : "\n") + s.file;
@@ -120,7 +121,7 @@ Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_wind
       throw std::runtime_error("dataset format_version " + std::to_string(version) +
                                ", this cllm reads version " +
                                std::to_string(kDatasetFormatVersion));
-    tokenizer_ = read_tokenizer(file_);
+    tokenizer_ = read_tokenizer(file_, file_);
     train_ = open_tokens(file_, "train/tokens", train_size_);
     val_ = open_tokens(file_, "val/tokens", val_size_);
   } catch (const std::exception& e) {

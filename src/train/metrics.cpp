@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 namespace cllm {
@@ -47,8 +48,19 @@ std::string format_json_line(const LogRecord& r) {
   return s + "}";
 }
 
-MetricsFile::MetricsFile(const std::filesystem::path& path) : path_(path.string()) {
+MetricsFile::MetricsFile(const std::filesystem::path& path, std::int64_t keep_through_step)
+    : path_(path.string()) {
+  std::string kept;
+  if (keep_through_step > 0) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      long long step = 0;
+      if (std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 && step <= keep_through_step)
+        kept += line + "\n";
+    }
+  }
   file_.reset(std::fopen(path_.c_str(), "w"));
+  if (file_ && !kept.empty()) std::fputs(kept.c_str(), file_.get());
   if (!file_) throw std::runtime_error(path_ + ": cannot write metrics: " + std::strerror(errno));
 }
 

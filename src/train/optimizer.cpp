@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace cllm {
 
@@ -109,6 +110,14 @@ bool AdamW::step(std::span<float> params, std::span<const float> grads, float gr
   }
   t_ = t;
   return true;
+}
+
+void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps_taken) {
+  if (m.size() != m_.size() || v.size() != v_.size())
+    throw std::invalid_argument("AdamW::restore: moment buffers of the wrong size");
+  std::copy(m.begin(), m.end(), m_.data());
+  std::copy(v.begin(), v.end(), v_.data());
+  t_ = steps_taken;
 }
 
 }  // namespace cllm

@@ -1,0 +1,350 @@
+// Checkpoints and HDF5 datasets, end to end through the cllm executable:
+// exact resume (one rank of two threads, and two ranks through mpiexec),
+// resume on another layout, --stop-at, --keep, --resume auto past broken
+// files, a run killed with SIGKILL while writing, prepare, generate, h5ls,
+// and bad input that must leave every existing checkpoint untouched.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cllm/checkpoint.h"
+#include "cllm/dataset_file.h"
+#include "cllm/model.h"
+#include "cllm/optimizer.h"
+#include "process.h"
+
+namespace cllm {
+namespace {
+
+namespace fs = std::filesystem;
+using test::contains;
+using test::run_cllm;
+using test::split_lines;
+using test::TempDir;
+
+const std::string kText = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+
+// A tiny model on the byte-level Austen text: 20 steps, 8 sequences a step.
+std::vector<std::string> tiny_run(const std::string& data, const std::string& out, int threads,
+                                  int steps = 20) {
+  return {"train", "--data", data, "--out", out, "--layers", "2", "--heads", "2", "--embd", "32",
+          "--seq-len", "32", "--micro-batch", "2", "--global-batch", "8", "--steps",
+          std::to_string(steps), "--lr", "3e-3", "--warmup", "5", "--log-every", "1",
+          "--eval-every", "10", "--sample-tokens", "0", "--checkpoint-every", "0", "--threads",
+          std::to_string(threads)};
+}
+
+// args with options set: each "--name value" pair replaces the option's
+// value where args has it (CLI11 refuses an option given twice), else is
+// appended.
+std::vector<std::string> with(std::vector<std::string> args,
+                              const std::vector<std::string>& options) {
+  for (std::size_t i = 0; i + 1 < options.size(); i += 2) {
+    const auto it = std::find(args.begin(), args.end(), options[i]);
+    if (it != args.end() && it + 1 != args.end()) {
+      *(it + 1) = options[i + 1];
+    } else {
+      args.push_back(options[i]);
+      args.push_back(options[i + 1]);
+    }
+  }
+  return args;
+}
+
+// The "loss" fields of metrics.jsonl, as written (text: bitwise comparisons).
+std::vector<std::string> loss_fields(const fs::path& metrics) {
+  std::vector<std::string> l;
+  const std::regex loss("\"loss\": ([-0-9.e+]+)");
+  for (const auto& line : split_lines(test::read_file(metrics))) {
+    std::smatch m;
+    if (std::regex_search(line, m, loss)) l.push_back(m[1]);
+  }
+  return l;
+}
+
+// Parameters and both moments of a checkpoint, in one flat vector each.
+struct Snapshot {
+  std::vector<float> params, m, v;
+  std::int64_t step = 0, optimizer_steps = 0;
+};
+
+Snapshot load(const fs::path& path) {
+  const CheckpointContents header = read_checkpoint_header(path);
+  Model model(header.model);
+  AdamW opt(OptimizerConfig{}, model.layout());
+  read_checkpoint(path, model, &opt);
+  return {{model.params().begin(), model.params().end()},
+          {opt.m().begin(), opt.m().end()},
+          {opt.v().begin(), opt.v().end()},
+          header.state.step,
+          opt.steps_taken()};
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void expect_identical(const Snapshot& a, const Snapshot& b) {
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.optimizer_steps, b.optimizer_steps);
+  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << "parameters differ";
+  EXPECT_TRUE(bitwise_equal(a.m, b.m)) << "first moments differ";
+  EXPECT_TRUE(bitwise_equal(a.v, b.v)) << "second moments differ";
+}
+
+std::string file_bytes(const fs::path& p) { return test::read_file(p); }
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::string out(const std::string& name) const { return (dir / name).string(); }
+  // Runs cllm on one rank or, for ranks > 1, through mpiexec.
+  test::ProcessResult cllm(int ranks, const std::vector<std::string>& args) const {
+    return ranks == 1 ? run_cllm(args, dir.path()) : test::run_cllm_mpi(ranks, args, dir.path());
+  }
+  // 20 steps straight, and 10 + --stop-at + resume: identical parameters,
+  // moments and loss lines.
+  void expect_exact_resume(int ranks, int threads) {
+    const auto whole = cllm(ranks, tiny_run(kText, out("whole"), threads));
+    ASSERT_EQ(whole.exit_code, 0) << whole.err;
+    const auto first = cllm(ranks, with(tiny_run(kText, out("split"), threads), {"--stop-at", "10"}));
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_TRUE(contains(first.out, "stopped after step 10 of 20")) << first.out;
+    EXPECT_TRUE(fs::exists(checkpoint_path(out("split"), 10)));
+    EXPECT_FALSE(fs::exists(checkpoint_path(out("split"), 20)));
+    const auto second = cllm(ranks, tiny_run(kText, out("split"), threads));
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    EXPECT_TRUE(contains(second.out, "resuming from")) << second.out;
+    expect_identical(load(checkpoint_path(out("whole"), 20)),
+                     load(checkpoint_path(out("split"), 20)));
+    const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
+    const auto b = loss_fields(fs::path(out("split")) / "metrics.jsonl");
+    EXPECT_EQ(a.size(), 20u);
+    EXPECT_EQ(a, b);
+  }
+};
+
+TEST_F(CheckpointTest, ResumeIsBitwiseExactOneRankTwoThreads) { expect_exact_resume(1, 2); }
+
+TEST_F(CheckpointTest, ResumeIsBitwiseExactTwoRanksOneThread) { expect_exact_resume(2, 1); }
+
+TEST_F(CheckpointTest, ResumeOnAnotherLayoutContinuesTheSameCurve) {
+  // Saved by 2 ranks x 1 thread, resumed by 1 rank x 2 threads.
+  const auto whole = cllm(2, tiny_run(kText, out("whole"), 1));
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  ASSERT_EQ(cllm(2, with(tiny_run(kText, out("moved"), 1), {"--stop-at", "10"})).exit_code, 0);
+  const auto resumed = cllm(1, tiny_run(kText, out("moved"), 2));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
+  const auto b = loss_fields(fs::path(out("moved")) / "metrics.jsonl");
+  ASSERT_EQ(a.size(), 20u);
+  ASSERT_EQ(b.size(), 20u);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_NEAR(std::stod(b[i]), std::stod(a[i]), 1e-5 * std::abs(std::stod(a[i]))) << "step " << i + 1;
+}
+
+TEST_F(CheckpointTest, KeepsTheNewestAndResumesPastABrokenOne) {
+  const auto run = with(tiny_run(kText, out("run"), 2, 12), {"--checkpoint-every", "3", "--keep", "2"});
+  ASSERT_EQ(cllm(1, with(run, {"--stop-at", "9"})).exit_code, 0);
+  const auto files = list_checkpoints(out("run"));
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].step, 9);
+  EXPECT_EQ(files[1].step, 6);
+  // Truncate the newest: --resume auto names it, skips it and resumes from 6.
+  const fs::path newest = files[0].path;
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  const auto r = cllm(1, run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "skipping checkpoint: " + newest.string())) << r.err;
+  EXPECT_TRUE(contains(r.out, "resuming from " + checkpoint_path(out("run"), 6).string())) << r.out;
+  // Flipped bits in the tensors' data fail their Fletcher-32 checksums.
+  const fs::path last = checkpoint_path(out("run"), 12);
+  ASSERT_TRUE(fs::exists(last));
+  EXPECT_NO_THROW(load(last));
+  std::string bytes = file_bytes(last);
+  for (std::size_t at = bytes.size() / 4; at < bytes.size() * 3 / 4; at += 8192)
+    bytes[at] = static_cast<char>(bytes[at] ^ 0x40);
+  std::ofstream(last, std::ios::binary | std::ios::trunc) << bytes;
+  try {
+    load(last);
+    ADD_FAILURE() << "a corrupted checkpoint loaded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(contains(e.what(), last.string())) << e.what();
+    EXPECT_TRUE(contains(e.what(), "Fletcher32")) << e.what();
+  }
+}
+
+TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
+  // A checkpoint every step of a model big enough that writing takes a
+  // while; SIGKILL as soon as a temporary file appears.
+  const std::string run_out = out("killed");
+  std::vector<std::string> args = {"train", "--data", kText, "--out", run_out, "--preset",
+                                   "small", "--micro-batch", "1", "--global-batch", "1",
+                                   "--steps", "200", "--checkpoint-every", "1", "--keep", "2",
+                                   "--sample-tokens", "0", "--eval-every", "0",
+                                   "--eval-batches", "1", "--threads", "1"};
+  bool caught = false;
+  for (int attempt = 0; attempt < 5 && !caught; ++attempt) {
+    fs::remove_all(run_out);
+    std::vector<std::string> argv_s = {CLLM_BINARY};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& s : argv_s) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      const int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDOUT_FILENO);
+      dup2(null, STDERR_FILENO);
+      setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+      setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    fs::path tmp;
+    while (std::chrono::steady_clock::now() < deadline && tmp.empty()) {
+      std::error_code ec;
+      // Wait for a finished checkpoint first, then for the next one's temporary file.
+      if (!list_checkpoints(run_out).empty())
+        for (const auto& e : fs::directory_iterator(run_out, ec))
+          if (e.path().extension() == ".tmp") tmp = e.path();
+      if (tmp.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    caught = !tmp.empty() && fs::exists(tmp);  // killed before the rename
+    if (!caught) continue;
+    const auto finished = list_checkpoints(run_out);
+    ASSERT_FALSE(finished.empty());
+    EXPECT_NO_THROW(load(finished.front().path));  // the previous checkpoint is whole
+    const auto r = run_cllm(with(args, {"--stop-at", std::to_string(finished.front().step + 1)}),
+                            dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "resuming from " + finished.front().path.string())) << r.out;
+  }
+  EXPECT_TRUE(caught) << "never caught a checkpoint being written";
+}
+
+TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
+  const std::string h5 = out("austen.h5");
+  const auto p = cllm(1, {"prepare", kText, "--out", h5});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  // The splits are the file's bytes, in order.
+  const std::string text = file_bytes(kText);
+  const auto train = read_split(h5, Split::train);
+  const auto val = read_split(h5, Split::val);
+  ASSERT_EQ(train.size() + val.size(), text.size());
+  for (std::size_t i = 0; i < text.size(); i += 997) {
+    const auto byte = static_cast<std::int32_t>(static_cast<unsigned char>(text[i]));
+    EXPECT_EQ(i < train.size() ? train[i] : val[i - train.size()], byte) << i;
+  }
+  const auto t = cllm(2, tiny_run(h5, out("h5run"), 1));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const fs::path ckpt = checkpoint_path(out("h5run"), 20);
+  const std::vector<std::string> gen = {"generate", "--checkpoint", ckpt.string(), "--prompt",
+                                        "It is a truth", "--tokens", "40", "--seed", "7"};
+  const auto g1 = cllm(1, gen);
+  const auto g2 = cllm(1, gen);
+  ASSERT_EQ(g1.exit_code, 0) << g1.err;
+  EXPECT_EQ(g1.out.rfind("It is a truth", 0), 0u) << g1.out;
+  EXPECT_EQ(g1.out.size(), std::string("It is a truth").size() + 40 + 1);  // bytes + newline
+  EXPECT_EQ(g1.out, g2.out);  // same seed, same text
+}
+
+TEST_F(CheckpointTest, H5lsListsTheSchema) {
+  const std::string h5 = out("austen.h5");
+  ASSERT_EQ(cllm(1, {"prepare", kText, "--out", h5}).exit_code, 0);
+  ASSERT_EQ(cllm(1, tiny_run(h5, out("run"), 1, 2)).exit_code, 0);
+  const auto d = test::run_program("/usr/bin/h5ls", {"-r", h5}, dir.path());
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  for (const char* path : {"/train/tokens", "/val/tokens"})
+    EXPECT_TRUE(contains(d.out, path)) << d.out;
+  const auto c = test::run_program(
+      "/usr/bin/h5ls", {"-r", checkpoint_path(out("run"), 2).string()}, dir.path());
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  for (const char* path :
+       {"/model/transformer.wte.weight", "/model/transformer.wpe.weight",
+        "/model/transformer.h.0.attn.c_attn.weight", "/model/transformer.h.1.mlp.c_proj.bias",
+        "/model/transformer.ln_f.weight", "/optimizer/m/transformer.wte.weight",
+        "/optimizer/v/transformer.h.1.ln_2.bias", "/state", "/tokenizer"})
+    EXPECT_TRUE(contains(c.out, std::string(path) + " ")) << path << "\n" << c.out;
+}
+
+// Bad input: one line naming the file, a non-zero exit on every rank, and no
+// existing checkpoint touched.
+TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
+  const std::string run = out("run");
+  ASSERT_EQ(cllm(1, tiny_run(kText, run, 1, 4)).exit_code, 0);
+  const fs::path ckpt = checkpoint_path(run, 4);
+  const std::string before = file_bytes(ckpt);
+
+  const std::string not_h5 = out("notes.h5");
+  std::ofstream(not_h5) << "just text\n";
+  fs::path truncated = out("truncated.h5");
+  fs::copy_file(ckpt, truncated);
+  fs::resize_file(truncated, fs::file_size(truncated) / 3);
+  const std::string gpt2 = out("gpt2.h5");
+  ASSERT_EQ(cllm(1, {"prepare", kText, "--out", gpt2, "--tokenizer", "gpt2-bpe", "--vocab-dir",
+                     std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe"})
+                .exit_code,
+            0);
+  std::ofstream(out("a-file")) << "x";
+
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;  // what the message must name
+  };
+  const std::vector<Case> cases = {
+      {tiny_run(not_h5, out("o1"), 1, 8), not_h5},
+      {with(tiny_run(kText, out("o2"), 1, 8), {"--resume", not_h5}), not_h5},
+      {with(tiny_run(kText, out("o3"), 1, 8), {"--resume", truncated.string()}), truncated.string()},
+      {with(tiny_run(gpt2, out("o4"), 1, 8), {"--resume", ckpt.string()}), "vocab"},
+      {with(tiny_run(kText, run, 1, 8), {"--embd", "64"}), "transformer.wte.weight"},
+      {tiny_run(kText, out("a-file") + "/sub", 1, 8), out("a-file")},
+      {{"generate", "--checkpoint", truncated.string()}, truncated.string()},
+      {{"prepare", out("missing.txt"), "--out", out("x.h5")}, out("missing.txt")},
+  };
+  for (const auto& c : cases) {
+    for (int ranks : {1, 2}) {
+      const auto r = cllm(ranks, c.args);
+      EXPECT_NE(r.exit_code, 0) << test::join(c.args);
+      // mpiexec adds its own lines about the exit code; ours is one.
+      std::vector<std::string> ours;
+      for (const auto& line : split_lines(r.err))
+        if (line.rfind("cllm:", 0) == 0) ours.push_back(line);
+      ASSERT_EQ(ours.size(), 1u) << test::join(c.args) << "\n" << r.err;
+      EXPECT_TRUE(contains(ours[0], c.names)) << ours[0];
+      EXPECT_TRUE(contains(ours[0], "cllm: error: ")) << ours[0];
+    }
+  }
+  EXPECT_EQ(file_bytes(ckpt), before);
+  EXPECT_EQ(list_checkpoints(run).size(), 1u);
+}
+
+TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {
+  const std::string run = out("run");
+  ASSERT_EQ(cllm(1, tiny_run(kText, run, 1, 4)).exit_code, 0);
+  const auto r = cllm(1, with(tiny_run(kText, run, 1, 8), {"--resume", "none"}));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "already holds checkpoints")) << r.err;
+  // A finished run started again does nothing.
+  const auto again = cllm(1, tiny_run(kText, run, 1, 4));
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(contains(again.out, "nothing to do")) << again.out;
+}
+
+}  // namespace
+}  // namespace cllm
