@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "cllm/bpe_tokenizer.h"
 #include "cllm/checkpoint.h"
 #include "cllm/dataset_file.h"
 #include "cllm/model.h"
@@ -262,6 +263,32 @@ TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
   EXPECT_EQ(g1.out.rfind("It is a truth", 0), 0u) << g1.out;
   EXPECT_EQ(g1.out.size(), std::string("It is a truth").size() + 40 + 1);  // bytes + newline
   EXPECT_EQ(g1.out, g2.out);  // same seed, same text
+}
+
+TEST_F(CheckpointTest, Gpt2DatasetHoldsGpt2IdsAndItsCheckpointsGenerateText) {
+  const std::string vocab = std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe";
+  const std::string h5 = out("gpt2.h5");
+  const auto p = cllm(1, {"prepare", kText, "--out", h5, "--tokenizer", "gpt2-bpe", "--vocab-dir",
+                          vocab, "--val-fraction", "0.05"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  // The stream is the whole text's GPT-2 ids and one <|endoftext|>: the
+  // pieces prepare encodes in parallel cut nothing GPT-2 would join.
+  std::vector<std::int32_t> expected = Gpt2BpeTokenizer(vocab).encode(file_bytes(kText));
+  expected.push_back(Gpt2BpeTokenizer::kEndOfText);
+  std::vector<std::int32_t> stored = read_split(h5, Split::train);
+  const auto val = read_split(h5, Split::val);
+  stored.insert(stored.end(), val.begin(), val.end());
+  EXPECT_EQ(val.size(), static_cast<std::size_t>(expected.size() * 0.05));
+  EXPECT_TRUE(stored == expected) << stored.size() << " vs " << expected.size() << " tokens";
+
+  const auto t = cllm(1, tiny_run(h5, out("run"), 2, 2));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_TRUE(contains(t.out, "vocab 50257")) << t.out;
+  const auto g = cllm(1, {"generate", "--checkpoint", checkpoint_path(out("run"), 2).string(),
+                          "--prompt", "It is a truth", "--tokens", "10"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out.rfind("It is a truth", 0), 0u) << g.out;
+  EXPECT_GT(g.out.size(), std::string("It is a truth").size() + 1);
 }
 
 TEST_F(CheckpointTest, H5lsListsTheSchema) {

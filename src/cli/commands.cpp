@@ -204,10 +204,11 @@ std::optional<TrainingState> load_resume_point(const TrainCommand& c, Trainer& t
   }
   for (const CheckpointFile& f : found) {
     try {
+      const double t0 = omp_get_wtime();
       vocab_fits(f.path);
       TrainingState state = read_checkpoint(f.path, model, &optimizer).state;
-      std::printf("resuming from %s (step %lld)\n", f.path.c_str(),
-                  static_cast<long long>(state.step));
+      std::printf("resuming from %s (step %lld, read in %.2f s)\n", f.path.c_str(),
+                  static_cast<long long>(state.step), omp_get_wtime() - t0);
       return state;
     } catch (const CheckpointMismatch&) {
       throw;  // another model's checkpoint: not ours to skip and later prune
