@@ -64,17 +64,24 @@ struct ProcessResult {
   std::string out, err;
 };
 
-// Runs CLLM_BINARY with args in the folder `scratch` (so relative default
+// A child process started by start_program.
+struct Running {
+  pid_t pid = -1;
+  std::string out_path, err_path;
+};
+
+// Starts program with args in the folder `scratch` (so relative default
 // paths such as data/austen.txt and runs/default resolve there); stdout and
 // stderr go to files in it.
 // The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
 // leaks by design) and Open MPI's permission to run as root.
-inline ProcessResult run_program(const std::string& program, const std::vector<std::string>& args,
-                                 const std::filesystem::path& scratch) {
+inline Running start_program(const std::string& program, const std::vector<std::string>& args,
+                             const std::filesystem::path& scratch) {
   static int counter = 0;
   const std::string tag = std::to_string(counter++);
-  const std::string out_path = (scratch / ("stdout." + tag)).string();
-  const std::string err_path = (scratch / ("stderr." + tag)).string();
+  Running r;
+  r.out_path = (scratch / ("stdout." + tag)).string();
+  r.err_path = (scratch / ("stderr." + tag)).string();
   const std::string cwd = scratch.string();
 
   // Everything the child needs is built before fork: the parent may run threads.
@@ -106,8 +113,8 @@ inline ProcessResult run_program(const std::string& program, const std::vector<s
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     // Only async-signal-safe calls between fork and exec.
-    const int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int o = open(r.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = open(r.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int in = open("/dev/null", O_RDONLY);
     if (o < 0 || e < 0 || in < 0) _exit(126);
     if (dup2(o, STDOUT_FILENO) < 0 || dup2(e, STDERR_FILENO) < 0 || dup2(in, STDIN_FILENO) < 0)
@@ -116,15 +123,27 @@ inline ProcessResult run_program(const std::string& program, const std::vector<s
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
+  r.pid = pid;
+  return r;
+}
+
+// Waits for a started program; its exit code and output.
+inline ProcessResult wait_program(const Running& running) {
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
+  while (waitpid(running.pid, &status, 0) < 0) {
     if (errno != EINTR) throw std::runtime_error("waitpid failed");
   }
   ProcessResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
+  r.out = read_file(running.out_path);
+  r.err = read_file(running.err_path);
   return r;
+}
+
+// Runs program to its end (see start_program).
+inline ProcessResult run_program(const std::string& program, const std::vector<std::string>& args,
+                                 const std::filesystem::path& scratch) {
+  return wait_program(start_program(program, args, scratch));
 }
 
 inline ProcessResult run_cllm(const std::vector<std::string>& args,

@@ -197,22 +197,8 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
   bool caught = false;
   for (int attempt = 0; attempt < 5 && !caught; ++attempt) {
     fs::remove_all(run_out);
-    std::vector<std::string> argv_s = {CLLM_BINARY};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      std::vector<char*> argv;
-      for (auto& s : argv_s) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      const int null = open("/dev/null", O_WRONLY);
-      dup2(null, STDOUT_FILENO);
-      dup2(null, STDERR_FILENO);
-      setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-      setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
+    const pid_t pid = child.pid;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     fs::path tmp;
     while (std::chrono::steady_clock::now() < deadline && tmp.empty()) {
@@ -224,8 +210,7 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
       if (tmp.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    test::wait_program(child);
     caught = !tmp.empty() && fs::exists(tmp);  // killed before the rename
     if (!caught) continue;
     const auto finished = list_checkpoints(run_out);
@@ -237,6 +222,37 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
     EXPECT_TRUE(contains(r.out, "resuming from " + finished.front().path.string())) << r.out;
   }
   EXPECT_TRUE(caught) << "never caught a checkpoint being written";
+}
+
+// SIGUSR1 (Slurm's warning before a time limit) or SIGTERM (preemption):
+// the run checkpoints at the next step boundary and exits with code 4; the
+// same command then finishes with the parameters of an uninterrupted run.
+TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
+  for (const int signal : {SIGUSR1, SIGTERM}) {
+    const std::string name = signal == SIGUSR1 ? "usr1" : "term";
+    const auto args = with(tiny_run(kText, out(name), 1, 300), {"--embd", "64", "--seq-len", "64"});
+    const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
+    // Signal once the run is under way (its metrics file has records).
+    const fs::path metrics = fs::path(out(name)) / "metrics.jsonl";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline &&
+           (!fs::exists(metrics) || fs::file_size(metrics) == 0))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(child.pid, signal);
+    const auto stopped = test::wait_program(child);
+    ASSERT_EQ(stopped.exit_code, 4) << stopped.out << stopped.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(stopped.out, m, std::regex("stopped after step (\\d+) of 300 by SIG")))
+        << stopped.out;
+    const int at = std::stoi(m[1]);
+    EXPECT_TRUE(fs::exists(checkpoint_path(out(name), at)));
+    const auto resumed = cllm(1, args);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    const auto whole = cllm(1, with(args, {"--out", out(name + "-whole")}));
+    ASSERT_EQ(whole.exit_code, 0) << whole.err;
+    expect_identical(load(checkpoint_path(out(name), 300)),
+                     load(checkpoint_path(out(name + "-whole"), 300)));
+  }
 }
 
 TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {

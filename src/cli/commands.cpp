@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "cllm/generate.h"
 #include "cllm/metrics.h"
 #include "cllm/rng.h"
+#include "cllm/stop_signal.h"
 #include "cllm/text_dataset.h"
 #include "cllm/tokenizer.h"
 #include "cllm/trainer.h"
@@ -242,6 +244,7 @@ std::optional<TrainingState> share_resume_point(const Comm& comm, Trainer& train
 }
 
 int run_train(TrainCommand& c, const Comm& comm) {
+  install_stop_signal_handlers();
   TrainConfig& cfg = c.cfg;
   const bool root = comm.is_root();
   TrainingData data;
@@ -300,6 +303,21 @@ int run_train(TrainCommand& c, const Comm& comm) {
   }
 
   TrainingState state = start;
+  // Rank 0 writes; every rank agrees on the outcome.
+  const auto save_checkpoint = [&](int done) {
+    return agree_on_setup(comm, [&] {
+      if (!root) return;
+      const double t0 = omp_get_wtime();
+      const fs::path path = checkpoint_path(c.out, done);
+      write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state, data.tokenizer,
+                       source.name());
+      prune_checkpoints(c.out, c.keep);
+      std::error_code ec;
+      std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
+                  static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);
+      std::fflush(stdout);
+    });
+  };
   double interval_s = 0, total_s = 0;
   int interval_steps = 0;
   for (int step = static_cast<int>(start.step); step < end; ++step) {
@@ -360,21 +378,22 @@ int run_train(TrainCommand& c, const Comm& comm) {
                     static_cast<unsigned long long>(checksum(trainer->model().params())),
                     comm.size());
     }
-    if (save) {
-      if (auto code = agree_on_setup(comm, [&] {
-            if (!root) return;
-            const double t0 = omp_get_wtime();
-            const fs::path path = checkpoint_path(c.out, done);
-            write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state,
-                             data.tokenizer, source.name());
-            prune_checkpoints(c.out, c.keep);
-            std::error_code ec;
-            std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
-                        static_cast<double>(fs::file_size(path, ec)) / 1048576.0,
-                        omp_get_wtime() - t0);
-            std::fflush(stdout);
-          }))
-        return *code;
+    // A stop signal on any rank: all ranks agree on it here, at the step
+    // boundary (after the last step there is nothing left to interrupt).
+    const bool interrupted = done < end && !comm.all_ok(stop_signal_received() == 0);
+    if (interrupted && !save) trainer->check_replicas(done);
+    if (save || interrupted)
+      if (auto code = save_checkpoint(done)) return *code;
+    if (interrupted) {
+      if (root)
+        std::printf("stopped after step %d of %d by %s; the same command continues from "
+                    "the checkpoint (exit code %d)\n",
+                    done, cfg.steps,
+                    stop_signal_received() == SIGUSR1   ? "SIGUSR1"
+                    : stop_signal_received() == SIGTERM ? "SIGTERM"
+                                                        : "a signal to another rank",
+                    kExitInterrupted);
+      return kExitInterrupted;
     }
   }
   if (end < cfg.steps) {
