@@ -54,6 +54,12 @@ void check(herr_t status, const std::string& what);
 // Files. create_file truncates; open_file fails on a file that is not HDF5.
 Handle create_file(const std::filesystem::path& path);
 Handle open_file(const std::filesystem::path& path);  // read-only
+// Opens a file written by CLLM read-only, checking its root attributes
+// `format` (format) and `format_version` (version); throws
+// std::runtime_error saying what is wrong ("no such file", "not a CLLM
+// checkpoint", "format_version 2, this cllm reads version 1").
+Handle open_format(const std::filesystem::path& path, const std::string& format,
+                   std::int64_t version);
 // Flushes HDF5's buffers to the operating system.
 void flush(hid_t file);
 

@@ -82,17 +82,7 @@ ModelConfig read_model_config(hid_t file) {
 
 // Opens a checkpoint and reads everything but the tensors.
 CheckpointContents open_checkpoint(const std::filesystem::path& path, h5::Handle& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error("no such file");
-  file = h5::open_file(path);
-  if (!h5::has_attr(file, "format") || h5::string_attr(file, "format") != kCheckpointFormat)
-    throw std::runtime_error(std::string("not a CLLM checkpoint (no format attribute \"") +
-                             kCheckpointFormat + "\")");
-  const auto version = h5::int_attr(file, "format_version");
-  if (version != kCheckpointFormatVersion)
-    throw std::runtime_error("checkpoint format_version " + std::to_string(version) +
-                             ", this cllm reads version " +
-                             std::to_string(kCheckpointFormatVersion));
+  file = h5::open_format(path, kCheckpointFormat, kCheckpointFormatVersion);
   CheckpointContents c;
   c.model = read_model_config(file);
   c.model.validate();

@@ -110,17 +110,7 @@ void write_token_dataset(const std::filesystem::path& path, const std::vector<st
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)
     : name_(path.string()) {
   try {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error("no such file");
-    file_ = h5::open_file(path);
-    if (!h5::has_attr(file_, "format") || h5::string_attr(file_, "format") != kDatasetFormat)
-      throw std::runtime_error(std::string("not a CLLM dataset (no format attribute \"") +
-                               kDatasetFormat + "\")");
-    const auto version = h5::int_attr(file_, "format_version");
-    if (version != kDatasetFormatVersion)
-      throw std::runtime_error("dataset format_version " + std::to_string(version) +
-                               ", this cllm reads version " +
-                               std::to_string(kDatasetFormatVersion));
+    file_ = h5::open_format(path, kDatasetFormat, kDatasetFormatVersion);
     tokenizer_ = read_tokenizer(file_, file_);
     train_ = open_tokens(file_, "train/tokens", train_size_);
     val_ = open_tokens(file_, "val/tokens", val_size_);

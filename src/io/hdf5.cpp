@@ -75,6 +75,22 @@ Handle open_file(const std::filesystem::path& path) {
   return Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "not a readable HDF5 file");
 }
 
+Handle open_format(const std::filesystem::path& path, const std::string& format,
+                   std::int64_t version) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error("no such file");
+  Handle file = open_file(path);
+  // "cllm-checkpoint" -> "checkpoint", for messages.
+  const std::string kind = format.substr(format.find('-') + 1);
+  if (!has_attr(file, "format") || string_attr(file, "format") != format)
+    throw std::runtime_error("not a CLLM " + kind + " (no format attribute \"" + format + "\")");
+  const auto found = int_attr(file, "format_version");
+  if (found != version)
+    throw std::runtime_error(kind + " format_version " + std::to_string(found) +
+                             ", this cllm reads version " + std::to_string(version));
+  return file;
+}
+
 void flush(hid_t file) { check(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush HDF5 file"); }
 
 Handle create_group(hid_t parent, const std::string& name) {
