@@ -1,8 +1,9 @@
 #include "cllm/checkpoint.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
-#include <regex>
+#include <optional>
 #include <stdexcept>
 
 #include "cllm/aligned_buffer.h"
@@ -211,16 +212,27 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& folder, std::
   return folder / name;
 }
 
+// The step of a file named checkpoint-<digits>.h5; nullopt for other names.
+std::optional<std::int64_t> checkpoint_step(const std::string& name) {
+  const std::string prefix = "checkpoint-", suffix = ".h5";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return std::nullopt;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), [](unsigned char ch) {
+        return std::isdigit(ch);
+      }))
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
 std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder) {
-  static const std::regex pattern(R"(checkpoint-(\d+)\.h5)");
   std::vector<CheckpointFile> found;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
-    std::smatch match;
-    const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file(ec) && std::regex_match(name, match, pattern))
-      found.push_back({std::stoll(match[1].str()), entry.path()});
-  }
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec))
+    if (const auto step = checkpoint_step(entry.path().filename().string());
+        step && entry.is_regular_file(ec))
+      found.push_back({*step, entry.path()});
   std::sort(found.begin(), found.end(),
             [](const auto& a, const auto& b) { return a.step > b.step; });
   return found;
