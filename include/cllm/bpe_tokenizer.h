@@ -43,12 +43,6 @@ class Gpt2BpeTokenizer {
   std::string decode(std::span<const std::int32_t> tokens) const;
 
  private:
-  struct Files {
-    std::string encoder_name, vocab_name, encoder_json, vocab_bpe;
-  };
-  static Files read_files(const std::filesystem::path& folder);
-  explicit Gpt2BpeTokenizer(const Files& files);
-
   struct Merge {
     std::int32_t rank;  // priority: lower merges first
     std::int32_t id;    // the token the pair becomes
@@ -59,6 +53,11 @@ class Gpt2BpeTokenizer {
   using TokenIds = std::unordered_map<std::string, std::int32_t>;  // token bytes -> id
   using PieceCache = std::unordered_map<std::string_view, std::vector<std::int32_t>>;
 
+  struct Files {
+    std::string encoder_name, vocab_name, encoder_json, vocab_bpe;
+  };
+  static Files read_files(const std::filesystem::path& folder);
+  explicit Gpt2BpeTokenizer(const Files& files);
   TokenIds read_encoder(std::string_view json, const std::string& name);
   void read_merges(std::string_view text, const std::string& name, const TokenIds& ids);
   void encode_piece(std::string_view piece, PieceCache& cache,

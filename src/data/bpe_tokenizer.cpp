@@ -97,16 +97,58 @@ struct FreeMatchData {
 };
 using MatchData = std::unique_ptr<pcre2_match_data, FreeMatchData>;
 
-// [begin, end) of the next match at or after `at`; {size, size} when none is
-// left. The pattern never matches the empty string, so end > at on a match.
-std::pair<std::size_t, std::size_t> next_match(const pcre2_code* pattern, std::string_view text,
-                                               std::size_t at, pcre2_match_data* match) {
-  const int rc = pcre2_match(pattern, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), at,
-                             0, match, nullptr);
-  if (rc == PCRE2_ERROR_NOMATCH) return {text.size(), text.size()};
-  if (rc < 0) throw std::runtime_error("GPT-2 tokenizer: PCRE2 match failed: " + pcre2_message(rc));
-  const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match);
-  return {ovector[0], ovector[1]};
+// Length of the valid UTF-8 character at text[at]; 0 when the bytes there are
+// not one: a stray continuation byte, an overlong form, a surrogate, a code
+// point past U+10FFFF, or a character cut short (Unicode's table 3-7).
+std::size_t utf8_length(std::string_view text, std::size_t at) {
+  const auto byte = [&](std::size_t i) -> unsigned {
+    return at + i < text.size() ? static_cast<unsigned char>(text[at + i]) : 0;
+  };
+  const auto follows = [&](std::size_t i, unsigned low = 0x80, unsigned high = 0xBF) {
+    return byte(i) >= low && byte(i) <= high;
+  };
+  const unsigned lead = byte(0);
+  if (lead < 0x80) return 1;
+  if (lead >= 0xC2 && lead <= 0xDF) return follows(1) ? 2 : 0;
+  if (lead >= 0xE0 && lead <= 0xEF) {
+    const bool ok = follows(1, lead == 0xE0 ? 0xA0 : 0x80, lead == 0xED ? 0x9F : 0xBF);
+    return ok && follows(2) ? 3 : 0;
+  }
+  if (lead >= 0xF0 && lead <= 0xF4) {
+    const bool ok = follows(1, lead == 0xF0 ? 0x90 : 0x80, lead == 0xF4 ? 0x8F : 0xBF);
+    return ok && follows(2) && follows(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+// End of the run that starts at `at` of valid UTF-8 characters (valid) or of
+// bytes that start none (!valid).
+std::size_t utf8_run_end(std::string_view text, std::size_t at, bool valid) {
+  while (at < text.size()) {
+    const std::size_t length = utf8_length(text, at);
+    if ((length > 0) != valid) break;
+    at += valid ? length : 1;
+  }
+  return at;
+}
+
+// Calls f on each of GPT-2's pieces of `text`, which is valid UTF-8, in order.
+// Every character is a letter, a digit, whitespace or something else, so the
+// pattern matches at every piece's start and the pieces tile the text.
+template <typename F>
+void for_each_piece(const pcre2_code* pattern, pcre2_match_data* match, std::string_view text,
+                    F&& f) {
+  for (std::size_t at = 0; at < text.size();) {
+    // Unless told not to, PCRE2 checks the UTF-8 from `at` to the end of the
+    // text at each call, which is quadratic in all; encode checks it once.
+    const int rc = pcre2_match(pattern, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), at,
+                               PCRE2_NO_UTF_CHECK, match, nullptr);
+    if (rc < 0)
+      throw std::runtime_error("GPT-2 tokenizer: PCRE2 match failed: " + pcre2_message(rc));
+    const std::size_t end = pcre2_get_ovector_pointer(match)[1];
+    f(text.substr(at, end - at));
+    at = end;
+  }
 }
 
 }  // namespace
@@ -133,18 +175,15 @@ Gpt2BpeTokenizer::Gpt2BpeTokenizer(std::string_view encoder_json, std::string_vi
   const TokenIds ids = read_encoder(encoder_json, encoder_name);
   read_merges(vocab_bpe, vocab_name, ids);
 
-  // Invalid UTF-8 is not an error: such bytes just match nothing (encode
-  // keeps them), and valid text matches as it would without the option.
   int error = 0;
   PCRE2_SIZE error_offset = 0;
   split_pattern_.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kSplitPattern.data()),
-                                     kSplitPattern.size(),
-                                     PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error,
+                                     kSplitPattern.size(), PCRE2_UTF | PCRE2_UCP, &error,
                                      &error_offset, nullptr));
   if (!split_pattern_)
     throw std::runtime_error("GPT-2 tokenizer: split pattern: " + pcre2_message(error));
-  // JIT makes matching several times faster. Where PCRE2 has no JIT this
-  // fails and pcre2_match interprets the pattern, with the same matches.
+  // JIT halves the time of encode. Where PCRE2 has no JIT this fails, and
+  // pcre2_match interprets the pattern, with the same matches.
   pcre2_jit_compile(split_pattern_.get(), PCRE2_JIT_COMPLETE);
 }
 
@@ -238,18 +277,19 @@ void Gpt2BpeTokenizer::read_merges(std::string_view text, const std::string& nam
 
 std::vector<std::int32_t> Gpt2BpeTokenizer::encode(std::string_view text) const {
   std::vector<std::int32_t> ids;
-  if (text.empty()) return ids;
   // Per call, so that concurrent calls share nothing mutable.
   const MatchData match(pcre2_match_data_create_from_pattern(split_pattern_.get(), nullptr));
   if (!match) throw std::bad_alloc();
   PieceCache cache;
+  const auto add = [&](std::string_view piece) { encode_piece(piece, cache, ids); };
+  // The pattern is for UTF-8. Bytes that are not UTF-8 are kept rather than
+  // refused or replaced: each run of them is a piece of its own, so decode
+  // gives them back, and the valid text around them is split as usual.
   for (std::size_t at = 0; at < text.size();) {
-    const auto [begin, end] = next_match(split_pattern_.get(), text, at, match.get());
-    // Bytes that are not UTF-8 match no part of the pattern and are skipped
-    // by the matcher; each run of them becomes a piece of its own.
-    if (begin > at) encode_piece(text.substr(at, begin - at), cache, ids);
-    if (end > begin) encode_piece(text.substr(begin, end - begin), cache, ids);
-    at = end;
+    const std::size_t valid_end = utf8_run_end(text, at, true);
+    for_each_piece(split_pattern_.get(), match.get(), text.substr(at, valid_end - at), add);
+    at = utf8_run_end(text, valid_end, false);
+    if (at > valid_end) add(text.substr(valid_end, at - valid_end));
   }
   return ids;
 }
