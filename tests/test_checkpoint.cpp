@@ -220,6 +220,7 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
                             dir.path());
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "resuming from " + finished.front().path.string())) << r.out;
+    EXPECT_FALSE(fs::exists(tmp)) << "the killed write's temporary file is cleaned up";
   }
   EXPECT_TRUE(caught) << "never caught a checkpoint being written";
 }

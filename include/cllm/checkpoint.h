@@ -77,7 +77,8 @@ struct CheckpointFile {
 };
 // Finished checkpoint files in folder (temporary ones excluded), newest first.
 std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder);
-// Deletes all but the newest keep checkpoints (keep <= 0: keeps all).
+// Deletes all but the newest keep checkpoints (keep <= 0: keeps all) and
+// the temporary files of writes that were killed. Call after a write.
 void prune_checkpoints(const std::filesystem::path& folder, int keep);
 
 }  // namespace cllm

@@ -239,6 +239,13 @@ std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder
 }
 
 void prune_checkpoints(const std::filesystem::path& folder, int keep) {
+  // Temporaries of writes that were killed: their checkpoints never existed.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(".checkpoint-", 0) == 0 && name.ends_with(".h5.tmp"))
+      std::filesystem::remove(entry.path(), ec);
+  }
   if (keep <= 0) return;
   const auto files = list_checkpoints(folder);
   for (std::size_t i = static_cast<std::size_t>(keep); i < files.size(); ++i) {
