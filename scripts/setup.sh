@@ -9,7 +9,7 @@
 #          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
 #          (the tsan preset), Python 3 with NumPy, PyTorch and h5py (reference
-#          checks)
+#          checks), Slurm and munge (tests/slurm: batch jobs on a real Slurm)
 #   bench  test + hyperfine (if the archive has it)
 #   all    same as bench
 #
@@ -30,7 +30,8 @@ build_pkgs=(build-essential cmake pkg-config
             libgtest-dev libgmock-dev libbenchmark-dev
             libpcre2-dev nlohmann-json3-dev)
 test_pkgs=(clang-14 libomp-14-dev libclang-rt-14-dev
-           python3 python3-numpy python3-torch python3-h5py)
+           python3 python3-numpy python3-torch python3-h5py
+           slurmctld slurmd slurm-client munge)
 optional_bench_pkgs=(hyperfine)
 
 required=("${build_pkgs[@]}")
