@@ -267,6 +267,25 @@ TEST_F(CliTest, BenchJson) {
   EXPECT_EQ(json_number(obj, "layers"), 1.0);
   // 1 layer of width 256 over 256 tokens, 128 positions: 12C^2 + 13C + (V + T + 2) C.
   EXPECT_EQ(json_number(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
+  // The time split: shares of the step that add up, and matmul and attention
+  // inside forward+backward (which is largest depends on the build: the
+  // sanitizers slow our kernels, not the BLAS).
+  const char* phases[] = {"data", "forward_backward", "thread_reduce", "allreduce", "optimizer"};
+  double total = 0;
+  for (const char* key : phases) {
+    const auto v = json_number(obj, key);
+    ASSERT_TRUE(v) << key << " missing in " << obj;
+    EXPECT_GE(*v, 0.0) << key;
+    total += *v;
+  }
+  EXPECT_NEAR(total, 1.0, 0.02) << obj;
+  const auto fb = json_number(obj, "forward_backward"), mm = json_number(obj, "matmul"),
+             att = json_number(obj, "attention"), rest = json_number(obj, "other_forward_backward");
+  ASSERT_TRUE(mm && att && rest) << obj;
+  EXPECT_GT(*mm, 0.0);
+  EXPECT_GT(*att, 0.0);
+  EXPECT_GE(*rest, 0.0);
+  EXPECT_NEAR(*mm + *att + *rest, *fb, 1e-3) << obj;
 }
 
 }  // namespace

@@ -34,6 +34,14 @@ struct BlockActivations {
 
 // Activations of one micro-batch of B sequences, plus the scratch the
 // backward pass needs, in one aligned buffer with named views.
+// Seconds one thread spent in each kind of kernel, summed over the forward
+// and backward passes since the last reset: where a step's time goes.
+struct KernelSeconds {
+  double matmul = 0;     // every matrix product (BLAS), forward and backward
+  double attention = 0;  // causal self-attention, forward and backward
+  double other = 0;      // layernorm, GELU, residual adds, embeddings, loss
+};
+
 class GptActivations {
  public:
   GptActivations(const ModelConfig& config, int batch);
@@ -57,6 +65,8 @@ class GptActivations {
   float* dh1;    // (B,T,4C)
   float* dh2;    // (B,T,4C)
   float* datt;   // (T,T)
+
+  KernelSeconds seconds;  // accumulated by gpt_forward and gpt_backward
 
  private:
   int B_;

@@ -32,6 +32,9 @@ struct StepResult {
   // Seconds spent in each phase of the step.
   double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
          t_total = 0;
+  // Of t_forward_backward: a thread's mean seconds in matrix products and in
+  // attention (the rest is the other kernels and threads waiting for others).
+  double t_matmul = 0, t_attention = 0;
 };
 
 // A run of consecutive chunks whose gradient is summed across ranks at once.

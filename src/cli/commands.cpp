@@ -448,6 +448,8 @@ int run_bench(BenchCommand& c, const Comm& comm) {
     const StepResult r = trainer->train_step(s);
     if (s < c.warmup) continue;
     sum.t_data += r.t_data;
+    sum.t_matmul += r.t_matmul;
+    sum.t_attention += r.t_attention;
     sum.t_forward_backward += r.t_forward_backward;
     sum.t_reduce += r.t_reduce;
     sum.t_allreduce += r.t_allreduce;
@@ -470,13 +472,15 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
         "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
         "\"peak_rss_bytes\": %.0f, \"cpu_busy\": %.3f, \"time_split\": {\"data\": %.4f, "
-        "\"forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
+        "\"forward_backward\": %.4f, \"matmul\": %.4f, \"attention\": %.4f, "
+        "\"other_forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
         "\"optimizer\": %.4f}}\n",
         c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
         trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
         cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),
         trainer->thread_context_bytes(), peak_rss_bytes(), cpu_busy, frac(sum.t_data),
-        frac(sum.t_forward_backward), frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
+        frac(sum.t_forward_backward), frac(sum.t_matmul), frac(sum.t_attention),
+        frac(sum.t_forward_backward - sum.t_matmul - sum.t_attention), frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
   } else {
     std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
                 m.n_head, m.n_embd, m.seq_len, trainer->model().layout().numel());
@@ -484,10 +488,14 @@ int run_bench(BenchCommand& c, const Comm& comm) {
                 comm.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
     std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s; CPU %.0f%% busy\n",
                 tokens_per_s, 1000 * step_s, gflops, 100 * cpu_busy);
-    std::printf("time split  data %.1f%%, forward+backward %.1f%%, thread reduce %.1f%%, "
+    std::printf("time split  data %.1f%%, forward+backward %.1f%% (matmul %.1f%%, attention "
+                "%.1f%%, other kernels and waiting %.1f%%), thread reduce %.1f%%, "
                 "allreduce %.1f%%, optimizer %.1f%%\n",
-                100 * frac(sum.t_data), 100 * frac(sum.t_forward_backward), 100 * frac(sum.t_reduce),
-                100 * frac(sum.t_allreduce), 100 * frac(sum.t_optimizer));
+                100 * frac(sum.t_data), 100 * frac(sum.t_forward_backward),
+                100 * frac(sum.t_matmul), 100 * frac(sum.t_attention),
+                100 * frac(sum.t_forward_backward - sum.t_matmul - sum.t_attention),
+                100 * frac(sum.t_reduce), 100 * frac(sum.t_allreduce),
+                100 * frac(sum.t_optimizer));
     std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                 trainer->thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
   }

@@ -2,6 +2,8 @@
 // sequence of kernel calls over named activation views.
 #include "cllm/gpt.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <string>
 
@@ -64,6 +66,35 @@ GptActivations::GptActivations(const ModelConfig& c, int batch) : B_(batch) {
   buffer_.zero();
 }
 
+namespace {
+
+// Splits a pass's time into KernelSeconds: timed(counter, kernel) wraps a
+// kernel so its calls add to counter; the rest of the pass goes to other.
+class KernelClock {
+ public:
+  explicit KernelClock(KernelSeconds& seconds) : seconds_(seconds), start_(omp_get_wtime()) {}
+  ~KernelClock() {
+    seconds_.other += omp_get_wtime() - start_ - (seconds_.matmul + seconds_.attention - timed_at_start_);
+  }
+  KernelClock(const KernelClock&) = delete;
+  KernelClock& operator=(const KernelClock&) = delete;
+
+  auto timed(double& counter, auto kernel) {
+    return [&counter, kernel](auto&&... args) {
+      const double t0 = omp_get_wtime();
+      kernel(std::forward<decltype(args)>(args)...);
+      counter += omp_get_wtime() - t0;
+    };
+  }
+
+ private:
+  KernelSeconds& seconds_;
+  double start_;
+  double timed_at_start_ = seconds_.matmul + seconds_.attention;
+};
+
+}  // namespace
+
 double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* inputs,
                    const std::int32_t* targets) {
   const ModelConfig& c = model.config();
@@ -71,6 +102,9 @@ double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* in
   const int N = B * T;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   const GptTensors<const float> p = model.tensors();
+  KernelClock clock(a.seconds);
+  const auto matmul = clock.timed(a.seconds.matmul, k::matmul_forward);
+  const auto attention = clock.timed(a.seconds.attention, k::attention_forward);
 
   k::encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
   const float* x = a.encoded;  // the residual stream entering each block
@@ -78,19 +112,19 @@ double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* in
     const BlockTensors<const float>& w = p.h[l];
     BlockActivations& s = a.h[l];
     k::layernorm_forward(s.ln_1, s.ln_1_mean, s.ln_1_rstd, x, w.ln_1_w, w.ln_1_b, N, C);
-    k::matmul_forward(s.qkv, s.ln_1, w.attn_w, w.attn_b, N, C, 3 * C);
-    k::attention_forward(s.atty, s.att, s.qkv, B, T, C, NH);
-    k::matmul_forward(a.proj, s.atty, w.attn_proj_w, w.attn_proj_b, N, C, C);
+    matmul(s.qkv, s.ln_1, w.attn_w, w.attn_b, N, C, 3 * C);
+    attention(s.atty, s.att, s.qkv, B, T, C, NH);
+    matmul(a.proj, s.atty, w.attn_proj_w, w.attn_proj_b, N, C, C);
     k::residual_forward(s.res_2, x, a.proj, NC);
     k::layernorm_forward(s.ln_2, s.ln_2_mean, s.ln_2_rstd, s.res_2, w.ln_2_w, w.ln_2_b, N, C);
-    k::matmul_forward(s.fch, s.ln_2, w.fc_w, w.fc_b, N, C, 4 * C);
+    matmul(s.fch, s.ln_2, w.fc_w, w.fc_b, N, C, 4 * C);
     k::gelu_forward(s.fch_gelu, s.fch, NC * 4);
-    k::matmul_forward(a.proj, s.fch_gelu, w.mlp_proj_w, w.mlp_proj_b, N, 4 * C, C);
+    matmul(a.proj, s.fch_gelu, w.mlp_proj_w, w.mlp_proj_b, N, 4 * C, C);
     k::residual_forward(s.res_3, s.res_2, a.proj, NC);
     x = s.res_3;
   }
   k::layernorm_forward(a.ln_f, a.ln_f_mean, a.ln_f_rstd, x, p.ln_f_w, p.ln_f_b, N, C);
-  k::matmul_forward(a.logits, a.ln_f, p.wte, nullptr, N, C, V);
+  matmul(a.logits, a.ln_f, p.wte, nullptr, N, C, V);
   if (!targets) return 0.0;
   return k::crossentropy_forward(a.logits, a.losses, a.logits, targets, N, V);
 }
@@ -103,11 +137,14 @@ void gpt_backward(const Model& model, GptActivations& a, std::span<float> grads,
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   const GptTensors<const float> p = model.tensors();
   const GptTensors<float> g = gpt_tensors(model.layout(), c.n_layer, grads.data());
+  KernelClock clock(a.seconds);
+  const auto matmul = clock.timed(a.seconds.matmul, k::matmul_backward);
+  const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
 
   // Output head: logits = ln_f @ wte^T, so wte gets a second gradient here.
   k::crossentropy_backward(a.logits, a.logits, targets, dloss, N, V);
   std::fill_n(a.dbtc, NC, 0.0f);
-  k::matmul_backward(a.dbtc, g.wte, nullptr, a.logits, a.ln_f, p.wte, N, C, V);
+  matmul(a.dbtc, g.wte, nullptr, a.logits, a.ln_f, p.wte, N, C, V);
   std::fill_n(a.dres, NC, 0.0f);
   const float* x_last = c.n_layer ? a.h.back().res_3 : a.encoded;
   k::layernorm_backward(a.dres, g.ln_f_w, g.ln_f_b, a.dbtc, x_last, p.ln_f_w, a.ln_f_mean,
@@ -123,23 +160,23 @@ void gpt_backward(const Model& model, GptActivations& a, std::span<float> grads,
 
     // MLP branch: res_3 = res_2 + c_proj(gelu(c_fc(ln_2(res_2))))
     std::fill_n(a.dh1, NC * 4, 0.0f);
-    k::matmul_backward(a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, s.fch_gelu, w.mlp_proj_w,
+    matmul(a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, s.fch_gelu, w.mlp_proj_w,
                        N, 4 * C, C);
     std::fill_n(a.dh2, NC * 4, 0.0f);
     k::gelu_backward(a.dh2, s.fch, a.dh1, NC * 4);
     std::fill_n(a.dbtc, NC, 0.0f);
-    k::matmul_backward(a.dbtc, dw.fc_w, dw.fc_b, a.dh2, s.ln_2, w.fc_w, N, C, 4 * C);
+    matmul(a.dbtc, dw.fc_w, dw.fc_b, a.dh2, s.ln_2, w.fc_w, N, C, 4 * C);
     k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
                           s.ln_2_rstd, N, C);
 
     // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
     std::fill_n(a.dbtc, NC, 0.0f);
-    k::matmul_backward(a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty, w.attn_proj_w,
+    matmul(a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty, w.attn_proj_w,
                        N, C, C);
     std::fill_n(a.dqkv, NC * 3, 0.0f);
-    k::attention_backward(a.dqkv, a.datt, a.dbtc, s.qkv, s.att, B, T, C, NH);
+    attention(a.dqkv, a.datt, a.dbtc, s.qkv, s.att, B, T, C, NH);
     std::fill_n(a.dbtc, NC, 0.0f);
-    k::matmul_backward(a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, w.attn_w, N, C, 3 * C);
+    matmul(a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, w.attn_w, N, C, 3 * C);
     k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
                           s.ln_1_rstd, N, C);
   }

@@ -89,6 +89,7 @@ StepResult Trainer::train_step(int step) {
   {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     ctx.grads.zero();
+    ctx.acts.seconds = {};
     const Range mine = static_block(micro_per_rank_, n_threads, omp_get_thread_num());
     for (int i = mine.begin; i < mine.end; ++i) {
       const std::int32_t* inputs = batch_inputs(i);
@@ -117,6 +118,10 @@ StepResult Trainer::train_step(int step) {
   }
   const double t3 = omp_get_wtime();
   r.t_data = t0 - t_start;
+  for (const auto& ctx : contexts_) {
+    r.t_matmul += ctx->acts.seconds.matmul / n_threads;
+    r.t_attention += ctx->acts.seconds.attention / n_threads;
+  }
   r.t_forward_backward = t1 - t0;
   r.t_reduce = t2 - t1 - r.t_allreduce;
   r.t_optimizer = t3 - t2;
