@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "cllm/kernels.h"
 
@@ -69,17 +70,20 @@ GptActivations::GptActivations(const ModelConfig& c, int batch) : B_(batch) {
 namespace {
 
 // Splits a pass's time into KernelSeconds: timed(counter, kernel) wraps a
-// kernel so its calls add to counter; the rest of the pass goes to other.
+// kernel so that its calls add their seconds to counter; when the pass ends,
+// the rest of its time goes to `other`.
 class KernelClock {
  public:
-  explicit KernelClock(KernelSeconds& seconds) : seconds_(seconds), start_(omp_get_wtime()) {}
+  explicit KernelClock(KernelSeconds& seconds)
+      : seconds_(seconds), start_(omp_get_wtime()), timed_before_(timed_total()) {}
   ~KernelClock() {
-    seconds_.other += omp_get_wtime() - start_ - (seconds_.matmul + seconds_.attention - timed_at_start_);
+    const double timed_now = timed_total() - timed_before_;
+    seconds_.other += omp_get_wtime() - start_ - timed_now;
   }
   KernelClock(const KernelClock&) = delete;
   KernelClock& operator=(const KernelClock&) = delete;
 
-  auto timed(double& counter, auto kernel) {
+  static auto timed(double& counter, auto kernel) {
     return [&counter, kernel](auto&&... args) {
       const double t0 = omp_get_wtime();
       kernel(std::forward<decltype(args)>(args)...);
@@ -88,9 +92,10 @@ class KernelClock {
   }
 
  private:
+  double timed_total() const { return seconds_.matmul + seconds_.attention; }
+
   KernelSeconds& seconds_;
-  double start_;
-  double timed_at_start_ = seconds_.matmul + seconds_.attention;
+  double start_, timed_before_;
 };
 
 }  // namespace
