@@ -48,6 +48,10 @@ def main():
     # PyTorch at its best here: OpenBLAS's OpenMP build (not the pthread build
     # or the reference BLAS that Debian's alternatives may select).
     torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
+    # ... and its AVX-512 kernels where the CPU has them (PLATFORM.md: +5-15%).
+    with open("/proc/cpuinfo") as f:
+        if " avx512f" in f.read():
+            torch_env["ATEN_CPU_CAPABILITY"] = "avx512"
     # Rounds interleave the cases, so a noisy minute on a shared machine
     # lands on every case instead of on one; each figure is a median.
     cases = [(p, tuple(map(int, l.split("x"))))
@@ -112,7 +116,8 @@ def main():
         print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))
     torch_rows = [r for r in rows if r.get("pytorch")]
     if torch_rows:
-        print("PyTorch BLAS:", ", ".join(torch_rows[0]["pytorch"]["blas"]))
+        print("PyTorch BLAS:", ", ".join(torch_rows[0]["pytorch"]["blas"]),
+              "| ATEN_CPU_CAPABILITY:", torch_rows[0]["pytorch"].get("aten_cpu_capability"))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)

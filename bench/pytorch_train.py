@@ -8,7 +8,8 @@ gradient clipping, fp32, random tokens. Prints one JSON object like
 Run with Debian's python3-torch: /usr/bin/python3 bench/pytorch_train.py
 --preset small --threads 2. For its best speed use OpenBLAS's OpenMP build
 (LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp, which
-bench/compare.sh sets) and ATEN_CPU_CAPABILITY=avx512 where the CPU has it.
+bench/compare.py sets) and ATEN_CPU_CAPABILITY=avx512 where the CPU has it
+(compare.py sets that too).
 """
 import argparse
 import json
