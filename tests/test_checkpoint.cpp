@@ -20,6 +20,7 @@
 #include "cllm/bpe_tokenizer.h"
 #include "cllm/checkpoint.h"
 #include "cllm/dataset_file.h"
+#include "cllm/hdf5.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
 #include "process.h"
@@ -107,6 +108,7 @@ std::string file_bytes(const fs::path& p) { return test::read_file(p); }
 
 class CheckpointTest : public ::testing::Test {
  protected:
+  CheckpointTest() { h5::silence_error_stack(); }  // the expected failures print nothing
   TempDir dir;
   std::string out(const std::string& name) const { return (dir / name).string(); }
   // Runs cllm on one rank or, for ranks > 1, through mpiexec.
@@ -365,6 +367,10 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
     for (int ranks : {1, 2}) {
       const auto r = cllm(ranks, c.args);
       EXPECT_NE(r.exit_code, 0) << test::join(c.args);
+      EXPECT_FALSE(contains(r.err, "HDF5-DIAG")) << r.err;  // no library diagnostics
+      if (ranks == 1) {
+        EXPECT_EQ(split_lines(r.err).size(), 1u) << r.err;
+      }
       // mpiexec adds its own lines about the exit code; ours is one.
       std::vector<std::string> ours;
       for (const auto& line : split_lines(r.err))
@@ -376,6 +382,41 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
   }
   EXPECT_EQ(file_bytes(ckpt), before);
   EXPECT_EQ(list_checkpoints(run).size(), 1u);
+}
+
+// Loading checks the format and the version before any tensor.
+TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
+  ModelConfig mc;
+  mc.vocab_size = 16, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
+  TrainConfig tc;
+  tc.model = mc;
+  Model model(mc);
+  model.init_gpt2(1);
+  AdamW opt(tc.optim, model.layout());
+  const fs::path path = dir / "checkpoint-00000001.h5";
+  write_checkpoint(path, model, opt, tc, TrainingState{1, 64, 0}, TokenizerSpec{}, "test");
+  EXPECT_EQ(load(path).step, 1);
+  EXPECT_TRUE(bitwise_equal(load(path).params, {model.params().begin(), model.params().end()}));
+
+  const auto expect_error = [&](const std::string& what) {
+    Model other(mc);
+    try {
+      read_checkpoint(path, other, nullptr);
+      ADD_FAILURE() << "loaded a checkpoint with " << what;
+    } catch (const std::runtime_error& e) {
+      EXPECT_TRUE(contains(e.what(), path.string())) << e.what();
+      EXPECT_TRUE(contains(e.what(), what)) << e.what();
+    }
+  };
+  const auto set_root_attr = [&](const char* name, auto value) {
+    h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    h5::set_attr(file, name, value);
+  };
+  set_root_attr("format_version", std::int64_t{2});
+  expect_error("format_version 2");
+  set_root_attr("format_version", kCheckpointFormatVersion);
+  set_root_attr("format", std::string("cllm-dataset"));
+  expect_error("not a CLLM checkpoint");
 }
 
 TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {

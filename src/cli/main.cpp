@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "cllm/cli.h"
+#include "cllm/hdf5.h"
 #include "cllm/mpi_env.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +18,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return cllm::kExitError;
   }
+  // HDF5 would print its error stack on stderr; its errors become our one-line
+  // messages instead.
+  cllm::h5::silence_error_stack();
   try {
     return cllm::run_cli(argc, argv, *mpi);
   } catch (const std::exception& e) {
