@@ -34,6 +34,13 @@ class Gpt2BpeTokenizer {
                    const std::string& encoder_name = "encoder.json",
                    const std::string& vocab_name = "vocab.bpe");
 
+  // The two vocabulary files of a folder, read (encoder.json first, so a
+  // missing folder names it), with their paths for messages.
+  struct Files {
+    std::string encoder_name, vocab_name, encoder_json, vocab_bpe;
+  };
+  static Files read_files(const std::filesystem::path& folder);
+
   // Text is ordinary text: the string "<|endoftext|>" is not special.
   // Bytes that are not valid UTF-8 are kept: each run of them is a piece of
   // its own, so that decode(encode(text)) == text for any bytes.
@@ -53,10 +60,6 @@ class Gpt2BpeTokenizer {
   using TokenIds = std::unordered_map<std::string, std::int32_t>;  // token bytes -> id
   using PieceCache = std::unordered_map<std::string_view, std::vector<std::int32_t>>;
 
-  struct Files {
-    std::string encoder_name, vocab_name, encoder_json, vocab_bpe;
-  };
-  static Files read_files(const std::filesystem::path& folder);
   explicit Gpt2BpeTokenizer(const Files& files);
   TokenIds read_encoder(std::string_view json, const std::string& name);
   void read_merges(std::string_view text, const std::string& name, const TokenIds& ids);

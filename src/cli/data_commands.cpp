@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 #include "agreement.h"
@@ -14,20 +12,13 @@
 #include "cllm/dataset_file.h"
 #include "cllm/generate.h"
 #include "cllm/model.h"
+#include "cllm/read_file.h"
 #include "cllm/tokenizer.h"
 #include "subcommands.h"
 
 namespace cllm {
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot read input file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error(path + ": read error");
-  return text;
-}
 
 std::string sha256_hex(const std::string& bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -117,7 +108,7 @@ int run_prepare(PrepareCommand& c, const Comm& comm) {
         std::vector<DatasetSource> sources;
         std::size_t bytes = 0;
         for (const std::string& input : c.inputs) {
-          const std::string text = read_text(input);
+          const std::string text = read_file(input, "input file");
           bytes += text.size();
           sources.push_back({input, sha256_hex(text)});
           const auto ids = encode_text(*tok, text, input);

@@ -4,14 +4,14 @@
 #include <pcre2.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
+
+#include "cllm/read_file.h"
 
 namespace cllm {
 
@@ -70,16 +70,6 @@ std::optional<std::string> token_bytes(std::string_view chars, const CharToByte&
   return bytes;
 }
 
-std::string read_file(const fs::path& path) {
-  const std::string name = path.string();
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw std::runtime_error(name + ": no such file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(name + ": cannot open");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error(name + ": read error");
-  return text;
-}
 
 std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
   return static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32 |

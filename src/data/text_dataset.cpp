@@ -1,9 +1,9 @@
 #include "cllm/text_dataset.h"
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
+
+#include "cllm/read_file.h"
 
 namespace cllm {
 
@@ -30,13 +30,7 @@ void TokenDataset::read_tokens(Split split, std::uint64_t start, std::size_t cou
 TokenDataset load_text_dataset(const std::filesystem::path& path, double val_fraction,
                                int seq_len) {
   const std::string name = path.string();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::runtime_error(name + ": no such data file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(name + ": cannot open data file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error(name + ": read error");
+  const std::string text = read_file(path, "data file");
 
   TokenDataset d;
   d.vocab_size = ByteTokenizer::kVocabSize;

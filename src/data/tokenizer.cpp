@@ -1,7 +1,5 @@
 #include "cllm/tokenizer.h"
 
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 #include "cllm/bpe_tokenizer.h"
@@ -46,12 +44,6 @@ class Gpt2Bpe final : public Tokenizer {
   Gpt2BpeTokenizer bpe_;
 };
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot read tokenizer file");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizerSpec& spec) {
@@ -68,8 +60,9 @@ TokenizerSpec tokenizer_spec(const std::string& name, const std::filesystem::pat
   s.name = name;
   s.vocab_size = Gpt2BpeTokenizer::kVocabSize;
   s.eot_token = Gpt2BpeTokenizer::kEndOfText;
-  s.encoder_json = read_file(vocab_dir / "encoder.json");
-  s.vocab_bpe = read_file(vocab_dir / "vocab.bpe");
+  Gpt2BpeTokenizer::Files files = Gpt2BpeTokenizer::read_files(vocab_dir);
+  s.encoder_json = std::move(files.encoder_json);
+  s.vocab_bpe = std::move(files.vocab_bpe);
   return s;
 }
 

@@ -1,0 +1,21 @@
+#include "cllm/read_file.h"
+
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace cllm {
+
+std::string read_file(const std::filesystem::path& path, const std::string& kind) {
+  const std::string name = path.string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error(name + ": no such " + kind);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(name + ": cannot open " + kind);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw std::runtime_error(name + ": read error");
+  return bytes;
+}
+
+}  // namespace cllm
