@@ -92,7 +92,7 @@ def main():
     base = {r["preset"]: r["cllm"]["tokens_per_s"]
             for r in rows if r["ranks"] == 1 and r["threads"] == 1}
     print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'of GEMM':>7} "
-          f"{'speed-up':>8} {'effic.':>6} {'CPU %':>5} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} "
+          f"{'speed-up':>8} {'effic.':>6} {'CPU %':>5} {'steal %':>7} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} "
           f"{'cllm/torch':>10}")
     for r in rows:
         c = r["cllm"]
@@ -110,14 +110,17 @@ def main():
         print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6} "
               f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
               f"{r['fraction_of_gemm_ceiling'] or 0:>7.2f} {r['speedup_vs_1x1'] or 0:>8.2f} "
-              f"{r['efficiency'] or 0:>6.2f} {100 * c.get('cpu_busy', 0):>5.0f} {comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
+              f"{r['efficiency'] or 0:>6.2f} {100 * c.get('cpu_busy', 0):>5.0f} "
+              f"{100 * c.get('cpu_steal', 0):>7.0f} {comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
               f"{r['ratio_to_pytorch'] or 0:>10.2f}")
     if ceiling:
         print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))
+    print("cllm BLAS:", rows[0]["cllm"].get("blas"))
     torch_rows = [r for r in rows if r.get("pytorch")]
     if torch_rows:
-        print("PyTorch BLAS:", ", ".join(torch_rows[0]["pytorch"]["blas"]),
-              "| ATEN_CPU_CAPABILITY:", torch_rows[0]["pytorch"].get("aten_cpu_capability"))
+        t = torch_rows[0]["pytorch"]
+        print("PyTorch BLAS:", ", ".join(t["blas"]), f"({t.get('openblas_kernels')} kernels)",
+              "| ATEN_CPU_CAPABILITY:", t.get("aten_cpu_capability"))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)

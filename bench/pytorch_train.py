@@ -12,6 +12,7 @@ bench/compare.py sets) and ATEN_CPU_CAPABILITY=avx512 where the CPU has it
 (compare.py sets that too).
 """
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -71,6 +72,16 @@ def loaded_blas():
     return sorted(os.path.realpath(p) for p in libs)
 
 
+def openblas_kernels(libs):
+    """The kernels OpenBLAS chose for this CPU (as cllm bench reports them)."""
+    for path in libs:
+        if "openblas" in os.path.basename(path):
+            lib = ctypes.CDLL(path)  # the copy already loaded: same state
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=PRESETS, default="small")
@@ -109,7 +120,7 @@ def main():
         "tokens_per_s": round(tokens_per_s, 1), "ms_per_step": round(1000 * step_s, 3),
         "gflops": round(flops_per_token * tokens_per_s / 1e9, 2),
         "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "default"),
-        "blas": loaded_blas()}))
+        "blas": loaded_blas(), "openblas_kernels": openblas_kernels(loaded_blas())}))
 
 
 if __name__ == "__main__":

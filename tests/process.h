@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -74,9 +75,11 @@ struct Running {
 // paths such as data/austen.txt and runs/default resolve there); stdout and
 // stderr go to files in it.
 // The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
-// leaks by design) and Open MPI's permission to run as root.
+// leaks by design), Open MPI's permission to run as root, and extra_env
+// ("NAME=value" entries, which win over ours).
 inline Running start_program(const std::string& program, const std::vector<std::string>& args,
-                             const std::filesystem::path& scratch) {
+                             const std::filesystem::path& scratch,
+                             const std::vector<std::string>& extra_env = {}) {
   static int counter = 0;
   const std::string tag = std::to_string(counter++);
   Running r;
@@ -94,8 +97,12 @@ inline Running start_program(const std::string& program, const std::vector<std::
       continue;
     }
     if (kv.rfind("OMPI_ALLOW_RUN_AS_ROOT", 0) == 0) continue;
+    const std::string name = kv.substr(0, kv.find('=') + 1);
+    const auto overridden = [&](const std::string& extra) { return extra.rfind(name, 0) == 0; };
+    if (std::any_of(extra_env.begin(), extra_env.end(), overridden)) continue;
     env_strings.push_back(kv);
   }
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
   env_strings.push_back("ASAN_OPTIONS=" + asan);
   env_strings.push_back("OMPI_ALLOW_RUN_AS_ROOT=1");
   env_strings.push_back("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
@@ -142,13 +149,15 @@ inline ProcessResult wait_program(const Running& running) {
 
 // Runs program to its end (see start_program).
 inline ProcessResult run_program(const std::string& program, const std::vector<std::string>& args,
-                                 const std::filesystem::path& scratch) {
-  return wait_program(start_program(program, args, scratch));
+                                 const std::filesystem::path& scratch,
+                                 const std::vector<std::string>& extra_env = {}) {
+  return wait_program(start_program(program, args, scratch, extra_env));
 }
 
 inline ProcessResult run_cllm(const std::vector<std::string>& args,
-                              const std::filesystem::path& scratch) {
-  return run_program(CLLM_BINARY, args, scratch);
+                              const std::filesystem::path& scratch,
+                              const std::vector<std::string>& extra_env = {}) {
+  return run_program(CLLM_BINARY, args, scratch, extra_env);
 }
 
 #ifdef CLLM_MPIEXEC

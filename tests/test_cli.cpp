@@ -61,7 +61,9 @@ std::optional<double> json_number(const std::string& obj, const std::string& key
 
 class CliTest : public ::testing::Test {
  protected:
-  ProcessResult run(const Args& args) { return test::run_cllm(args, tmp.path()); }
+  ProcessResult run(const Args& args, const std::vector<std::string>& extra_env = {}) {
+    return test::run_cllm(args, tmp.path(), extra_env);
+  }
   std::string out_dir(const std::string& name) const { return (tmp / name).string(); }
   test::TempDir tmp;
 };
@@ -286,6 +288,33 @@ TEST_F(CliTest, BenchJson) {
   EXPECT_GT(*att, 0.0);
   EXPECT_GE(*rest, 0.0);
   EXPECT_NEAR(*mm + *att + *rest, *fb, 1e-3) << obj;
+}
+
+// OpenBLAS before 0.3.25 runs its SSE3 (Prescott) kernels on Intel CPUs newer
+// than it knows; OPENBLAS_CORETYPE=Prescott makes it do so here. cllm names
+// the kernels and says, once, what to set; with AVX2 kernels it says nothing.
+TEST_F(CliTest, SlowBlasKernelsGetOneWarningWithTheFix) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    GTEST_SKIP() << "this CPU has no AVX2 and FMA: the Prescott kernels are no worse";
+  const Args args = {"bench", "--preset", "small", "--layers", "1", "--steps", "1",
+                     "--warmup-steps", "0", "--json"};
+  const ProcessResult slow = run(args, {"OPENBLAS_CORETYPE=Prescott"});
+  ASSERT_EQ(slow.exit_code, 0) << slow.err;
+  EXPECT_TRUE(contains(slow.out, "\"blas\": \"OpenBLAS ")) << slow.out;
+  EXPECT_TRUE(contains(slow.out, "(Prescott kernels)")) << slow.out;
+  const auto lines = split_lines(slow.err);
+  ASSERT_EQ(lines.size(), 1u) << slow.err;
+  EXPECT_TRUE(contains(lines[0], "cllm: warning: OpenBLAS")) << lines[0];
+  EXPECT_TRUE(contains(lines[0], "Prescott kernels")) << lines[0];
+  EXPECT_TRUE(contains(lines[0], "OPENBLAS_CORETYPE=SkylakeX") ||
+              contains(lines[0], "OPENBLAS_CORETYPE=Haswell"))
+      << lines[0];
+
+  const ProcessResult fast = run(args, {"OPENBLAS_CORETYPE=Haswell"});
+  ASSERT_EQ(fast.exit_code, 0) << fast.err;
+  EXPECT_TRUE(contains(fast.out, "(Haswell kernels)")) << fast.out;
+  EXPECT_EQ(fast.err, "");
 }
 
 }  // namespace

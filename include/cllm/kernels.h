@@ -13,12 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace cllm::kernels {
+#include "cllm/blas.h"
 
-// Make every BLAS call run on its caller's thread. Call once before training;
-// it sets OpenMP's default team size to 1, so read OMP_NUM_THREADS first and
-// give every parallel region a num_threads clause.
-void use_single_threaded_blas();
+namespace cllm::kernels {
 
 // out (N,C) = wte[tokens] (V,C) + wpe[t] (T,C)
 void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,

@@ -10,16 +10,6 @@
 
 namespace cllm::kernels {
 
-void use_single_threaded_blas() {
-  // OpenBLAS's OpenMP build sizes each call's team by omp_get_max_threads()
-  // unless omp_in_parallel(), which is false inside a team of one: with
-  // --threads 1 it would start its own threads. openblas_set_num_threads(1)
-  // sets that default to 1 (it calls omp_set_num_threads); our parallel
-  // regions all name their team size with num_threads().
-  openblas_set_num_threads(1);
-  omp_set_num_threads(1);
-}
-
 // ---------------------------------------------------------------- encoder
 
 void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
