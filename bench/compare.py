@@ -113,6 +113,15 @@ def main():
               f"{r['efficiency'] or 0:>6.2f} {100 * c.get('cpu_busy', 0):>5.0f} "
               f"{100 * c.get('cpu_steal', 0):>7.0f} {comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
               f"{r['ratio_to_pytorch'] or 0:>10.2f}")
+    # Where each step goes (cllm bench's time split, % of the step).
+    split_keys = {"matmul": "matmul", "attention": "attention", "waiting": "waiting",
+                  "other_forward_backward": "other", "thread_reduce": "reduce",
+                  "allreduce": "allreduce", "optimizer": "optimizer", "data": "data"}
+    print(f"{'time split %':15}" + "".join(f"{label:>10}" for label in split_keys.values()))
+    for r in rows:
+        split = r["cllm"]["time_split"]
+        print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6}"
+              + "".join(f"{100 * split.get(k, 0):>10.1f}" for k in split_keys))
     if ceiling:
         print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))
     print("cllm BLAS:", rows[0]["cllm"].get("blas"))

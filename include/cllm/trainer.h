@@ -32,9 +32,10 @@ struct StepResult {
   // Seconds spent in each phase of the step.
   double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
          t_total = 0;
-  // Of t_forward_backward: a thread's mean seconds in matrix products and in
-  // attention (the rest is the other kernels and threads waiting for others).
-  double t_matmul = 0, t_attention = 0;
+  // Of t_forward_backward: a thread's mean seconds in matrix products, in
+  // attention, and waiting for the slowest thread to finish its micro-batches
+  // (the rest is the other kernels).
+  double t_matmul = 0, t_attention = 0, t_waiting = 0;
 };
 
 // A run of consecutive chunks whose gradient is summed across ranks at once.
@@ -92,6 +93,7 @@ class Trainer {
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
   std::vector<Bucket> buckets_;
+  std::vector<double> thread_finished_;  // when each thread ended its micro-batches
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
   int eval_per_rank_;                 // validation micro-batches per rank
   std::size_t batch_tokens_;          // B x T

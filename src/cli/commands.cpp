@@ -487,6 +487,7 @@ int run_bench(BenchCommand& c, const Comm& comm) {
     sum.t_data += r.t_data;
     sum.t_matmul += r.t_matmul;
     sum.t_attention += r.t_attention;
+    sum.t_waiting += r.t_waiting;
     sum.t_forward_backward += r.t_forward_backward;
     sum.t_reduce += r.t_reduce;
     sum.t_allreduce += r.t_allreduce;
@@ -506,6 +507,8 @@ int run_bench(BenchCommand& c, const Comm& comm) {
   const double cpu_steal = ticks > 0 ? (machine_at_end.steal - machine_at_start.steal) / ticks : 0;
   const ModelConfig& m = cfg.model;
   const auto frac = [&](double t) { return t / sum.t_total; };
+  const double other_kernels =
+      sum.t_forward_backward - sum.t_matmul - sum.t_attention - sum.t_waiting;
   if (!comm.is_root()) return kExitOk;
   if (c.json) {
     std::printf(
@@ -516,7 +519,7 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         "\"peak_rss_bytes\": %.0f, \"cpu_busy\": %.3f, \"cpu_steal\": %.3f, \"blas\": \"%s\", "
         "\"time_split\": {\"data\": %.4f, "
         "\"forward_backward\": %.4f, \"matmul\": %.4f, \"attention\": %.4f, "
-        "\"other_forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
+        "\"waiting\": %.4f, \"other_forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
         "\"optimizer\": %.4f}}\n",
         c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
         trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
@@ -524,7 +527,8 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         trainer->thread_context_bytes(), peak_rss_bytes(), cpu_busy, cpu_steal,
         kernels::blas_name().c_str(), frac(sum.t_data),
         frac(sum.t_forward_backward), frac(sum.t_matmul), frac(sum.t_attention),
-        frac(sum.t_forward_backward - sum.t_matmul - sum.t_attention), frac(sum.t_reduce), frac(sum.t_allreduce), frac(sum.t_optimizer));
+        frac(sum.t_waiting), frac(other_kernels), frac(sum.t_reduce), frac(sum.t_allreduce),
+        frac(sum.t_optimizer));
   } else {
     std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
                 m.n_head, m.n_embd, m.seq_len, trainer->model().layout().numel());
@@ -534,11 +538,11 @@ int run_bench(BenchCommand& c, const Comm& comm) {
                 "hypervisor steal %.0f%%\n",
                 tokens_per_s, 1000 * step_s, gflops, 100 * cpu_busy, 100 * cpu_steal);
     std::printf("time split  data %.1f%%, forward+backward %.1f%% (matmul %.1f%%, attention "
-                "%.1f%%, other kernels and waiting %.1f%%), thread reduce %.1f%%, "
-                "allreduce %.1f%%, optimizer %.1f%%\n",
+                "%.1f%%, waiting for other threads %.1f%%, other kernels %.1f%%), "
+                "thread reduce %.1f%%, allreduce %.1f%%, optimizer %.1f%%\n",
                 100 * frac(sum.t_data), 100 * frac(sum.t_forward_backward),
                 100 * frac(sum.t_matmul), 100 * frac(sum.t_attention),
-                100 * frac(sum.t_forward_backward - sum.t_matmul - sum.t_attention),
+                100 * frac(sum.t_waiting), 100 * frac(other_kernels),
                 100 * frac(sum.t_reduce), 100 * frac(sum.t_allreduce),
                 100 * frac(sum.t_optimizer));
     std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",

@@ -43,6 +43,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       optimizer_(config.optim, model_.layout()),
       contexts_(config.threads),
       grads_(model_.layout().total()),
+      thread_finished_(config.threads),
       micro_losses_(config.micro_batches_per_step()),
       // Every rank takes a share of the fixed validation windows, at least one.
       eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
@@ -97,6 +98,7 @@ StepResult Trainer::train_step(int step) {
       micro_losses_[first_micro_ + i] = gpt_forward(model, ctx.acts, inputs, targets);
       gpt_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
     }
+    thread_finished_[omp_get_thread_num()] = omp_get_wtime();
   }
   const double t1 = omp_get_wtime();
 
@@ -118,9 +120,10 @@ StepResult Trainer::train_step(int step) {
   }
   const double t3 = omp_get_wtime();
   r.t_data = t0 - t_start;
-  for (const auto& ctx : contexts_) {
-    r.t_matmul += ctx->acts.seconds.matmul / n_threads;
-    r.t_attention += ctx->acts.seconds.attention / n_threads;
+  for (int t = 0; t < n_threads; ++t) {
+    r.t_matmul += contexts_[t]->acts.seconds.matmul / n_threads;
+    r.t_attention += contexts_[t]->acts.seconds.attention / n_threads;
+    r.t_waiting += (t1 - thread_finished_[t]) / n_threads;
   }
   r.t_forward_backward = t1 - t0;
   r.t_reduce = t2 - t1 - r.t_allreduce;
