@@ -107,12 +107,14 @@ def main():
         gemm = ceiling.get(r["preset"], {}).get(str(cores))
         r["gemm_ceiling_gflops"] = gemm
         r["fraction_of_gemm_ceiling"] = c["gflops"] / gemm if gemm else None
+        torch_cell = f"{tt:.0f}" if tt else "-"
+        ratio_cell = f"{r['ratio_to_pytorch']:.2f}" if tt else "-"
         print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6} "
               f"{c['tokens_per_s']:>11.0f} {c['gflops']:>8.1f} "
               f"{r['fraction_of_gemm_ceiling'] or 0:>7.2f} {r['speedup_vs_1x1'] or 0:>8.2f} "
               f"{r['efficiency'] or 0:>6.2f} {100 * c.get('cpu_busy', 0):>5.0f} "
-              f"{100 * c.get('cpu_steal', 0):>7.0f} {comm:>6.1f} {c['thread_context_bytes'] / 2**20:>8.1f} {tt or 0:>11.0f} "
-              f"{r['ratio_to_pytorch'] or 0:>10.2f}")
+              f"{100 * c.get('cpu_steal', 0):>7.0f} {comm:>6.1f} "
+              f"{c['thread_context_bytes'] / 2**20:>8.1f} {torch_cell:>11} {ratio_cell:>10}")
     # Where each step goes (cllm bench's time split, % of the step).
     split_keys = {"matmul": "matmul", "attention": "attention", "waiting": "waiting",
                   "other_forward_backward": "other", "thread_reduce": "reduce",

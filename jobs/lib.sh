@@ -86,6 +86,8 @@ cllm_job_train() {
     mpirun)
       launch=(mpirun -np "$ntasks" --map-by "slot:PE=$cpt" --bind-to core
               -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
+      # Ranks on other nodes see only what -x forwards (srun forwards all).
+      [[ -n ${OPENBLAS_CORETYPE:-} ]] && launch+=(-x OPENBLAS_CORETYPE)
       (( EUID == 0 )) && launch+=(--allow-run-as-root)
       # shellcheck disable=SC2206
       launch+=(${MPIRUN_ARGS:-}) ;;
