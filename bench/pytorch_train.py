@@ -114,13 +114,14 @@ def main():
     step_s = sum(times) / len(times)
     tokens_per_s = args.batch * T / step_s
     flops_per_token = 6 * (12 * L * C * C + V * C) + 12 * L * C * T
+    blas = loaded_blas()
     print(json.dumps({
         "system": "pytorch", "torch": torch.__version__, "preset": args.preset,
         "threads": args.threads, "batch": args.batch, "steps": args.steps,
         "tokens_per_s": round(tokens_per_s, 1), "ms_per_step": round(1000 * step_s, 3),
         "gflops": round(flops_per_token * tokens_per_s / 1e9, 2),
         "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "default"),
-        "blas": loaded_blas(), "openblas_kernels": openblas_kernels(loaded_blas())}))
+        "blas": blas, "openblas_kernels": openblas_kernels(blas)}))
 
 
 if __name__ == "__main__":

@@ -517,10 +517,9 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
         "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
         "\"peak_rss_bytes\": %.0f, \"cpu_busy\": %.3f, \"cpu_steal\": %.3f, \"blas\": \"%s\", "
-        "\"time_split\": {\"data\": %.4f, "
-        "\"forward_backward\": %.4f, \"matmul\": %.4f, \"attention\": %.4f, "
-        "\"waiting\": %.4f, \"other_forward_backward\": %.4f, \"thread_reduce\": %.4f, \"allreduce\": %.4f, "
-        "\"optimizer\": %.4f}}\n",
+        "\"time_split\": {\"data\": %.4f, \"forward_backward\": %.4f, \"matmul\": %.4f, "
+        "\"attention\": %.4f, \"waiting\": %.4f, \"other_forward_backward\": %.4f, "
+        "\"thread_reduce\": %.4f, \"allreduce\": %.4f, \"optimizer\": %.4f}}\n",
         c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
         trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
         cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <string_view>
 
 namespace cllm::kernels {
@@ -22,13 +21,6 @@ void use_single_threaded_blas() {
 }
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 // "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" -> "OpenBLAS 0.3.21"
 std::string library_and_version() {
@@ -48,12 +40,12 @@ std::string blas_name() {
 std::string blas_kernel_warning() {
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return "";
-  // OpenBLAS's x86-64 kernels that use AVX2 and FMA (or more).
+  // OpenBLAS's x86-64 kernels that use AVX2 and FMA (or more), spelled as
+  // openblas_get_corename() spells them (its corename table in dynamic.c).
   constexpr std::array<std::string_view, 6> kAvx2Kernels = {
-      "haswell", "zen", "skylakex", "cooperlake", "sapphirerapids", "excavator"};
+      "Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator"};
   const std::string core = openblas_get_corename();
-  if (std::find(kAvx2Kernels.begin(), kAvx2Kernels.end(), lower(core)) != kAvx2Kernels.end())
-    return "";
+  if (std::find(kAvx2Kernels.begin(), kAvx2Kernels.end(), core) != kAvx2Kernels.end()) return "";
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   return library_and_version() + " runs its " + core + " kernels on a CPU with " +

@@ -3,7 +3,6 @@
 #include "cllm/kernels.h"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
