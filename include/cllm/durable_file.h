@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 
 namespace cllm {
 
@@ -17,5 +18,11 @@ std::filesystem::path temporary_name(const std::filesystem::path& path);
 // fsyncs tmp, renames it to path, fsyncs the folder. Throws
 // std::runtime_error naming the path.
 void commit_file(const std::filesystem::path& tmp, const std::filesystem::path& path);
+
+// Writes path durably: write(tmp) fills the temporary file (and closes it),
+// then commit_file. On any failure the temporary is removed and the error is
+// rethrown as std::runtime_error naming path (once), the old file untouched.
+void write_durably(const std::filesystem::path& path,
+                   const std::function<void(const std::filesystem::path& tmp)>& write);
 
 }  // namespace cllm

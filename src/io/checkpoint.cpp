@@ -110,48 +110,40 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
                       const AdamW& optimizer, const TrainConfig& config,
                       const TrainingState& state, const TokenizerSpec& tokenizer,
                       const std::string& data_name) {
-  const auto tmp = temporary_name(path);
-  try {
-    {
-      h5::Handle file = h5::create_file(tmp);
-      h5::set_attr(file, "format", std::string(kCheckpointFormat));
-      h5::set_attr(file, "format_version", kCheckpointFormatVersion);
-      h5::set_attr(file, "step", state.step);
-      h5::set_attr(file, "tokens_seen", state.tokens_seen);
-      write_config(file, config, data_name);
+  write_durably(path, [&](const std::filesystem::path& tmp) {
+    h5::Handle file = h5::create_file(tmp);
+    h5::set_attr(file, "format", std::string(kCheckpointFormat));
+    h5::set_attr(file, "format_version", kCheckpointFormatVersion);
+    h5::set_attr(file, "step", state.step);
+    h5::set_attr(file, "tokens_seen", state.tokens_seen);
+    write_config(file, config, data_name);
 
-      const TensorLayout& layout = model.layout();
-      write_tensors(file, "model", layout, model.params().data());
-      write_tensors(file, "optimizer/m", layout, optimizer.m().data());
-      write_tensors(file, "optimizer/v", layout, optimizer.v().data());
-      h5::Handle opt = h5::open_group(file, "optimizer");
-      const OptimizerConfig& o = optimizer.config();
-      h5::set_attr(opt, "name", std::string("AdamW"));
-      h5::set_attr(opt, "step", optimizer.steps_taken());
-      h5::set_attr(opt, "beta1", double{o.beta1});
-      h5::set_attr(opt, "beta2", double{o.beta2});
-      h5::set_attr(opt, "eps", double{o.eps});
-      h5::set_attr(opt, "weight_decay", double{o.weight_decay});
+    const TensorLayout& layout = model.layout();
+    write_tensors(file, "model", layout, model.params().data());
+    write_tensors(file, "optimizer/m", layout, optimizer.m().data());
+    write_tensors(file, "optimizer/v", layout, optimizer.v().data());
+    h5::Handle opt = h5::open_group(file, "optimizer");
+    const OptimizerConfig& o = optimizer.config();
+    h5::set_attr(opt, "name", std::string("AdamW"));
+    h5::set_attr(opt, "step", optimizer.steps_taken());
+    h5::set_attr(opt, "beta1", double{o.beta1});
+    h5::set_attr(opt, "beta2", double{o.beta2});
+    h5::set_attr(opt, "eps", double{o.eps});
+    h5::set_attr(opt, "weight_decay", double{o.weight_decay});
 
-      h5::Handle st = h5::create_group(file, "state");
-      h5::set_attr(st, "step", state.step);
-      h5::set_attr(st, "tokens_seen", state.tokens_seen);
-      h5::set_attr(st, "bad_steps_in_a_row", static_cast<std::int64_t>(state.bad_steps_in_a_row));
-      h5::set_attr(st, "seed", static_cast<std::int64_t>(config.seed));
-      h5::set_attr(st, "sampler",
-                   std::string("stateless: row b of global micro-batch m at step s starts at "
-                               "splitmix64 hash(seed, s, m, b) mod (tokens - seq_len)"));
+    h5::Handle st = h5::create_group(file, "state");
+    h5::set_attr(st, "step", state.step);
+    h5::set_attr(st, "tokens_seen", state.tokens_seen);
+    h5::set_attr(st, "bad_steps_in_a_row", static_cast<std::int64_t>(state.bad_steps_in_a_row));
+    h5::set_attr(st, "seed", static_cast<std::int64_t>(config.seed));
+    h5::set_attr(st, "sampler",
+                 std::string("stateless: row b of global micro-batch m at step s starts at "
+                             "splitmix64 hash(seed, s, m, b) mod (tokens - seq_len)"));
 
-      h5::Handle tok = h5::create_group(file, "tokenizer");
-      write_tokenizer(file, tok, tokenizer);
-      h5::flush(file);
-    }
-    commit_file(tmp, path);
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    rethrow_naming(path, e);
-  }
+    h5::Handle tok = h5::create_group(file, "tokenizer");
+    write_tokenizer(file, tok, tokenizer);
+    h5::flush(file);
+  });
 }
 
 CheckpointContents read_checkpoint_header(const std::filesystem::path& path) {

@@ -77,34 +77,25 @@ TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  const auto tmp = temporary_name(path);
-  try {
-    {
-      h5::Handle file = h5::create_file(tmp);
-      h5::set_attr(file, "format", std::string(kDatasetFormat));
-      h5::set_attr(file, "format_version", kDatasetFormatVersion);
-      write_tokenizer(file, file, tokenizer);
-      std::string names, sums;
-      for (const auto& s : sources) {
-        names += (names.empty() ? "" : "\n") + s.file;
-        sums += (sums.empty() ? "" : "\n") + s.sha256;
-      }
-      h5::set_attr(file, "sources", names);  // one per line
-      h5::set_attr(file, "sources_sha256", sums);
-      h5::set_attr(file, "val_fraction", val_fraction);
-      h5::create_group(file, "train");
-      h5::create_group(file, "val");
-      write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
-      write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
-      h5::flush(file);
+  write_durably(path, [&](const std::filesystem::path& tmp) {
+    h5::Handle file = h5::create_file(tmp);
+    h5::set_attr(file, "format", std::string(kDatasetFormat));
+    h5::set_attr(file, "format_version", kDatasetFormatVersion);
+    write_tokenizer(file, file, tokenizer);
+    std::string names, sums;
+    for (const auto& s : sources) {
+      names += (names.empty() ? "" : "\n") + s.file;
+      sums += (sums.empty() ? "" : "\n") + s.sha256;
     }
-    commit_file(tmp, path);
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    const std::string what = e.what();
-    throw std::runtime_error(what.rfind(path.string(), 0) == 0 ? what : path.string() + ": " + what);
-  }
+    h5::set_attr(file, "sources", names);  // one per line
+    h5::set_attr(file, "sources_sha256", sums);
+    h5::set_attr(file, "val_fraction", val_fraction);
+    h5::create_group(file, "train");
+    h5::create_group(file, "val");
+    write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
+    write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
+    h5::flush(file);
+  });
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)

@@ -36,4 +36,19 @@ void commit_file(const std::filesystem::path& tmp, const std::filesystem::path& 
   fsync_path(folder);
 }
 
+void write_durably(const std::filesystem::path& path,
+                   const std::function<void(const std::filesystem::path& tmp)>& write) {
+  const auto tmp = temporary_name(path);
+  try {
+    write(tmp);
+    commit_file(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    const std::string what = e.what();
+    throw std::runtime_error(what.rfind(path.string(), 0) == 0 ? what
+                                                              : path.string() + ": " + what);
+  }
+}
+
 }  // namespace cllm
