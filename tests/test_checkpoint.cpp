@@ -168,7 +168,10 @@ TEST_F(CheckpointTest, KeepsTheNewestAndResumesPastABrokenOne) {
   fs::resize_file(newest, fs::file_size(newest) / 2);
   const auto r = cllm(1, run);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.err, "skipping checkpoint: " + newest.string())) << r.err;
+  // It is set aside, so that it never outranks the checkpoints written after it.
+  EXPECT_TRUE(contains(r.err, "skipping checkpoint " + newest.string())) << r.err;
+  EXPECT_TRUE(contains(r.err, "renamed to " + newest.string() + ".bad")) << r.err;
+  EXPECT_TRUE(fs::exists(newest.string() + ".bad"));
   EXPECT_TRUE(contains(r.out, "resuming from " + checkpoint_path(out("run"), 6).string())) << r.out;
   // Flipped bits in the tensors' data fail their Fletcher-32 checksums.
   const fs::path last = checkpoint_path(out("run"), 12);
@@ -358,7 +361,7 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
       {with(tiny_run(kText, out("o2"), 1, 8), {"--resume", not_h5}), not_h5},
       {with(tiny_run(kText, out("o3"), 1, 8), {"--resume", truncated.string()}), truncated.string()},
       {with(tiny_run(gpt2, out("o4"), 1, 8), {"--resume", ckpt.string()}), "vocab"},
-      {with(tiny_run(kText, run, 1, 8), {"--embd", "64"}), "transformer.wte.weight"},
+      {with(tiny_run(kText, run, 1, 8), {"--embd", "64"}), "--embd 32 (checkpoint) vs 64 (now)"},
       {tiny_run(kText, out("a-file") + "/sub", 1, 8), out("a-file")},
       {{"generate", "--checkpoint", truncated.string()}, truncated.string()},
       {{"prepare", out("missing.txt"), "--out", out("x.h5")}, out("missing.txt")},
@@ -387,14 +390,15 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
 // Loading checks the format and the version before any tensor.
 TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
   ModelConfig mc;
-  mc.vocab_size = 16, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
+  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
   TrainConfig tc;
   tc.model = mc;
   Model model(mc);
   model.init_gpt2(1);
   AdamW opt(tc.optim, model.layout());
   const fs::path path = dir / "checkpoint-00000001.h5";
-  write_checkpoint(path, model, opt, tc, TrainingState{1, 64, 0}, TokenizerSpec{}, "test");
+  write_checkpoint(path, model, opt, tc, TrainingState{1, 64, 0}, TokenizerSpec{},
+                   RunSettings{{"data", std::string("test")}});
   EXPECT_EQ(load(path).step, 1);
   EXPECT_TRUE(bitwise_equal(load(path).params, {model.params().begin(), model.params().end()}));
 

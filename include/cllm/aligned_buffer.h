@@ -5,16 +5,35 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 namespace cllm {
 
 inline constexpr std::size_t kCacheLine = 64;
+
+// An allocation that failed, with its size: callers add what it was for
+// ("thread 3's context: cannot allocate 451.8 MiB").
+struct AllocationError : std::runtime_error {
+  explicit AllocationError(std::size_t bytes)
+      : std::runtime_error("cannot allocate " + describe_bytes(bytes)), bytes(bytes) {}
+  static std::string describe_bytes(std::size_t bytes) {
+    char text[48];
+    const double b = static_cast<double>(bytes);
+    if (b >= 1024.0 * 1048576.0) std::snprintf(text, sizeof text, "%.1f GiB", b / 1073741824.0);
+    else std::snprintf(text, sizeof text, "%.1f MiB", b / 1048576.0);
+    return text;
+  }
+  std::size_t bytes;
+};
 
 template <typename T>
 class AlignedBuffer {
@@ -26,9 +45,10 @@ class AlignedBuffer {
   // pages on that thread's NUMA node (first touch).
   explicit AlignedBuffer(std::size_t count) : size_(count) {
     if (count == 0) return;
+    if (count > (SIZE_MAX - kCacheLine) / sizeof(T)) throw AllocationError(SIZE_MAX);
     std::size_t bytes = (count * sizeof(T) + kCacheLine - 1) / kCacheLine * kCacheLine;
     data_.reset(static_cast<T*>(std::aligned_alloc(kCacheLine, bytes)));
-    if (!data_) throw std::bad_alloc();
+    if (!data_) throw AllocationError(bytes);
   }
 
   T* data() { return data_.get(); }

@@ -22,6 +22,7 @@
 #include "cllm/config.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
+#include "cllm/run_settings.h"
 #include "cllm/tokenizer_spec.h"
 
 namespace cllm {
@@ -41,6 +42,7 @@ struct CheckpointContents {
   TrainingState state;
   ModelConfig model;
   TokenizerSpec tokenizer;
+  RunSettings settings;  // the root attributes: model shape and the run's options
 };
 
 // A readable checkpoint of another model shape: an error, never a file to
@@ -52,10 +54,12 @@ struct CheckpointMismatch : std::runtime_error {
 // Writes a checkpoint of the model and optimizer to path, atomically. One
 // rank writes (the replicas are identical). Throws std::runtime_error naming
 // the file; a failure leaves no file at path and removes the temporary one.
+// The root attributes record config's settings (run_settings.h) and run's,
+// the options that TrainConfig does not hold (data, cadences).
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
                       const AdamW& optimizer, const TrainConfig& config,
                       const TrainingState& state, const TokenizerSpec& tokenizer,
-                      const std::string& data_name);
+                      const RunSettings& run);
 
 // The model shape and tokenizer recorded in a checkpoint (no tensors read).
 CheckpointContents read_checkpoint_header(const std::filesystem::path& path);
@@ -77,8 +81,10 @@ struct CheckpointFile {
 };
 // Finished checkpoint files in folder (temporary ones excluded), newest first.
 std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder);
-// Deletes all but the newest keep checkpoints (keep <= 0: keeps all) and
-// the temporary files of writes that were killed. Call after a write.
-void prune_checkpoints(const std::filesystem::path& folder, int keep);
+// Keeps just_written and the newest keep - 1 other checkpoints (keep <= 0:
+// keeps all), and deletes the temporary files of writes that were killed.
+// Call after writing just_written.
+void prune_checkpoints(const std::filesystem::path& folder, int keep,
+                       const std::filesystem::path& just_written);
 
 }  // namespace cllm

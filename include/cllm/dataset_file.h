@@ -51,10 +51,12 @@ class Hdf5TokenSource final : public TokenSource {
                    std::int32_t* out) const override;
   int vocab() const override { return tokenizer_.vocab_size; }
   const std::string& name() const override { return name_; }
+  std::string identity() const override { return identity_; }
   const TokenizerSpec& tokenizer() const { return tokenizer_; }
 
  private:
   std::string name_;
+  std::string identity_;
   TokenizerSpec tokenizer_;
   h5::Handle file_, train_, val_;
   std::uint64_t train_size_ = 0, val_size_ = 0;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <span>
 #include <string>
 #include <utility>
@@ -51,8 +52,15 @@ void silence_error_stack();
 // Throws std::runtime_error(what + HDF5's reason) when status is negative.
 void check(herr_t status, const std::string& what);
 
-// Files. create_file truncates; open_file fails on a file that is not HDF5.
-Handle create_file(const std::filesystem::path& path);
+// A new file built in memory (HDF5's core driver, no backing store); its
+// bytes go to disk through file_image() and write_durably. HDF5 itself never
+// writes to disk, on purpose: when a write fails there (a full disk), HDF5
+// 1.10 keeps objects it could not close and crashes on them when it shuts
+// down inside MPI_Finalize. name is for messages only.
+Handle create_memory_file(const std::string& name);
+// The bytes of a file made by create_memory_file, flushed.
+std::vector<unsigned char> file_image(hid_t file);
+// open_file fails on a file that is not HDF5.
 Handle open_file(const std::filesystem::path& path);  // read-only
 // Opens a file written by CLLM read-only, checking its root attributes
 // `format` (format) and `format_version` (version); throws
@@ -72,7 +80,13 @@ void set_attr(hid_t object, const std::string& name, const std::string& value);
 void set_attr(hid_t object, const std::string& name, std::int64_t value);
 void set_attr(hid_t object, const std::string& name, double value);
 std::string string_attr(hid_t object, const std::string& name);
-std::int64_t int_attr(hid_t object, const std::string& name);
+// An integer read exactly: an integer attribute of any width and sign, or a
+// float holding a whole number. Throws naming the attribute when the value
+// is not a whole number in [lo, hi] (HDF5's own conversion would truncate
+// 256.7 to 256 and clamp 2^64 - 1 without a word).
+std::int64_t int_attr(hid_t object, const std::string& name,
+                      std::int64_t lo = std::numeric_limits<std::int64_t>::min(),
+                      std::int64_t hi = std::numeric_limits<std::int64_t>::max());
 double double_attr(hid_t object, const std::string& name);
 bool has_attr(hid_t object, const std::string& name);
 

@@ -30,18 +30,21 @@ std::string format_duration(double seconds);
 
 class MetricsFile {
  public:
-  // Creates path, keeping the records of steps up to keep_through_step from
-  // an earlier run (a resumed run continues the file; records past the
-  // checkpoint, which the resumed run repeats, are dropped). Throws
-  // std::runtime_error naming the file on failure.
+  // Starts path afresh, keeping the records of steps up to keep_through_step
+  // from an earlier run (a resumed run continues the file; records past the
+  // checkpoint, which the resumed run repeats, are dropped). The kept lines
+  // are written to a temporary file, fsync'd and renamed into place, so the
+  // history survives a kill at any moment. Throws std::runtime_error naming
+  // the file on failure.
   explicit MetricsFile(const std::filesystem::path& path, std::int64_t keep_through_step = 0);
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+  // Appends one record as one line, in one write.
   void write(const LogRecord& r);
 
  private:
-  struct Close {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  std::unique_ptr<std::FILE, Close> file_;
+  int fd_ = -1;
   std::string path_;
 };
 

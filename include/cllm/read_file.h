@@ -1,5 +1,5 @@
 // Reading a whole file into memory, with the one-line errors the command
-// line prints ("PATH: no such data file").
+// line prints ("PATH: no such data file"), and naming files in errors.
 #pragma once
 
 #include <filesystem>
@@ -11,5 +11,9 @@ namespace cllm {
 // throws std::runtime_error "PATH: no such KIND", "PATH: cannot open KIND" or
 // "PATH: read error".
 std::string read_file(const std::filesystem::path& path, const std::string& kind = "file");
+
+// "PATH: what", unless what already starts with the path: errors name their
+// file once, however many layers add it.
+std::string naming_file(const std::filesystem::path& path, const std::string& what);
 
 }  // namespace cllm

@@ -23,6 +23,8 @@ std::uint64_t validation_window_start(std::uint64_t n_tokens, int T, std::int64_
 
 // Reads windows of T + 1 tokens at starts into inputs and targets (B,T),
 // B = starts.size(): targets are the inputs shifted by one. Main thread only.
+// Throws std::runtime_error naming the source, split and position of a token
+// id outside [0, source.vocab()).
 void read_windows(const TokenSource& source, Split split, std::span<const std::uint64_t> starts,
                   int T, std::int32_t* inputs, std::int32_t* targets);
 

@@ -24,12 +24,14 @@ struct TokenDataset final : TokenSource {
   std::vector<std::int32_t> val;
   int vocab_size = 0;
   std::string source;  // where it came from, for messages
+  std::string contents_identity;  // see TokenSource::identity; empty for synthetic data
 
   std::uint64_t split_size(Split split) const override { return of(split).size(); }
   void read_tokens(Split split, std::uint64_t start, std::size_t count,
                    std::int32_t* out) const override;
   int vocab() const override { return vocab_size; }
   const std::string& name() const override { return source; }
+  std::string identity() const override { return contents_identity; }
 
  private:
   const std::vector<std::int32_t>& of(Split split) const {

@@ -24,6 +24,10 @@ class TokenSource {
   virtual int vocab() const = 0;
   // The file, for messages.
   virtual const std::string& name() const = 0;
+  // What the data is, so that a resumed run can tell whether it trains on the
+  // data its checkpoint did wherever the file now lies: sizes and a hash of
+  // the contents. Empty: unknown (synthetic data), not compared.
+  virtual std::string identity() const { return {}; }
 };
 
 }  // namespace cllm

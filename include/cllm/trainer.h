@@ -95,7 +95,7 @@ class Trainer {
   std::vector<Bucket> buckets_;
   std::vector<double> thread_finished_;  // when each thread ended its micro-batches
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
-  int eval_per_rank_;                 // validation micro-batches per rank
+  int eval_per_rank_;                 // the most validation micro-batches a rank runs
   std::size_t batch_tokens_;          // B x T
   AlignedBuffer<std::int32_t> batch_inputs_, batch_targets_;  // this rank's micro-batches
 };

@@ -21,6 +21,8 @@
 #include "cllm/dataset_file.h"
 #include "cllm/generate.h"
 #include "cllm/metrics.h"
+#include "cllm/output_lock.h"
+#include "cllm/run_settings.h"
 #include "cllm/rng.h"
 #include "cllm/stop_signal.h"
 #include "cllm/text_dataset.h"
@@ -209,23 +211,72 @@ void prepare_output_folder(const fs::path& out) {
   fs::remove(probe, ec);
 }
 
+// What this run records in its checkpoints, and compares with theirs on resume.
+RunSettings run_settings(const TrainCommand& c, const TrainConfig& cfg, const TokenSource& data) {
+  RunSettings s = config_settings(cfg);
+  s["data"] = c.data;
+  if (const std::string identity = data.identity(); !identity.empty()) s["data_identity"] = identity;
+  s["checkpoint_every"] = std::int64_t{c.checkpoint_every};
+  s["keep"] = std::int64_t{c.keep};
+  return s;
+}
+
+std::string joined(const std::vector<std::string>& lines, const char* separator) {
+  std::string s;
+  for (const auto& line : lines) s += (s.empty() ? "" : separator) + line;
+  return s;
+}
+
+// Rank 0: loads the checkpoint at path into the trainer, after checking that
+// it belongs to this run: settings that define the run must match (else
+// std::invalid_argument, exit 2); the others may change, with a warning
+// each. expected_step: the step its file name says, when found by --resume
+// auto. Other errors: std::runtime_error naming the file.
+TrainingState load_checkpoint_for_resume(const fs::path& path,
+                                         std::optional<std::int64_t> expected_step,
+                                         const RunSettings& settings, Trainer& trainer) {
+  const CheckpointContents header = read_checkpoint_header(path);
+  if (expected_step && header.state.step != *expected_step)
+    throw std::runtime_error(path.string() + ": its name says step " +
+                             std::to_string(*expected_step) + ", its /state/step says " +
+                             std::to_string(header.state.step));
+  const SettingsComparison diff = compare_settings(header.settings, settings);
+  if (!diff.refused.empty())
+    throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
+                                joined(diff.refused, "; ") +
+                                "; use the checkpoint's values, or another --out");
+  const double t0 = omp_get_wtime();
+  TrainingState state =
+      read_checkpoint(path, trainer.mutable_model(), &trainer.mutable_optimizer()).state;
+  for (const std::string& change : diff.changed)
+    std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
+                 change.c_str());
+  std::printf("resuming from %s (step %lld, read in %.2f s)\n", path.c_str(),
+              static_cast<long long>(state.step), omp_get_wtime() - t0);
+  return state;
+}
+
+// A checkpoint that cannot be loaded is renamed out of the way, so that it
+// never outranks (and, through --keep, displaces) the checkpoints written
+// after it, and is kept for a look.
+void set_aside(const fs::path& path, const std::string& why) {
+  const fs::path bad = fs::path(path.string() + ".bad");
+  std::error_code ec;
+  fs::rename(path, bad, ec);
+  if (ec)
+    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s (cannot rename it to %s: %s)\n",
+                 why.c_str(), bad.filename().c_str(), ec.message().c_str());
+  else
+    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s; renamed to %s\n", why.c_str(),
+                 bad.c_str());
+}
+
 // Rank 0: loads the checkpoint the run continues from into the trainer, as
 // --resume says, and returns its state; nullopt: start afresh.
-std::optional<TrainingState> load_resume_point(const TrainCommand& c, Trainer& trainer) {
-  Model& model = trainer.mutable_model();
-  AdamW& optimizer = trainer.mutable_optimizer();
-  const auto vocab_fits = [&](const fs::path& path) {
-    const int theirs = read_checkpoint_header(path).model.vocab_size;
-    if (theirs < model.config().vocab_size)
-      throw CheckpointMismatch(c.data + ": vocabulary of " +
-                               std::to_string(model.config().vocab_size) +
-                               " tokens is larger than the model's " + std::to_string(theirs) +
-                               " in " + path.string());
-  };
-  if (c.resume != "auto" && c.resume != "none") {
-    vocab_fits(c.resume);
-    return read_checkpoint(c.resume, model, &optimizer).state;
-  }
+std::optional<TrainingState> load_resume_point(const TrainCommand& c, const RunSettings& settings,
+                                               Trainer& trainer) {
+  if (c.resume != "auto" && c.resume != "none")
+    return load_checkpoint_for_resume(c.resume, std::nullopt, settings, trainer);
   const std::vector<CheckpointFile> found = list_checkpoints(c.out);
   if (c.resume == "none") {
     if (!found.empty())
@@ -236,16 +287,11 @@ std::optional<TrainingState> load_resume_point(const TrainCommand& c, Trainer& t
   }
   for (const CheckpointFile& f : found) {
     try {
-      const double t0 = omp_get_wtime();
-      vocab_fits(f.path);
-      TrainingState state = read_checkpoint(f.path, model, &optimizer).state;
-      std::printf("resuming from %s (step %lld, read in %.2f s)\n", f.path.c_str(),
-                  static_cast<long long>(state.step), omp_get_wtime() - t0);
-      return state;
-    } catch (const CheckpointMismatch&) {
-      throw;  // another model's checkpoint: not ours to skip and later prune
+      return load_checkpoint_for_resume(f.path, f.step, settings, trainer);
+    } catch (const std::invalid_argument&) {
+      throw;  // another run's checkpoint: not ours to set aside
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "cllm: warning: skipping checkpoint: %s\n", e.what());
+      set_aside(f.path, e.what());
     }
   }
   return std::nullopt;
@@ -279,23 +325,36 @@ int run_train(TrainCommand& c, const Comm& comm) {
   const bool root = comm.is_root();
   TrainingData data;
   std::unique_ptr<Trainer> trainer;
+  std::optional<OutputLock> lock;  // rank 0, for the whole run
+  RunSettings settings;
   std::optional<TrainingState> resumed;
   if (auto code = agree_on_setup(comm, [&] {
         c.batch.apply(cfg, comm.size());
         cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-        cfg.validate();  // options first, so a bad option is named before the data is read
+        cfg.validate(comm.size());  // options first: a bad one is named before data is read
         if (c.stop_at < 0) throw std::invalid_argument("--stop-at must not be negative");
         if (c.checkpoint_every < 0)
           throw std::invalid_argument("--checkpoint-every must not be negative");
+        if (!(c.val_fraction >= 0 && c.val_fraction <= 0.5))  // NaN fails both
+          throw std::invalid_argument("--val-fraction must be in [0, 0.5]");
+        if (root) {
+          prepare_output_folder(c.out);
+          lock.emplace(c.out);
+        }
         data = open_training_data(c.data, c.val_fraction, cfg.model.seq_len);
         cfg.model.vocab_size = data.source->vocab();
-        if (root) prepare_output_folder(c.out);
+        try {
+          cfg.model.validate();  // the vocabulary came from the file
+        } catch (const std::invalid_argument& e) {
+          throw std::runtime_error(c.data + ": " + e.what());
+        }
+        settings = run_settings(c, cfg, *data.source);
         trainer = std::make_unique<Trainer>(cfg, *data.source, comm);
       }))
     return *code;
   // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
   if (auto code = agree_on_setup(comm, [&] {
-        if (root) resumed = load_resume_point(c, *trainer);
+        if (root) resumed = load_resume_point(c, settings, *trainer);
       }))
     return *code;
   resumed = share_resume_point(comm, *trainer, resumed);
@@ -342,8 +401,8 @@ int run_train(TrainCommand& c, const Comm& comm) {
       const double t0 = omp_get_wtime();
       const fs::path path = checkpoint_path(c.out, done);
       write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state, data.tokenizer,
-                       source.name());
-      prune_checkpoints(c.out, c.keep);
+                       settings);
+      prune_checkpoints(c.out, c.keep, path);
       std::error_code ec;
       std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
                   static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);

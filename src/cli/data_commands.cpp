@@ -1,7 +1,6 @@
 // `cllm prepare` (text -> HDF5 token dataset) and `cllm generate` (text from
 // a checkpoint).
 #include <omp.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -13,26 +12,13 @@
 #include "cllm/generate.h"
 #include "cllm/model.h"
 #include "cllm/read_file.h"
+#include "cllm/sha256.h"
 #include "cllm/tokenizer.h"
 #include "subcommands.h"
 
 namespace cllm {
 
 namespace {
-
-std::string sha256_hex(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &n, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("sha256 failed");
-  std::string hex;
-  char byte[3];
-  for (unsigned int i = 0; i < n; ++i) {
-    std::snprintf(byte, sizeof byte, "%02x", digest[i]);
-    hex += byte;
-  }
-  return hex;
-}
 
 // Splits text into pieces of about piece_bytes that tokenize exactly as the
 // whole does: each cut falls between a letter and " letter", where GPT-2's

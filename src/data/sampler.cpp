@@ -1,6 +1,8 @@
 #include "cllm/sampler.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "cllm/rng.h"
 
@@ -24,8 +26,18 @@ std::uint64_t validation_window_start(std::uint64_t n_tokens, int T, std::int64_
 void read_windows(const TokenSource& source, Split split, std::span<const std::uint64_t> starts,
                   int T, std::int32_t* inputs, std::int32_t* targets) {
   std::vector<std::int32_t> window(static_cast<std::size_t>(T) + 1);
+  const auto vocab = static_cast<std::uint32_t>(source.vocab());
   for (std::size_t b = 0; b < starts.size(); ++b) {
     source.read_tokens(split, starts[b], window.size(), window.data());
+    // Ids index the embedding table and the logits: one out of range would
+    // read and write past them. Checked here, where every id enters a step.
+    for (std::size_t i = 0; i < window.size(); ++i)
+      if (static_cast<std::uint32_t>(window[i]) >= vocab)
+        throw std::runtime_error(source.name() + ": token id " + std::to_string(window[i]) +
+                                 " at position " + std::to_string(starts[b] + i) + " of the " +
+                                 (split == Split::train ? "train" : "val") +
+                                 " split is outside the vocabulary of " +
+                                 std::to_string(vocab) + " tokens");
     std::copy_n(window.begin(), T, inputs + b * T);
     std::copy_n(window.begin() + 1, T, targets + b * T);
   }

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "cllm/read_file.h"
+#include "cllm/sha256.h"
 
 namespace cllm {
 
@@ -45,6 +46,8 @@ TokenDataset load_text_dataset(const std::filesystem::path& path, double val_fra
   d.val.assign(all.end() - static_cast<std::ptrdiff_t>(n_val), all.end());
   all.resize(all.size() - n_val);
   d.train = std::move(all);
+  d.contents_identity = "text of " + std::to_string(text.size()) + " bytes, sha256 " +
+                        sha256_hex(text) + ", " + std::to_string(d.val.size()) + " held out";
   return d;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 
@@ -10,6 +11,7 @@
 #include "cllm/dataset_file.h"
 #include "cllm/durable_file.h"
 #include "cllm/hdf5.h"
+#include "cllm/read_file.h"
 
 namespace cllm {
 
@@ -50,28 +52,40 @@ void read_tensors(hid_t file, const std::string& group_name, const TensorLayout&
   }
 }
 
-void write_config(hid_t file, const TrainConfig& c, const std::string& data_name) {
-  const auto i64 = [](auto v) { return static_cast<std::int64_t>(v); };
-  const ModelConfig& m = c.model;
-  h5::set_attr(file, "vocab_size", i64(m.vocab_size));
-  h5::set_attr(file, "seq_len", i64(m.seq_len));
-  h5::set_attr(file, "n_layer", i64(m.n_layer));
-  h5::set_attr(file, "n_head", i64(m.n_head));
-  h5::set_attr(file, "n_embd", i64(m.n_embd));
-  // The options of the run, for the record (a resume takes its own).
-  h5::set_attr(file, "data", data_name);
-  h5::set_attr(file, "steps", i64(c.steps));
-  h5::set_attr(file, "micro_batch", i64(c.micro_batch));
-  h5::set_attr(file, "global_batch", i64(c.global_batch));
-  h5::set_attr(file, "seed", i64(c.seed));
-  h5::set_attr(file, "lr", double{c.optim.lr});
-  h5::set_attr(file, "min_lr_ratio", double{c.optim.min_lr_ratio});
-  h5::set_attr(file, "warmup", i64(c.optim.warmup_steps));
-  h5::set_attr(file, "grad_clip", double{c.optim.grad_clip});
+void write_settings(hid_t file, const RunSettings& settings) {
+  for (const auto& [name, value] : settings)
+    std::visit([&, &name = name](const auto& v) { h5::set_attr(file, name, v); }, value);
+}
+
+// Every root attribute but the format's own, as its type says.
+RunSettings read_settings(hid_t file) {
+  std::vector<std::string> names;
+  H5Aiterate2(
+      file, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr,
+      [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+        static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &names);
+  RunSettings settings;
+  for (const std::string& name : names) {
+    if (name == "format" || name == "format_version") continue;
+    h5::Handle attr(H5Aopen(file, name.c_str(), H5P_DEFAULT), "attribute '" + name + "'");
+    h5::Handle type(H5Aget_type(attr), "attribute '" + name + "'");
+    switch (H5Tget_class(type)) {
+      case H5T_INTEGER: settings[name] = h5::int_attr(file, name); break;
+      case H5T_FLOAT: settings[name] = h5::double_attr(file, name); break;
+      case H5T_STRING: settings[name] = h5::string_attr(file, name); break;
+      default: break;  // not ours: ignored
+    }
+  }
+  return settings;
 }
 
 ModelConfig read_model_config(hid_t file) {
-  const auto i32 = [&](const char* name) { return static_cast<int>(h5::int_attr(file, name)); };
+  const auto i32 = [&](const char* name) {
+    return static_cast<int>(h5::int_attr(file, name, 1, std::numeric_limits<std::int32_t>::max()));
+  };
   ModelConfig m;
   m.vocab_size = i32("vocab_size");
   m.seq_len = i32("seq_len");
@@ -86,20 +100,35 @@ CheckpointContents open_checkpoint(const std::filesystem::path& path, h5::Handle
   file = h5::open_format(path, kCheckpointFormat, kCheckpointFormatVersion);
   CheckpointContents c;
   c.model = read_model_config(file);
-  c.model.validate();
+  try {
+    c.model.validate();
+  } catch (const std::invalid_argument& e) {  // not the user's option: the file's shape
+    throw std::runtime_error(std::string("model shape: ") + e.what());
+  }
+  constexpr std::int64_t kMaxInt = std::numeric_limits<std::int32_t>::max();
   h5::Handle state = h5::open_group(file, "state");
-  c.state.step = h5::int_attr(state, "step");
-  c.state.tokens_seen = h5::int_attr(state, "tokens_seen");
-  c.state.bad_steps_in_a_row = static_cast<int>(h5::int_attr(state, "bad_steps_in_a_row"));
+  c.state.step = h5::int_attr(state, "step", 0, kMaxInt);
+  c.state.tokens_seen = h5::int_attr(state, "tokens_seen", 0);
+  c.state.bad_steps_in_a_row =
+      static_cast<int>(h5::int_attr(state, "bad_steps_in_a_row", 0, kMaxInt));
+  if (const auto root_step = h5::int_attr(file, "step"); root_step != c.state.step)
+    throw std::runtime_error("/state/step " + std::to_string(c.state.step) +
+                             " disagrees with the root attribute step " +
+                             std::to_string(root_step));
   h5::Handle tok = h5::open_group(file, "tokenizer");
   c.tokenizer = read_tokenizer(file, tok);
+  if (c.tokenizer.vocab_size > c.model.vocab_size)
+    throw std::runtime_error("tokenizer " + c.tokenizer.name + " has " +
+                             std::to_string(c.tokenizer.vocab_size) +
+                             " tokens, more than the model's vocabulary of " +
+                             std::to_string(c.model.vocab_size));
+  c.settings = read_settings(file);
   return c;
 }
 
 // Prefixes a message with the file's name, once, keeping a mismatch a mismatch.
 [[noreturn]] void rethrow_naming(const std::filesystem::path& path, const std::exception& e) {
-  const std::string what = e.what();
-  const std::string message = what.rfind(path.string(), 0) == 0 ? what : path.string() + ": " + what;
+  const std::string message = naming_file(path, e.what());
   if (dynamic_cast<const CheckpointMismatch*>(&e)) throw CheckpointMismatch(message);
   throw std::runtime_error(message);
 }
@@ -109,14 +138,16 @@ CheckpointContents open_checkpoint(const std::filesystem::path& path, h5::Handle
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
                       const AdamW& optimizer, const TrainConfig& config,
                       const TrainingState& state, const TokenizerSpec& tokenizer,
-                      const std::string& data_name) {
-  write_durably(path, [&](const std::filesystem::path& tmp) {
-    h5::Handle file = h5::create_file(tmp);
+                      const RunSettings& run) {
+  std::vector<unsigned char> image;
+  try {
+    h5::Handle file = h5::create_memory_file(path.string());
     h5::set_attr(file, "format", std::string(kCheckpointFormat));
     h5::set_attr(file, "format_version", kCheckpointFormatVersion);
     h5::set_attr(file, "step", state.step);
     h5::set_attr(file, "tokens_seen", state.tokens_seen);
-    write_config(file, config, data_name);
+    write_settings(file, run);
+    write_settings(file, config_settings(config));
 
     const TensorLayout& layout = model.layout();
     write_tensors(file, "model", layout, model.params().data());
@@ -142,8 +173,11 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
 
     h5::Handle tok = h5::create_group(file, "tokenizer");
     write_tokenizer(file, tok, tokenizer);
-    h5::flush(file);
-  });
+    image = h5::file_image(file);
+  } catch (const std::exception& e) {  // the in-memory file is freed before the bytes go to disk
+    rethrow_naming(path, e);
+  }
+  write_durably(path, image);
 }
 
 CheckpointContents read_checkpoint_header(const std::filesystem::path& path) {
@@ -188,7 +222,7 @@ CheckpointContents read_checkpoint(const std::filesystem::path& path, Model& mod
       read_tensors(file, "optimizer/m", layout, m.data());
       read_tensors(file, "optimizer/v", layout, v.data());
       h5::Handle opt = h5::open_group(file, "optimizer");
-      opt_steps = h5::int_attr(opt, "step");
+      opt_steps = h5::int_attr(opt, "step", 0, c.state.step);
     }
     std::copy(params.span().begin(), params.span().end(), model.params().begin());
     if (optimizer) optimizer->restore(m.span(), v.span(), opt_steps);
@@ -230,19 +264,27 @@ std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder
   return found;
 }
 
-void prune_checkpoints(const std::filesystem::path& folder, int keep) {
-  // Temporaries of writes that were killed: their checkpoints never existed.
+void prune_checkpoints(const std::filesystem::path& folder, int keep,
+                       const std::filesystem::path& just_written) {
+  // Temporaries of writes that were killed: their checkpoints never existed
+  // (the run's lock on the folder means no other run is writing one).
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(".checkpoint-", 0) == 0 && name.ends_with(".h5.tmp"))
+    if (is_temporary_name(name) && name.rfind(".checkpoint-", 0) == 0)
       std::filesystem::remove(entry.path(), ec);
   }
   if (keep <= 0) return;
-  const auto files = list_checkpoints(folder);
-  for (std::size_t i = static_cast<std::size_t>(keep); i < files.size(); ++i) {
-    std::error_code ec;
-    std::filesystem::remove(files[i].path, ec);
+  // The checkpoint just written counts as one of keep and is never deleted,
+  // whatever the step numbers of older files say.
+  int kept = 1;
+  for (const CheckpointFile& f : list_checkpoints(folder)) {
+    if (f.path.filename() == just_written.filename()) continue;
+    if (kept < keep) {
+      ++kept;
+    } else {
+      std::filesystem::remove(f.path, ec);
+    }
   }
 }
 

@@ -1,9 +1,14 @@
 #include "cllm/dataset_file.h"
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
+#include "cllm/bpe_tokenizer.h"
 #include "cllm/durable_file.h"
+#include "cllm/read_file.h"
+#include "cllm/sha256.h"
+#include "cllm/text_dataset.h"
 
 namespace cllm {
 
@@ -61,24 +66,36 @@ void write_tokenizer(hid_t file, hid_t attributes_at, const TokenizerSpec& t) {
 TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
   TokenizerSpec t;
   t.name = h5::string_attr(attributes_at, "tokenizer");
-  t.vocab_size = static_cast<int>(h5::int_attr(attributes_at, "vocab_size"));
-  t.eot_token = h5::int_attr(attributes_at, "eot_token");
+  // The vocabulary a tokenizer produces is fixed by its kind: a file that
+  // says otherwise would let token ids index past the embedding table.
+  int tokens = 0;
+  if (t.name == "byte") {
+    tokens = ByteTokenizer::kVocabSize;
+  } else if (t.name == "gpt2-bpe") {
+    tokens = Gpt2BpeTokenizer::kVocabSize;
+  } else {
+    throw std::runtime_error("unknown tokenizer '" + t.name + "'");
+  }
+  t.vocab_size = static_cast<int>(h5::int_attr(attributes_at, "vocab_size", 1,
+                                               std::numeric_limits<std::int32_t>::max()));
+  if (t.vocab_size != tokens)
+    throw std::runtime_error("tokenizer " + t.name + " has " + std::to_string(tokens) +
+                             " tokens, but vocab_size is " + std::to_string(t.vocab_size));
+  t.eot_token = h5::int_attr(attributes_at, "eot_token", -1, t.vocab_size - 1);
   if (t.name == "gpt2-bpe") {
     h5::Handle group = h5::open_group(file, "tokenizer");
     t.encoder_json = h5::read_bytes(group, "encoder.json");
     t.vocab_bpe = h5::read_bytes(group, "vocab.bpe");
-  } else if (t.name != "byte") {
-    throw std::runtime_error("unknown tokenizer '" + t.name + "'");
   }
-  if (t.vocab_size <= 0) throw std::runtime_error("vocab_size must be positive");
   return t;
 }
 
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  write_durably(path, [&](const std::filesystem::path& tmp) {
-    h5::Handle file = h5::create_file(tmp);
+  std::vector<unsigned char> image;
+  try {
+    h5::Handle file = h5::create_memory_file(path.string());
     h5::set_attr(file, "format", std::string(kDatasetFormat));
     h5::set_attr(file, "format_version", kDatasetFormatVersion);
     write_tokenizer(file, file, tokenizer);
@@ -94,8 +111,11 @@ void write_token_dataset(const std::filesystem::path& path, const std::vector<st
     h5::create_group(file, "val");
     write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
     write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
-    h5::flush(file);
-  });
+    image = h5::file_image(file);
+  } catch (const std::exception& e) {  // the in-memory file is freed before the bytes go to disk
+    throw std::runtime_error(naming_file(path, e.what()));
+  }
+  write_durably(path, image);
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)
@@ -105,6 +125,13 @@ Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_wind
     tokenizer_ = read_tokenizer(file_, file_);
     train_ = open_tokens(file_, "train/tokens", train_size_);
     val_ = open_tokens(file_, "val/tokens", val_size_);
+    // The sources' hashes and the sizes: cheap to read, and they change
+    // whenever the tokens do (short of a hand-edited file).
+    const std::string sources =
+        h5::has_attr(file_, "sources_sha256") ? h5::string_attr(file_, "sources_sha256") : "";
+    identity_ = tokenizer_.name + " dataset of " + std::to_string(train_size_) + " train + " +
+                std::to_string(val_size_) + " val tokens, sources sha256 " +
+                sha256_hex(sources).substr(0, 16);
   } catch (const std::exception& e) {
     throw std::runtime_error(name_ + ": " + e.what());
   }

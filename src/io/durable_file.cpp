@@ -7,17 +7,47 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "cllm/read_file.h"
 
 namespace cllm {
 
+namespace {
+
+// Closes a file descriptor when it goes out of scope.
+struct FileDescriptor {
+  int fd;
+  ~FileDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::runtime_error io_error(const char* what, int err) {
+  return std::runtime_error(std::string(what) + ": " + std::strerror(err));
+}
+
+void write_all(const std::filesystem::path& tmp, std::span<const unsigned char> contents) {
+  FileDescriptor f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+  if (f.fd < 0) throw io_error("cannot create its temporary file", errno);
+  std::size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n = ::write(f.fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error("write failed", errno);
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(f.fd) != 0) throw io_error("fsync failed", errno);
+  const int fd = std::exchange(f.fd, -1);
+  if (::close(fd) != 0) throw io_error("close failed", errno);
+}
+
+}  // namespace
+
 void fsync_path(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw std::runtime_error(path.string() + ": cannot open for fsync: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw std::runtime_error(path.string() + ": fsync failed: " + std::strerror(err));
+  FileDescriptor f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw std::runtime_error(path.string() + ": cannot open for fsync: " + std::strerror(errno));
+  if (::fsync(f.fd) != 0) throw std::runtime_error(path.string() + ": fsync failed: " + std::strerror(errno));
 }
 
 std::filesystem::path temporary_name(const std::filesystem::path& path) {
@@ -27,27 +57,22 @@ std::filesystem::path temporary_name(const std::filesystem::path& path) {
   return path.parent_path() / name;
 }
 
-void commit_file(const std::filesystem::path& tmp, const std::filesystem::path& path) {
-  fsync_path(tmp);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error(path.string() + ": cannot rename into place: " + ec.message());
-  const auto folder = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  fsync_path(folder);
+bool is_temporary_name(std::string_view name) {
+  return name.size() > 5 && name.front() == '.' && name.ends_with(".tmp");
 }
 
-void write_durably(const std::filesystem::path& path,
-                   const std::function<void(const std::filesystem::path& tmp)>& write) {
+void write_durably(const std::filesystem::path& path, std::span<const unsigned char> contents) {
   const auto tmp = temporary_name(path);
   try {
-    write(tmp);
-    commit_file(tmp, path);
+    write_all(tmp, contents);
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw std::runtime_error("cannot rename into place: " + ec.message());
+    fsync_path(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path());
   } catch (const std::exception& e) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
-    const std::string what = e.what();
-    throw std::runtime_error(what.rfind(path.string(), 0) == 0 ? what
-                                                              : path.string() + ": " + what);
+    throw std::runtime_error(naming_file(path, e.what()));
   }
 }
 

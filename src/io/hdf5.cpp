@@ -1,5 +1,7 @@
 #include "cllm/hdf5.h"
 
+#include <cmath>
+#include <cstdio>
 #include <functional>
 #include <numeric>
 #include <stdexcept>
@@ -66,9 +68,21 @@ void check(herr_t status, const std::string& what) {
   if (status < 0) fail(what);
 }
 
-Handle create_file(const std::filesystem::path& path) {
-  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-                "cannot create HDF5 file");
+Handle create_memory_file(const std::string& name) {
+  Handle fapl = property_list(H5P_FILE_ACCESS);
+  check(H5Pset_fapl_core(fapl, 4u << 20, /*backing_store=*/0), "core driver");
+  return Handle(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl),
+                "cannot create HDF5 file in memory");
+}
+
+std::vector<unsigned char> file_image(hid_t file) {
+  flush(file);
+  const ssize_t size = H5Fget_file_image(file, nullptr, 0);
+  if (size < 0) fail("cannot get the file's image");
+  std::vector<unsigned char> image(static_cast<std::size_t>(size));
+  if (H5Fget_file_image(file, image.data(), image.size()) != size)
+    fail("cannot get the file's image");
+  return image;
 }
 
 Handle open_file(const std::filesystem::path& path) {
@@ -156,9 +170,45 @@ std::string string_attr(hid_t object, const std::string& name) {
   return s;
 }
 
-std::int64_t int_attr(hid_t object, const std::string& name) {
+std::int64_t int_attr(hid_t object, const std::string& name, std::int64_t lo, std::int64_t hi) {
+  const std::string what = "attribute '" + name + "'";
+  Handle type;
+  {
+    Handle attr = open_attr(object, name);
+    type = Handle(H5Aget_type(attr), what);
+  }
   std::int64_t v = 0;
-  read_scalar_attr(object, name, H5T_NATIVE_INT64, &v);
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER:
+      if (H5Tget_sign(type) == H5T_SGN_NONE) {
+        std::uint64_t u = 0;
+        read_scalar_attr(object, name, H5T_NATIVE_UINT64, &u);
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          throw std::runtime_error(what + " = " + std::to_string(u) + " is out of range [" +
+                                   std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        v = static_cast<std::int64_t>(u);
+      } else {
+        read_scalar_attr(object, name, H5T_NATIVE_INT64, &v);
+      }
+      break;
+    case H5T_FLOAT: {
+      double d = 0;
+      read_scalar_attr(object, name, H5T_NATIVE_DOUBLE, &d);
+      // 2^63 is the first double past int64's range.
+      if (!(std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 9223372036854775808.0)) {
+        char text[64];
+        std::snprintf(text, sizeof text, "%.17g", d);
+        throw std::runtime_error(what + " must be a whole number, not " + text);
+      }
+      v = static_cast<std::int64_t>(d);
+      break;
+    }
+    default:
+      throw std::runtime_error(what + " is not a number");
+  }
+  if (v < lo || v > hi)
+    throw std::runtime_error(what + " = " + std::to_string(v) + " is out of range [" +
+                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return v;
 }
 

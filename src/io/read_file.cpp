@@ -18,4 +18,8 @@ std::string read_file(const std::filesystem::path& path, const std::string& kind
   return bytes;
 }
 
+std::string naming_file(const std::filesystem::path& path, const std::string& what) {
+  return what.rfind(path.string(), 0) == 0 ? what : path.string() + ": " + what;
+}
+
 }  // namespace cllm

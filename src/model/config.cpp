@@ -1,6 +1,7 @@
 #include "cllm/config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 #include <stdexcept>
 
@@ -20,6 +21,16 @@ void ModelConfig::validate() const {
   require(n_embd > 0, "--embd must be positive");
   require(n_embd % n_head == 0, "--heads (" + std::to_string(n_head) +
                                     ") must divide --embd (" + std::to_string(n_embd) + ")");
+  // Sizes are computed in 64-bit integers: bound them far below overflow
+  // (and far above any model a CPU trains).
+  const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
+  const double params = V * C + T * C + L * 12.0 * C * C;
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", params);
+  require(params <= 1e12, "a model of " + std::to_string(n_layer) + " layers, " +
+                              std::to_string(n_embd) + " wide, vocabulary " +
+                              std::to_string(vocab_size) + " and seq " + std::to_string(seq_len) +
+                              " would have " + text + " parameters, more than 1e12");
 }
 
 double ModelConfig::flops_per_token() const {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 #include "cllm/gpt.h"
 #include "cllm/rng.h"
@@ -15,6 +16,10 @@ std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t>
   if (tokens.empty()) throw std::invalid_argument("generate needs a prompt of one token or more");
   const ModelConfig& c = model.config();
   const int T = c.seq_len, V = c.vocab_size;
+  for (const std::int32_t id : tokens)  // each indexes the embedding table
+    if (id < 0 || id >= V)
+      throw std::invalid_argument("prompt token id " + std::to_string(id) +
+                                  " is outside the model's vocabulary of " + std::to_string(V));
   GptActivations acts(c, 1);
   std::vector<std::int32_t> window(T, 0);
   std::vector<float> probs(V);

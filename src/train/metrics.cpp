@@ -1,10 +1,16 @@
 #include "cllm/metrics.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <span>
 #include <stdexcept>
+
+#include "cllm/durable_file.h"
 
 namespace cllm {
 
@@ -50,24 +56,38 @@ std::string format_json_line(const LogRecord& r) {
 
 MetricsFile::MetricsFile(const std::filesystem::path& path, std::int64_t keep_through_step)
     : path_(path.string()) {
+  // The kept history becomes a new file, renamed into place like a
+  // checkpoint: a kill at any moment leaves the old file or the new one,
+  // never a truncated one. A line cut by a kill during a write is dropped.
   std::string kept;
   if (keep_through_step > 0) {
     std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) {
+    std::string line;
+    while (std::getline(in, line)) {
       long long step = 0;
-      if (std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 && step <= keep_through_step)
+      if (in.eof()) break;  // no newline: a record cut short
+      if (std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 && line.ends_with("}") &&
+          step <= keep_through_step)
         kept += line + "\n";
     }
   }
-  file_.reset(std::fopen(path_.c_str(), "w"));
-  if (file_ && !kept.empty()) std::fputs(kept.c_str(), file_.get());
-  if (!file_) throw std::runtime_error(path_ + ": cannot write metrics: " + std::strerror(errno));
+  write_durably(path, std::span(reinterpret_cast<const unsigned char*>(kept.data()), kept.size()));
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot write metrics: " + std::strerror(errno));
+}
+
+MetricsFile::~MetricsFile() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsFile::write(const LogRecord& r) {
+  // One write(2) per record, so a kill leaves it whole or absent; a partial
+  // write (a full disk) is reported, and the next resume drops the cut line.
   const std::string line = format_json_line(r) + "\n";
-  if (std::fputs(line.c_str(), file_.get()) < 0 || std::fflush(file_.get()) != 0)
-    throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
+  const ssize_t n = ::write(fd_, line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size()))
+    throw std::runtime_error(path_ + ": write failed: " +
+                             (n < 0 ? std::strerror(errno) : "short write (disk full?)"));
 }
 
 }  // namespace cllm

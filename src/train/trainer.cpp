@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 
 #include "cllm/gpt.h"
 #include "cllm/kernels.h"
@@ -33,7 +34,7 @@ std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t m
   return buckets;
 }
 
-Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm)
+Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm) try
     : cfg_(config),
       data_(data),
       comm_(comm),
@@ -45,7 +46,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       grads_(model_.layout().total()),
       thread_finished_(config.threads),
       micro_losses_(config.micro_batches_per_step()),
-      // Every rank takes a share of the fixed validation windows, at least one.
+      // The largest share of the fixed validation micro-batches a rank gets.
       eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
       batch_tokens_(static_cast<std::size_t>(config.micro_batch) * config.model.seq_len),
       batch_inputs_(std::max(micro_per_rank_, eval_per_rank_) * batch_tokens_),
@@ -62,16 +63,42 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
   const auto bucket_floats = static_cast<std::size_t>(cfg_.bucket_mb * 1048576.0 / sizeof(float));
   buckets_ = make_buckets(optimizer_.chunks(), std::max<std::size_t>(bucket_floats, 1));
   const Model& model = model_;
+  // An exception must not leave an OpenMP region (the process would abort):
+  // each thread notes its failure, and the first is rethrown after it.
+  std::vector<std::string> failures(cfg_.threads);
 #pragma omp parallel num_threads(cfg_.threads)
   {
     // Each thread allocates and first-touches its own context.
     const int t = omp_get_thread_num();
-    contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.micro_batch);
+    try {
+      contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.micro_batch);
+    } catch (const std::bad_alloc&) {
+      failures[t] = "cannot allocate its training context";
+    } catch (const std::exception& e) {
+      failures[t] = e.what();
+    }
   }
+  for (int t = 0; t < cfg_.threads; ++t)
+    if (!failures[t].empty())
+      throw std::runtime_error("out of memory: thread " + std::to_string(t) + ": " + failures[t] +
+                               " (activations of --micro-batch " +
+                               std::to_string(cfg_.micro_batch) + " and a gradient buffer; " +
+                               std::to_string(cfg_.threads) + " threads need one each)");
   for (const auto& ctx : contexts_)
     if (!ctx)  // OMP_THREAD_LIMIT or OMP_DYNAMIC gave a smaller team
       throw std::runtime_error("OpenMP started fewer threads than --threads " +
                                std::to_string(cfg_.threads));
+} catch (const AllocationError& e) {
+  // The model's parameters, moments, gradient sum or token buffers.
+  throw std::runtime_error(
+      "out of memory: " + std::string(e.what()) + " for the model (" +
+      std::to_string(gpt_parameter_layout(config.model).numel()) + " parameters, vocabulary " +
+      std::to_string(config.model.vocab_size) + "): parameters, AdamW moments and gradients " +
+      "take 16 bytes per parameter");
+} catch (const std::bad_alloc&) {
+  throw std::runtime_error("out of memory setting up training (model of " +
+                           std::to_string(gpt_parameter_layout(config.model).numel()) +
+                           " parameters)");
 }
 
 StepResult Trainer::train_step(int step) {
@@ -205,20 +232,22 @@ void Trainer::read_validation_windows(int first_batch, int count, int n_batches)
 double Trainer::evaluate() {
   const int n_threads = cfg_.threads;
   const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
-  const int per_rank = eval_per_rank_;
-  const int n_batches = per_rank * comm_.size();
+  // Exactly --eval-batches micro-batches of fixed windows, split over the
+  // ranks (some may get none): the same windows, and the same sum in the
+  // same order, on any number of ranks.
+  const int n_batches = cfg_.eval_batches;
+  const Range ours = static_block(n_batches, comm_.size(), comm_.rank());
   std::vector<double> losses(n_batches, 0.0);
   const Model& model = model_;
-  const int first = comm_.rank() * per_rank;
-  read_validation_windows(first, per_rank, n_batches);
+  read_validation_windows(ours.begin, ours.end - ours.begin, n_batches);
 #pragma omp parallel num_threads(n_threads)
   {
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
-    const Range mine = static_block(per_rank, n_threads, omp_get_thread_num());
+    const Range mine = static_block(ours.end - ours.begin, n_threads, omp_get_thread_num());
     for (int i = mine.begin; i < mine.end; ++i)
-      losses[first + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
+      losses[ours.begin + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
   }
-  comm_.sum(losses);
+  comm_.sum(losses);  // each slot has one contributor: exact
   double sum = 0.0;
   for (double l : losses) sum += l;
   return sum / (static_cast<double>(n_batches) * B * T);

@@ -1,0 +1,38 @@
+// The settings of a training run as its checkpoints record them (root
+// attributes, by name), and what a resume makes of a difference: settings
+// that define the run (data, model shape, batch, seed) must match, those that
+// only steer it (schedule, cadences, --keep) may change with a warning.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "cllm/config.h"
+
+namespace cllm {
+
+using SettingValue = std::variant<std::int64_t, double, std::string>;
+using RunSettings = std::map<std::string, SettingValue>;  // attribute name -> value
+
+// The settings a TrainConfig holds: the model's shape and every option of
+// the run that it carries (not --threads or --bucket-mb, which change no
+// result beyond float rounding).
+RunSettings config_settings(const TrainConfig& config);
+
+// As a user would type it: integers in decimal, reals with 9 significant
+// digits (every float is recorded as the double of a float, exactly).
+std::string setting_text(const SettingValue& v);
+
+struct SettingsComparison {
+  std::vector<std::string> refused;   // "--seed 1 (checkpoint) vs 2 (now)"
+  std::vector<std::string> changed;   // "--lr 0.001 -> 0.002"
+};
+
+// Compares the settings a checkpoint recorded with this run's. Settings the
+// checkpoint does not record (older files) are not compared.
+SettingsComparison compare_settings(const RunSettings& recorded, const RunSettings& now);
+
+}  // namespace cllm

@@ -1,0 +1,97 @@
+#include "cllm/run_settings.h"
+
+#include <cstdio>
+
+namespace cllm {
+
+namespace {
+
+// Each recorded setting, the option a user changes it with, and whether a
+// resume may change it. The data and the model's shape make the parameters
+// what they are; the batch and the seed make the step's windows and sums what
+// they are: a resume that changed them would continue another run.
+struct SettingRule {
+  const char* attribute;
+  const char* option;
+  bool may_change;
+};
+constexpr SettingRule kRules[] = {
+    {"data_identity", "--data", false},
+    {"vocab_size", "--data (vocabulary)", false},
+    {"n_layer", "--layers", false},
+    {"n_head", "--heads", false},
+    {"n_embd", "--embd", false},
+    {"seq_len", "--seq-len", false},
+    {"micro_batch", "--micro-batch", false},
+    {"global_batch", "--global-batch", false},
+    {"seed", "--seed", false},
+    {"steps", "--steps", true},
+    {"lr", "--lr", true},
+    {"min_lr_ratio", "--min-lr-ratio", true},
+    {"warmup", "--warmup", true},
+    {"weight_decay", "--weight-decay", true},
+    {"grad_clip", "--grad-clip", true},
+    {"checkpoint_every", "--checkpoint-every", true},
+    {"keep", "--keep", true},
+    {"log_every", "--log-every", true},
+    {"eval_every", "--eval-every", true},
+    {"eval_batches", "--eval-batches", true},
+    {"check_every", "--check-every", true},
+};
+
+}  // namespace
+
+RunSettings config_settings(const TrainConfig& c) {
+  const auto i64 = [](auto v) { return SettingValue{static_cast<std::int64_t>(v)}; };
+  const auto real = [](float v) { return SettingValue{static_cast<double>(v)}; };
+  return {
+      {"vocab_size", i64(c.model.vocab_size)}, {"seq_len", i64(c.model.seq_len)},
+      {"n_layer", i64(c.model.n_layer)},       {"n_head", i64(c.model.n_head)},
+      {"n_embd", i64(c.model.n_embd)},         {"steps", i64(c.steps)},
+      {"micro_batch", i64(c.micro_batch)},     {"global_batch", i64(c.global_batch)},
+      {"seed", i64(c.seed)},                   {"lr", real(c.optim.lr)},
+      {"min_lr_ratio", real(c.optim.min_lr_ratio)}, {"warmup", i64(c.optim.warmup_steps)},
+      {"weight_decay", real(c.optim.weight_decay)}, {"grad_clip", real(c.optim.grad_clip)},
+      {"log_every", i64(c.log_every)},         {"eval_every", i64(c.eval_every)},
+      {"eval_batches", i64(c.eval_batches)},   {"check_every", i64(c.check_every)},
+  };
+}
+
+std::string setting_text(const SettingValue& v) {
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.9g", *d);
+    return text;
+  }
+  return std::get<std::string>(v);
+}
+
+SettingsComparison compare_settings(const RunSettings& recorded, const RunSettings& now) {
+  SettingsComparison result;
+  for (const SettingRule& rule : kRules) {
+    const auto then_it = recorded.find(rule.attribute);
+    const auto now_it = now.find(rule.attribute);
+    if (then_it == recorded.end() || now_it == now.end()) continue;
+    const std::string then = setting_text(then_it->second), current = setting_text(now_it->second);
+    if (then == current) continue;
+    if (rule.may_change) {
+      result.changed.push_back(std::string(rule.option) + " " + then + " -> " + current);
+    } else {
+      // The data is named by its path; its identity (a hash) says why.
+      const auto shown = [&](const RunSettings& s, const std::string& fallback) {
+        const auto path = s.find("data");
+        return rule.attribute == std::string("data_identity") && path != s.end()
+                   ? setting_text(path->second)
+                   : fallback;
+      };
+      std::string line = std::string(rule.option) + " " + shown(recorded, then) +
+                         " (checkpoint) vs " + shown(now, current) + " (now)";
+      if (shown(recorded, then) == shown(now, current)) line += ", whose contents changed";
+      result.refused.push_back(line);
+    }
+  }
+  return result;
+}
+
+}  // namespace cllm
