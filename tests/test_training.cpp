@@ -1,12 +1,14 @@
-// The Trainer: equivalence across thread counts, bitwise reproducibility,
-// non-finite steps, learning on real text, the learning-rate schedule and the
-// split of micro-batches over threads.
+// The Trainer: equivalence across thread counts, the gradient of the mean
+// loss, bitwise reproducibility, non-finite steps, learning on real text, the
+// learning-rate schedule, the split of micro-batches over threads and the
+// sampler's windows.
 //
 // Suites and their labels (tests/CMakeLists.txt):
 //   TrainingThreads.*  "threads" (also run under ThreadSanitizer: keep them tiny)
 //   TrainingSlow.*     "slow"    (learning on data/austen.txt)
 //   TrainingCli.*      "cli"     (through the cllm executable)
 //   TrainingSchedule.* unlabelled (single-threaded units)
+//   TrainingSampler.*  unlabelled (the window starts, no model)
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,9 +24,11 @@
 
 #include "cllm/config.h"
 #include "cllm/rng.h"
+#include "cllm/sampler.h"
 #include "cllm/text_dataset.h"
 #include "cllm/trainer.h"
 #include "process.h"
+#include "reference_step.h"
 
 namespace cllm {
 namespace {
@@ -130,6 +134,29 @@ TEST(TrainingThreads, ThreadsOwningUnequalShares) {
   c6.steps = 3;
   c1.steps = 3;
   EXPECT_LE(max_rel_diff(loss_curve(c6, data), loss_curve(c1, data)), 1e-5);
+}
+
+TEST(TrainingThreads, GradientIsTheMeanLossGradientOverAllMicroBatches) {
+  // 6 micro-batches of 2 sequences over 2 threads: each thread sums three
+  // with dloss 1, the trainer adds the threads' sums and scales by 1/N once,
+  // N = 12 x 16 tokens. The reference runs each micro-batch alone with
+  // dloss 1/N. A trainer that forgets the scaling, scales by one
+  // micro-batch's tokens, or drops a thread's share is off by a factor.
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_config(2);
+  cfg.model.seq_len = 16;
+  cfg.global_batch = 12;
+  ASSERT_EQ(cfg.micro_batches_per_step(), 6);
+  // A fresh trainer's first step need not be step 0 (a resumed run's is
+  // not): step 7's windows, on the initial model.
+  const int step = 7;
+  Trainer trainer(cfg, data, kOneProcess);
+  const StepResult r = trainer.train_step(step);
+  EXPECT_TRUE(r.applied);
+  const test::ReferenceStep ref = test::reference_step(cfg, data, step);
+  std::printf("step %d: loss %.6f (reference %.6f), grad norm %.6g (reference %.6g)\n", step,
+              r.loss, ref.loss, r.grad_norm, ref.grad_norm);
+  test::expect_step_matches_reference(r, trainer.gradients(), ref);
 }
 
 TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
@@ -312,6 +339,101 @@ TEST(TrainingSchedule, StaticBlockCoversEveryMicroBatchOnce) {
       ASSERT_EQ(next, count);
       for (int m = 0; m < count; ++m) ASSERT_GE(owner[m], 0) << "micro-batch " << m;
     }
+}
+
+// ---------------------------------------------------------------- sampler
+
+// Every window start the first 500 steps of a run draw (25 micro-batches of
+// 8 rows each: 100,000 starts) in a split of 10,000 tokens.
+constexpr std::uint64_t kSplit = 10000;
+constexpr int kT = 16;
+std::vector<std::uint64_t> many_training_starts() {
+  std::vector<std::uint64_t> starts;
+  for (int step = 0; step < 500; ++step)
+    for (int m = 0; m < 25; ++m)
+      for (int row = 0; row < 8; ++row)
+        starts.push_back(training_window_start(kSplit, kT, 1337, step, m, row));
+  return starts;
+}
+
+TEST(TrainingSampler, TrainingWindowsFitInTheSplit) {
+  // A window is T + 1 tokens (inputs and the targets shifted by one), so
+  // the last start is n - T - 1.
+  for (std::uint64_t s : many_training_starts()) ASSERT_LE(s + kT, kSplit - 1) << s;
+  // The smallest splits: one possible window, then two, both drawn.
+  for (int step = 0; step < 100; ++step)
+    ASSERT_EQ(training_window_start(kT + 1, kT, 5, step, 0, 0), 0u) << step;
+  std::set<std::uint64_t> seen;
+  for (int step = 0; step < 100; ++step)
+    seen.insert(training_window_start(kT + 2, kT, 5, step, 0, 0));
+  EXPECT_EQ(seen, (std::set<std::uint64_t>{0, 1}));
+}
+
+TEST(TrainingSampler, TrainingWindowStartsAreUniform) {
+  // 20 equal buckets of the n - T possible starts, 5,000 draws expected in
+  // each: a uniform sampler's counts are within 4% of that (3 standard
+  // deviations), and chi-square (19 degrees of freedom, mean 19) stays far
+  // below 60. The hash is fixed, so the result is too; the generous bounds
+  // (15%, 60) would hold for any other good hash.
+  const auto starts = many_training_starts();
+  const std::uint64_t n_starts = kSplit - kT;
+  const int n_buckets = 20;
+  std::vector<double> count(n_buckets, 0.0);
+  for (std::uint64_t s : starts)
+    count[std::min<std::uint64_t>(s * n_buckets / n_starts, n_buckets - 1)] += 1;
+  const double expected = static_cast<double>(starts.size()) / n_buckets;
+  double chi2 = 0;
+  for (int b = 0; b < n_buckets; ++b) {
+    EXPECT_NEAR(count[b], expected, 0.15 * expected) << "bucket " << b << " of " << n_buckets;
+    chi2 += (count[b] - expected) * (count[b] - expected) / expected;
+  }
+  std::printf("window starts: chi-square %.1f over %d buckets\n", chi2, n_buckets);
+  EXPECT_LT(chi2, 60.0);
+}
+
+TEST(TrainingSampler, TrainingWindowsCoverTheSplit) {
+  // Every token, the first and the last included, is in some window: an
+  // interior token lies in T + 1 = 17 of the 9,984 possible windows, so a
+  // uniform sampler misses it in 100,000 draws with probability e^-170, and
+  // misses the first or last token (one window each) with probability e^-10.
+  // A sampler that never reaches one end, or draws from a part of the
+  // split, leaves tokens out.
+  std::vector<bool> covered(kSplit, false);
+  for (std::uint64_t s : many_training_starts())
+    std::fill_n(covered.begin() + static_cast<std::ptrdiff_t>(s), kT + 1, true);
+  const auto missed = std::count(covered.begin(), covered.end(), false);
+  EXPECT_EQ(missed, 0) << "tokens in no window; first "
+                       << (std::find(covered.begin(), covered.end(), false) - covered.begin());
+  EXPECT_TRUE(covered.front());
+  EXPECT_TRUE(covered.back());
+}
+
+TEST(TrainingSampler, ValidationWindowsAreEvenlySpacedOverTheSplit) {
+  struct Case {
+    std::uint64_t n;
+    std::int64_t windows;
+  };
+  // Sparse, dense (overlapping) and a single window; the first case is what
+  // the trainer does with 8 micro-batches of 4 on a small split.
+  for (Case c :
+       {Case{10000, 32}, Case{10000, 1000}, Case{100, 7}, Case{kT + 1, 3}, Case{5000, 1}}) {
+    SCOPED_TRACE("split of " + std::to_string(c.n) + " tokens, " + std::to_string(c.windows) +
+                 " windows");
+    const std::uint64_t n_starts = c.n - kT;
+    std::vector<std::uint64_t> s;
+    for (std::int64_t w = 0; w < c.windows; ++w)
+      s.push_back(validation_window_start(c.n, kT, w, c.windows));
+    EXPECT_EQ(s.front(), 0u);
+    for (std::uint64_t x : s) ASSERT_LE(x + kT, c.n - 1) << "window past the end of the split";
+    // Spacing n_starts / windows, rounded down or up: no clumps, no gaps.
+    const std::uint64_t lo = n_starts / c.windows, hi = (n_starts + c.windows - 1) / c.windows;
+    for (std::size_t w = 1; w < s.size(); ++w) {
+      ASSERT_GE(s[w] - s[w - 1], lo) << "windows " << w - 1 << " and " << w;
+      ASSERT_LE(s[w] - s[w - 1], hi) << "windows " << w - 1 << " and " << w;
+    }
+    // They reach across the split: the last ends within one spacing of its end.
+    EXPECT_GE(s.back() + kT + hi, c.n - 1) << "last window starts at " << s.back();
+  }
 }
 
 // ---------------------------------------------------------------- cllm train

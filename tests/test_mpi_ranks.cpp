@@ -1,0 +1,190 @@
+// Multi-rank training in process: this executable runs as several Open MPI
+// ranks under mpiexec (tests/CMakeLists.txt starts it with 3), each running
+// the same tests with a real Comm, so a test can look inside every rank's
+// Trainer - its gradients after the allreduce, its replica check - where the
+// end-to-end tests of test_mpi.cpp see only cllm's output.
+//
+// Every rank must reach every collective: checks before a collective are
+// EXPECTs, never ASSERTs, so a failure on one rank cannot leave the others
+// waiting. Failures name the rank (SCOPED_TRACE); ranks other than 0 print
+// only their failures (--gtest_brief).
+//
+// Suites and their labels:
+//   MpiRanksThreads.*  "mpi;threads" (ranks of two threads; also run under ThreadSanitizer)
+//   MpiRanks.*         "mpi"
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cllm/comm.h"
+#include "cllm/config.h"
+#include "cllm/mpi_env.h"
+#include "cllm/rng.h"
+#include "cllm/text_dataset.h"
+#include "cllm/trainer.h"
+#include "reference_step.h"
+
+namespace cllm {
+namespace {
+
+// A small corpus over 32 tokens, the same on every rank (a fixed seed):
+// mostly a fixed successor function with some noise.
+const TokenDataset& corpus() {
+  static const TokenDataset data = [] {
+    TokenDataset d;
+    d.vocab_size = 32;
+    d.source = "synthetic";
+    Rng rng(7);
+    std::int32_t prev = 0;
+    std::vector<std::int32_t> all(6000);
+    for (auto& t : all) {
+      const std::uint64_t r = rng.next_u64();
+      prev = (r % 5 == 0) ? static_cast<std::int32_t>((r >> 8) % 32) : (prev * 5 + 3) % 32;
+      t = prev;
+    }
+    d.train.assign(all.begin(), all.begin() + 5000);
+    d.val.assign(all.begin() + 5000, all.end());
+    return d;
+  }();
+  return data;
+}
+
+// A tiny model; every rank of `ranks` runs micro_per_rank micro-batches of 2
+// sequences of 16 tokens on `threads` threads.
+TrainConfig tiny_config(int ranks, int threads, int micro_per_rank) {
+  TrainConfig c;
+  c.model.vocab_size = 32;
+  c.model.seq_len = 16;
+  c.model.n_layer = 2;
+  c.model.n_head = 2;
+  c.model.n_embd = 32;
+  c.micro_batch = 2;
+  c.global_batch = c.micro_batch * micro_per_rank * ranks;
+  c.steps = 20;
+  c.threads = threads;
+  c.seed = 2024;
+  c.optim.lr = 3e-3f;
+  c.optim.warmup_steps = 5;
+  c.eval_batches = 2;
+  c.bucket_mb = 0.01;  // several allreduce buckets
+  return c;
+}
+
+std::string hex(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
+
+TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
+  // 4 micro-batches per rank, 2 per thread: each rank sums its threads'
+  // dloss-1 gradients, the ranks sum theirs with MPI_Iallreduce bucket by
+  // bucket, then every rank scales by 1/N, N the step's tokens over all
+  // ranks. The reference runs all of the step's micro-batches on one thread
+  // with dloss 1/N. Scaling by a rank's tokens instead of the step's, or not
+  // at all, or losing a bucket's allreduce, is off by a factor.
+  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  SCOPED_TRACE("rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()));
+  const TrainConfig cfg = tiny_config(comm.size(), 2, 4);
+  const int step = 3;
+  Trainer trainer(cfg, corpus(), comm);
+  const StepResult r = trainer.train_step(step);
+  // Every rank holds the same summed gradient, bit for bit.
+  const auto sums = comm.all_gather(checksum(trainer.gradients()));
+  for (int k = 1; k < comm.size(); ++k)
+    EXPECT_EQ(sums[k], sums[0]) << "rank " << k << "'s gradient differs from rank 0's";
+
+  const test::ReferenceStep ref = test::reference_step(cfg, corpus(), step);
+  if (comm.is_root())
+    std::printf("%d ranks: loss %.6f (reference %.6f), grad norm %.6g (reference %.6g)\n",
+                comm.size(), r.loss, ref.loss, r.grad_norm, ref.grad_norm);
+  test::expect_step_matches_reference(r, trainer.gradients(), ref);
+  EXPECT_TRUE(r.applied);
+}
+
+TEST(MpiRanks, ReplicaCheckPassesWhileReplicasAgree) {
+  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  SCOPED_TRACE("rank " + std::to_string(comm.rank()));
+  Trainer trainer(tiny_config(comm.size(), 1, 1), corpus(), comm);
+  EXPECT_NO_THROW(trainer.check_replicas(0)) << "freshly initialised replicas";
+  for (int s = 0; s < 3; ++s) EXPECT_TRUE(trainer.train_step(s).applied);
+  EXPECT_NO_THROW(trainer.check_replicas(3)) << "replicas after 3 steps";
+}
+
+TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
+  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  SCOPED_TRACE("rank " + std::to_string(comm.rank()));
+  Trainer trainer(tiny_config(comm.size(), 1, 1), corpus(), comm);
+  EXPECT_TRUE(trainer.train_step(0).applied);
+  const int step = 12;  // any step number: the message must carry it
+  float& p = trainer.mutable_model().tensor("transformer.h.1.mlp.c_fc.weight")[5];
+  const float original = p;
+  // All replicas hold the same parameters: each rank works out both
+  // checksums, the agreed one and the one with the nudge, by itself.
+  const std::uint64_t agreed = checksum(trainer.model().params());
+  p = std::nextafter(original, std::numeric_limits<float>::infinity());
+  const std::uint64_t nudged = checksum(trainer.model().params());
+  p = original;
+  ASSERT_NE(agreed, nudged);  // (before any collective: the same on every rank)
+
+  // Each rank in turn is the one that drifted by one ulp. The check compares
+  // every rank with rank 0, so the rank named is the drifted one, or rank 1
+  // when rank 0 drifted.
+  for (int victim = 0; victim < comm.size(); ++victim) {
+    SCOPED_TRACE("rank " + std::to_string(victim) + " perturbed");
+    if (comm.rank() == victim) p = std::nextafter(original, std::numeric_limits<float>::infinity());
+    const int named = victim == 0 ? 1 : victim;
+    std::string message;
+    bool threw = false;
+    try {
+      trainer.check_replicas(step);
+    } catch (const std::runtime_error& e) {
+      threw = true;
+      message = e.what();
+    }
+    EXPECT_TRUE(threw) << "check_replicas returned on this rank";
+    // Every rank, not only the drifted one or rank 0, must stop.
+    EXPECT_TRUE(comm.all_ok(threw)) << "some rank's check_replicas returned";
+    if (threw) {
+      EXPECT_TRUE(contains(message, "step " + std::to_string(step))) << message;
+      EXPECT_TRUE(contains(message, "rank 0 checksum " + hex(victim == 0 ? nudged : agreed)))
+          << message;
+      EXPECT_TRUE(contains(
+          message, "rank " + std::to_string(named) + " " + hex(victim == 0 ? agreed : nudged)))
+          << message;
+      if (comm.is_root() && victim == comm.size() - 1)
+        std::printf("message: %s\n", message.c_str());
+    }
+    // Restored, the replicas agree again.
+    p = original;
+    EXPECT_NO_THROW(trainer.check_replicas(step + 1));
+  }
+}
+
+}  // namespace
+}  // namespace cllm
+
+int main(int argc, char** argv) {
+  cllm::MpiEnvironment mpi(argc, argv);
+  // Before InitGoogleTest, which picks the result printer (a command-line
+  // --gtest_brief still wins).
+  if (mpi.rank() != 0) GTEST_FLAG_SET(brief, true);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (mpi.size() < 2 && !GTEST_FLAG_GET(list_tests)) {
+    std::fprintf(stderr, "%s: run under mpiexec with 2 or more ranks (this is %d)\n", argv[0],
+                 mpi.size());
+    return 1;
+  }
+  return RUN_ALL_TESTS();
+}
