@@ -154,10 +154,17 @@ inline ProcessResult run_program(const std::string& program, const std::vector<s
   return wait_program(start_program(program, args, scratch, extra_env));
 }
 
+// The cllm under test: CLLM_BINARY as built, or $CLLM_TEST_BINARY (to show
+// that a test fails on another build, an older one say).
+inline std::string cllm_binary() {
+  const char* other = std::getenv("CLLM_TEST_BINARY");
+  return other && *other ? other : CLLM_BINARY;
+}
+
 inline ProcessResult run_cllm(const std::vector<std::string>& args,
                               const std::filesystem::path& scratch,
                               const std::vector<std::string>& extra_env = {}) {
-  return run_program(CLLM_BINARY, args, scratch, extra_env);
+  return run_program(cllm_binary(), args, scratch, extra_env);
 }
 
 #ifdef CLLM_MPIEXEC
@@ -171,7 +178,7 @@ inline ProcessResult run_cllm_mpi(int ranks, const std::vector<std::string>& arg
                                    "--bind-to", "none", "-x", "ASAN_OPTIONS", "-x",
                                    "OMP_WAIT_POLICY=passive"};
   if (std::getenv("TSAN_OPTIONS")) full.insert(full.end(), {"-x", "TSAN_OPTIONS"});
-  full.push_back(CLLM_BINARY);
+  full.push_back(cllm_binary());
   full.insert(full.end(), args.begin(), args.end());
   return run_program(CLLM_MPIEXEC, full, scratch);
 }

@@ -22,8 +22,8 @@ using RunSettings = std::map<std::string, SettingValue>;  // attribute name -> v
 // result beyond float rounding).
 RunSettings config_settings(const TrainConfig& config);
 
-// As a user would type it: integers in decimal, reals with 9 significant
-// digits (every float is recorded as the double of a float, exactly).
+// As a user would type it: integers in decimal, reals in the fewest digits
+// that read back as the same float (or double).
 std::string setting_text(const SettingValue& v);
 
 struct SettingsComparison {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 
 #include "agreement.h"
@@ -86,6 +87,16 @@ void add_prepare_options(CLI::App& app, PrepareCommand& c) {
 
 int run_prepare(PrepareCommand& c, const Comm& comm) {
   if (auto code = agree_on_setup(comm, [&] {
+        if (!(c.val_fraction >= 0 && c.val_fraction <= 0.5))  // NaN fails both
+          throw std::invalid_argument("--val-fraction must be in [0, 0.5]");
+        // The output replaces its file: it must not be one of the inputs
+        // (the same file under another name included).
+        for (const std::string& input : c.inputs) {
+          std::error_code ec;
+          if (input == c.out || std::filesystem::equivalent(input, c.out, ec))
+            throw std::invalid_argument("--out " + c.out + " is also an input (" + input +
+                                        "); it would be overwritten");
+        }
         if (!comm.is_root()) return;
         const double t0 = omp_get_wtime();
         const TokenizerSpec spec = tokenizer_spec(c.tokenizer, c.vocab_dir);

@@ -1,6 +1,6 @@
 #include "cllm/run_settings.h"
 
-#include <cstdio>
+#include <charconv>
 
 namespace cllm {
 
@@ -60,9 +60,13 @@ RunSettings config_settings(const TrainConfig& c) {
 std::string setting_text(const SettingValue& v) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
   if (const auto* d = std::get_if<double>(&v)) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.9g", *d);
-    return text;
+    // The shortest text that reads back as the same value: "0.003" for the
+    // double of the float 0.003f that --lr holds.
+    char text[64];
+    const auto f = static_cast<float>(*d);
+    const auto end = static_cast<double>(f) == *d ? std::to_chars(text, text + sizeof text, f).ptr
+                                                  : std::to_chars(text, text + sizeof text, *d).ptr;
+    return std::string(text, end);
   }
   return std::get<std::string>(v);
 }

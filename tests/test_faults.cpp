@@ -1,0 +1,404 @@
+// Faults and hostile input, end to end through the cllm executable: files
+// that lie about their numbers, token ids outside the vocabulary, a full
+// disk, memory that cannot be had, corrupt or foreign checkpoints, a second
+// run on the same --out, a changed configuration on resume. Each must end in
+// one line naming the file or option and a non-zero exit, or in a warning and
+// a run that goes on - never a crash, a hang, or lost progress.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "cllm/checkpoint.h"
+#include "cllm/dataset_file.h"
+#include "cllm/durable_file.h"
+#include "cllm/hdf5.h"
+#include "cllm/model.h"
+#include "cllm/optimizer.h"
+#include "cllm/output_lock.h"
+#include "cllm/tokenizer.h"
+#include "process.h"
+#include "run_args.h"
+
+namespace cllm {
+namespace {
+
+namespace fs = std::filesystem;
+using test::contains;
+using test::ProcessResult;
+using test::split_lines;
+using test::TempDir;
+using test::tiny_run;
+using test::with;
+
+const std::string kText = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+
+// The lines cllm itself wrote to stderr (mpiexec adds its own).
+std::vector<std::string> cllm_lines(const ProcessResult& r) {
+  std::vector<std::string> ours;
+  for (const auto& line : split_lines(r.err))
+    if (line.rfind("cllm:", 0) == 0) ours.push_back(line);
+  return ours;
+}
+
+// Exactly one error line, naming every one of `names`, and the exit code.
+void expect_one_error(const ProcessResult& r, int exit_code,
+                      const std::vector<std::string>& names) {
+  EXPECT_EQ(r.exit_code, exit_code) << r.err;
+  const auto lines = cllm_lines(r);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(contains(lines[0], "cllm: error: ")) << lines[0];
+  for (const auto& name : names) EXPECT_TRUE(contains(lines[0], name)) << lines[0];
+}
+
+std::vector<std::string> warnings(const ProcessResult& r) {
+  std::vector<std::string> w;
+  for (const auto& line : cllm_lines(r))
+    if (line.rfind("cllm: warning: ", 0) == 0) w.push_back(line);
+  return w;
+}
+
+// The "val_loss" fields of metrics.jsonl.
+std::vector<double> val_losses(const fs::path& metrics) {
+  std::vector<double> v;
+  const std::regex val("\"val_loss\": ([-0-9.e+]+)");
+  for (const auto& line : split_lines(test::read_file(metrics))) {
+    std::smatch m;
+    if (std::regex_search(line, m, val)) v.push_back(std::stod(m[1]));
+  }
+  return v;
+}
+
+// A byte-level dataset as prepare writes it, with root attributes as given
+// (each "name" -> value replaces prepare's), written through the library's
+// own HDF5 layer.
+struct DatasetSpec {
+  std::vector<std::uint16_t> train, val;
+  std::function<void(hid_t file)> attributes;  // after the defaults
+};
+
+void write_dataset(const fs::path& path, const DatasetSpec& d) {
+  h5::Handle file = h5::create_memory_file(path.string());
+  h5::set_attr(file, "format", std::string(kDatasetFormat));
+  h5::set_attr(file, "format_version", kDatasetFormatVersion);
+  h5::set_attr(file, "tokenizer", std::string("byte"));
+  h5::set_attr(file, "vocab_size", std::int64_t{256});
+  h5::set_attr(file, "eot_token", std::int64_t{-1});
+  h5::set_attr(file, "sources", std::string("test"));
+  h5::set_attr(file, "sources_sha256", std::string("0"));
+  h5::set_attr(file, "val_fraction", 0.1);
+  if (d.attributes) d.attributes(file);
+  h5::create_group(file, "train");
+  h5::create_group(file, "val");
+  h5::Storage s;
+  s.chunk_rows = 4096;
+  h5::write_dataset(file, "train/tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, {d.train.size()},
+                    d.train.data(), s);
+  h5::write_dataset(file, "val/tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, {d.val.size()},
+                    d.val.data(), s);
+  const auto image = h5::file_image(file);
+  write_durably(path, image);
+}
+
+// Valid byte tokens: the letters a-z over and over.
+std::vector<std::uint16_t> letters(std::size_t n) {
+  std::vector<std::uint16_t> t(n);
+  for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<std::uint16_t>('a' + i % 26);
+  return t;
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  FaultTest() { h5::silence_error_stack(); }
+  TempDir dir;
+  std::string out(const std::string& name) const { return (dir / name).string(); }
+  ProcessResult cllm(const std::vector<std::string>& args, int ranks = 1) const {
+    return ranks == 1 ? test::run_cllm(args, dir.path())
+                      : test::run_cllm_mpi(ranks, args, dir.path());
+  }
+};
+
+// ---- memory safety
+
+TEST_F(FaultTest, TokenIdsOutsideTheVocabularyStopTheRun) {
+  DatasetSpec d{letters(20000), letters(4000), nullptr};
+  for (std::size_t i = 0; i < d.train.size(); i += 50) d.train[i] = 300;  // past the 256 bytes
+  const std::string data = out("ids.h5");
+  write_dataset(data, d);
+  for (int ranks : {1, 2}) {
+    const auto r = cllm(tiny_run(data, out("o" + std::to_string(ranks)), 1, 4), ranks);
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    const auto lines = cllm_lines(r);
+    ASSERT_GE(lines.size(), 1u) << r.err;
+    EXPECT_TRUE(contains(lines[0], data + ": token id 300 at position ")) << lines[0];
+    EXPECT_TRUE(contains(lines[0], "outside the vocabulary of 256 tokens")) << lines[0];
+  }
+}
+
+TEST_F(FaultTest, NumbersInADatasetAreReadExactlyAndChecked) {
+  struct Case {
+    std::function<void(hid_t)> attributes;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {[](hid_t f) { h5::set_attr(f, "vocab_size", std::int64_t{(1ll << 32) + 256}); },
+       "attribute 'vocab_size' = 4294967552 is out of range"},
+      {[](hid_t f) { h5::set_attr(f, "vocab_size", 256.7); },
+       "attribute 'vocab_size' must be a whole number, not 256.69999999999999"},
+      {[](hid_t f) { h5::set_attr(f, "vocab_size", std::int64_t{2147483647}); },
+       "tokenizer byte has 256 tokens, but vocab_size is 2147483647"},
+      {[](hid_t f) { h5::set_attr(f, "tokenizer", std::string("gpt2-bpe")); },
+       "tokenizer gpt2-bpe has 50257 tokens, but vocab_size is 256"},
+      {[](hid_t f) { h5::set_attr(f, "eot_token", std::int64_t{256}); },
+       "attribute 'eot_token' = 256 is out of range [-1, 255]"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    const std::string data = out("bad" + std::to_string(n++) + ".h5");
+    write_dataset(data, {letters(20000), letters(4000), c.attributes});
+    expect_one_error(cllm(tiny_run(data, out("o"), 1, 2)), 1, {data, c.names});
+  }
+}
+
+TEST_F(FaultTest, GenerateRefusesACheckpointWhoseTokenizerDisagreesWithItsVocabulary) {
+  ModelConfig mc;
+  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
+  TrainConfig tc;
+  tc.model = mc;
+  Model model(mc);
+  model.init_gpt2(1);
+  AdamW opt(tc.optim, model.layout());
+  TokenizerSpec gpt2 = tokenizer_spec("gpt2-bpe", std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe");
+  gpt2.vocab_size = 256;  // GPT-2's ids reach 50256: they would index past wte
+  const fs::path path = out("checkpoint-00000001.h5");
+  write_checkpoint(path, model, opt, tc, TrainingState{1, 8, 0}, gpt2, RunSettings{});
+  expect_one_error(cllm({"generate", "--checkpoint", path.string(), "--prompt", "Hello world"}),
+                   1, {path.string(), "tokenizer gpt2-bpe has 50257 tokens"});
+}
+
+TEST_F(FaultTest, NotANumberIsNotAValidFraction) {
+  expect_one_error(cllm(with(tiny_run(kText, out("o"), 1, 2), {"--val-fraction", "nan"})), 2,
+                   {"--val-fraction"});
+  expect_one_error(cllm({"prepare", kText, "--out", out("x.h5"), "--val-fraction", "nan"}), 2,
+                   {"--val-fraction"});
+}
+
+// A full disk fails the write with one line; the process then ends normally
+// (HDF5 used to crash in MPI_Finalize on the handles the failure left open),
+// and the last good file stays as it was.
+TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
+  const auto args = [&](const std::string& run) {
+    return with(tiny_run(kText, run, 1, 4), {"--checkpoint-every", "2"});
+  };
+  // A disk with room for one checkpoint and a half.
+  ASSERT_EQ(cllm(with(args(out("sized")), {"--stop-at", "2"})).exit_code, 0);
+  const auto room = fs::file_size(checkpoint_path(out("sized"), 2)) * 3 / 2 / 1024;
+  const fs::path full = dir / "full";
+  fs::create_directories(full);
+  if (geteuid() != 0 || std::system(("mount -t tmpfs -o size=" + std::to_string(room) +
+                                     "k tmpfs " + full.string() + " 2>/dev/null")
+                                        .c_str()) != 0)
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { [[maybe_unused]] int rc = std::system(("umount " + at.string()).c_str()); }
+  } unmount{full};
+
+  const std::string dataset = (full / "austen.h5").string();
+  expect_one_error(cllm({"prepare", kText, "--out", dataset}), 1,
+                   {dataset, "No space left on device"});
+  EXPECT_FALSE(fs::exists(dataset));
+  EXPECT_FALSE(fs::exists(temporary_name(dataset)));
+
+  // The first checkpoint fits, the second does not beside it.
+  const std::string run = (full / "run").string();
+  const auto r = cllm(args(run));
+  expect_one_error(r, 1, {checkpoint_path(run, 4).string(), "No space left on device"});
+  const auto files = list_checkpoints(run);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].step, 2);
+  EXPECT_NO_THROW(read_checkpoint_header(files[0].path));
+  EXPECT_FALSE(fs::exists(temporary_name(checkpoint_path(run, 4))));
+}
+
+// Memory that cannot be had ends the run with a line that says for what and
+// how much, not with std::bad_alloc escaping an OpenMP region (abort).
+TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers reserve more address space than the limit allows";
+#else
+  const auto limited = [&](const std::string& limit_kib, const std::vector<std::string>& args) {
+    std::vector<std::string> sh = {"-c", "ulimit -v " + limit_kib + " && exec \"$0\" \"$@\"",
+                                   test::cllm_binary()};
+    sh.insert(sh.end(), args.begin(), args.end());
+    return test::run_program("/bin/sh", sh, dir.path());
+  };
+  // Thread contexts of 256 sequences of 256 tokens: several GiB each.
+  expect_one_error(limited("2000000", {"train", "--data", kText, "--out", out("o1"), "--preset",
+                                       "medium", "--micro-batch", "256", "--global-batch", "512",
+                                       "--threads", "2", "--steps", "1"}),
+                   1, {"out of memory: thread ", "cannot allocate", "GiB", "--micro-batch 256"});
+  // The model itself.
+  expect_one_error(limited("1500000", {"train", "--data", kText, "--out", out("o2"), "--preset",
+                                      "medium", "--embd", "3072", "--heads", "8", "--steps", "1"}),
+                   1, {"out of memory: cannot allocate", "for the model ("});
+#endif
+}
+
+// ---- lost progress
+
+TEST_F(FaultTest, ACorruptNewestCheckpointIsSetAsideAndNeverDisplacesNewOnes) {
+  const std::string run = out("run");
+  const auto args = with(tiny_run(kText, run, 1, 8), {"--checkpoint-every", "2", "--keep", "1"});
+  ASSERT_EQ(cllm(with(args, {"--stop-at", "6"})).exit_code, 0);
+  const fs::path six = checkpoint_path(run, 6);
+  fs::resize_file(six, fs::file_size(six) / 2);
+  // Rewound to step 4 by hand (as after a bad stretch of training): --keep 1
+  // must not delete what it writes because the corrupt 6 outranks it.
+  fs::rename(six, checkpoint_path(run, 60));
+  const auto r = cllm(with(args, {"--stop-at", "2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto w = warnings(r);
+  ASSERT_EQ(w.size(), 1u) << r.err;
+  EXPECT_TRUE(contains(w[0], "skipping checkpoint " + checkpoint_path(run, 60).string())) << w[0];
+  EXPECT_TRUE(fs::exists(checkpoint_path(run, 60).string() + ".bad"));
+  const auto files = list_checkpoints(run);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].step, 2);
+  // The next run continues from it.
+  const auto next = cllm(args);
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_TRUE(contains(next.out, "resuming from " + checkpoint_path(run, 2).string())) << next.out;
+}
+
+TEST_F(FaultTest, ACheckpointWhoseNameAndStepDisagreeIsSetAside) {
+  const std::string run = out("run");
+  ASSERT_EQ(cllm(with(tiny_run(kText, run, 1, 8), {"--stop-at", "4"})).exit_code, 0);
+  fs::copy_file(checkpoint_path(run, 4), checkpoint_path(run, 9));
+  const auto r = cllm(tiny_run(kText, run, 1, 8));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(warnings(r).size(), 1u) << r.err;
+  EXPECT_TRUE(contains(warnings(r)[0], "its name says step 9, its /state/step says 4"));
+  EXPECT_TRUE(contains(r.out, "resuming from " + checkpoint_path(run, 4).string())) << r.out;
+  EXPECT_TRUE(fs::exists(checkpoint_path(run, 9).string() + ".bad"));
+
+  // A negative step (which would train with a negative learning rate).
+  const fs::path negative = out("negative.h5");
+  fs::copy_file(checkpoint_path(run, 4), negative);
+  {
+    h5::Handle file(H5Fopen(negative.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    h5::set_attr(file, "step", std::int64_t{-100});
+    h5::Handle state = h5::open_group(file, "state");
+    h5::set_attr(state, "step", std::int64_t{-100});
+  }
+  expect_one_error(cllm(with(tiny_run(kText, out("o"), 1, 8), {"--resume", negative.string()})),
+                   1, {negative.string(), "'step' = -100 is out of range"});
+}
+
+TEST_F(FaultTest, MetricsKeepWholeRecordsOnlyAcrossAResume) {
+  const std::string run = out("run");
+  const auto args = tiny_run(kText, run, 1, 8);
+  ASSERT_EQ(cllm(with(args, {"--stop-at", "6"})).exit_code, 0);
+  const fs::path metrics = fs::path(run) / "metrics.jsonl";
+  // A record cut short by a kill in the middle of its write.
+  std::ofstream(metrics, std::ios::app) << "{\"step\": 3, \"loss\": 5.5";
+  ASSERT_EQ(cllm(args).exit_code, 0);
+  const auto lines = split_lines(test::read_file(metrics));
+  ASSERT_EQ(lines.size(), 8u) << test::read_file(metrics);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i].rfind("{\"step\": " + std::to_string(i + 1) + ",", 0), 0u) << lines[i];
+    EXPECT_EQ(lines[i].back(), '}') << lines[i];
+  }
+}
+
+TEST_F(FaultTest, PrepareRefusesToOverwriteItsInput) {
+  const fs::path text = out("x.txt");
+  fs::copy_file(kText, text);
+  const std::string before = test::read_file(text);
+  expect_one_error(cllm({"prepare", text.string(), "--out", text.string()}), 2,
+                   {"--out " + text.string() + " is also an input"});
+  fs::create_symlink(text, out("link.h5"));
+  expect_one_error(cllm({"prepare", text.string(), "--out", out("link.h5")}), 2,
+                   {"is also an input"});
+  EXPECT_EQ(test::read_file(text), before);
+}
+
+TEST_F(FaultTest, OneRunPerOutputFolder) {
+  const std::string run = out("run");
+  fs::create_directories(run);
+  {
+    OutputLock held(run);  // another run, as far as cllm can tell
+    const auto r = cllm(tiny_run(kText, run, 1, 2));
+    expect_one_error(r, 1, {run + ": in use by another cllm run", "pid " + std::to_string(getpid())});
+    EXPECT_TRUE(list_checkpoints(run).empty());
+  }
+  // A lock file left by a run that died holds nothing.
+  std::ofstream(fs::path(run) / ".lock") << "host elsewhere, pid 1\n";
+  const auto r = cllm(tiny_run(kText, run, 1, 2));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// ---- silent drift
+
+TEST_F(FaultTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
+  const std::string run = out("run");
+  const auto args = tiny_run(kText, run, 1, 8);
+  ASSERT_EQ(cllm(with(args, {"--stop-at", "4"})).exit_code, 0);
+  const fs::path other = out("other.txt");
+  std::ofstream(other) << test::read_file(kText).substr(0, 100000);
+  struct Case {
+    std::vector<std::string> options;
+    std::vector<std::string> names;
+  };
+  const std::vector<Case> refused = {
+      {{"--seed", "7"}, {"--seed 1337 (checkpoint) vs 7 (now)"}},
+      {{"--heads", "4"}, {"--heads 2 (checkpoint) vs 4 (now)"}},
+      {{"--global-batch", "16"}, {"--global-batch 8 (checkpoint) vs 16 (now)"}},
+      {{"--micro-batch", "4"}, {"--micro-batch 2 (checkpoint) vs 4 (now)"}},
+      {{"--data", other.string()}, {"--data " + kText + " (checkpoint) vs " + other.string()}},
+      {{"--seed", "7", "--embd", "64"}, {"--seed 1337", "--embd 32 (checkpoint) vs 64 (now)"}},
+  };
+  for (const auto& c : refused) {
+    auto names = c.names;
+    names.push_back(checkpoint_path(run, 4).string());
+    expect_one_error(cllm(with(args, c.options)), 2, names);
+  }
+  EXPECT_EQ(list_checkpoints(run).size(), 1u);
+  // The data file moved: same contents, another path, fine.
+  const fs::path moved = out("moved.txt");
+  fs::copy_file(kText, moved);
+  const auto r = cllm(with(args, {"--data", moved.string(), "--lr", "2e-3", "--keep", "5",
+                                  "--stop-at", "6"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto w = warnings(r);
+  ASSERT_EQ(w.size(), 2u) << r.err;
+  EXPECT_TRUE(contains(w[0], "resuming with --lr 0.003 -> 0.002")) << w[0];
+  EXPECT_TRUE(contains(w[1], "resuming with --keep 3 -> 5")) << w[1];
+}
+
+// The validation windows are fixed: exactly --eval-batches micro-batches,
+// split over the ranks, so the val loss does not depend on the rank count.
+TEST_F(FaultTest, ValidationLossIsTheSameOnOneToFourRanks) {
+  std::vector<double> losses;
+  for (int ranks : {1, 2, 3, 4}) {
+    const std::string run = out("r" + std::to_string(ranks));
+    const auto r = cllm(with(tiny_run(kText, run, 1, 2),
+                             {"--micro-batch", "1", "--global-batch", "12", "--eval-batches", "5"}),
+                        ranks);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto v = val_losses(fs::path(run) / "metrics.jsonl");
+    ASSERT_EQ(v.size(), 1u);
+    losses.push_back(v[0]);
+  }
+  for (int i = 1; i < 4; ++i)
+    EXPECT_NEAR(losses[i], losses[0], 1e-6 * losses[0]) << i + 1 << " ranks";
+}
+
+}  // namespace
+}  // namespace cllm
