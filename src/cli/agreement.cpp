@@ -19,8 +19,10 @@ std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine) {
 }
 
 std::string error_line(const Comm& comm, const std::string& what) {
+  std::string line = what;
+  std::replace(line.begin(), line.end(), '\n', ' ');
   return "cllm: error: " + (comm.size() > 1 ? "rank " + std::to_string(comm.rank()) + ": " : "") +
-         what + "\n";
+         line + "\n";
 }
 
 std::optional<Stop> parse(CLI::App& app, int argc, char** argv) {

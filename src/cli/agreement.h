@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,7 +27,7 @@ struct Stop {
 
 std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine);
 
-// "cllm: error: [rank R: ]what\n"
+// "cllm: error: [rank R: ]what\n", on one line whatever what holds
 std::string error_line(const Comm& comm, const std::string& what);
 
 // Runs work, which may fail on some ranks only, and agrees on the outcome:
@@ -38,6 +39,8 @@ std::optional<int> agree_on_setup(const Comm& comm, auto&& work) {
     work();
   } catch (const std::invalid_argument& e) {
     stop = Stop{kExitUsage, error_line(comm, e.what())};
+  } catch (const std::bad_alloc&) {  // the big buffers say what and how much themselves
+    stop = Stop{kExitError, error_line(comm, "out of memory while setting up")};
   } catch (const std::exception& e) {
     stop = Stop{kExitError, error_line(comm, e.what())};
   }

@@ -21,6 +21,10 @@ std::string innermost_reason() {
       },
       &reason);
   H5Eclear2(H5E_DEFAULT);
+  // Some of HDF5's descriptions span lines ("file write failed: time = ...\n,
+  // filename = ..."): our errors are one line.
+  for (char& ch : reason)
+    if (ch == '\n' || ch == '\r') ch = ' ';
   return reason.empty() ? "HDF5 error" : reason;
 }
 

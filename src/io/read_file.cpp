@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <string>
 
 namespace cllm {
 
@@ -13,7 +14,15 @@ std::string read_file(const std::filesystem::path& path, const std::string& kind
     throw std::runtime_error(name + ": no such " + kind);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(name + ": cannot open " + kind);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto size = std::filesystem::file_size(path, ec);
+  std::string bytes;
+  try {
+    if (!ec) bytes.reserve(size);
+  } catch (const std::exception&) {  // bad_alloc, or length_error past max_size
+    throw std::runtime_error(name + ": out of memory: cannot allocate " +
+                             std::to_string(size / 1048576) + " MiB to read the " + kind);
+  }
+  bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   if (in.bad()) throw std::runtime_error(name + ": read error");
   return bytes;
 }
