@@ -30,6 +30,7 @@
 #include "cllm/text_dataset.h"
 #include "cllm/trainer.h"
 #include "reference_step.h"
+#include "synthetic_corpus.h"
 
 namespace cllm {
 namespace {
@@ -37,22 +38,7 @@ namespace {
 // A small corpus over 32 tokens, the same on every rank (a fixed seed):
 // mostly a fixed successor function with some noise.
 const TokenDataset& corpus() {
-  static const TokenDataset data = [] {
-    TokenDataset d;
-    d.vocab_size = 32;
-    d.source = "synthetic";
-    Rng rng(7);
-    std::int32_t prev = 0;
-    std::vector<std::int32_t> all(6000);
-    for (auto& t : all) {
-      const std::uint64_t r = rng.next_u64();
-      prev = (r % 5 == 0) ? static_cast<std::int32_t>((r >> 8) % 32) : (prev * 5 + 3) % 32;
-      t = prev;
-    }
-    d.train.assign(all.begin(), all.begin() + 5000);
-    d.val.assign(all.begin() + 5000, all.end());
-    return d;
-  }();
+  static const TokenDataset data = test::synthetic_corpus(7, 5000, 1000);
   return data;
 }
 

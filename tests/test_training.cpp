@@ -29,6 +29,7 @@
 #include "cllm/trainer.h"
 #include "process.h"
 #include "reference_step.h"
+#include "synthetic_corpus.h"
 
 namespace cllm {
 namespace {
@@ -39,22 +40,7 @@ const Comm kOneProcess;
 // A structured synthetic corpus over 32 tokens: mostly a fixed successor
 // function with some noise, so there is something to learn.
 const TokenDataset& synthetic_data() {
-  static const TokenDataset data = [] {
-    TokenDataset d;
-    d.vocab_size = 32;
-    d.source = "synthetic";
-    Rng rng(99);
-    std::int32_t prev = 0;
-    std::vector<std::int32_t> all(24000);
-    for (auto& t : all) {
-      const std::uint64_t r = rng.next_u64();
-      prev = (r % 5 == 0) ? static_cast<std::int32_t>((r >> 8) % 32) : (prev * 5 + 3) % 32;
-      t = prev;
-    }
-    d.train.assign(all.begin(), all.begin() + 20000);
-    d.val.assign(all.begin() + 20000, all.end());
-    return d;
-  }();
+  static const TokenDataset data = test::synthetic_corpus(99, 20000, 4000);
   return data;
 }
 
