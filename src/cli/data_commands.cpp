@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 
 #include "agreement.h"
@@ -147,7 +148,13 @@ int run_generate(GenerateCommand& c, const Comm& comm) {
         if (c.top_k < 0) throw std::invalid_argument("--top-k must not be negative");
         if (!comm.is_root()) return;
         const CheckpointContents header = read_checkpoint_header(c.checkpoint);
-        Model model(header.model);
+        std::optional<Model> model_holder;
+        try {
+          model_holder.emplace(header.model);
+        } catch (const std::exception& e) {
+          throw std::runtime_error(naming_file(c.checkpoint, e.what()));
+        }
+        Model& model = *model_holder;
         read_checkpoint(c.checkpoint, model, nullptr);
         const auto tok = make_tokenizer(header.tokenizer);
         std::vector<std::int32_t> prompt = tok->encode(c.prompt);

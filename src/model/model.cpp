@@ -58,10 +58,19 @@ GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base) {
 template GptTensors<float> gpt_tensors(const TensorLayout&, int, float*);
 template GptTensors<const float> gpt_tensors(const TensorLayout&, int, const float*);
 
-Model::Model(const ModelConfig& config)
-    : config_(config), layout_(gpt_parameter_layout(config)), params_(layout_.total()) {
-  config_.validate();
+// Validated before any size is computed from it.
+static const ModelConfig& validated(const ModelConfig& c) {
+  c.validate();
+  return c;
+}
+
+Model::Model(const ModelConfig& config) try
+    : config_(validated(config)), layout_(gpt_parameter_layout(config)), params_(layout_.total()) {
   params_.zero();
+} catch (const AllocationError& e) {
+  throw std::runtime_error("out of memory: " + std::string(e.what()) +
+                           " for the parameters of a model of " +
+                           std::to_string(gpt_parameter_layout(config).numel()) + " parameters");
 }
 
 GptTensors<const float> Model::tensors() const {
