@@ -419,6 +419,47 @@ TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
   expect_error("not a CLLM checkpoint");
 }
 
+// String attributes as other writers store them: h5py writes a Python str
+// as a variable-length UTF-8 string, and tools may write fixed-length or
+// ASCII ones; string_attr reads all four kinds, bytes unchanged, and refuses
+// an array of strings.
+TEST_F(CheckpointTest, StringAttributesOfEitherLengthAndCharacterSetReadBack) {
+  const fs::path path = dir / "strings.h5";
+  const std::string text = "Jane Austen \xe2\x80\x94 Emma";  // an em dash: UTF-8 beyond ASCII
+  const std::string ascii = "byte";
+  {
+    h5::Handle file = h5::create_file(path);
+    h5::Handle space(H5Screate(H5S_SCALAR), "scalar space");
+    const auto write = [&](const char* name, const std::string& value, bool variable,
+                           H5T_cset_t cset) {
+      h5::Handle type(H5Tcopy(H5T_C_S1), "string type");
+      h5::check(H5Tset_size(type, variable ? H5T_VARIABLE : value.size()), "size");
+      h5::check(H5Tset_cset(type, cset), "cset");
+      h5::Handle attr(H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT), name);
+      const char* chars = value.c_str();
+      h5::check(H5Awrite(attr, type, variable ? static_cast<const void*>(&chars) : chars), name);
+    };
+    write("vlen_utf8", text, true, H5T_CSET_UTF8);
+    write("vlen_ascii", ascii, true, H5T_CSET_ASCII);
+    write("fixed_utf8", text, false, H5T_CSET_UTF8);
+    write("fixed_ascii", ascii, false, H5T_CSET_ASCII);
+    // A list of strings, as h5py writes a Python list: not one string.
+    const hsize_t two = 2;
+    h5::Handle pair_space(H5Screate_simple(1, &two, nullptr), "space");
+    h5::Handle type(H5Tcopy(H5T_C_S1), "string type");
+    h5::check(H5Tset_size(type, H5T_VARIABLE), "size");
+    h5::Handle attr(H5Acreate2(file, "pair", type, pair_space, H5P_DEFAULT, H5P_DEFAULT), "pair");
+    const char* pair[] = {"a", "b"};
+    h5::check(H5Awrite(attr, type, pair), "pair");
+  }
+  h5::Handle file = h5::open_file(path);
+  EXPECT_EQ(h5::string_attr(file, "vlen_utf8"), text);
+  EXPECT_EQ(h5::string_attr(file, "vlen_ascii"), ascii);
+  EXPECT_EQ(h5::string_attr(file, "fixed_utf8"), text);
+  EXPECT_EQ(h5::string_attr(file, "fixed_ascii"), ascii);
+  EXPECT_THROW(h5::string_attr(file, "pair"), std::runtime_error);
+}
+
 TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {
   const std::string run = out("run");
   ASSERT_EQ(cllm(1, tiny_run(kText, run, 1, 4)).exit_code, 0);
