@@ -284,6 +284,32 @@ TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
   EXPECT_EQ(g1.out, g2.out);  // same seed, same text
 }
 
+// Byte-level text may hold any byte: a model trained on text that is mostly
+// NUL bytes samples NULs, and generate and the sample at the end of
+// training print every byte they decode (printf's %s would stop at the first).
+// The text holds the sample's prompt, a newline, so that the sample starts
+// from a context the model has seen.
+TEST_F(CheckpointTest, GeneratedNulBytesArePrinted) {
+  std::string text;
+  for (int i = 0; i < 1500; ++i) text += std::string("\n\0\0\0a\0\0\0b\0\0\0", 12);
+  const std::string data = out("nul.txt");
+  std::ofstream(data, std::ios::binary) << text;
+  const auto t = cllm(1, with(tiny_run(data, out("run"), 1, 30), {"--sample-tokens", "64"}));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const std::string header = "sample (temperature 0.8, top-k 40):\n";
+  const auto at = t.out.find(header);
+  ASSERT_NE(at, std::string::npos) << t.out;
+  const std::string sample = t.out.substr(at + header.size());
+  EXPECT_EQ(sample.size(), 64u + 1) << "the sample, 64 bytes and a newline, was cut short";
+  EXPECT_NE(sample.find('\0'), std::string::npos) << "no NUL sampled: the test proves nothing";
+
+  const auto g = cllm(1, {"generate", "--checkpoint", checkpoint_path(out("run"), 30).string(),
+                          "--prompt", "a", "--tokens", "64", "--seed", "7"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out.size(), 1u + 64 + 1) << "prompt, 64 bytes and a newline";
+  EXPECT_NE(g.out.find('\0'), std::string::npos) << "no NUL generated: the test proves nothing";
+}
+
 TEST_F(CheckpointTest, Gpt2DatasetHoldsGpt2IdsAndItsCheckpointsGenerateText) {
   const std::string vocab = std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe";
   const std::string h5 = out("gpt2.h5");

@@ -444,8 +444,11 @@ int run_train(TrainCommand& c, const Comm& comm) {
     so.top_k = 40;
     const auto prompt = tok->encode("\n");
     const auto ids = generate(trainer->model(), prompt, so);
-    std::printf("sample (temperature 0.8, top-k 40):\n%s\n",
-                tok->decode(std::span(ids).subspan(prompt.size())).c_str());
+    // Written by size, not with %s: byte-level text may hold NUL bytes.
+    const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
+    std::printf("sample (temperature 0.8, top-k 40):\n");
+    std::fwrite(sample.data(), 1, sample.size(), stdout);
+    std::printf("\n");
   }
   return kExitOk;
 }
