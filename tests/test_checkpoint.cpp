@@ -227,12 +227,14 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
   EXPECT_TRUE(caught) << "never caught a checkpoint being written";
 }
 
-// SIGUSR1 (Slurm's warning before a time limit) or SIGTERM (preemption):
-// the run checkpoints at the next step boundary and exits with code 4; the
-// same command then finishes with the parameters of an uninterrupted run.
+// SIGUSR1 (Slurm's warning before a time limit), SIGTERM (preemption) or
+// SIGINT (Ctrl-C): the run checkpoints at the next step boundary and exits
+// with code 4; the same command then finishes with the parameters of an
+// uninterrupted run.
 TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
-  for (const int signal : {SIGUSR1, SIGTERM}) {
-    const std::string name = signal == SIGUSR1 ? "usr1" : "term";
+  for (const int signal : {SIGUSR1, SIGTERM, SIGINT}) {
+    const std::string name = signal == SIGUSR1 ? "usr1" : signal == SIGTERM ? "term" : "int";
+    SCOPED_TRACE(name);
     const auto args = with(tiny_run(kText, out(name), 1, 300), {"--embd", "64", "--seq-len", "64"});
     const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
     // Signal once the run is under way (its metrics file has records).
@@ -256,6 +258,35 @@ TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
     expect_identical(load(checkpoint_path(out(name), 300)),
                      load(checkpoint_path(out(name + "-whole"), 300)));
   }
+}
+
+// A second Ctrl-C does not wait for the step to end: the run dies of SIGINT
+// at once (as a shell expects of a program interrupted twice), writing no
+// checkpoint. The first one says so on stderr.
+TEST_F(CheckpointTest, SecondSigintStopsAtOnceWithoutACheckpoint) {
+  // Steps long enough that the second signal comes well inside the step.
+  const auto args =
+      with(tiny_run(kText, out("int2"), 1, 100000), {"--embd", "128", "--seq-len", "128"});
+  const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
+  const fs::path metrics = fs::path(out("int2")) / "metrics.jsonl";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (!fs::exists(metrics) || fs::file_size(metrics) == 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(child.pid, SIGINT);
+  // Wait for the first one to be handled: two pending SIGINTs would merge into one.
+  bool noted = false;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline && !noted) {
+    noted = contains(test::read_file(child.err_path), "SIGINT");
+    if (!noted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(child.pid, SIGINT);
+  const auto stopped = test::wait_program(child);
+  EXPECT_TRUE(noted) << "the first SIGINT printed nothing on stderr:\n" << stopped.err;
+  EXPECT_EQ(stopped.exit_code, 128 + SIGINT) << stopped.out << stopped.err;
+  EXPECT_FALSE(contains(stopped.out, "stopped after step")) << stopped.out;
+  EXPECT_TRUE(list_checkpoints(out("int2")).empty());
 }
 
 TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {

@@ -423,6 +423,7 @@ int run_train(TrainCommand& c, const Comm& comm) {
                     done, cfg.steps,
                     stop_signal_received() == SIGUSR1   ? "SIGUSR1"
                     : stop_signal_received() == SIGTERM ? "SIGTERM"
+                    : stop_signal_received() == SIGINT  ? "SIGINT"
                                                         : "a signal to another rank",
                     kExitInterrupted);
       return kExitInterrupted;
