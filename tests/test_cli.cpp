@@ -1,7 +1,9 @@
 // The cllm executable end to end: input errors, --help, a short training run
 // and its metrics.jsonl, --config files, and bench --json.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -244,6 +246,64 @@ TEST_F(CliTest, MissingConfigFileIsAnError) {
   const auto lines = split_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_TRUE(contains(lines[0], missing)) << lines[0];
+}
+
+// A --config file holds `key = value` lines naming options, comments and
+// blank lines, nothing else: anything CLI11 would skip silently (a
+// misspelt key, a section, binary junk) is an error naming the file and the
+// culprit, exit 2. Only regular files are read: a FIFO, a folder or a
+// device is refused without being opened (a FIFO would block forever,
+// /dev/zero never end).
+TEST_F(CliTest, ConfigFileWithAnythingButKnownOptionsIsRefused) {
+  const auto write = [&](const std::string& name, const std::string& contents) {
+    const std::string path = (tmp / name).string();
+    std::ofstream(path, std::ios::binary) << contents;
+    return path;
+  };
+  const std::string valid = "steps = 2\nthreads = 1\n";
+  std::string binary = "\x7f" "ELF\x02\x01\x01";
+  binary += std::string(8, '\0') + "\x03\x00\x3e\x00 = \xff\xfe\n";
+  const std::string fifo = (tmp / "fifo.toml").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  struct Case {
+    std::string file;
+    std::vector<std::string> names;  // what the one error line must mention
+  };
+  const std::vector<Case> cases = {
+      {write("key.toml", valid + "stpes = 3\n"), {"key.toml", "'stpes'"}},
+      {write("underscore.toml", valid + "micro_batch = 2\n"), {"underscore.toml", "'micro_batch'"}},
+      {write("section.toml", valid + "[train]\nlr = 0.01\n"), {"section.toml", "[train]"}},
+      {write("dotted.toml", valid + "train.lr = 0.01\n"), {"dotted.toml", "'train.lr'"}},
+      {write("junk.toml", valid + "this is not an option\n"), {"junk.toml", ":3:"}},
+      {write("binary.toml", binary), {"binary.toml"}},
+      {write("latin1.toml", valid + "data = \"caf\xe9.txt\"\n"), {"latin1.toml", "UTF-8"}},
+      {write("option.toml", valid + "config = other.toml\n"), {"option.toml", "'config'"}},
+      {fifo, {fifo, "not a regular file"}},
+      {tmp.str(), {tmp.str(), "not a regular file"}},
+      {"/dev/zero", {"/dev/zero", "not a regular file"}},
+  };
+  for (const Case& c : cases) {
+    const Args args = train_args(out_dir("bad"), {{"--config", c.file}});
+    SCOPED_TRACE(test::join(args));
+    // A FIFO nobody writes to would block the reader: end a hung cllm
+    // rather than wait for ctest's timeout.
+    const ProcessResult r = test::wait_program(test::start_program(CLLM_BINARY, args, tmp.path()),
+                                               std::chrono::seconds(30));
+    EXPECT_FALSE(r.timed_out) << "cllm hung reading the --config file";
+    EXPECT_EQ(r.exit_code, 2) << "stderr: " << r.err;
+    const auto lines = split_lines(r.err);
+    EXPECT_EQ(lines.size(), 1u) << "stderr:\n" << r.err;
+    if (lines.size() != 1) continue;
+    EXPECT_EQ(lines[0].rfind("cllm: error: ", 0), 0u) << lines[0];
+    for (const std::string& name : c.names)
+      EXPECT_TRUE(contains(lines[0], name)) << "'" << name << "' missing from: " << lines[0];
+    EXPECT_FALSE(contains(r.out, "step ")) << "it trained anyway:\n" << r.out;
+  }
+  // The valid lines alone, with a comment, a blank line and an indented key, are fine.
+  const ProcessResult ok = run(train_args(
+      out_dir("ok"),
+      {{"--config", write("ok.toml", "# a comment\n\n" + valid + "  log-every = 1\n")}}));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
 }
 
 // ---------------------------------------------------------------- bench

@@ -27,6 +27,7 @@
 #include "cllm/tokenizer.h"
 #include "cllm/trainer.h"
 #include "agreement.h"
+#include "config_file.h"
 #include "options.h"
 #include "subcommands.h"
 
@@ -575,7 +576,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
                             auto run) {
     CLI::App app{about, "cllm " + command};
-    app.set_config("--config", "", kConfigHelp);
+    add_config_option(app, kConfigHelp);
     add_options(app, command_options);
     if (auto code = agree(world, parse(app, argc - 1, argv + 1))) return *code;
     return run(command_options, world);
