@@ -1,6 +1,8 @@
 // The cllm executable end to end: input errors, --help, a short training run
-// and its metrics.jsonl, --config files, and bench --json.
+// and its metrics.jsonl, --config files, bench --json, and jobs/local.sh
+// under a stop signal.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -9,10 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "cllm/checkpoint.h"
 #include "process.h"
 
 namespace cllm {
@@ -304,6 +309,42 @@ TEST_F(CliTest, ConfigFileWithAnythingButKnownOptionsIsRefused) {
       out_dir("ok"),
       {{"--config", write("ok.toml", "# a comment\n\n" + valid + "  log-every = 1\n")}}));
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+// ---------------------------------------------------------------- jobs/local.sh
+
+// A stop signal to jobs/local.sh (kill, a scheduler's SIGTERM, Ctrl-C in a
+// terminal) makes the ranks checkpoint at the step boundary, and the script
+// exits with the ranks' code 4 (mpirun itself kills its ranks on SIGTERM and
+// SIGINT, within a second, and returns 1).
+TEST_F(CliTest, LocalLauncherStopsTheRanksWithACheckpointAndExits4) {
+  const std::string local_sh = std::string(CLLM_SOURCE_DIR) + "/jobs/local.sh";
+  for (const int signal : {SIGTERM, SIGINT}) {
+    const std::string name = signal == SIGTERM ? "term" : "int";
+    SCOPED_TRACE(name);
+    const std::string out = out_dir(name);
+    // Steps that take a while, so that a checkpoint written at the
+    // boundary is not the luck of a signal arriving just before it.
+    Args args = {local_sh, "-n", "2", "-t", "1", "--"};
+    for (const auto& a : train_args(out, {{"--steps", "100000"}, {"--log-every", "1"},
+                                          {"--embd", "128"}, {"--seq-len", "128"},
+                                          {"--checkpoint-every", "0"}, {"--eval-every", "0"}}))
+      args.push_back(a);
+    const test::Running child =
+        test::start_program("/bin/bash", args, tmp.path(), {std::string("CLLM_BINARY=") + CLLM_BINARY});
+    const std::filesystem::path metrics = std::filesystem::path(out) / "metrics.jsonl";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline &&
+           (!std::filesystem::exists(metrics) || std::filesystem::file_size(metrics) == 0))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(child.pid, signal);
+    const ProcessResult r = test::wait_program(child, std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 4) << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("stopped after step (\\d+) of 100000 by")))
+        << r.out;
+    EXPECT_TRUE(std::filesystem::exists(checkpoint_path(out, std::stoi(m[1])))) << r.out;
+  }
 }
 
 // ---------------------------------------------------------------- bench
