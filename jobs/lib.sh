@@ -84,7 +84,12 @@ cllm_job_train() {
       # shellcheck disable=SC2206
       launch+=(${SRUN_ARGS:-}) ;;
     mpirun)
+      # A plain scancel (or preemption) sends SIGTERM to mpirun as well as to
+      # the ranks; mpirun then SIGKILLs the ranks after
+      # odls_base_sigkill_timeout (1 s by default): give them the time a
+      # step and a checkpoint take.
       launch=(mpirun -np "$ntasks" --map-by "slot:PE=$cpt" --bind-to core
+              --mca odls_base_sigkill_timeout "${CLLM_SIGKILL_TIMEOUT:-120}"
               -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
       # Ranks on other nodes see only what -x forwards (srun forwards all).
       [[ -n ${OPENBLAS_CORETYPE:-} ]] && launch+=(-x OPENBLAS_CORETYPE)

@@ -12,13 +12,19 @@
 # idle threads sleep instead of spinning (OMP_WAIT_POLICY=passive).
 # CLLM_BINARY overrides the executable; MPIRUN_ARGS adds mpirun options
 # (e.g. MPIRUN_ARGS=--report-bindings).
+#
+# SIGTERM, SIGINT (Ctrl-C), SIGHUP and SIGUSR1 stop the run cleanly: the
+# ranks write a checkpoint at the next step boundary and the script exits 4,
+# the ranks' code; the same command continues. A second Ctrl-C ends the
+# ranks at once (mpirun's SIGTERM, and SIGKILL a second later) and the
+# script dies of SIGINT.
 set -euo pipefail
 
 # GNU nproc answers OMP_NUM_THREADS when it is set: ask for the cores.
 cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 ranks=2
 threads=
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; }  # the comment block above
 while getopts "n:t:h" opt; do
   case $opt in
     n) ranks=$OPTARG ;;
@@ -50,4 +56,50 @@ fi
 (( EUID == 0 )) && args+=(--allow-run-as-root)
 # shellcheck disable=SC2206
 extra=(${MPIRUN_ARGS:-})
-exec mpirun "${args[@]}" "${extra[@]}" "$cllm" "$@"
+
+# mpirun answers SIGTERM and SIGINT by killing the job - SIGTERM to every
+# rank, SIGKILL a second later - and returns 1: a step and a checkpoint that
+# take longer are lost. SIGUSR1 it passes on to every rank, which makes cllm
+# checkpoint at the step boundary and exit 4, and mpirun then returns 4. So
+# mpirun runs in a session of its own, where a terminal's Ctrl-C does not
+# reach it, and this script turns the stop signals into SIGUSR1 for it and
+# exits with mpirun's status.
+mpirun_pid=
+signals=0 interrupts=0
+# shellcheck disable=SC2317  # run by the traps below
+stop_ranks() {  # $1: the signal this script got
+  signals=$((signals + 1))
+  [[ $1 == INT ]] && interrupts=$((interrupts + 1))
+  [[ -n $mpirun_pid ]] || return 0  # sent once mpirun's pid is known, below
+  if (( interrupts > 1 )); then
+    echo "jobs/local.sh: second SIGINT: ending the ranks now (SIGTERM to mpirun, which kills them)" >&2
+    kill -TERM "$mpirun_pid" 2>/dev/null || true
+  else
+    local again=
+    [[ $1 == INT ]] && again=" (Ctrl-C again: at once)"
+    echo "jobs/local.sh: got SIG$1: the ranks stop after this step with a checkpoint$again" >&2
+    kill -USR1 "$mpirun_pid" 2>/dev/null || true
+  fi
+}
+trap 'stop_ranks TERM' TERM
+trap 'stop_ranks INT' INT
+trap 'stop_ranks HUP' HUP
+trap 'stop_ranks USR1' USR1
+setsid mpirun "${args[@]}" "${extra[@]}" "$cllm" "$@" &
+mpirun_pid=$!
+(( signals == 0 )) || kill -USR1 "$mpirun_pid" 2>/dev/null || true
+# bash runs a trap only between commands: `wait` returns early (status >
+# 128) when one runs, so wait again until mpirun itself has ended.
+while :; do
+  seen=$signals
+  status=0
+  wait "$mpirun_pid" || status=$?
+  (( signals == seen )) && break
+done
+if (( interrupts > 1 )); then
+  # Stopped by Ctrl-C: die of SIGINT, as a shell running this script in a
+  # loop or another script expects, so that it stops too.
+  trap - INT
+  kill -INT $$
+fi
+exit "$status"

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -63,6 +66,7 @@ inline bool contains(const std::string& s, const std::string& what) {
 struct ProcessResult {
   int exit_code = -1;  // 128 + signal when killed by a signal
   std::string out, err;
+  bool timed_out = false;  // killed by wait_program's time limit
 };
 
 // A child process started by start_program.
@@ -144,6 +148,26 @@ inline ProcessResult wait_program(const Running& running) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_file(running.out_path);
   r.err = read_file(running.err_path);
+  return r;
+}
+
+// Waits at most `limit` for a started program, then kills it (SIGKILL) and
+// waits for that: for programs that might hang, which a test must report
+// rather than sit in until ctest's timeout.
+inline ProcessResult wait_program(const Running& running, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  bool ended = false;
+  while (!ended && std::chrono::steady_clock::now() < deadline) {
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(running.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 &&
+        errno != EINTR)
+      throw std::runtime_error("waitid failed");
+    ended = info.si_pid == running.pid;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!ended) kill(running.pid, SIGKILL);
+  ProcessResult r = wait_program(running);
+  r.timed_out = !ended;
   return r;
 }
 

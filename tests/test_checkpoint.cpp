@@ -206,12 +206,14 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
   EXPECT_TRUE(caught) << "never caught a checkpoint being written";
 }
 
-// SIGUSR1 (Slurm's warning before a time limit) or SIGTERM (preemption):
-// the run checkpoints at the next step boundary and exits with code 4; the
-// same command then finishes with the parameters of an uninterrupted run.
+// SIGUSR1 (Slurm's warning before a time limit), SIGTERM (preemption) or
+// SIGINT (Ctrl-C): the run checkpoints at the next step boundary and exits
+// with code 4; the same command then finishes with the parameters of an
+// uninterrupted run.
 TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
-  for (const int signal : {SIGUSR1, SIGTERM}) {
-    const std::string name = signal == SIGUSR1 ? "usr1" : "term";
+  for (const int signal : {SIGUSR1, SIGTERM, SIGINT}) {
+    const std::string name = signal == SIGUSR1 ? "usr1" : signal == SIGTERM ? "term" : "int";
+    SCOPED_TRACE(name);
     const auto args = with(tiny_run(kText, out(name), 1, 300), {"--embd", "64", "--seq-len", "64"});
     const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
     // Signal once the run is under way (its metrics file has records).
@@ -235,6 +237,35 @@ TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
     expect_identical(load(checkpoint_path(out(name), 300)),
                      load(checkpoint_path(out(name + "-whole"), 300)));
   }
+}
+
+// A second Ctrl-C does not wait for the step to end: the run dies of SIGINT
+// at once (as a shell expects of a program interrupted twice), writing no
+// checkpoint. The first one says so on stderr.
+TEST_F(CheckpointTest, SecondSigintStopsAtOnceWithoutACheckpoint) {
+  // Steps long enough that the second signal comes well inside the step.
+  const auto args =
+      with(tiny_run(kText, out("int2"), 1, 100000), {"--embd", "128", "--seq-len", "128"});
+  const test::Running child = test::start_program(CLLM_BINARY, args, dir.path());
+  const fs::path metrics = fs::path(out("int2")) / "metrics.jsonl";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (!fs::exists(metrics) || fs::file_size(metrics) == 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(child.pid, SIGINT);
+  // Wait for the first one to be handled: two pending SIGINTs would merge into one.
+  bool noted = false;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline && !noted) {
+    noted = contains(test::read_file(child.err_path), "SIGINT");
+    if (!noted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(child.pid, SIGINT);
+  const auto stopped = test::wait_program(child);
+  EXPECT_TRUE(noted) << "the first SIGINT printed nothing on stderr:\n" << stopped.err;
+  EXPECT_EQ(stopped.exit_code, 128 + SIGINT) << stopped.out << stopped.err;
+  EXPECT_FALSE(contains(stopped.out, "stopped after step")) << stopped.out;
+  EXPECT_TRUE(list_checkpoints(out("int2")).empty());
 }
 
 TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
@@ -261,6 +292,32 @@ TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
   EXPECT_EQ(g1.out.rfind("It is a truth", 0), 0u) << g1.out;
   EXPECT_EQ(g1.out.size(), std::string("It is a truth").size() + 40 + 1);  // bytes + newline
   EXPECT_EQ(g1.out, g2.out);  // same seed, same text
+}
+
+// Byte-level text may hold any byte: a model trained on text that is mostly
+// NUL bytes samples NULs, and generate and the sample at the end of
+// training print every byte they decode (printf's %s would stop at the first).
+// The text holds the sample's prompt, a newline, so that the sample starts
+// from a context the model has seen.
+TEST_F(CheckpointTest, GeneratedNulBytesArePrinted) {
+  std::string text;
+  for (int i = 0; i < 1500; ++i) text += std::string("\n\0\0\0a\0\0\0b\0\0\0", 12);
+  const std::string data = out("nul.txt");
+  std::ofstream(data, std::ios::binary) << text;
+  const auto t = cllm(1, with(tiny_run(data, out("run"), 1, 30), {"--sample-tokens", "64"}));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const std::string header = "sample (temperature 0.8, top-k 40):\n";
+  const auto at = t.out.find(header);
+  ASSERT_NE(at, std::string::npos) << t.out;
+  const std::string sample = t.out.substr(at + header.size());
+  EXPECT_EQ(sample.size(), 64u + 1) << "the sample, 64 bytes and a newline, was cut short";
+  EXPECT_NE(sample.find('\0'), std::string::npos) << "no NUL sampled: the test proves nothing";
+
+  const auto g = cllm(1, {"generate", "--checkpoint", checkpoint_path(out("run"), 30).string(),
+                          "--prompt", "a", "--tokens", "64", "--seed", "7"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out.size(), 1u + 64 + 1) << "prompt, 64 bytes and a newline";
+  EXPECT_NE(g.out.find('\0'), std::string::npos) << "no NUL generated: the test proves nothing";
 }
 
 TEST_F(CheckpointTest, Gpt2DatasetHoldsGpt2IdsAndItsCheckpointsGenerateText) {
@@ -397,6 +454,47 @@ TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
   set_root_attr("format_version", kCheckpointFormatVersion);
   set_root_attr("format", std::string("cllm-dataset"));
   expect_error("not a CLLM checkpoint");
+}
+
+// String attributes as other writers store them: h5py writes a Python str
+// as a variable-length UTF-8 string, and tools may write fixed-length or
+// ASCII ones; string_attr reads all four kinds, bytes unchanged, and refuses
+// an array of strings.
+TEST_F(CheckpointTest, StringAttributesOfEitherLengthAndCharacterSetReadBack) {
+  const fs::path path = dir / "strings.h5";
+  const std::string text = "Jane Austen \xe2\x80\x94 Emma";  // an em dash: UTF-8 beyond ASCII
+  const std::string ascii = "byte";
+  {
+    h5::Handle file = h5::create_file(path);
+    h5::Handle space(H5Screate(H5S_SCALAR), "scalar space");
+    const auto write = [&](const char* name, const std::string& value, bool variable,
+                           H5T_cset_t cset) {
+      h5::Handle type(H5Tcopy(H5T_C_S1), "string type");
+      h5::check(H5Tset_size(type, variable ? H5T_VARIABLE : value.size()), "size");
+      h5::check(H5Tset_cset(type, cset), "cset");
+      h5::Handle attr(H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT), name);
+      const char* chars = value.c_str();
+      h5::check(H5Awrite(attr, type, variable ? static_cast<const void*>(&chars) : chars), name);
+    };
+    write("vlen_utf8", text, true, H5T_CSET_UTF8);
+    write("vlen_ascii", ascii, true, H5T_CSET_ASCII);
+    write("fixed_utf8", text, false, H5T_CSET_UTF8);
+    write("fixed_ascii", ascii, false, H5T_CSET_ASCII);
+    // A list of strings, as h5py writes a Python list: not one string.
+    const hsize_t two = 2;
+    h5::Handle pair_space(H5Screate_simple(1, &two, nullptr), "space");
+    h5::Handle type(H5Tcopy(H5T_C_S1), "string type");
+    h5::check(H5Tset_size(type, H5T_VARIABLE), "size");
+    h5::Handle attr(H5Acreate2(file, "pair", type, pair_space, H5P_DEFAULT, H5P_DEFAULT), "pair");
+    const char* pair[] = {"a", "b"};
+    h5::check(H5Awrite(attr, type, pair), "pair");
+  }
+  h5::Handle file = h5::open_file(path);
+  EXPECT_EQ(h5::string_attr(file, "vlen_utf8"), text);
+  EXPECT_EQ(h5::string_attr(file, "vlen_ascii"), ascii);
+  EXPECT_EQ(h5::string_attr(file, "fixed_utf8"), text);
+  EXPECT_EQ(h5::string_attr(file, "fixed_ascii"), ascii);
+  EXPECT_THROW(h5::string_attr(file, "pair"), std::runtime_error);
 }
 
 TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {

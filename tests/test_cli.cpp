@@ -1,16 +1,23 @@
 // The cllm executable end to end: input errors, --help, a short training run
-// and its metrics.jsonl, --config files, and bench --json.
+// and its metrics.jsonl, --config files, bench --json, and jobs/local.sh
+// under a stop signal.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "cllm/checkpoint.h"
 #include "process.h"
 
 namespace cllm {
@@ -244,6 +251,100 @@ TEST_F(CliTest, MissingConfigFileIsAnError) {
   const auto lines = split_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_TRUE(contains(lines[0], missing)) << lines[0];
+}
+
+// A --config file holds `key = value` lines naming options, comments and
+// blank lines, nothing else: anything CLI11 would skip silently (a
+// misspelt key, a section, binary junk) is an error naming the file and the
+// culprit, exit 2. Only regular files are read: a FIFO, a folder or a
+// device is refused without being opened (a FIFO would block forever,
+// /dev/zero never end).
+TEST_F(CliTest, ConfigFileWithAnythingButKnownOptionsIsRefused) {
+  const auto write = [&](const std::string& name, const std::string& contents) {
+    const std::string path = (tmp / name).string();
+    std::ofstream(path, std::ios::binary) << contents;
+    return path;
+  };
+  const std::string valid = "steps = 2\nthreads = 1\n";
+  std::string binary = "\x7f" "ELF\x02\x01\x01";
+  binary += std::string(8, '\0') + "\x03\x00\x3e\x00 = \xff\xfe\n";
+  const std::string fifo = (tmp / "fifo.toml").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  struct Case {
+    std::string file;
+    std::vector<std::string> names;  // what the one error line must mention
+  };
+  const std::vector<Case> cases = {
+      {write("key.toml", valid + "stpes = 3\n"), {"key.toml", "'stpes'"}},
+      {write("underscore.toml", valid + "micro_batch = 2\n"), {"underscore.toml", "'micro_batch'"}},
+      {write("section.toml", valid + "[train]\nlr = 0.01\n"), {"section.toml", "[train]"}},
+      {write("dotted.toml", valid + "train.lr = 0.01\n"), {"dotted.toml", "'train.lr'"}},
+      {write("junk.toml", valid + "this is not an option\n"), {"junk.toml", ":3:"}},
+      {write("binary.toml", binary), {"binary.toml"}},
+      {write("latin1.toml", valid + "data = \"caf\xe9.txt\"\n"), {"latin1.toml", "UTF-8"}},
+      {write("option.toml", valid + "config = other.toml\n"), {"option.toml", "'config'"}},
+      {fifo, {fifo, "not a regular file"}},
+      {tmp.str(), {tmp.str(), "not a regular file"}},
+      {"/dev/zero", {"/dev/zero", "not a regular file"}},
+  };
+  for (const Case& c : cases) {
+    const Args args = train_args(out_dir("bad"), {{"--config", c.file}});
+    SCOPED_TRACE(test::join(args));
+    // A FIFO nobody writes to would block the reader: end a hung cllm
+    // rather than wait for ctest's timeout.
+    const ProcessResult r = test::wait_program(test::start_program(CLLM_BINARY, args, tmp.path()),
+                                               std::chrono::seconds(30));
+    EXPECT_FALSE(r.timed_out) << "cllm hung reading the --config file";
+    EXPECT_EQ(r.exit_code, 2) << "stderr: " << r.err;
+    const auto lines = split_lines(r.err);
+    EXPECT_EQ(lines.size(), 1u) << "stderr:\n" << r.err;
+    if (lines.size() != 1) continue;
+    EXPECT_EQ(lines[0].rfind("cllm: error: ", 0), 0u) << lines[0];
+    for (const std::string& name : c.names)
+      EXPECT_TRUE(contains(lines[0], name)) << "'" << name << "' missing from: " << lines[0];
+    EXPECT_FALSE(contains(r.out, "step ")) << "it trained anyway:\n" << r.out;
+  }
+  // The valid lines alone, with a comment, a blank line and an indented key, are fine.
+  const ProcessResult ok = run(train_args(
+      out_dir("ok"),
+      {{"--config", write("ok.toml", "# a comment\n\n" + valid + "  log-every = 1\n")}}));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+// ---------------------------------------------------------------- jobs/local.sh
+
+// A stop signal to jobs/local.sh (kill, a scheduler's SIGTERM, Ctrl-C in a
+// terminal) makes the ranks checkpoint at the step boundary, and the script
+// exits with the ranks' code 4 (mpirun itself kills its ranks on SIGTERM and
+// SIGINT, within a second, and returns 1).
+TEST_F(CliTest, LocalLauncherStopsTheRanksWithACheckpointAndExits4) {
+  const std::string local_sh = std::string(CLLM_SOURCE_DIR) + "/jobs/local.sh";
+  for (const int signal : {SIGTERM, SIGINT}) {
+    const std::string name = signal == SIGTERM ? "term" : "int";
+    SCOPED_TRACE(name);
+    const std::string out = out_dir(name);
+    // Steps that take a while, so that a checkpoint written at the
+    // boundary is not the luck of a signal arriving just before it.
+    Args args = {local_sh, "-n", "2", "-t", "1", "--"};
+    for (const auto& a : train_args(out, {{"--steps", "100000"}, {"--log-every", "1"},
+                                          {"--embd", "128"}, {"--seq-len", "128"},
+                                          {"--checkpoint-every", "0"}, {"--eval-every", "0"}}))
+      args.push_back(a);
+    const test::Running child =
+        test::start_program("/bin/bash", args, tmp.path(), {std::string("CLLM_BINARY=") + CLLM_BINARY});
+    const std::filesystem::path metrics = std::filesystem::path(out) / "metrics.jsonl";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline &&
+           (!std::filesystem::exists(metrics) || std::filesystem::file_size(metrics) == 0))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(child.pid, signal);
+    const ProcessResult r = test::wait_program(child, std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 4) << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("stopped after step (\\d+) of 100000 by")))
+        << r.out;
+    EXPECT_TRUE(std::filesystem::exists(checkpoint_path(out, std::stoi(m[1])))) << r.out;
+  }
 }
 
 // ---------------------------------------------------------------- bench

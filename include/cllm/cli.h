@@ -12,7 +12,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;       // bad input, I/O error, internal error
 inline constexpr int kExitUsage = 2;       // invalid command line
 inline constexpr int kExitDiverged = 3;    // --max-bad-steps non-finite steps in a row
-inline constexpr int kExitInterrupted = 4; // SIGUSR1/SIGTERM: checkpoint written, resume to go on
+inline constexpr int kExitInterrupted = 4; // SIGUSR1/SIGTERM/SIGINT: checkpoint written, resume to go on
 
 // Parses argv and runs the chosen subcommand; returns the exit code.
 // Errors are reported as one line on stderr. Needs MPI initialised (the

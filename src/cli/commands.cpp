@@ -29,6 +29,7 @@
 #include "cllm/tokenizer.h"
 #include "cllm/trainer.h"
 #include "agreement.h"
+#include "config_file.h"
 #include "options.h"
 #include "subcommands.h"
 
@@ -482,6 +483,7 @@ int run_train(TrainCommand& c, const Comm& comm) {
                     done, cfg.steps,
                     stop_signal_received() == SIGUSR1   ? "SIGUSR1"
                     : stop_signal_received() == SIGTERM ? "SIGTERM"
+                    : stop_signal_received() == SIGINT  ? "SIGINT"
                                                         : "a signal to another rank",
                     kExitInterrupted);
       return kExitInterrupted;
@@ -503,8 +505,11 @@ int run_train(TrainCommand& c, const Comm& comm) {
     so.top_k = 40;
     const auto prompt = tok->encode("\n");
     const auto ids = generate(trainer->model(), prompt, so);
-    std::printf("sample (temperature 0.8, top-k 40):\n%s\n",
-                tok->decode(std::span(ids).subspan(prompt.size())).c_str());
+    // Written by size, not with %s: byte-level text may hold NUL bytes.
+    const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
+    std::printf("sample (temperature 0.8, top-k 40):\n");
+    std::fwrite(sample.data(), 1, sample.size(), stdout);
+    std::printf("\n");
   }
   return kExitOk;
 }
@@ -630,7 +635,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
                             auto run) {
     CLI::App app{about, "cllm " + command};
-    app.set_config("--config", "", kConfigHelp);
+    add_config_option(app, kConfigHelp);
     add_options(app, command_options);
     if (auto code = agree(world, parse(app, argc - 1, argv + 1))) return *code;
     return run(command_options, world);

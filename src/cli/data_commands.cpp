@@ -166,7 +166,10 @@ int run_generate(GenerateCommand& c, const Comm& comm) {
         so.top_k = c.top_k;
         so.seed = c.seed;
         const auto ids = generate(model, prompt, so);
-        std::printf("%s\n", tok->decode(ids).c_str());
+        // Written by size, not with %s: byte-level text may hold NUL bytes.
+        const std::string text = tok->decode(ids);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::printf("\n");
       }))
     return *code;
   return kExitOk;

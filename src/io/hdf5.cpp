@@ -159,15 +159,27 @@ std::string string_attr(hid_t object, const std::string& name) {
   Handle type(H5Aget_type(attr), "attribute '" + name + "'");
   if (H5Tget_class(type) != H5T_STRING)
     throw std::runtime_error("attribute '" + name + "' is not a string");
-  if (H5Tis_variable_str(type) > 0) {  // as h5py writes them
+  // One string: an array of them (h5py writes a list so) would overrun the
+  // room for one below.
+  Handle space(H5Aget_space(attr), "attribute '" + name + "'");
+  if (H5Sget_simple_extent_npoints(space) != 1)
+    throw std::runtime_error("attribute '" + name + "' is not a single string");
+  if (H5Tis_variable_str(type) > 0) {  // as h5py writes a Python str (UTF-8)
+    // HDF5 converts no string between character sets, not even ASCII to
+    // UTF-8: the memory type takes the file's, and the bytes come as stored.
+    const H5T_cset_t cset = H5Tget_cset(type);
+    if (cset == H5T_CSET_ERROR) fail("attribute '" + name + "': character set");
     char* value = nullptr;
     Handle mem(H5Tcopy(H5T_C_S1), "string type");
     check(H5Tset_size(mem, H5T_VARIABLE), "string type");
+    check(H5Tset_cset(mem, cset), "string type");
     check(H5Aread(attr, mem, &value), "cannot read attribute '" + name + "'");
     std::string s = value ? value : "";
     H5free_memory(value);
     return s;
   }
+  // Fixed length: read with the file's own type, whatever its character set
+  // and padding; the string ends at the first NUL, if any.
   std::string s(H5Tget_size(type), '\0');
   check(H5Aread(attr, type, s.data()), "cannot read attribute '" + name + "'");
   s.resize(s.find('\0') == std::string::npos ? s.size() : s.find('\0'));

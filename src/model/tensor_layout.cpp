@@ -5,7 +5,8 @@
 namespace cllm {
 
 const TensorSpec& TensorLayout::add(std::string name, std::vector<std::int64_t> shape) {
-  if (find(name)) throw std::logic_error("duplicate tensor name " + name);
+  if (!index_.try_emplace(name, tensors_.size()).second)
+    throw std::logic_error("duplicate tensor name " + name);
   std::size_t numel = 1;
   for (auto d : shape) numel *= static_cast<std::size_t>(d);
   TensorSpec spec{std::move(name), std::move(shape), total_, numel};
@@ -21,9 +22,8 @@ std::size_t TensorLayout::numel() const {
 }
 
 const TensorSpec* TensorLayout::find(std::string_view name) const {
-  for (const auto& t : tensors_)
-    if (t.name == name) return &t;
-  return nullptr;
+  const auto it = index_.find(std::string(name));
+  return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""A dataset written by h5py with the README's schema trains.
+
+Run with Debian's interpreter, which has numpy and h5py:
+
+    /usr/bin/python3 tests/python/test_h5py_dataset.py --cllm build/release/cllm
+
+The README documents the dataset file so that other tools can write one.
+This test writes it the way a Python user would: root attributes as plain
+Python str, int and float values (h5py stores a str as a variable-length
+UTF-8 string, an int as int64), the byte tokenizer's tokens stored as uint8
+and again as uint16 (no chunking, no filters). `cllm train` must train 2
+steps on each.
+
+Exit status: 0 pass, 1 fail (with a FAIL: line saying why), 77 skipped
+because numpy or h5py cannot be imported (ctest reports it as skipped).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+
+try:
+    import h5py
+    import numpy as np
+except ImportError as e:  # pragma: no cover - depends on the interpreter
+    print(f"SKIP: {e} (run with an interpreter that has numpy and h5py, "
+          f"e.g. /usr/bin/python3); this interpreter is {sys.executable}")
+    sys.exit(SKIP)
+
+TRAIN_ARGS = ["--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16",
+              "--micro-batch", "2", "--global-batch", "4", "--steps", "2",
+              "--log-every", "1", "--eval-every", "0", "--eval-batches", "1",
+              "--sample-tokens", "0", "--threads", "1"]
+
+
+def write_dataset(path, dtype):
+    """The README's schema, with h5py's defaults for every attribute."""
+    vocab_size = 256
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, vocab_size, size=4000).astype(dtype)
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "cllm-dataset"
+        f.attrs["format_version"] = 1
+        f.attrs["vocab_size"] = vocab_size
+        f.attrs["tokenizer"] = "byte"
+        f.attrs["eot_token"] = -1
+        f.attrs["sources"] = "random tokens \u2014 written by h5py"  # beyond ASCII
+        f.attrs["sources_sha256"] = "0" * 64
+        f.attrs["val_fraction"] = 0.1
+        f["train/tokens"] = tokens[:3600]
+        f["val/tokens"] = tokens[3600:]
+    with h5py.File(path, "r") as f:  # what h5py made of the str attributes
+        string_type = f.attrs.get_id("format").get_type()
+        return (f"{'variable' if string_type.is_variable_str() else 'fixed'}-length, "
+                f"cset {'UTF-8' if string_type.get_cset() == h5py.h5t.CSET_UTF8 else 'ASCII'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cllm", required=True, help="the cllm executable")
+    args = parser.parse_args()
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="cllm-h5py-") as tmp:
+        for dtype in (np.uint8, np.uint16):
+            name = np.dtype(dtype).name
+            path = os.path.join(tmp, f"h5py-{name}.h5")
+            strings = write_dataset(path, dtype)
+            out = os.path.join(tmp, f"run-{name}")
+            cmd = [args.cllm, "train", "--data", path, "--out", out] + TRAIN_ARGS
+            r = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            print(f"{name} tokens, string attributes {strings}: exit {r.returncode}")
+            if r.returncode != 0:
+                failures.append(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
+            elif "vocab 256" not in r.stdout or "step 2/2" not in r.stdout:
+                failures.append(f"{' '.join(cmd)} did not train 2 steps:\n{r.stdout}")
+    for f in failures:
+        print(f"FAIL: {f}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
