@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configure and build CMake presets into build/<preset>.
 #
-#   scripts/build.sh [PRESET...]      (default: release; presets: release debug asan tsan)
+#   scripts/build.sh [PRESET...]      (default: release; presets: release debug asan tsan fuzz)
 #
 # CLLM_JOBS sets the number of parallel build jobs (default: nproc).
 set -euo pipefail

@@ -8,8 +8,10 @@
 #          Google Benchmark, PCRE2 and nlohmann-json (GPT-2 tokenizer),
 #          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
-#          (the tsan preset), Python 3 with NumPy, PyTorch and h5py (reference
-#          checks), Slurm and munge (tests/slurm: batch jobs on a real Slurm)
+#          (the tsan preset; libclang-rt-14-dev also has libFuzzer, for the
+#          fuzz preset), Python 3 with NumPy, PyTorch and h5py (reference
+#          checks; tests/fuzz/triage.py), Slurm and munge (tests/slurm: batch
+#          jobs on a real Slurm)
 #   bench  test + hyperfine (if the archive has it)
 #   all    same as bench
 #
@@ -19,7 +21,7 @@ set -euo pipefail
 
 mode="${1:-build}"
 case "$mode" in
-  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   build|test|bench|all) ;;
   *) echo "setup.sh: unknown mode '$mode' (expected build, test, bench or all)" >&2; exit 2 ;;
 esac

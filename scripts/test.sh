@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: install packages, build the release, asan and tsan
-# presets, and run each preset's ctest suite.
+# The whole test suite: install packages, build the release, asan, tsan and
+# fuzz presets, run the first three's ctest suites, and run each fuzz target
+# for CLLM_FUZZ_SECONDS (default 60) on its seed corpus, then over the inputs
+# that once crashed it (tests/fuzz/run_fuzzers.sh).
 #
 #   scripts/test.sh
 #
@@ -11,7 +13,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-presets=(release asan tsan)
+presets=(release asan tsan fuzz)
+fuzz_seconds="${CLLM_FUZZ_SECONDS:-60}"
 
 # Open MPI refuses to run as root without both of these; tests may start more
 # ranks than there are cores.
@@ -39,12 +42,19 @@ for p in "${presets[@]}"; do
     status=1
     continue
   fi
-  echo "test.sh: ctest --preset $p"
   start=$SECONDS
-  if ctest --preset "$p"; then
-    result[$p]="PASS: ${result[$p]}, tests passed in $((SECONDS - start)) s"
+  if [[ "$p" == fuzz ]]; then
+    test_cmd=(tests/fuzz/run_fuzzers.sh "$fuzz_seconds")
+    what="fuzz targets ($fuzz_seconds s each)"
   else
-    result[$p]="FAIL: ${result[$p]}, tests failed after $((SECONDS - start)) s"
+    test_cmd=(ctest --preset "$p")
+    what=tests
+  fi
+  echo "test.sh: ${test_cmd[*]}"
+  if "${test_cmd[@]}"; then
+    result[$p]="PASS: ${result[$p]}, $what passed in $((SECONDS - start)) s"
+  else
+    result[$p]="FAIL: ${result[$p]}, $what failed after $((SECONDS - start)) s"
     status=1
   fi
 done

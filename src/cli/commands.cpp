@@ -32,6 +32,7 @@
 #include "config_file.h"
 #include "options.h"
 #include "subcommands.h"
+#include "train_options.h"
 
 namespace cllm {
 
@@ -668,6 +669,19 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
     stop = Stop{kExitUsage,
                 "cllm: error: a subcommand is required: prepare, train, generate or bench\n"};
   return *agree(world, stop);
+}
+
+TrainConfig parse_train_options(std::vector<std::string> args) {
+  TrainCommand c;
+  CLI::App app{"Train a model on a text corpus", "cllm train"};
+  add_config_option(app, "Read options from a TOML file");
+  add_train_options(app, c);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the last argument first
+  app.parse(args);
+  c.batch.apply(c.cfg, 1);
+  c.cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
+  c.cfg.validate(1);
+  return c.cfg;
 }
 
 }  // namespace cllm
