@@ -320,6 +320,9 @@ TEST_F(GenerateTest, DeterministicForASeedAndInRange) {
   o.tokens = 0;
   EXPECT_EQ(generate(model, prompt, o), prompt);
   EXPECT_THROW(generate(model, {}, o), std::invalid_argument);
+  // Ids the embedding table has no row for (tests/fuzz/regressions/fuzz_checkpoint).
+  EXPECT_THROW(generate(model, {1, cfg.vocab_size}, o), std::invalid_argument);
+  EXPECT_THROW(generate(model, {-1}, o), std::invalid_argument);
 }
 
 TEST_F(GenerateTest, TopKOneIsGreedy) {

@@ -1,16 +1,20 @@
 // libFuzzer driver: the HDF5 token dataset reader (cllm::Hdf5TokenSource),
-// given any bytes as the file. Throwing std::exception is a correct answer;
-// a crash, a leak, undefined behaviour, a huge allocation or a token id
-// outside [0, vocab()) (TokenSource's promise, on which the embedding lookup
-// relies) is a finding.
+// given any bytes as the file, and read_windows, through which the trainer
+// takes its tokens. Throwing std::exception is a correct answer; a crash, a
+// leak, undefined behaviour, a huge allocation, a window past the end that
+// is read, or a token id outside [0, vocab()) out of read_windows (the
+// embedding lookup trusts them) is a finding.
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "cllm/dataset_file.h"
 #include "cllm/hdf5.h"
+#include "cllm/sampler.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -34,13 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         try {
           source.read_tokens(split, start, count, window.data());
         } catch (const std::exception&) {
-          continue;
         }
-        for (std::size_t i = 0; i < count; ++i)
-          if (window[i] < 0 || window[i] >= source.vocab())
-            cllm::fuzz::fail("token " + std::to_string(window[i]) + " at " +
-                             std::to_string(start + i) + " is outside the vocabulary of " +
-                             std::to_string(source.vocab()));
       }
       // A window past the end is refused, not read.
       bool refused = false;
@@ -50,6 +48,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         refused = true;
       }
       if (!refused) cllm::fuzz::fail("a window past the end of a split was read");
+      // As the trainer reads them: windows of T + 1 = 2 tokens.
+      const std::array<std::uint64_t, 3> starts = {0, (n - 2) / 2, n - 2};
+      std::array<std::int32_t, starts.size()> inputs{}, targets{};
+      try {
+        cllm::read_windows(source, split, starts, 1, inputs.data(), targets.data());
+      } catch (const std::exception&) {
+        continue;
+      }
+      for (const auto& ids : {inputs, targets})
+        for (const std::int32_t id : ids)
+          if (id < 0 || id >= source.vocab())
+            cllm::fuzz::fail("read_windows gave the token " + std::to_string(id) +
+                             ", outside the vocabulary of " + std::to_string(source.vocab()));
     }
   } catch (const std::exception&) {
   }
