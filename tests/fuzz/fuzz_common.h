@@ -53,10 +53,6 @@ inline const std::filesystem::path& write_input(const std::string& name, const s
   return path;
 }
 
-}  // namespace cllm::fuzz
-
-namespace cllm::fuzz {
-
 // A broken promise of the code under test: report it as a crash.
 [[noreturn]] inline void fail(const std::string& what) {
   std::fprintf(stderr, "fuzz: %s\n", what.c_str());
