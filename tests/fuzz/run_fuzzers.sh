@@ -62,7 +62,10 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 # HDF5's own leaks on corrupt files (lsan.supp says which).
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp}"
-common=(-rss_limit_mb=2048 -timeout=30)
+# An allocation over the limit stops the target with its stack (libFuzzer
+# leaves the malloc limit off unless it is given), so that the triage can
+# tell whose it is; growth of the resident set past it is cllm's.
+common=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=30)
 
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/cllm-fuzz.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
