@@ -31,6 +31,10 @@ struct SettingsComparison {
   std::vector<std::string> changed;   // "--lr 0.001 -> 0.002"
 };
 
+// The attribute names compare_settings looks at (and "data", which names
+// the data in its messages): all a resume reads of a checkpoint's settings.
+std::vector<std::string> compared_setting_names();
+
 // Compares the settings a checkpoint recorded with this run's. Settings the
 // checkpoint does not record (older files) are not compared.
 SettingsComparison compare_settings(const RunSettings& recorded, const RunSettings& now);

@@ -71,6 +71,12 @@ std::string setting_text(const SettingValue& v) {
   return std::get<std::string>(v);
 }
 
+std::vector<std::string> compared_setting_names() {
+  std::vector<std::string> names = {"data"};
+  for (const SettingRule& rule : kRules) names.push_back(rule.attribute);
+  return names;
+}
+
 SettingsComparison compare_settings(const RunSettings& recorded, const RunSettings& now) {
   SettingsComparison result;
   for (const SettingRule& rule : kRules) {
