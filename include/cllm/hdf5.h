@@ -88,6 +88,8 @@ std::int64_t int_attr(hid_t object, const std::string& name,
                       std::int64_t lo = std::numeric_limits<std::int64_t>::min(),
                       std::int64_t hi = std::numeric_limits<std::int64_t>::max());
 double double_attr(hid_t object, const std::string& name);
+// The kind of value an attribute holds (H5T_INTEGER, H5T_FLOAT, H5T_STRING, ...).
+H5T_class_t attr_class(hid_t object, const std::string& name);
 bool has_attr(hid_t object, const std::string& name);
 
 // How a dataset is stored. Filters need a chunked layout; chunk 0 means one

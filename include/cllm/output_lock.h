@@ -16,7 +16,8 @@ class OutputLock {
  public:
   // Takes the lock on folder/.lock without waiting. Throws
   // std::runtime_error naming the folder and the holder's host and PID when
-  // another process holds it, or naming the file when it cannot be made.
+  // another process holds it, or saying the folder is not writable when the
+  // lock file cannot be made.
   explicit OutputLock(const std::filesystem::path& folder);
   ~OutputLock();
   OutputLock(const OutputLock&) = delete;

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <stdexcept>
 
 #include "agreement.h"
+#include "options.h"
 #include "cllm/checkpoint.h"
 #include "cllm/dataset_file.h"
 #include "cllm/generate.h"
@@ -83,13 +83,11 @@ void add_prepare_options(CLI::App& app, PrepareCommand& c) {
       ->capture_default_str();
   app.add_option("--val-fraction", c.val_fraction, "Tail of the tokens held out for validation")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.5));
+      ->check(real_range(0.0, 0.5));
 }
 
 int run_prepare(PrepareCommand& c, const Comm& comm) {
   if (auto code = agree_on_setup(comm, [&] {
-        if (!(c.val_fraction >= 0 && c.val_fraction <= 0.5))  // NaN fails both
-          throw std::invalid_argument("--val-fraction must be in [0, 0.5]");
         // The output replaces its file: it must not be one of the inputs
         // (the same file under another name included).
         for (const std::string& input : c.inputs) {
@@ -148,13 +146,13 @@ int run_generate(GenerateCommand& c, const Comm& comm) {
         if (c.top_k < 0) throw std::invalid_argument("--top-k must not be negative");
         if (!comm.is_root()) return;
         const CheckpointContents header = read_checkpoint_header(c.checkpoint);
-        std::optional<Model> model_holder;
-        try {
-          model_holder.emplace(header.model);
-        } catch (const std::exception& e) {
-          throw std::runtime_error(naming_file(c.checkpoint, e.what()));
-        }
-        Model& model = *model_holder;
+        Model model = [&] {
+          try {
+            return Model(header.model);
+          } catch (const std::exception& e) {  // out of memory: say for which checkpoint
+            throw std::runtime_error(naming_file(c.checkpoint, e.what()));
+          }
+        }();
         read_checkpoint(c.checkpoint, model, nullptr);
         const auto tok = make_tokenizer(header.tokenizer);
         std::vector<std::int32_t> prompt = tok->encode(c.prompt);

@@ -6,6 +6,18 @@
 
 namespace cllm {
 
+CLI::Validator real_range(double lo, double hi) {
+  const std::string range = "[" + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "'" + text + "' is not a number";
+        if (!(v >= lo && v <= hi)) return "must be in " + range + ", not " + text;
+        return "";
+      },
+      "REAL in " + range);
+}
+
 void ModelOptions::add(CLI::App& app) {
   app.add_option("--preset", preset, "Model shape: small (4 layers, 4 heads, 256 wide, seq 128) "
                                      "or medium (6, 6, 384, seq 256)")

@@ -8,6 +8,10 @@
 
 namespace cllm {
 
+// CLI::Range(lo, hi) for a real option, but NaN fails it too (CLI11's Range
+// compares, and every comparison with NaN is false).
+CLI::Validator real_range(double lo, double hi);
+
 struct ModelOptions {
   std::string preset = "small";
   int layers = 0, heads = 0, embd = 0, seq_len = 0;

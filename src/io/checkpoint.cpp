@@ -64,9 +64,7 @@ RunSettings read_settings(hid_t file) {
   RunSettings settings;
   for (const std::string& name : compared_setting_names()) {
     if (!h5::has_attr(file, name)) continue;
-    h5::Handle attr(H5Aopen(file, name.c_str(), H5P_DEFAULT), "attribute '" + name + "'");
-    h5::Handle type(H5Aget_type(attr), "attribute '" + name + "'");
-    switch (H5Tget_class(type)) {
+    switch (h5::attr_class(file, name)) {
       case H5T_INTEGER: settings[name] = h5::int_attr(file, name); break;
       case H5T_FLOAT: settings[name] = h5::double_attr(file, name); break;
       case H5T_STRING: settings[name] = h5::string_attr(file, name); break;

@@ -47,12 +47,16 @@ void write_attr(hid_t object, const std::string& name, hid_t type, hid_t space,
   check(H5Awrite(attr, type, value), "cannot write attribute '" + name + "'");
 }
 
-void read_scalar_attr(hid_t object, const std::string& name, hid_t mem_type, void* out) {
-  Handle attr = open_attr(object, name);
+// Reads the one value of an open attribute as mem_type.
+void read_scalar(hid_t attr, const std::string& name, hid_t mem_type, void* out) {
   Handle space(H5Aget_space(attr), "attribute '" + name + "'");
   if (H5Sget_simple_extent_npoints(space) != 1)
     throw std::runtime_error("attribute '" + name + "' is not a scalar");
   check(H5Aread(attr, mem_type, out), "cannot read attribute '" + name + "' as a number");
+}
+
+void read_scalar_attr(hid_t object, const std::string& name, hid_t mem_type, void* out) {
+  read_scalar(open_attr(object, name), name, mem_type, out);
 }
 
 }  // namespace
@@ -188,28 +192,28 @@ std::string string_attr(hid_t object, const std::string& name) {
 
 std::int64_t int_attr(hid_t object, const std::string& name, std::int64_t lo, std::int64_t hi) {
   const std::string what = "attribute '" + name + "'";
-  Handle type;
-  {
-    Handle attr = open_attr(object, name);
-    type = Handle(H5Aget_type(attr), what);
-  }
+  const auto out_of_range = [&](const std::string& value) {
+    return std::runtime_error(what + " = " + value + " is out of range [" + std::to_string(lo) +
+                              ", " + std::to_string(hi) + "]");
+  };
+  Handle attr = open_attr(object, name);
+  Handle type(H5Aget_type(attr), what);
   std::int64_t v = 0;
   switch (H5Tget_class(type)) {
     case H5T_INTEGER:
       if (H5Tget_sign(type) == H5T_SGN_NONE) {
         std::uint64_t u = 0;
-        read_scalar_attr(object, name, H5T_NATIVE_UINT64, &u);
+        read_scalar(attr, name, H5T_NATIVE_UINT64, &u);
         if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-          throw std::runtime_error(what + " = " + std::to_string(u) + " is out of range [" +
-                                   std::to_string(lo) + ", " + std::to_string(hi) + "]");
+          throw out_of_range(std::to_string(u));
         v = static_cast<std::int64_t>(u);
       } else {
-        read_scalar_attr(object, name, H5T_NATIVE_INT64, &v);
+        read_scalar(attr, name, H5T_NATIVE_INT64, &v);
       }
       break;
     case H5T_FLOAT: {
       double d = 0;
-      read_scalar_attr(object, name, H5T_NATIVE_DOUBLE, &d);
+      read_scalar(attr, name, H5T_NATIVE_DOUBLE, &d);
       // 2^63 is the first double past int64's range.
       if (!(std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 9223372036854775808.0)) {
         char text[64];
@@ -222,10 +226,14 @@ std::int64_t int_attr(hid_t object, const std::string& name, std::int64_t lo, st
     default:
       throw std::runtime_error(what + " is not a number");
   }
-  if (v < lo || v > hi)
-    throw std::runtime_error(what + " = " + std::to_string(v) + " is out of range [" +
-                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (v < lo || v > hi) throw out_of_range(std::to_string(v));
   return v;
+}
+
+H5T_class_t attr_class(hid_t object, const std::string& name) {
+  Handle attr = open_attr(object, name);
+  Handle type(H5Aget_type(attr), "attribute '" + name + "'");
+  return H5Tget_class(type);
 }
 
 double double_attr(hid_t object, const std::string& name) {

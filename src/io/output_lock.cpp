@@ -15,7 +15,8 @@ OutputLock::OutputLock(const std::filesystem::path& folder) {
   const std::filesystem::path path = folder / ".lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0)
-    throw std::runtime_error(path.string() + ": cannot open lock file: " + std::strerror(errno));
+    throw std::runtime_error(folder.string() + ": output folder is not writable (cannot create " +
+                             path.filename().string() + ": " + std::strerror(errno) + ")");
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     char holder[256] = {};
