@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -79,6 +80,10 @@ bool exists(hid_t parent, const std::string& path);
 void set_attr(hid_t object, const std::string& name, const std::string& value);
 void set_attr(hid_t object, const std::string& name, std::int64_t value);
 void set_attr(hid_t object, const std::string& name, double value);
+// Strings and byte datasets longer than this are refused before they are
+// allocated: a corrupt file can declare gigabytes in a few bytes, and no
+// attribute or tokenizer file cllm writes comes near it.
+constexpr std::size_t kMaxTextBytes = std::size_t{64} << 20;
 std::string string_attr(hid_t object, const std::string& name);
 // An integer read exactly: an integer attribute of any width and sign, or a
 // float holding a whole number. Throws naming the attribute when the value
@@ -111,7 +116,8 @@ void read_dataset(hid_t dataset, hid_t mem_type, void* out);
 // Reads elements [start, start + count) of a 1-D dataset.
 void read_range(hid_t dataset, hid_t mem_type, hsize_t start, hsize_t count, void* out);
 
-// A 1-D byte dataset (file contents such as tokenizer vocabularies).
+// A 1-D byte dataset (file contents such as tokenizer vocabularies), of at
+// most kMaxTextBytes.
 void write_bytes(hid_t parent, const std::string& name, const std::string& bytes);
 std::string read_bytes(hid_t parent, const std::string& name);
 

@@ -59,6 +59,12 @@ void read_scalar_attr(hid_t object, const std::string& name, hid_t mem_type, voi
   read_scalar(open_attr(object, name), name, mem_type, out);
 }
 
+std::runtime_error too_long(const std::string& what, std::uint64_t bytes) {
+  return std::runtime_error(what + " declares " + std::to_string(bytes) +
+                            " bytes, more than the " + std::to_string(kMaxTextBytes >> 20) +
+                            " MiB any text of cllm's holds");
+}
+
 }  // namespace
 
 Handle::Handle(hid_t id, const std::string& what) : id_(id) {
@@ -184,7 +190,9 @@ std::string string_attr(hid_t object, const std::string& name) {
   }
   // Fixed length: read with the file's own type, whatever its character set
   // and padding; the string ends at the first NUL, if any.
-  std::string s(H5Tget_size(type), '\0');
+  const std::size_t bytes = H5Tget_size(type);
+  if (bytes > kMaxTextBytes) throw too_long("attribute '" + name + "'", bytes);
+  std::string s(bytes, '\0');
   check(H5Aread(attr, type, s.data()), "cannot read attribute '" + name + "'");
   s.resize(s.find('\0') == std::string::npos ? s.size() : s.find('\0'));
   return s;
@@ -303,6 +311,7 @@ std::string read_bytes(hid_t parent, const std::string& name) {
   Handle dset(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), "no dataset '" + name + "'");
   const auto shape = dataset_shape(dset);
   if (shape.size() != 1) throw std::runtime_error("dataset '" + name + "' is not 1-D");
+  if (shape[0] > kMaxTextBytes) throw too_long("dataset '" + name + "'", shape[0]);
   std::string bytes(shape[0], '\0');
   if (!bytes.empty()) read_dataset(dset, H5T_NATIVE_UCHAR, bytes.data());
   return bytes;

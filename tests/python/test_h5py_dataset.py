@@ -10,7 +10,9 @@ This test writes it the way a Python user would: root attributes as plain
 Python str, int and float values (h5py stores a str as a variable-length
 UTF-8 string, an int as int64), the byte tokenizer's tokens stored as uint8
 and again as uint16 (no chunking, no filters). `cllm train` must train 2
-steps on each.
+steps on each. A gpt2-bpe dataset whose tokenizer file declares 1 GiB (in
+a file of a few KiB: unwritten chunks) must be refused in one line before
+cllm allocates it.
 
 Exit status: 0 pass, 1 fail (with a FAIL: line saying why), 77 skipped
 because numpy or h5py cannot be imported (ctest reports it as skipped).
@@ -60,6 +62,23 @@ def write_dataset(path, dtype):
                 f"cset {'UTF-8' if string_type.get_cset() == h5py.h5t.CSET_UTF8 else 'ASCII'}")
 
 
+def write_huge_tokenizer_dataset(path):
+    """A gpt2-bpe dataset whose encoder.json claims 1 GiB and stores nothing."""
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 50257, size=4000).astype(np.uint16)
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "cllm-dataset"
+        f.attrs["format_version"] = 1
+        f.attrs["vocab_size"] = 50257
+        f.attrs["tokenizer"] = "gpt2-bpe"
+        f.attrs["eot_token"] = 50256
+        f.create_dataset("tokenizer/encoder.json", shape=(1 << 30,), dtype=np.uint8,
+                         chunks=(1 << 20,), compression="gzip")
+        f["tokenizer/vocab.bpe"] = np.frombuffer(b"#version: 0.2\n", dtype=np.uint8)
+        f["train/tokens"] = tokens[:3600]
+        f["val/tokens"] = tokens[3600:]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cllm", required=True, help="the cllm executable")
@@ -78,6 +97,18 @@ def main():
                 failures.append(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
             elif "vocab 256" not in r.stdout or "step 2/2" not in r.stdout:
                 failures.append(f"{' '.join(cmd)} did not train 2 steps:\n{r.stdout}")
+        path = os.path.join(tmp, "huge-tokenizer.h5")
+        write_huge_tokenizer_dataset(path)
+        cmd = [args.cllm, "train", "--data", path, "--out", os.path.join(tmp, "run-huge")]
+        cmd += TRAIN_ARGS
+        r = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        err = r.stderr.strip()
+        print(f"encoder.json declaring 1 GiB in a {os.path.getsize(path)}-byte file: "
+              f"exit {r.returncode}: {err}")
+        if r.returncode != 1 or len(err.splitlines()) != 1 or path not in err \
+                or "'encoder.json' declares 1073741824 bytes" not in err:
+            failures.append(f"{' '.join(cmd)}: wanted exit 1 and one line naming the file "
+                            f"and encoder.json's size, got exit {r.returncode}: {err}")
     for f in failures:
         print(f"FAIL: {f}")
     return 1 if failures else 0
