@@ -6,9 +6,11 @@
 
 #include <mpi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -42,6 +44,14 @@ class Comm {
   // Rank 0's values, on every rank (in pieces: any length).
   void broadcast(std::span<float> values) const;
   void broadcast(std::span<std::int64_t> values) const;
+  void broadcast(std::span<std::byte> bytes) const;
+  // Rank 0's value of a plain struct, on every rank: a snapshot travels as
+  // itself, not packed into an array of numbers.
+  template <typename T>
+  void broadcast_value(T& value) const {
+    static_assert(std::is_trivially_copyable_v<T>, "broadcast_value copies bytes");
+    broadcast(std::as_writable_bytes(std::span(&value, 1)));
+  }
   // Every rank's value, in rank order.
   std::vector<std::uint64_t> all_gather(std::uint64_t value) const;
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,24 @@ class Hdf5TokenSource final : public TokenSource {
 // Every stored token is below vocab_size: checked by prepare before writing.
 // Exposed for tests: reads the whole split.
 std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split split);
+
+// The data a run trains on: a file, and the share of a text file held out
+// for validation (datasets carry their own split).
+struct DataSpec {
+  std::string path = "data/austen.txt";
+  double val_fraction = 0.1;
+};
+
+// The data opened, and the tokenizer that made it.
+struct TrainingData {
+  std::unique_ptr<TokenSource> source;
+  TokenizerSpec tokenizer;
+};
+
+// An HDF5 dataset (.h5, .hdf5) is read window by window; any other file is
+// text, read whole with the byte tokenizer. Windows are seq_len + 1 tokens.
+// Throws std::runtime_error naming the file.
+TrainingData open_training_data(const DataSpec& spec, int seq_len);
 
 // A tokenizer as stored in datasets and checkpoints: the attributes
 // tokenizer, vocab_size and eot_token on attributes_at (the root of a

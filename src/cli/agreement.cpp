@@ -25,6 +25,23 @@ std::string error_line(const Comm& comm, const std::string& what) {
          line + "\n";
 }
 
+int report(const Comm& comm, const CollectiveFailure& failure) {
+  if (failure.reported_here()) {
+    std::fputs(error_line(comm, failure.what()).c_str(), stderr);
+    std::fflush(stderr);
+  }
+  return failure.invalid_setting() ? kExitUsage : kExitError;
+}
+
+std::optional<int> agree_on_setup(const Comm& comm, const std::function<void()>& work) {
+  try {
+    collectively(comm, work);
+    return std::nullopt;
+  } catch (const CollectiveFailure& failure) {
+    return report(comm, failure);
+  }
+}
+
 std::optional<Stop> parse(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);

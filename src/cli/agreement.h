@@ -7,12 +7,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <new>
+#include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
 #include "cllm/cli.h"
+#include "cllm/collective.h"
 #include "cllm/comm.h"
 
 namespace cllm {
@@ -30,22 +30,14 @@ std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine);
 // "cllm: error: [rank R: ]what\n", on one line whatever what holds
 std::string error_line(const Comm& comm, const std::string& what);
 
+// The exit code of a collective failure (collective.h), after the rank that
+// holds the reason prints it: a bad setting is a usage error (exit 2),
+// anything else an error (exit 1).
+int report(const Comm& comm, const CollectiveFailure& failure);
+
 // Runs work, which may fail on some ranks only, and agrees on the outcome:
-// std::invalid_argument is a usage error (exit 2), any other exception an
-// error (exit 1).
-std::optional<int> agree_on_setup(const Comm& comm, auto&& work) {
-  std::optional<Stop> stop;
-  try {
-    work();
-  } catch (const std::invalid_argument& e) {
-    stop = Stop{kExitUsage, error_line(comm, e.what())};
-  } catch (const std::bad_alloc&) {  // the big buffers say what and how much themselves
-    stop = Stop{kExitError, error_line(comm, "out of memory while setting up")};
-  } catch (const std::exception& e) {
-    stop = Stop{kExitError, error_line(comm, e.what())};
-  }
-  return agree(comm, stop);
-}
+// nullopt, or every rank's exit code.
+std::optional<int> agree_on_setup(const Comm& comm, const std::function<void()>& work);
 
 // Parses argv with app; help and parse errors (a missing --config file
 // among them) stop this rank.

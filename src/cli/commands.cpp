@@ -15,19 +15,15 @@
 #include <string>
 
 #include "cllm/blas.h"
-#include "cllm/checkpoint.h"
 #include "cllm/cli.h"
+#include "cllm/collective.h"
 #include "cllm/comm.h"
-#include "cllm/dataset_file.h"
-#include "cllm/generate.h"
-#include "cllm/metrics.h"
-#include "cllm/output_lock.h"
-#include "cllm/run_settings.h"
 #include "cllm/rng.h"
 #include "cllm/stop_signal.h"
 #include "cllm/text_dataset.h"
 #include "cllm/tokenizer.h"
 #include "cllm/trainer.h"
+#include "cllm/training_run.h"
 #include "agreement.h"
 #include "config_file.h"
 #include "options.h"
@@ -44,13 +40,8 @@ struct TrainCommand {
   ModelOptions model;
   BatchOptions batch;
   TrainConfig cfg;
-  std::string data = "data/austen.txt";
-  std::string out = "runs/default";
-  double val_fraction = 0.1;
-  int checkpoint_every = 100;
-  int keep = 3;
-  std::string resume = "auto";
-  int stop_at = 0;
+  DataSpec data;
+  RunPolicy policy;
 };
 
 struct BenchCommand {
@@ -77,27 +68,27 @@ void add_train_options(CLI::App& app, TrainCommand& c) {
   c.model.add(app);
   c.batch.add(app, false);
   TrainConfig& t = c.cfg;
-  app.add_option("--data", c.data,
+  app.add_option("--data", c.data.path,
                  "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
                  "(byte-level tokens)")
       ->capture_default_str();
-  app.add_option("--val-fraction", c.val_fraction,
+  app.add_option("--val-fraction", c.data.val_fraction,
                  "Tail of a text file held out for validation (datasets carry their own split)")
       ->capture_default_str()
       ->check(real_range(0.0, 0.5));
-  app.add_option("--out", c.out, "Output folder: checkpoints and metrics.jsonl")
+  app.add_option("--out", c.policy.out, "Output folder: checkpoints and metrics.jsonl")
       ->capture_default_str();
-  app.add_option("--checkpoint-every", c.checkpoint_every,
+  app.add_option("--checkpoint-every", c.policy.checkpoint_every,
                  "Steps between checkpoints (0: only at the end); one is always written at the "
                  "end and at --stop-at")
       ->capture_default_str();
-  app.add_option("--keep", c.keep, "Newest checkpoints kept in --out (0: all)")
+  app.add_option("--keep", c.policy.keep, "Newest checkpoints kept in --out (0: all)")
       ->capture_default_str();
-  app.add_option("--resume", c.resume,
+  app.add_option("--resume", c.policy.resume,
                  "auto: continue from the newest valid checkpoint in --out, if any; none: start "
                  "afresh (refused if --out holds checkpoints); or a checkpoint file")
       ->capture_default_str();
-  app.add_option("--stop-at", c.stop_at,
+  app.add_option("--stop-at", c.policy.stop_at,
                  "End after this step with a checkpoint, as an interruption would; the "
                  "learning-rate schedule still follows --steps (0: off)")
       ->capture_default_str();
@@ -179,334 +170,51 @@ MachineCpuTicks machine_cpu_ticks() {
   return t;
 }
 
-// The data a run trains on and the tokenizer that made it.
-struct TrainingData {
-  std::unique_ptr<TokenSource> source;
-  TokenizerSpec tokenizer;
-};
-
-// An HDF5 dataset (.h5, .hdf5) is read window by window; any other file is
-// text, read whole with the byte tokenizer.
-TrainingData open_training_data(const std::string& path, double val_fraction, int seq_len) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  TrainingData d;
-  if (ext == ".h5" || ext == ".hdf5") {
-    auto h5 = std::make_unique<Hdf5TokenSource>(path, seq_len + 1);
-    d.tokenizer = h5->tokenizer();
-    d.source = std::move(h5);
-  } else {
-    d.source = std::make_unique<TokenDataset>(load_text_dataset(path, val_fraction, seq_len));
-  }
-  return d;
-}
-
-// Rank 0: makes --out. Its lock, taken next, creates OUT/.lock and so proves
-// the folder writable before any training is spent.
-void prepare_output_folder(const fs::path& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw std::runtime_error(out.string() + ": cannot create output folder: " + ec.message());
-}
-
-// What this run records in its checkpoints, and compares with theirs on resume.
-RunSettings run_settings(const TrainCommand& c, const TrainConfig& cfg, const TokenSource& data) {
-  RunSettings s = config_settings(cfg);
-  s["data"] = c.data;
-  if (const std::string identity = data.identity(); !identity.empty()) s["data_identity"] = identity;
-  s["checkpoint_every"] = std::int64_t{c.checkpoint_every};
-  s["keep"] = std::int64_t{c.keep};
-  return s;
-}
-
-std::string joined(const std::vector<std::string>& lines, const char* separator) {
-  std::string s;
-  for (const auto& line : lines) s += (s.empty() ? "" : separator) + line;
-  return s;
-}
-
-// Rank 0: loads the checkpoint at path into the trainer, after checking that
-// it belongs to this run: settings that define the run must match (else
-// std::invalid_argument, exit 2); the others may change, with a warning
-// each. expected_step: the step its file name says, when found by --resume
-// auto. Other errors: std::runtime_error naming the file.
-TrainingState load_checkpoint_for_resume(const fs::path& path,
-                                         std::optional<std::int64_t> expected_step,
-                                         const RunSettings& settings, Trainer& trainer) {
-  const CheckpointContents header = read_checkpoint_header(path);
-  if (expected_step && header.state.step != *expected_step)
-    throw std::runtime_error(path.string() + ": its name says step " +
-                             std::to_string(*expected_step) + ", its /state/step says " +
-                             std::to_string(header.state.step));
-  const SettingsComparison diff = compare_settings(header.settings, settings);
-  if (!diff.refused.empty())
-    throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
-                                joined(diff.refused, "; ") +
-                                "; use the checkpoint's values, or another --out");
-  const double t0 = omp_get_wtime();
-  TrainingState state =
-      read_checkpoint(path, trainer.mutable_model(), &trainer.mutable_optimizer()).state;
-  for (const std::string& change : diff.changed)
-    std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
-                 change.c_str());
-  std::printf("resuming from %s (step %lld, read in %.2f s)\n", path.c_str(),
-              static_cast<long long>(state.step), omp_get_wtime() - t0);
-  return state;
-}
-
-// A checkpoint that cannot be loaded is renamed out of the way, so that it
-// never outranks (and, through --keep, displaces) the checkpoints written
-// after it, and is kept for a look.
-void set_aside(const fs::path& path, const std::string& why) {
-  const fs::path bad = fs::path(path.string() + ".bad");
-  std::error_code ec;
-  fs::rename(path, bad, ec);
-  if (ec)
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s (cannot rename it to %s: %s)\n",
-                 why.c_str(), bad.filename().c_str(), ec.message().c_str());
-  else
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s; renamed to %s\n", why.c_str(),
-                 bad.c_str());
-}
-
-// Rank 0: loads the checkpoint the run continues from into the trainer, as
-// --resume says, and returns its state; nullopt: start afresh.
-std::optional<TrainingState> load_resume_point(const TrainCommand& c, const RunSettings& settings,
-                                               Trainer& trainer) {
-  if (c.resume != "auto" && c.resume != "none")
-    return load_checkpoint_for_resume(c.resume, std::nullopt, settings, trainer);
-  const std::vector<CheckpointFile> found = list_checkpoints(c.out);
-  if (c.resume == "none") {
-    if (!found.empty())
-      throw std::runtime_error(c.out + ": already holds checkpoints (newest " +
-                               found.front().path.filename().string() +
-                               "); --resume auto continues them, or choose another --out");
-    return std::nullopt;
-  }
-  for (const CheckpointFile& f : found) {
-    try {
-      return load_checkpoint_for_resume(f.path, f.step, settings, trainer);
-    } catch (const std::invalid_argument&) {
-      throw;  // another run's checkpoint: not ours to set aside
-    } catch (const std::exception& e) {
-      set_aside(f.path, e.what());
-    }
-  }
-  return std::nullopt;
-}
-
-// Gives every rank rank 0's resume point: state, parameters, moments.
-std::optional<TrainingState> share_resume_point(const Comm& comm, Trainer& trainer,
-                                                const std::optional<TrainingState>& mine) {
-  std::vector<std::int64_t> head = {mine ? 1 : 0, mine ? mine->step : 0,
-                                    mine ? mine->tokens_seen : 0,
-                                    mine ? mine->bad_steps_in_a_row : 0,
-                                    trainer.optimizer().steps_taken()};
-  comm.broadcast(head);
-  if (!head[0]) return std::nullopt;
-  if (comm.size() > 1) {
-    comm.broadcast(trainer.mutable_model().params());
-    const std::size_t n = trainer.model().layout().total();
-    AlignedBuffer<float> m(n), v(n);
-    std::copy_n(trainer.optimizer().m().data(), n, m.data());
-    std::copy_n(trainer.optimizer().v().data(), n, v.data());
-    comm.broadcast(m.span());
-    comm.broadcast(v.span());
-    trainer.mutable_optimizer().restore(m.span(), v.span(), head[4]);
-  }
-  return TrainingState{head[1], head[2], static_cast<int>(head[3])};
-}
-
 int run_train(TrainCommand& c, const Comm& comm) {
   install_stop_signal_handlers();
-  TrainConfig& cfg = c.cfg;
-  const bool root = comm.is_root();
-  TrainingData data;
-  std::unique_ptr<Trainer> trainer;
-  std::optional<OutputLock> lock;  // rank 0, for the whole run
-  RunSettings settings;
-  std::optional<TrainingState> resumed;
-  if (auto code = agree_on_setup(comm, [&] {
-        c.batch.apply(cfg, comm.size());
-        cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-        cfg.validate(comm.size());  // options first: a bad one is named before data is read
-        if (c.stop_at < 0) throw std::invalid_argument("--stop-at must not be negative");
-        if (c.checkpoint_every < 0)
-          throw std::invalid_argument("--checkpoint-every must not be negative");
-        if (root) {
-          prepare_output_folder(c.out);
-          lock.emplace(c.out);
-        }
-        data = open_training_data(c.data, c.val_fraction, cfg.model.seq_len);
-        cfg.model.vocab_size = data.source->vocab();
-        try {
-          cfg.model.validate();  // the vocabulary came from the file
-        } catch (const std::invalid_argument& e) {
-          throw std::runtime_error(c.data + ": " + e.what());
-        }
-        settings = run_settings(c, cfg, *data.source);
-        trainer = std::make_unique<Trainer>(cfg, *data.source, comm);
-      }))
-    return *code;
-  // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
-  if (auto code = agree_on_setup(comm, [&] {
-        if (root) resumed = load_resume_point(c, settings, *trainer);
-      }))
-    return *code;
-  resumed = share_resume_point(comm, *trainer, resumed);
-  const TrainingState start = resumed.value_or(TrainingState{});
-  const int end = c.stop_at > 0 ? std::min(c.stop_at, cfg.steps) : cfg.steps;
-  if (start.step >= end) {
-    if (root)
-      std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n", c.out.c_str(),
-                  static_cast<long long>(start.step),
-                  end == cfg.steps ? "completes --steps" : "reaches --stop-at");
-    return kExitOk;
-  }
-  std::optional<MetricsFile> metrics;  // rank 0 only
-  if (auto code = agree_on_setup(comm, [&] {
-        if (root) metrics.emplace(fs::path(c.out) / "metrics.jsonl", start.step);
-      }))
-    return *code;
-
-  const ModelConfig& m = cfg.model;
-  const TokenSource& source = *data.source;
-  if (root) {
-    std::printf("cllm train: %s (%llu train / %llu val tokens, %s tokenizer), out %s\n",
-                source.name().c_str(),
-                static_cast<unsigned long long>(source.split_size(Split::train)),
-                static_cast<unsigned long long>(source.split_size(Split::val)),
-                data.tokenizer.name.c_str(), c.out.c_str());
-    std::printf("model: %d layers, %d heads, %d wide, seq %d, vocab %d: %zu parameters\n",
-                m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
-                trainer->model().layout().numel());
-    std::printf("batch: %d sequences/step = %d micro-batches of %d over %d rank(s) x %d "
-                "thread(s); %.1f MiB per thread context\n",
-                cfg.global_batch, cfg.micro_batches_per_step(), cfg.micro_batch, comm.size(),
-                cfg.threads, trainer->thread_context_bytes() / 1048576.0);
-    std::printf("blas: %s\n", kernels::blas_name().c_str());
-    std::fflush(stdout);
-    warn_if_blas_is_slow();
-  }
-
-  TrainingState state = start;
-  // Rank 0 writes; every rank agrees on the outcome.
-  const auto save_checkpoint = [&](int done) {
-    return agree_on_setup(comm, [&] {
-      if (!root) return;
-      const double t0 = omp_get_wtime();
-      const fs::path path = checkpoint_path(c.out, done);
-      write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state, data.tokenizer,
-                       settings);
-      prune_checkpoints(c.out, c.keep, path);
-      std::error_code ec;
-      std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
-                  static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);
-      std::fflush(stdout);
+  RunEnd end;
+  try {
+    TrainConfig cfg = c.cfg;
+    collectively(comm, [&] {
+      c.batch.apply(cfg, comm.size());
+      cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
     });
-  };
-  double interval_s = 0, total_s = 0;
-  int interval_steps = 0;
-  for (int step = static_cast<int>(start.step); step < end; ++step) {
-    const StepResult r = trainer->train_step(step);
-    interval_s += r.t_total;
-    total_s += r.t_total;
-    ++interval_steps;
-    state.step = step + 1;
-    state.tokens_seen += cfg.tokens_per_step();
-    if (!r.applied) {  // every rank sees the same loss and norm, so decides alike
-      ++state.bad_steps_in_a_row;
+    TrainingRun run(cfg, c.policy, c.data, comm);
+    end = run.run();
+  } catch (const CollectiveFailure& failure) {
+    return report(comm, failure);
+  }
+  // Every rank returns the same code; rank 0 says why.
+  const bool root = comm.is_root();
+  switch (end.why) {
+    case RunEnd::Why::completed:
+    case RunEnd::Why::nothing_to_do: return kExitOk;
+    case RunEnd::Why::stop_at:
+      if (root)
+        std::printf("stopped after step %lld of %d (--stop-at); the same command with --resume "
+                  "auto continues\n",
+                  static_cast<long long>(end.step), c.cfg.steps);
+      return kExitOk;
+    case RunEnd::Why::diverged:
       if (root)
         std::fprintf(stderr,
-                   "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
-                   "skipped (%d of --max-bad-steps %d in a row)\n",
-                   step + 1, std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update" :
-                   std::isfinite(r.loss) ? "gradient norm" : "loss",
-                   r.loss, r.grad_norm, state.bad_steps_in_a_row, cfg.max_bad_steps);
-      if (state.bad_steps_in_a_row >= cfg.max_bad_steps) {
-        if (root)
-          std::fprintf(stderr,
-                     "cllm: error: stopping at step %d after %d non-finite steps in a row; "
-                     "parameters are those of the last good step (try a lower --lr)\n",
-                     step + 1, state.bad_steps_in_a_row);
-        return kExitDiverged;
-      }
-    } else {
-      state.bad_steps_in_a_row = 0;
-    }
-    const int done = step + 1;
-    const bool last = done == cfg.steps;
-    const bool save = done == end || (c.checkpoint_every > 0 && done % c.checkpoint_every == 0);
-    if (last || save || (cfg.check_every > 0 && done % cfg.check_every == 0))
-      trainer->check_replicas(done);  // never checkpoint replicas that drifted apart
-    const bool eval = last || (cfg.eval_every > 0 && done % cfg.eval_every == 0);
-    if (done % cfg.log_every == 0 || last || eval || done == end) {
-      LogRecord rec;
-      rec.step = done;
-      rec.total_steps = cfg.steps;
-      rec.loss = r.loss;
-      rec.lr = r.lr;
-      rec.grad_norm = r.grad_norm;
-      rec.ms_per_step = 1000.0 * interval_s / interval_steps;
-      rec.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) * interval_steps / interval_s;
-      rec.eta_s = total_s / (done - start.step) * (cfg.steps - done);
-      if (eval) rec.val_loss = trainer->evaluate();
-      if (root) {
-        std::printf("%s\n", format_log_line(rec).c_str());
-        std::fflush(stdout);
-        metrics->write(rec);
-      }
-      interval_s = 0;
-      interval_steps = 0;
-      if (last && root)
-        std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
-                    "rank(s)\n",
-                    *rec.val_loss,
-                    static_cast<unsigned long long>(checksum(trainer->model().params())),
-                    comm.size());
-    }
-    // A stop signal on any rank: all ranks agree on it here, at the step
-    // boundary (after the last step there is nothing left to interrupt).
-    const bool interrupted = done < end && !comm.all_ok(stop_signal_received() == 0);
-    if (interrupted && !save) trainer->check_replicas(done);
-    if (save || interrupted)
-      if (auto code = save_checkpoint(done)) return *code;
-    if (interrupted) {
+                   "cllm: error: stopping at step %lld after %d non-finite steps in a row; "
+                   "parameters are those of the last good step (try a lower --lr)\n",
+                   static_cast<long long>(end.step), end.bad_steps);
+      return kExitDiverged;
+    case RunEnd::Why::interrupted:
       if (root)
-        std::printf("stopped after step %d of %d by %s; the same command continues from "
-                    "the checkpoint (exit code %d)\n",
-                    done, cfg.steps,
-                    stop_signal_received() == SIGUSR1   ? "SIGUSR1"
-                    : stop_signal_received() == SIGTERM ? "SIGTERM"
-                    : stop_signal_received() == SIGINT  ? "SIGINT"
-                                                        : "a signal to another rank",
-                    kExitInterrupted);
+        std::printf("stopped after step %lld of %d by %s; the same command continues from the "
+                  "checkpoint (exit code %d)\n",
+                  static_cast<long long>(end.step), c.cfg.steps,
+                  end.signal == SIGUSR1   ? "SIGUSR1"
+                  : end.signal == SIGTERM ? "SIGTERM"
+                  : end.signal == SIGINT  ? "SIGINT"
+                                          : "a signal to another rank",
+                  kExitInterrupted);
       return kExitInterrupted;
-    }
   }
-  if (end < cfg.steps) {
-    if (root)
-      std::printf("stopped after step %d of %d (--stop-at); the same command with --resume auto "
-                  "continues\n",
-                  end, cfg.steps);
-    return kExitOk;
-  }
-  if (root && cfg.sample_tokens > 0) {
-    const auto tok = make_tokenizer(data.tokenizer);
-    SamplingOptions so;
-    so.tokens = cfg.sample_tokens;
-    so.seed = cfg.seed;
-    so.temperature = 0.8f;
-    so.top_k = 40;
-    const auto prompt = tok->encode("\n");
-    const auto ids = generate(trainer->model(), prompt, so);
-    // Written by size, not with %s: byte-level text may hold NUL bytes.
-    const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
-    std::printf("sample (temperature 0.8, top-k 40):\n");
-    std::fwrite(sample.data(), 1, sample.size(), stdout);
-    std::printf("\n");
-  }
-  return kExitOk;
+  return kExitError;
 }
 
 int run_bench(BenchCommand& c, const Comm& comm) {

@@ -76,6 +76,10 @@ void Comm::broadcast(std::span<std::int64_t> v) const {
   if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_INT64_T);
 }
 
+void Comm::broadcast(std::span<std::byte> v) const {
+  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_BYTE);
+}
+
 std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value) const {
   std::vector<std::uint64_t> all(size_, value);
   if (comm_ != MPI_COMM_NULL)

@@ -1,6 +1,7 @@
 #include "cllm/dataset_file.h"
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 #include <stdexcept>
 
@@ -158,6 +159,21 @@ std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split sp
   std::vector<std::int32_t> tokens(source.split_size(split));
   if (!tokens.empty()) source.read_tokens(split, 0, tokens.size(), tokens.data());
   return tokens;
+}
+
+TrainingData open_training_data(const DataSpec& spec, int seq_len) {
+  std::string ext = std::filesystem::path(spec.path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char ch) { return std::tolower(ch); });
+  TrainingData d;
+  if (ext == ".h5" || ext == ".hdf5") {
+    auto h5 = std::make_unique<Hdf5TokenSource>(spec.path, seq_len + 1);
+    d.tokenizer = h5->tokenizer();
+    d.source = std::move(h5);
+  } else {
+    d.source = std::make_unique<TokenDataset>(load_text_dataset(spec.path, spec.val_fraction, seq_len));
+  }
+  return d;
 }
 
 }  // namespace cllm

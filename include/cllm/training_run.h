@@ -1,0 +1,101 @@
+// TrainingRun: one `cllm train` from start to end, on every rank. It owns
+// what happens between optimizer steps - the log line and metrics.jsonl,
+// validation, the replica check, checkpoints and their pruning, the stop
+// signal, non-finite steps, the final sample - and resuming: finding the
+// checkpoint to continue from, loading it on rank 0 and handing it to the
+// others. The Trainer owns what happens inside a step.
+//
+// Every public member is collective: all ranks call it at the same point.
+// A failure on any rank throws CollectiveFailure on every rank (collective.h).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cllm/checkpoint.h"
+#include "cllm/comm.h"
+#include "cllm/config.h"
+#include "cllm/dataset_file.h"
+#include "cllm/metrics.h"
+#include "cllm/output_lock.h"
+#include "cllm/run_settings.h"
+#include "cllm/trainer.h"
+
+namespace cllm {
+
+// Where a run keeps its files and when it writes them.
+struct RunPolicy {
+  std::string out = "runs/default";  // folder of checkpoints and metrics.jsonl
+  int checkpoint_every = 100;   // steps between checkpoints (0: only at the end and at stop_at)
+  int keep = 3;                 // newest checkpoints kept in out (0: all)
+  std::string resume = "auto";  // auto, none, or a checkpoint file
+  int stop_at = 0;              // end after this step with a checkpoint (0: off)
+
+  // Throws std::invalid_argument naming the setting.
+  void validate() const;
+};
+
+// Which step a run ends at, and why.
+struct RunEnd {
+  enum class Why {
+    completed,      // --steps done
+    nothing_to_do,  // the checkpoint it resumed from was already there
+    stop_at,        // RunPolicy::stop_at reached, checkpoint written
+    interrupted,    // a stop signal, checkpoint written
+    diverged,       // max_bad_steps non-finite steps in a row
+  };
+  Why why = Why::completed;
+  std::int64_t step = 0;  // steps done
+  int signal = 0;         // interrupted: the signal this rank received (0: another rank's)
+  int bad_steps = 0;      // diverged: non-finite steps in a row
+};
+
+class TrainingRun {
+ public:
+  // Validates the settings (before any I/O), takes out (rank 0 creates and
+  // locks it), opens the data and builds the trainer. config.model's
+  // vocabulary is replaced by the data's.
+  TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm);
+
+  // Continues from a checkpoint as policy.resume says (rank 0 reads it, every
+  // rank gets it), opens metrics.jsonl, then trains to the end or to a stop.
+  RunEnd run();
+
+  const Trainer& trainer() const { return *trainer_; }
+  const TrainConfig& config() const { return config_; }
+
+ private:
+  // Rank 0: the checkpoint policy.resume names or finds, loaded into the
+  // trainer; nullopt: start afresh.
+  std::optional<TrainingState> load_resume_point();
+  std::optional<TrainingState> load_for_resume(const std::filesystem::path& path,
+                                               std::optional<std::int64_t> expected_step);
+  // Rank 0's resume point (state, parameters, moments) on every rank.
+  std::optional<TrainingState> share_resume_point(const std::optional<TrainingState>& mine);
+  void print_header() const;
+  void save_checkpoint(const TrainingState& state);
+  void print_sample() const;
+
+  TrainConfig config_;
+  RunPolicy policy_;
+  DataSpec data_spec_;
+  const Comm& comm_;
+  std::optional<OutputLock> lock_;  // rank 0, for the whole run
+  TrainingData data_;
+  RunSettings settings_;
+  std::unique_ptr<Trainer> trainer_;
+  std::optional<MetricsFile> metrics_;  // rank 0
+};
+
+// What happens after step `done` (1-based) of a run that ends at `end`
+// (stop_at or the last step) out of config.steps: the loop's cadences, as a
+// pure function of the step.
+struct StepActions {
+  bool log = false, evaluate = false, check_replicas = false, checkpoint = false;
+};
+StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end);
+
+}  // namespace cllm

@@ -1,0 +1,329 @@
+#include "cllm/training_run.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#include "cllm/blas.h"
+#include "cllm/collective.h"
+#include "cllm/generate.h"
+#include "cllm/stop_signal.h"
+#include "cllm/tokenizer.h"
+
+namespace cllm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Rank 0: makes out. Its lock, taken next, creates OUT/.lock and so proves
+// the folder writable before any training is spent.
+void prepare_output_folder(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error(out.string() + ": cannot create output folder: " + ec.message());
+}
+
+// What this run records in its checkpoints, and compares with theirs on resume.
+RunSettings run_settings(const TrainConfig& config, const RunPolicy& policy, const DataSpec& data,
+                         const TokenSource& source) {
+  RunSettings s = config_settings(config);
+  s["data"] = data.path;
+  if (const std::string identity = source.identity(); !identity.empty())
+    s["data_identity"] = identity;
+  s["checkpoint_every"] = std::int64_t{policy.checkpoint_every};
+  s["keep"] = std::int64_t{policy.keep};
+  return s;
+}
+
+std::string joined(const std::vector<std::string>& lines, const char* separator) {
+  std::string s;
+  for (const auto& line : lines) s += (s.empty() ? "" : separator) + line;
+  return s;
+}
+
+// A checkpoint that cannot be loaded is renamed out of the way, so that it
+// never outranks (and, through --keep, displaces) the checkpoints written
+// after it, and is kept for a look.
+void set_aside(const fs::path& path, const std::string& why) {
+  const fs::path bad = fs::path(path.string() + ".bad");
+  std::error_code ec;
+  fs::rename(path, bad, ec);
+  if (ec)
+    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s (cannot rename it to %s: %s)\n",
+                 why.c_str(), bad.filename().c_str(), ec.message().c_str());
+  else
+    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s; renamed to %s\n", why.c_str(),
+                 bad.c_str());
+}
+
+// The point a run continues from, as rank 0 hands it to the others with the
+// parameters and moments.
+struct ResumePoint {
+  bool found = false;
+  TrainingState state;
+  std::int64_t optimizer_steps = 0;
+};
+static_assert(std::is_trivially_copyable_v<ResumePoint>);
+
+}  // namespace
+
+void RunPolicy::validate() const {
+  if (stop_at < 0) throw std::invalid_argument("--stop-at must not be negative");
+  if (checkpoint_every < 0) throw std::invalid_argument("--checkpoint-every must not be negative");
+}
+
+StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {
+  StepActions a;
+  const bool last = done == config.steps;
+  a.checkpoint = done == end || (policy.checkpoint_every > 0 && done % policy.checkpoint_every == 0);
+  // Never checkpoint replicas that drifted apart.
+  a.check_replicas = last || a.checkpoint ||
+                     (config.check_every > 0 && done % config.check_every == 0);
+  a.evaluate = last || (config.eval_every > 0 && done % config.eval_every == 0);
+  a.log = done % config.log_every == 0 || last || a.evaluate || done == end;
+  return a;
+}
+
+TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm)
+    : config_(std::move(config)), policy_(std::move(policy)), data_spec_(std::move(data)),
+      comm_(comm) {
+  collectively(comm_, [&] {
+    // The settings first: a bad one is named before any file is touched.
+    config_.validate(comm_.size());
+    policy_.validate();
+    if (comm_.is_root()) {
+      prepare_output_folder(policy_.out);
+      lock_.emplace(policy_.out);
+    }
+    data_ = open_training_data(data_spec_, config_.model.seq_len);
+    config_.model.vocab_size = data_.source->vocab();
+    try {
+      config_.model.validate();  // the vocabulary came from the file
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(data_spec_.path + ": " + e.what());
+    }
+    settings_ = run_settings(config_, policy_, data_spec_, *data_.source);
+    trainer_ = std::make_unique<Trainer>(config_, *data_.source, comm_);
+  });
+}
+
+// Loads the checkpoint at path into the trainer, after checking that it
+// belongs to this run: settings that define the run must match (else
+// std::invalid_argument, exit 2); the others may change, with a warning
+// each. expected_step: the step its file name says, when found by --resume
+// auto. Other errors: std::runtime_error naming the file.
+std::optional<TrainingState> TrainingRun::load_for_resume(
+    const fs::path& path, std::optional<std::int64_t> expected_step) {
+  const CheckpointContents header = read_checkpoint_header(path);
+  if (expected_step && header.state.step != *expected_step)
+    throw std::runtime_error(path.string() + ": its name says step " +
+                             std::to_string(*expected_step) + ", its /state/step says " +
+                             std::to_string(header.state.step));
+  const SettingsComparison diff = compare_settings(header.settings, settings_);
+  if (!diff.refused.empty())
+    throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
+                                joined(diff.refused, "; ") +
+                                "; use the checkpoint's values, or another --out");
+  const double t0 = omp_get_wtime();
+  TrainingState state =
+      read_checkpoint(path, trainer_->mutable_model(), &trainer_->mutable_optimizer()).state;
+  for (const std::string& change : diff.changed)
+    std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
+                 change.c_str());
+  std::printf("resuming from %s (step %lld, read in %.2f s)\n", path.c_str(),
+              static_cast<long long>(state.step), omp_get_wtime() - t0);
+  return state;
+}
+
+std::optional<TrainingState> TrainingRun::load_resume_point() {
+  if (policy_.resume != "auto" && policy_.resume != "none")
+    return load_for_resume(policy_.resume, std::nullopt);
+  const std::vector<CheckpointFile> found = list_checkpoints(policy_.out);
+  if (policy_.resume == "none") {
+    if (!found.empty())
+      throw std::runtime_error(policy_.out + ": already holds checkpoints (newest " +
+                               found.front().path.filename().string() +
+                               "); --resume auto continues them, or choose another --out");
+    return std::nullopt;
+  }
+  for (const CheckpointFile& f : found) {
+    try {
+      return load_for_resume(f.path, f.step);
+    } catch (const std::invalid_argument&) {
+      throw;  // another run's checkpoint: not ours to set aside
+    } catch (const std::exception& e) {
+      set_aside(f.path, e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<TrainingState> TrainingRun::share_resume_point(
+    const std::optional<TrainingState>& mine) {
+  ResumePoint point;
+  if (mine) point = {true, *mine, trainer_->optimizer().steps_taken()};
+  comm_.broadcast_value(point);
+  if (!point.found) return std::nullopt;
+  if (comm_.size() > 1) {
+    comm_.broadcast(trainer_->mutable_model().params());
+    const std::size_t n = trainer_->model().layout().total();
+    AlignedBuffer<float> m(n), v(n);
+    std::copy_n(trainer_->optimizer().m().data(), n, m.data());
+    std::copy_n(trainer_->optimizer().v().data(), n, v.data());
+    comm_.broadcast(m.span());
+    comm_.broadcast(v.span());
+    trainer_->mutable_optimizer().restore(m.span(), v.span(), point.optimizer_steps);
+  }
+  return point.state;
+}
+
+void TrainingRun::print_header() const {
+  const ModelConfig& m = config_.model;
+  const TokenSource& source = *data_.source;
+  std::printf("cllm train: %s (%llu train / %llu val tokens, %s tokenizer), out %s\n",
+              source.name().c_str(),
+              static_cast<unsigned long long>(source.split_size(Split::train)),
+              static_cast<unsigned long long>(source.split_size(Split::val)),
+              data_.tokenizer.name.c_str(), policy_.out.c_str());
+  std::printf("model: %d layers, %d heads, %d wide, seq %d, vocab %d: %zu parameters\n", m.n_layer,
+              m.n_head, m.n_embd, m.seq_len, m.vocab_size, trainer_->model().layout().numel());
+  std::printf("batch: %d sequences/step = %d micro-batches of %d over %d rank(s) x %d "
+              "thread(s); %.1f MiB per thread context\n",
+              config_.global_batch, config_.micro_batches_per_step(), config_.micro_batch,
+              comm_.size(), config_.threads, trainer_->thread_context_bytes() / 1048576.0);
+  std::printf("blas: %s\n", kernels::blas_name().c_str());
+  std::fflush(stdout);
+  // The BLAS may run kernels far below the CPU's (see cllm/blas.h): say so on
+  // stderr, with the fix, before a long run goes slowly for no visible reason.
+  if (const std::string warning = kernels::blas_kernel_warning(); !warning.empty())
+    std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
+}
+
+// Rank 0 writes; every rank agrees on the outcome.
+void TrainingRun::save_checkpoint(const TrainingState& state) {
+  collectively(comm_, [&] {
+    if (!comm_.is_root()) return;
+    const double t0 = omp_get_wtime();
+    const fs::path path = checkpoint_path(policy_.out, state.step);
+    write_checkpoint(path, trainer_->model(), trainer_->optimizer(), config_, state,
+                     data_.tokenizer, settings_);
+    prune_checkpoints(policy_.out, policy_.keep, path);
+    std::error_code ec;
+    std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
+                static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);
+    std::fflush(stdout);
+  });
+}
+
+void TrainingRun::print_sample() const {
+  const auto tok = make_tokenizer(data_.tokenizer);
+  SamplingOptions so;
+  so.tokens = config_.sample_tokens;
+  so.seed = config_.seed;
+  so.temperature = 0.8f;
+  so.top_k = 40;
+  const auto prompt = tok->encode("\n");
+  const auto ids = generate(trainer_->model(), prompt, so);
+  // Written by size, not with %s: byte-level text may hold NUL bytes.
+  const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
+  std::printf("sample (temperature 0.8, top-k 40):\n");
+  std::fwrite(sample.data(), 1, sample.size(), stdout);
+  std::printf("\n");
+}
+
+RunEnd TrainingRun::run() {
+  const bool root = comm_.is_root();
+  // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
+  std::optional<TrainingState> resumed;
+  collectively(comm_, [&] {
+    if (root) resumed = load_resume_point();
+  });
+  const TrainingState start = share_resume_point(resumed).value_or(TrainingState{});
+  const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
+  if (start.step >= end) {
+    if (root)
+      std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n",
+                  policy_.out.c_str(), static_cast<long long>(start.step),
+                  end == config_.steps ? "completes --steps" : "reaches --stop-at");
+    return {RunEnd::Why::nothing_to_do, start.step};
+  }
+  collectively(comm_, [&] {
+    if (root) metrics_.emplace(fs::path(policy_.out) / "metrics.jsonl", start.step);
+  });
+  if (root) print_header();
+
+  TrainingState state = start;
+  double interval_s = 0, total_s = 0;
+  int interval_steps = 0;
+  for (int step = static_cast<int>(start.step); step < end; ++step) {
+    const StepResult r = trainer_->train_step(step);
+    interval_s += r.t_total;
+    total_s += r.t_total;
+    ++interval_steps;
+    state.step = step + 1;
+    state.tokens_seen += config_.tokens_per_step();
+    if (!r.applied) {  // every rank sees the same loss and norm, so decides alike
+      ++state.bad_steps_in_a_row;
+      if (root)
+        std::fprintf(stderr,
+                     "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
+                     "skipped (%d of --max-bad-steps %d in a row)\n",
+                     step + 1,
+                     std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update"
+                     : std::isfinite(r.loss)                             ? "gradient norm"
+                                                                         : "loss",
+                     r.loss, r.grad_norm, state.bad_steps_in_a_row, config_.max_bad_steps);
+      if (state.bad_steps_in_a_row >= config_.max_bad_steps)
+        return {RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row};
+    } else {
+      state.bad_steps_in_a_row = 0;
+    }
+    const int done = step + 1;
+    const StepActions act = step_actions(config_, policy_, done, end);
+    if (act.check_replicas) trainer_->check_replicas(done);
+    if (act.log) {
+      LogRecord rec;
+      rec.step = done;
+      rec.total_steps = config_.steps;
+      rec.loss = r.loss;
+      rec.lr = r.lr;
+      rec.grad_norm = r.grad_norm;
+      rec.ms_per_step = 1000.0 * interval_s / interval_steps;
+      rec.tokens_per_s =
+          static_cast<double>(config_.tokens_per_step()) * interval_steps / interval_s;
+      rec.eta_s = total_s / (done - start.step) * (config_.steps - done);
+      if (act.evaluate) rec.val_loss = trainer_->evaluate();
+      if (root) {
+        std::printf("%s\n", format_log_line(rec).c_str());
+        std::fflush(stdout);
+        metrics_->write(rec);
+      }
+      interval_s = 0;
+      interval_steps = 0;
+      if (done == config_.steps && root)
+        std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
+                    "rank(s)\n",
+                    *rec.val_loss,
+                    static_cast<unsigned long long>(checksum(trainer_->model().params())),
+                    comm_.size());
+    }
+    // A stop signal on any rank: all ranks agree on it here, at the step
+    // boundary (after the last step there is nothing left to interrupt).
+    const bool interrupted = done < end && !comm_.all_ok(stop_signal_received() == 0);
+    if (interrupted && !act.checkpoint) trainer_->check_replicas(done);
+    if (act.checkpoint || interrupted) save_checkpoint(state);
+    if (interrupted) return {RunEnd::Why::interrupted, state.step, stop_signal_received()};
+  }
+  if (end < config_.steps) return {RunEnd::Why::stop_at, end};
+  if (root && config_.sample_tokens > 0) print_sample();
+  return {RunEnd::Why::completed, end};
+}
+
+}  // namespace cllm
