@@ -9,6 +9,7 @@
 
 #include "cllm/collective.h"
 #include "cllm/comm.h"
+#include "cllm/setting_error.h"
 #include "cllm/training_run.h"
 
 namespace cllm {
@@ -111,7 +112,7 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
     EXPECT_TRUE(f.invalid_setting());
     EXPECT_TRUE(f.reported_here());
     EXPECT_EQ(f.failed_rank(), 0);
-    EXPECT_NE(std::string(f.what()).find("--stop-at"), std::string::npos) << f.what();
+    EXPECT_STREQ(f.what(), "stop_at must not be negative");
   }
   EXPECT_FALSE(fs::exists(p.out));
 }
@@ -157,6 +158,26 @@ TEST(Collectively, OneRankFailureCarriesItsReasonAndKind) {
   } catch (const CollectiveFailure& f) {
     EXPECT_STREQ(f.what(), "disk full");
     EXPECT_FALSE(f.invalid_setting());
+  }
+}
+
+}  // namespace
+}  // namespace cllm
+
+namespace cllm {
+namespace {
+
+TEST(SettingError, NamesSettingsAsCheckpointsDoAndLetsAFrontEndRenameThem) {
+  ModelConfig m;
+  m.n_head = 3;
+  m.n_embd = 8;
+  try {
+    m.validate();
+    FAIL() << "3 heads over 8 channels were accepted";
+  } catch (const SettingError& e) {
+    EXPECT_STREQ(e.what(), "n_head (3) must divide n_embd (8)");
+    EXPECT_EQ(e.text([](std::string_view name) { return std::string(name).append("?"); }),
+              "n_head? (3) must divide n_embd? (8)");
   }
 }
 

@@ -5,6 +5,7 @@
 // gone (MPI_Finalize would hang), and the reason is reported once.
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -16,11 +17,12 @@ namespace cllm {
 class CollectiveFailure : public std::runtime_error {
  public:
   CollectiveFailure(const std::string& what, int failed_rank, bool reported_here,
-                    bool invalid_setting)
+                    bool invalid_setting, std::exception_ptr cause)
       : std::runtime_error(what),
         failed_rank_(failed_rank),
         reported_here_(reported_here),
-        invalid_setting_(invalid_setting) {}
+        invalid_setting_(invalid_setting),
+        cause_(std::move(cause)) {}
   // The lowest rank whose work failed; its reason is what() there.
   int failed_rank() const { return failed_rank_; }
   // Whether this rank holds the reason to report (on the others what() only
@@ -28,11 +30,15 @@ class CollectiveFailure : public std::runtime_error {
   bool reported_here() const { return reported_here_; }
   // The work threw std::invalid_argument: a setting was wrong, not the world.
   bool invalid_setting() const { return invalid_setting_; }
+  // What the work threw, where reported_here() (else null): a caller may
+  // word a SettingError its own way.
+  const std::exception_ptr& cause() const { return cause_; }
 
  private:
   int failed_rank_;
   bool reported_here_;
   bool invalid_setting_;
+  std::exception_ptr cause_;
 };
 
 // Runs work on this rank, then agrees with every rank of comm on whether

@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "cllm/setting_error.h"
+#include "options.h"
+
 namespace cllm {
 
 std::optional<int> agree(const Comm& comm, const std::optional<Stop>& mine) {
@@ -27,7 +30,14 @@ std::string error_line(const Comm& comm, const std::string& what) {
 
 int report(const Comm& comm, const CollectiveFailure& failure) {
   if (failure.reported_here()) {
-    std::fputs(error_line(comm, failure.what()).c_str(), stderr);
+    std::string reason = failure.what();
+    try {
+      if (failure.cause()) std::rethrow_exception(failure.cause());
+    } catch (const SettingError& e) {
+      reason = e.text(option_name);  // --layers, not n_layer
+    } catch (...) {
+    }
+    std::fputs(error_line(comm, reason).c_str(), stderr);
     std::fflush(stderr);
   }
   return failure.invalid_setting() ? kExitUsage : kExitError;

@@ -4,6 +4,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <utility>
+
 namespace cllm {
 
 CLI::Validator real_range(double lo, double hi) {
@@ -16,6 +19,20 @@ CLI::Validator real_range(double lo, double hi) {
         return "";
       },
       "REAL in " + range);
+}
+
+std::string option_name(std::string_view setting) {
+  static constexpr std::pair<std::string_view, std::string_view> kNamedOtherwise[] = {
+      {"n_layer", "--layers"},
+      {"n_head", "--heads"},
+      {"n_embd", "--embd"},
+      {"vocab_size", "vocabulary size"},  // the data's, not an option
+  };
+  for (const auto& [name, option] : kNamedOtherwise)
+    if (name == setting) return std::string(option);
+  std::string option = "--" + std::string(setting);
+  std::replace(option.begin(), option.end(), '_', '-');
+  return option;
 }
 
 void ModelOptions::add(CLI::App& app) {

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <string_view>
 
 #include "cllm/config.h"
 
@@ -11,6 +12,11 @@ namespace cllm {
 // CLI::Range(lo, hi) for a real option, but NaN fails it too (CLI11's Range
 // compares, and every comparison with NaN is false).
 CLI::Validator real_range(double lo, double hi);
+
+// The option that sets a setting of the library's (SettingError names
+// settings as checkpoints record them): n_layer is --layers, micro_batch
+// --micro-batch.
+std::string option_name(std::string_view setting);
 
 struct ModelOptions {
   std::string preset = "small";

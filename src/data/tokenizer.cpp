@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "cllm/bpe_tokenizer.h"
+#include "cllm/setting_error.h"
 #include "cllm/text_dataset.h"
 
 namespace cllm {
@@ -56,7 +57,7 @@ TokenizerSpec tokenizer_spec(const std::string& name, const std::filesystem::pat
   TokenizerSpec s;
   if (name == "byte") return s;
   if (name != "gpt2-bpe")
-    throw std::invalid_argument("--tokenizer: '" + name + "' is not byte or gpt2-bpe");
+    throw SettingError("{tokenizer}: '" + name + "' is not byte or gpt2-bpe");
   s.name = name;
   s.vocab_size = Gpt2BpeTokenizer::kVocabSize;
   s.eot_token = Gpt2BpeTokenizer::kEndOfText;

@@ -1,5 +1,7 @@
 #include "cllm/config.h"
 
+#include "cllm/setting_error.h"
+
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -8,19 +10,20 @@
 namespace cllm {
 
 namespace {
+// what names each setting as {name} (setting_error.h).
 void require(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument(what);
+  if (!ok) throw SettingError(what);
 }
 }  // namespace
 
 void ModelConfig::validate() const {
-  require(vocab_size > 0, "vocabulary size must be positive");
-  require(seq_len > 0, "--seq-len must be positive");
-  require(n_layer > 0, "--layers must be positive");
-  require(n_head > 0, "--heads must be positive");
-  require(n_embd > 0, "--embd must be positive");
-  require(n_embd % n_head == 0, "--heads (" + std::to_string(n_head) +
-                                    ") must divide --embd (" + std::to_string(n_embd) + ")");
+  require(vocab_size > 0, "{vocab_size} must be positive");
+  require(seq_len > 0, "{seq_len} must be positive");
+  require(n_layer > 0, "{n_layer} must be positive");
+  require(n_head > 0, "{n_head} must be positive");
+  require(n_embd > 0, "{n_embd} must be positive");
+  require(n_embd % n_head == 0, "{n_head} (" + std::to_string(n_head) +
+                                    ") must divide {n_embd} (" + std::to_string(n_embd) + ")");
   // Sizes are computed in 64-bit integers: bound them far below overflow
   // (and far above any model a CPU trains).
   const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
@@ -45,34 +48,34 @@ ModelConfig preset_config(const std::string& name) {
   } else if (name == "medium") {
     c.n_layer = 6, c.n_head = 6, c.n_embd = 384, c.seq_len = 256;
   } else {
-    throw std::invalid_argument("--preset must be small or medium, not '" + name + "'");
+    throw SettingError("{preset} must be small or medium, not '" + name + "'");
   }
   return c;
 }
 
 void TrainConfig::validate(int ranks) const {
   model.validate();
-  require(micro_batch > 0, "--micro-batch must be positive");
-  require(global_batch > 0, "--global-batch must be positive");
+  require(micro_batch > 0, "{micro_batch} must be positive");
+  require(global_batch > 0, "{global_batch} must be positive");
   require(global_batch % (micro_batch * ranks) == 0,
-          "--global-batch (" + std::to_string(global_batch) + ") must be a multiple of " +
-              (ranks > 1 ? "ranks x --micro-batch (" + std::to_string(ranks) + " x "
-                         : std::string("--micro-batch (")) +
+          "{global_batch} (" + std::to_string(global_batch) + ") must be a multiple of " +
+              (ranks > 1 ? "ranks x {micro_batch} (" + std::to_string(ranks) + " x "
+                         : std::string("{micro_batch} (")) +
               std::to_string(micro_batch) + ")");
-  require(steps > 0, "--steps must be positive");
-  require(threads > 0, "--threads must be positive");
-  require(log_every > 0, "--log-every must be positive");
-  require(eval_every >= 0, "--eval-every must not be negative");
-  require(eval_batches > 0, "--eval-batches must be positive");
-  require(max_bad_steps > 0, "--max-bad-steps must be positive");
-  require(sample_tokens >= 0, "--sample-tokens must not be negative");
-  require(bucket_mb > 0, "--bucket-mb must be positive");
-  require(check_every >= 0, "--check-every must not be negative");
-  require(std::isfinite(optim.lr) && optim.lr > 0, "--lr must be positive");
-  require(optim.warmup_steps >= 0, "--warmup must not be negative");
-  require(optim.min_lr_ratio >= 0 && optim.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1]");
-  require(optim.weight_decay >= 0, "--weight-decay must not be negative");
-  require(optim.grad_clip >= 0, "--grad-clip must not be negative");
+  require(steps > 0, "{steps} must be positive");
+  require(threads > 0, "{threads} must be positive");
+  require(log_every > 0, "{log_every} must be positive");
+  require(eval_every >= 0, "{eval_every} must not be negative");
+  require(eval_batches > 0, "{eval_batches} must be positive");
+  require(max_bad_steps > 0, "{max_bad_steps} must be positive");
+  require(sample_tokens >= 0, "{sample_tokens} must not be negative");
+  require(bucket_mb > 0, "{bucket_mb} must be positive");
+  require(check_every >= 0, "{check_every} must not be negative");
+  require(std::isfinite(optim.lr) && optim.lr > 0, "{lr} must be positive");
+  require(optim.warmup_steps >= 0, "{warmup} must not be negative");
+  require(optim.min_lr_ratio >= 0 && optim.min_lr_ratio <= 1, "{min_lr_ratio} must be in [0, 1]");
+  require(optim.weight_decay >= 0, "{weight_decay} must not be negative");
+  require(optim.grad_clip >= 0, "{grad_clip} must not be negative");
 }
 
 float learning_rate(const OptimizerConfig& o, int step, int total_steps) {

@@ -13,6 +13,7 @@
 #include "cllm/blas.h"
 #include "cllm/collective.h"
 #include "cllm/generate.h"
+#include "cllm/setting_error.h"
 #include "cllm/stop_signal.h"
 #include "cllm/tokenizer.h"
 
@@ -75,8 +76,8 @@ static_assert(std::is_trivially_copyable_v<ResumePoint>);
 }  // namespace
 
 void RunPolicy::validate() const {
-  if (stop_at < 0) throw std::invalid_argument("--stop-at must not be negative");
-  if (checkpoint_every < 0) throw std::invalid_argument("--checkpoint-every must not be negative");
+  if (stop_at < 0) throw SettingError("{stop_at} must not be negative");
+  if (checkpoint_every < 0) throw SettingError("{checkpoint_every} must not be negative");
 }
 
 StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {

@@ -1,0 +1,26 @@
+// A setting with a value the library cannot use. The message names each
+// setting as {name}, by the name checkpoints record it under (n_layer,
+// micro_batch): what() drops the braces, and a front end renders the names
+// its own way (the CLI as --layers, --micro-batch), so that a shape read
+// from a checkpoint is never reported as an option the user did not give.
+#pragma once
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cllm {
+
+class SettingError : public std::invalid_argument {
+ public:
+  // message: "{n_head} (3) must divide {n_embd} (8)".
+  explicit SettingError(const std::string& message);
+  // The message with each {name} replaced by name_of(name).
+  std::string text(const std::function<std::string(std::string_view)>& name_of) const;
+
+ private:
+  std::string message_;
+};
+
+}  // namespace cllm
