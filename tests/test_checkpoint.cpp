@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -23,32 +22,26 @@
 #include "cllm/hdf5.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
-#include "process.h"
-#include "run_args.h"
+#include "support/bitwise.h"
+#include "support/metrics.h"
+#include "support/process.h"
+#include "support/run_args.h"
+#include "support/tiny_model.h"
 
 namespace cllm {
 namespace {
 
 namespace fs = std::filesystem;
 using test::contains;
+using test::loss_texts;
 using test::run_cllm;
+using test::same_bits;
 using test::split_lines;
 using test::TempDir;
 using test::tiny_run;
 using test::with;
 
 const std::string kText = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
-
-// The "loss" fields of metrics.jsonl, as written (text: bitwise comparisons).
-std::vector<std::string> loss_fields(const fs::path& metrics) {
-  std::vector<std::string> l;
-  const std::regex loss("\"loss\": ([-0-9.e+]+)");
-  for (const auto& line : split_lines(test::read_file(metrics))) {
-    std::smatch m;
-    if (std::regex_search(line, m, loss)) l.push_back(m[1]);
-  }
-  return l;
-}
 
 // Parameters and both moments of a checkpoint, in one flat vector each.
 struct Snapshot {
@@ -68,16 +61,12 @@ Snapshot load(const fs::path& path) {
           opt.steps_taken()};
 }
 
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 void expect_identical(const Snapshot& a, const Snapshot& b) {
   EXPECT_EQ(a.step, b.step);
   EXPECT_EQ(a.optimizer_steps, b.optimizer_steps);
-  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << "parameters differ";
-  EXPECT_TRUE(bitwise_equal(a.m, b.m)) << "first moments differ";
-  EXPECT_TRUE(bitwise_equal(a.v, b.v)) << "second moments differ";
+  EXPECT_TRUE(same_bits(a.params, b.params)) << "parameters differ";
+  EXPECT_TRUE(same_bits(a.m, b.m)) << "first moments differ";
+  EXPECT_TRUE(same_bits(a.v, b.v)) << "second moments differ";
 }
 
 std::string file_bytes(const fs::path& p) { return test::read_file(p); }
@@ -106,8 +95,8 @@ class CheckpointTest : public ::testing::Test {
     EXPECT_TRUE(contains(second.out, "resuming from")) << second.out;
     expect_identical(load(checkpoint_path(out("whole"), 20)),
                      load(checkpoint_path(out("split"), 20)));
-    const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
-    const auto b = loss_fields(fs::path(out("split")) / "metrics.jsonl");
+    const auto a = loss_texts(fs::path(out("whole")) / "metrics.jsonl");
+    const auto b = loss_texts(fs::path(out("split")) / "metrics.jsonl");
     EXPECT_EQ(a.size(), 20u);
     EXPECT_EQ(a, b);
   }
@@ -124,8 +113,8 @@ TEST_F(CheckpointTest, ResumeOnAnotherLayoutContinuesTheSameCurve) {
   ASSERT_EQ(cllm(2, with(tiny_run(kText, out("moved"), 1), {"--stop-at", "10"})).exit_code, 0);
   const auto resumed = cllm(1, tiny_run(kText, out("moved"), 2));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
-  const auto b = loss_fields(fs::path(out("moved")) / "metrics.jsonl");
+  const auto a = loss_texts(fs::path(out("whole")) / "metrics.jsonl");
+  const auto b = loss_texts(fs::path(out("moved")) / "metrics.jsonl");
   ASSERT_EQ(a.size(), 20u);
   ASSERT_EQ(b.size(), 20u);
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -422,21 +411,15 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
 
 // Loading checks the format and the version before any tensor.
 TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
-  ModelConfig mc;
-  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
-  TrainConfig tc;
-  tc.model = mc;
-  Model model(mc);
-  model.init_gpt2(1);
-  AdamW opt(tc.optim, model.layout());
+  const test::TinyModel tiny;
   const fs::path path = dir / "checkpoint-00000001.h5";
-  write_checkpoint(path, model, opt, tc, TrainingState{1, 64, 0}, TokenizerSpec{},
-                   RunSettings{{"data", std::string("test")}});
+  write_checkpoint(path, tiny.model, tiny.optimizer, tiny.config, TrainingState{1, 64, 0},
+                   TokenizerSpec{}, RunSettings{{"data", std::string("test")}});
   EXPECT_EQ(load(path).step, 1);
-  EXPECT_TRUE(bitwise_equal(load(path).params, {model.params().begin(), model.params().end()}));
+  EXPECT_TRUE(same_bits(load(path).params, tiny.model.params()));
 
   const auto expect_error = [&](const std::string& what) {
-    Model other(mc);
+    Model other(tiny.config.model);
     try {
       read_checkpoint(path, other, nullptr);
       ADD_FAILURE() << "loaded a checkpoint with " << what;
