@@ -2,7 +2,8 @@
 // exact resume (one rank of two threads, and two ranks through mpiexec),
 // resume on another layout, --stop-at, --keep, --resume auto past broken
 // files, a run killed with SIGKILL while writing, prepare, generate, h5ls,
-// and bad input that must leave every existing checkpoint untouched.
+// and bad input that must leave every existing checkpoint untouched; and, in
+// process, metrics.jsonl's records and what a resumed run keeps of them.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <string>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "cllm/checkpoint.h"
 #include "cllm/dataset_file.h"
 #include "cllm/hdf5.h"
+#include "cllm/metrics.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
 #include "support/bitwise.h"
@@ -490,6 +493,91 @@ TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {
   const auto again = cllm(1, tiny_run(kText, run, 1, 4));
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_TRUE(contains(again.out, "nothing to do")) << again.out;
+}
+
+// ---------------------------------------------------------------- metrics.jsonl
+
+LogRecord log_record(int step) {
+  LogRecord r;
+  r.step = step;
+  r.total_steps = 10;
+  r.loss = 5.5 - step / 16.0;
+  r.lr = 1e-3f;
+  r.grad_norm = 0.5;
+  r.tokens_per_s = 1000;
+  r.ms_per_step = 250;
+  r.eta_s = 10 - step;
+  if (step % 2 == 0) r.val_loss = r.loss + 0.01;
+  return r;
+}
+
+// One JSON object a record, keys in a fixed order, each number with the
+// digits the log has always given it; JSON has no NaN: null.
+TEST(MetricsFormat, RecordsKeepTheirKeysOrderAndDigits) {
+  LogRecord r;
+  r.step = 100;
+  r.total_steps = 1000;
+  r.loss = 2.401234567891;
+  r.lr = 1e-3f;
+  r.grad_norm = 0.41234567;
+  r.tokens_per_s = 5282.06;
+  r.ms_per_step = 775.2004;
+  r.eta_s = 698.04;
+  r.val_loss = 2.3871;
+  EXPECT_EQ(format_json_line(r),
+            "{\"step\":100,\"loss\":2.4012346,\"lr\":0.001,\"grad_norm\":0.412346,"
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,\"val_loss\":2.3871}");
+  r.loss = std::numeric_limits<double>::quiet_NaN();
+  r.grad_norm = std::numeric_limits<double>::infinity();
+  r.val_loss.reset();
+  EXPECT_EQ(format_json_line(r),
+            "{\"step\":100,\"loss\":null,\"lr\":0.001,\"grad_norm\":null,"
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0}");
+}
+
+// A resumed run's MetricsFile keeps the records through the checkpoint's
+// step as they were written (also in the older spaced format, also with a
+// null loss), drops those past it, a line cut short by a kill (no newline)
+// and lines that are not records (not JSON, no step, a step that is not an
+// integer), and appends what the run writes next.
+TEST(MetricsFile, ResumeKeepsWholeRecordsThroughTheCheckpointsStep) {
+  TempDir dir;
+  const fs::path path = dir / "metrics.jsonl";
+  {
+    MetricsFile metrics(path);
+    for (int step = 1; step <= 3; ++step) {
+      LogRecord r = log_record(step);
+      if (step == 2) r.loss = std::numeric_limits<double>::quiet_NaN();
+      metrics.write(r);
+    }
+  }
+  const std::vector<std::string> written = split_lines(test::read_file(path));
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_TRUE(contains(written[1], "\"loss\":null")) << written[1];
+  const std::string spaced = "{\"step\": 4, \"loss\": 5.25, \"lr\": 0.001}";
+  std::ofstream(path, std::ios::app) << "not json at all\n"
+                                     << spaced << "\n"
+                                     << "{\"loss\": 5.0}\n"
+                                     << "{\"step\": \"4\", \"loss\": 5.0}\n"
+                                     << "{\"step\": 4.5, \"loss\": 5.0}\n"
+                                     << "[4, 5.0]\n"
+                                     << format_json_line(log_record(5)) << "\n"
+                                     << format_json_line(log_record(6)) << "\n"
+                                     << "{\"step\": 3, \"loss\": 5.5";
+  {
+    MetricsFile metrics(path, 4);  // resumed from step 4's checkpoint
+    metrics.write(log_record(5));
+    metrics.write(log_record(6));
+  }
+  const std::string text = test::read_file(path);
+  EXPECT_EQ(text.back(), '\n');
+  const std::vector<std::string> want = {written[0], written[1], written[2], spaced,
+                                         format_json_line(log_record(5)),
+                                         format_json_line(log_record(6))};
+  EXPECT_EQ(split_lines(text), want) << text;
+  // Nothing to keep: a fresh run starts the file afresh.
+  { MetricsFile metrics(path); }
+  EXPECT_EQ(test::read_file(path), "");
 }
 
 }  // namespace
