@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cllm/bpe_tokenizer.h"
-#include "process.h"
+#include "support/process.h"
 
 namespace cllm {
 namespace {

@@ -2,7 +2,8 @@
 // exact resume (one rank of two threads, and two ranks through mpiexec),
 // resume on another layout, --stop-at, --keep, --resume auto past broken
 // files, a run killed with SIGKILL while writing, prepare, generate, h5ls,
-// and bad input that must leave every existing checkpoint untouched.
+// and bad input that must leave every existing checkpoint untouched; and, in
+// process, metrics.jsonl's records and what a resumed run keeps of them.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,8 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <string>
 #include <thread>
@@ -21,34 +22,29 @@
 #include "cllm/checkpoint.h"
 #include "cllm/dataset_file.h"
 #include "cllm/hdf5.h"
+#include "cllm/metrics.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
-#include "process.h"
-#include "run_args.h"
+#include "support/bitwise.h"
+#include "support/metrics.h"
+#include "support/process.h"
+#include "support/run_args.h"
+#include "support/tiny_model.h"
 
 namespace cllm {
 namespace {
 
 namespace fs = std::filesystem;
 using test::contains;
+using test::loss_texts;
 using test::run_cllm;
+using test::same_bits;
 using test::split_lines;
 using test::TempDir;
 using test::tiny_run;
 using test::with;
 
 const std::string kText = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
-
-// The "loss" fields of metrics.jsonl, as written (text: bitwise comparisons).
-std::vector<std::string> loss_fields(const fs::path& metrics) {
-  std::vector<std::string> l;
-  const std::regex loss("\"loss\": ([-0-9.e+]+)");
-  for (const auto& line : split_lines(test::read_file(metrics))) {
-    std::smatch m;
-    if (std::regex_search(line, m, loss)) l.push_back(m[1]);
-  }
-  return l;
-}
 
 // Parameters and both moments of a checkpoint, in one flat vector each.
 struct Snapshot {
@@ -68,16 +64,12 @@ Snapshot load(const fs::path& path) {
           opt.steps_taken()};
 }
 
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 void expect_identical(const Snapshot& a, const Snapshot& b) {
   EXPECT_EQ(a.step, b.step);
   EXPECT_EQ(a.optimizer_steps, b.optimizer_steps);
-  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << "parameters differ";
-  EXPECT_TRUE(bitwise_equal(a.m, b.m)) << "first moments differ";
-  EXPECT_TRUE(bitwise_equal(a.v, b.v)) << "second moments differ";
+  EXPECT_TRUE(same_bits(a.params, b.params)) << "parameters differ";
+  EXPECT_TRUE(same_bits(a.m, b.m)) << "first moments differ";
+  EXPECT_TRUE(same_bits(a.v, b.v)) << "second moments differ";
 }
 
 std::string file_bytes(const fs::path& p) { return test::read_file(p); }
@@ -106,8 +98,8 @@ class CheckpointTest : public ::testing::Test {
     EXPECT_TRUE(contains(second.out, "resuming from")) << second.out;
     expect_identical(load(checkpoint_path(out("whole"), 20)),
                      load(checkpoint_path(out("split"), 20)));
-    const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
-    const auto b = loss_fields(fs::path(out("split")) / "metrics.jsonl");
+    const auto a = loss_texts(fs::path(out("whole")) / "metrics.jsonl");
+    const auto b = loss_texts(fs::path(out("split")) / "metrics.jsonl");
     EXPECT_EQ(a.size(), 20u);
     EXPECT_EQ(a, b);
   }
@@ -124,8 +116,8 @@ TEST_F(CheckpointTest, ResumeOnAnotherLayoutContinuesTheSameCurve) {
   ASSERT_EQ(cllm(2, with(tiny_run(kText, out("moved"), 1), {"--stop-at", "10"})).exit_code, 0);
   const auto resumed = cllm(1, tiny_run(kText, out("moved"), 2));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  const auto a = loss_fields(fs::path(out("whole")) / "metrics.jsonl");
-  const auto b = loss_fields(fs::path(out("moved")) / "metrics.jsonl");
+  const auto a = loss_texts(fs::path(out("whole")) / "metrics.jsonl");
+  const auto b = loss_texts(fs::path(out("moved")) / "metrics.jsonl");
   ASSERT_EQ(a.size(), 20u);
   ASSERT_EQ(b.size(), 20u);
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -422,21 +414,15 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
 
 // Loading checks the format and the version before any tensor.
 TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
-  ModelConfig mc;
-  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
-  TrainConfig tc;
-  tc.model = mc;
-  Model model(mc);
-  model.init_gpt2(1);
-  AdamW opt(tc.optim, model.layout());
+  const test::TinyModel tiny;
   const fs::path path = dir / "checkpoint-00000001.h5";
-  write_checkpoint(path, model, opt, tc, TrainingState{1, 64, 0}, TokenizerSpec{},
-                   RunSettings{{"data", std::string("test")}});
+  write_checkpoint(path, tiny.model, tiny.optimizer, tiny.config, TrainingState{1, 64, 0},
+                   TokenizerSpec{}, RunSettings{{"data", std::string("test")}});
   EXPECT_EQ(load(path).step, 1);
-  EXPECT_TRUE(bitwise_equal(load(path).params, {model.params().begin(), model.params().end()}));
+  EXPECT_TRUE(same_bits(load(path).params, tiny.model.params()));
 
   const auto expect_error = [&](const std::string& what) {
-    Model other(mc);
+    Model other(tiny.config.model);
     try {
       read_checkpoint(path, other, nullptr);
       ADD_FAILURE() << "loaded a checkpoint with " << what;
@@ -507,6 +493,91 @@ TEST_F(CheckpointTest, ResumeNoneRefusesAFolderWithCheckpoints) {
   const auto again = cllm(1, tiny_run(kText, run, 1, 4));
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_TRUE(contains(again.out, "nothing to do")) << again.out;
+}
+
+// ---------------------------------------------------------------- metrics.jsonl
+
+LogRecord log_record(int step) {
+  LogRecord r;
+  r.step = step;
+  r.total_steps = 10;
+  r.loss = 5.5 - step / 16.0;
+  r.lr = 1e-3f;
+  r.grad_norm = 0.5;
+  r.tokens_per_s = 1000;
+  r.ms_per_step = 250;
+  r.eta_s = 10 - step;
+  if (step % 2 == 0) r.val_loss = r.loss + 0.01;
+  return r;
+}
+
+// One JSON object a record, keys in a fixed order, each number with the
+// digits the log has always given it; JSON has no NaN: null.
+TEST(MetricsFormat, RecordsKeepTheirKeysOrderAndDigits) {
+  LogRecord r;
+  r.step = 100;
+  r.total_steps = 1000;
+  r.loss = 2.401234567891;
+  r.lr = 1e-3f;
+  r.grad_norm = 0.41234567;
+  r.tokens_per_s = 5282.06;
+  r.ms_per_step = 775.2004;
+  r.eta_s = 698.04;
+  r.val_loss = 2.3871;
+  EXPECT_EQ(format_json_line(r),
+            "{\"step\":100,\"loss\":2.4012346,\"lr\":0.001,\"grad_norm\":0.412346,"
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,\"val_loss\":2.3871}");
+  r.loss = std::numeric_limits<double>::quiet_NaN();
+  r.grad_norm = std::numeric_limits<double>::infinity();
+  r.val_loss.reset();
+  EXPECT_EQ(format_json_line(r),
+            "{\"step\":100,\"loss\":null,\"lr\":0.001,\"grad_norm\":null,"
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0}");
+}
+
+// A resumed run's MetricsFile keeps the records through the checkpoint's
+// step as they were written (also in the older spaced format, also with a
+// null loss), drops those past it, a line cut short by a kill (no newline)
+// and lines that are not records (not JSON, no step, a step that is not an
+// integer), and appends what the run writes next.
+TEST(MetricsFile, ResumeKeepsWholeRecordsThroughTheCheckpointsStep) {
+  TempDir dir;
+  const fs::path path = dir / "metrics.jsonl";
+  {
+    MetricsFile metrics(path);
+    for (int step = 1; step <= 3; ++step) {
+      LogRecord r = log_record(step);
+      if (step == 2) r.loss = std::numeric_limits<double>::quiet_NaN();
+      metrics.write(r);
+    }
+  }
+  const std::vector<std::string> written = split_lines(test::read_file(path));
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_TRUE(contains(written[1], "\"loss\":null")) << written[1];
+  const std::string spaced = "{\"step\": 4, \"loss\": 5.25, \"lr\": 0.001}";
+  std::ofstream(path, std::ios::app) << "not json at all\n"
+                                     << spaced << "\n"
+                                     << "{\"loss\": 5.0}\n"
+                                     << "{\"step\": \"4\", \"loss\": 5.0}\n"
+                                     << "{\"step\": 4.5, \"loss\": 5.0}\n"
+                                     << "[4, 5.0]\n"
+                                     << format_json_line(log_record(5)) << "\n"
+                                     << format_json_line(log_record(6)) << "\n"
+                                     << "{\"step\": 3, \"loss\": 5.5";
+  {
+    MetricsFile metrics(path, 4);  // resumed from step 4's checkpoint
+    metrics.write(log_record(5));
+    metrics.write(log_record(6));
+  }
+  const std::string text = test::read_file(path);
+  EXPECT_EQ(text.back(), '\n');
+  const std::vector<std::string> want = {written[0], written[1], written[2], spaced,
+                                         format_json_line(log_record(5)),
+                                         format_json_line(log_record(6))};
+  EXPECT_EQ(split_lines(text), want) << text;
+  // Nothing to keep: a fresh run starts the file afresh.
+  { MetricsFile metrics(path); }
+  EXPECT_EQ(test::read_file(path), "");
 }
 
 }  // namespace

@@ -10,61 +10,38 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cllm/checkpoint.h"
-#include "process.h"
+#include "support/metrics.h"
+#include "support/process.h"
+#include "support/run_args.h"
 
 namespace cllm {
 namespace {
 
 using test::contains;
+using test::number_at;
 using test::ProcessResult;
 using test::split_lines;
 using Args = std::vector<std::string>;
-using Options = std::vector<std::pair<std::string, std::string>>;
+using Json = nlohmann::ordered_json;
 
 const std::string kAusten = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
 
-// A tiny, fast `cllm train` command line; `overrides` replace or add options
-// (an empty value: a flag without a value).
-Args train_args(const std::string& out, const Options& overrides = {}) {
-  Options opts = {{"--data", kAusten},     {"--out", out},
-                  {"--preset", "small"},   {"--layers", "1"},
-                  {"--embd", "32"},        {"--heads", "2"},
-                  {"--seq-len", "16"},     {"--micro-batch", "2"},
-                  {"--global-batch", "4"}, {"--steps", "2"},
-                  {"--threads", "1"},      {"--sample-tokens", "0"}};
-  for (const auto& [key, value] : overrides) {
-    bool replaced = false;
-    for (auto& o : opts)
-      if (o.first == key) o.second = value, replaced = true;
-    if (!replaced) opts.emplace_back(key, value);
-  }
-  Args args = {"train"};
-  for (const auto& [key, value] : opts) {
-    args.push_back(key);
-    if (!value.empty()) args.push_back(value);
-  }
-  return args;
+// A tiny, fast `cllm train` command line; `overrides` ("--name", "value",
+// ...) replace or add options (an empty value: a flag without a value).
+Args train_args(const std::string& out, const Args& overrides = {}) {
+  return test::with(test::one_layer_run(kAusten, out), overrides);
 }
 
-// The number after "key": in a one-line JSON object; nullopt when absent or not a number.
-std::optional<double> json_number(const std::string& obj, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto at = obj.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  const char* begin = obj.c_str() + at + needle.size();
-  char* end = nullptr;
-  const double v = std::strtod(begin, &end);
-  if (end == begin) return std::nullopt;
-  return v;
-}
+// A line of JSON parsed; a discarded value (not an object) when it is not JSON.
+Json parsed_json(const std::string& line) { return Json::parse(line, nullptr, false); }
 
 class CliTest : public ::testing::Test {
  protected:
@@ -78,22 +55,22 @@ class CliTest : public ::testing::Test {
 // ---------------------------------------------------------------- errors
 
 struct BadInput {
-  Options options;
+  Args options;
   std::string names;  // what the one error line must mention
   int exit_code;      // 2: invalid command line, 1: bad input or I/O error (cllm/cli.h)
 };
 
 TEST_F(CliTest, InvalidInputGivesOneErrorLineNamingTheCulprit) {
   const std::vector<BadInput> cases = {
-      {{{"--heads", "3"}, {"--embd", "256"}}, "--heads", 2},
-      {{{"--global-batch", "10"}, {"--micro-batch", "4"}}, "--global-batch", 2},
-      {{{"--micro-batch", "0"}}, "--micro-batch", 2},
-      {{{"--steps", "-1"}}, "--steps", 2},
-      {{{"--layers", "0"}}, "--layers", 2},
-      {{{"--data", "/nonexistent/file.txt"}}, "/nonexistent/file.txt", 1},
-      {{{"--bogus", ""}}, "--bogus", 2},
-      {{{"--preset", "huge"}}, "--preset", 2},
-      {{{"--out", "/proc/forbidden"}}, "/proc/forbidden", 1},
+      {{"--heads", "3", "--embd", "256"}, "--heads", 2},
+      {{"--global-batch", "10", "--micro-batch", "4"}, "--global-batch", 2},
+      {{"--micro-batch", "0"}, "--micro-batch", 2},
+      {{"--steps", "-1"}, "--steps", 2},
+      {{"--layers", "0"}, "--layers", 2},
+      {{"--data", "/nonexistent/file.txt"}, "/nonexistent/file.txt", 1},
+      {{"--bogus", ""}, "--bogus", 2},
+      {{"--preset", "huge"}, "--preset", 2},
+      {{"--out", "/proc/forbidden"}, "/proc/forbidden", 1},
   };
   for (const BadInput& c : cases) {
     const Args args = train_args(out_dir("bad"), c.options);
@@ -120,11 +97,8 @@ TEST_F(CliTest, TrainHelpListsTheOptions) {
 
 TEST_F(CliTest, ShortRunLogsAndWritesMetrics) {
   const std::string out = out_dir("run");
-  const Args args = train_args(out, {{"--steps", "6"},
-                                     {"--log-every", "2"},
-                                     {"--eval-every", "3"},
-                                     {"--threads", "2"},
-                                     {"--sample-tokens", "40"}});
+  const Args args = train_args(out, {"--steps", "6", "--log-every", "2", "--eval-every", "3",
+                                     "--threads", "2", "--sample-tokens", "40"});
   const ProcessResult r = run(args);
   ASSERT_EQ(r.exit_code, 0) << test::join(args) << "\nstderr:\n" << r.err;
   EXPECT_EQ(r.err, "");
@@ -144,26 +118,29 @@ TEST_F(CliTest, ShortRunLogsAndWritesMetrics) {
     EXPECT_EQ(contains(l, "val loss"), want_val[i]) << l;
   }
 
-  const auto records = split_lines(test::read_file(out + "/metrics.jsonl"));
+  // One JSON object per line.
+  const auto lines = split_lines(test::read_file(out + "/metrics.jsonl"));
+  const auto records = test::read_metrics(out + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), want_steps.size());
   ASSERT_EQ(records.size(), want_steps.size());
   double last_val = 0;
   for (std::size_t i = 0; i < records.size(); ++i) {
-    const std::string& rec = records[i];
-    SCOPED_TRACE(rec);
-    EXPECT_EQ(rec.front(), '{');
-    EXPECT_EQ(rec.back(), '}');
-    EXPECT_EQ(json_number(rec, "step"), want_steps[i]);
-    const auto loss = json_number(rec, "loss");
+    const Json& rec = records[i];
+    SCOPED_TRACE(lines[i]);
+    EXPECT_EQ(lines[i].front(), '{');
+    EXPECT_EQ(lines[i].back(), '}');
+    EXPECT_EQ(number_at(rec, "step"), want_steps[i]);
+    const auto loss = number_at(rec, "loss");
     ASSERT_TRUE(loss);
     EXPECT_GT(*loss, 1.0);
     EXPECT_LT(*loss, 7.0);  // near log(256) = 5.55 for an untrained model
     for (const char* key : {"lr", "grad_norm", "tokens_per_s", "ms_per_step"}) {
-      const auto v = json_number(rec, key);
+      const auto v = number_at(rec, key);
       ASSERT_TRUE(v) << key;
       EXPECT_GT(*v, 0.0) << key;
       EXPECT_TRUE(std::isfinite(*v)) << key;
     }
-    const auto val = json_number(rec, "val_loss");
+    const auto val = number_at(rec, "val_loss");
     EXPECT_EQ(val.has_value(), want_val[i]);
     if (val) {
       EXPECT_GT(*val, 1.0);
@@ -192,7 +169,7 @@ TEST_F(CliTest, ShortRunLogsAndWritesMetrics) {
 // is silently ignored. So the file uses the dashed names.
 TEST_F(CliTest, ConfigFileEqualsTheSameOptionsOnTheCommandLine) {
   const std::string out_cli = out_dir("cli"), out_cfg = out_dir("cfg");
-  const Options common = {{"--steps", "4"}, {"--log-every", "1"}, {"--threads", "2"}};
+  const Args common = {"--steps", "4", "--log-every", "1", "--threads", "2"};
   const ProcessResult direct = run(train_args(out_cli, common));
   ASSERT_EQ(direct.exit_code, 0) << direct.err;
 
@@ -211,14 +188,14 @@ TEST_F(CliTest, ConfigFileEqualsTheSameOptionsOnTheCommandLine) {
   ASSERT_EQ(via_file.exit_code, 0) << "cllm train --config " << toml << "\nstderr:\n"
                                    << via_file.err;
 
-  const auto a = split_lines(test::read_file(out_cli + "/metrics.jsonl"));
-  const auto b = split_lines(test::read_file(out_cfg + "/metrics.jsonl"));
+  const auto a = test::read_metrics(out_cli + "/metrics.jsonl");
+  const auto b = test::read_metrics(out_cfg + "/metrics.jsonl");
   ASSERT_EQ(a.size(), 4u);
   ASSERT_EQ(b.size(), a.size()) << "the config file's steps/log-every were not applied";
   for (std::size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(json_number(b[i], "step"), json_number(a[i], "step"));
-    EXPECT_EQ(json_number(b[i], "loss"), json_number(a[i], "loss")) << a[i] << "\n" << b[i];
-    EXPECT_EQ(json_number(b[i], "val_loss"), json_number(a[i], "val_loss"));
+    EXPECT_EQ(number_at(b[i], "step"), number_at(a[i], "step"));
+    EXPECT_EQ(number_at(b[i], "loss"), number_at(a[i], "loss")) << a[i] << "\n" << b[i];
+    EXPECT_EQ(number_at(b[i], "val_loss"), number_at(a[i], "val_loss"));
   }
 }
 
@@ -236,9 +213,9 @@ TEST_F(CliTest, CommandLineOptionsWinOverTheConfigFile) {
   const ProcessResult r = run({"train", "--config", toml, "--steps", "2", "--out", out_cli});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out_file)) << "the file's --out won over the command line";
-  const auto records = split_lines(test::read_file(out_cli + "/metrics.jsonl"));
+  const auto records = test::read_metrics(out_cli + "/metrics.jsonl");
   ASSERT_EQ(records.size(), 2u) << "--steps 2 on the command line should win over steps = 4";
-  EXPECT_EQ(json_number(records[1], "step"), 2.0);
+  EXPECT_EQ(number_at(records[1], "step"), 2.0);
   // The file's other options applied too: the run found its data through the
   // file's `data` (the default, data/austen.txt, does not exist in the
   // temporary folder it runs in).
@@ -246,7 +223,7 @@ TEST_F(CliTest, CommandLineOptionsWinOverTheConfigFile) {
 
 TEST_F(CliTest, MissingConfigFileIsAnError) {
   const std::string missing = "/nonexistent/cllm.toml";
-  const ProcessResult r = run(train_args(out_dir("run"), {{"--config", missing}}));
+  const ProcessResult r = run(train_args(out_dir("run"), {"--config", missing}));
   EXPECT_NE(r.exit_code, 0) << "a missing --config file was ignored";
   const auto lines = split_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -288,7 +265,7 @@ TEST_F(CliTest, ConfigFileWithAnythingButKnownOptionsIsRefused) {
       {"/dev/zero", {"/dev/zero", "not a regular file"}},
   };
   for (const Case& c : cases) {
-    const Args args = train_args(out_dir("bad"), {{"--config", c.file}});
+    const Args args = train_args(out_dir("bad"), {"--config", c.file});
     SCOPED_TRACE(test::join(args));
     // A FIFO nobody writes to would block the reader: end a hung cllm
     // rather than wait for ctest's timeout.
@@ -307,7 +284,7 @@ TEST_F(CliTest, ConfigFileWithAnythingButKnownOptionsIsRefused) {
   // The valid lines alone, with a comment, a blank line and an indented key, are fine.
   const ProcessResult ok = run(train_args(
       out_dir("ok"),
-      {{"--config", write("ok.toml", "# a comment\n\n" + valid + "  log-every = 1\n")}}));
+      {"--config", write("ok.toml", "# a comment\n\n" + valid + "  log-every = 1\n")}));
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
 }
 
@@ -326,9 +303,9 @@ TEST_F(CliTest, LocalLauncherStopsTheRanksWithACheckpointAndExits4) {
     // Steps that take a while, so that a checkpoint written at the
     // boundary is not the luck of a signal arriving just before it.
     Args args = {local_sh, "-n", "2", "-t", "1", "--"};
-    for (const auto& a : train_args(out, {{"--steps", "100000"}, {"--log-every", "1"},
-                                          {"--embd", "128"}, {"--seq-len", "128"},
-                                          {"--checkpoint-every", "0"}, {"--eval-every", "0"}}))
+    for (const auto& a : train_args(out, {"--steps", "100000", "--log-every", "1", "--embd", "128",
+                                          "--seq-len", "128", "--checkpoint-every", "0",
+                                          "--eval-every", "0"}))
       args.push_back(a);
     const test::Running child =
         test::start_program("/bin/bash", args, tmp.path(), {std::string("CLLM_BINARY=") + CLLM_BINARY});
@@ -356,35 +333,37 @@ TEST_F(CliTest, BenchJson) {
   ASSERT_EQ(r.exit_code, 0) << test::join(args) << "\nstderr:\n" << r.err;
   const auto lines = split_lines(r.out);
   ASSERT_EQ(lines.size(), 1u) << "expected one JSON object:\n" << r.out;
-  const std::string& obj = lines[0];
-  EXPECT_EQ(obj.front(), '{');
-  EXPECT_EQ(obj.back(), '}');
+  EXPECT_EQ(lines[0].front(), '{');
+  EXPECT_EQ(lines[0].back(), '}');
+  const Json obj = parsed_json(lines[0]);
+  ASSERT_TRUE(obj.is_object()) << lines[0];
   for (const char* key : {"tokens_per_s", "ms_per_step", "gflops", "params", "ranks", "threads",
                           "thread_context_bytes"}) {
-    const auto v = json_number(obj, key);
+    const auto v = number_at(obj, key);
     ASSERT_TRUE(v) << key << " missing or not a number in " << obj;
     EXPECT_GT(*v, 0.0) << key;
   }
-  EXPECT_EQ(json_number(obj, "threads"), 2.0);
-  EXPECT_EQ(json_number(obj, "ranks"), 1.0);
-  EXPECT_EQ(json_number(obj, "layers"), 1.0);
+  EXPECT_EQ(number_at(obj, "threads"), 2.0);
+  EXPECT_EQ(number_at(obj, "ranks"), 1.0);
+  EXPECT_EQ(number_at(obj, "layers"), 1.0);
   // 1 layer of width 256 over 256 tokens, 128 positions: 12C^2 + 13C + (V + T + 2) C.
-  EXPECT_EQ(json_number(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
+  EXPECT_EQ(number_at(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
   // The time split: shares of the step that add up, and matmul, attention,
   // waiting and the other kernels inside forward+backward (which is largest
   // depends on the build: the sanitizers slow our kernels, not the BLAS).
   const char* phases[] = {"data", "forward_backward", "thread_reduce", "allreduce", "optimizer"};
+  const Json split = obj.value("time_split", Json::object());
   double total = 0;
   for (const char* key : phases) {
-    const auto v = json_number(obj, key);
+    const auto v = number_at(split, key);
     ASSERT_TRUE(v) << key << " missing in " << obj;
     EXPECT_GE(*v, 0.0) << key;
     total += *v;
   }
   EXPECT_NEAR(total, 1.0, 0.02) << obj;
-  const auto fb = json_number(obj, "forward_backward"), mm = json_number(obj, "matmul"),
-             att = json_number(obj, "attention"), wait = json_number(obj, "waiting"),
-             rest = json_number(obj, "other_forward_backward");
+  const auto fb = number_at(split, "forward_backward"), mm = number_at(split, "matmul"),
+             att = number_at(split, "attention"), wait = number_at(split, "waiting"),
+             rest = number_at(split, "other_forward_backward");
   ASSERT_TRUE(mm && att && wait && rest) << obj;
   EXPECT_GT(*mm, 0.0);
   EXPECT_GT(*att, 0.0);
@@ -404,7 +383,9 @@ TEST_F(CliTest, SlowBlasKernelsGetOneWarningWithTheFix) {
                      "--warmup-steps", "0", "--json"};
   const ProcessResult slow = run(args, {"OPENBLAS_CORETYPE=Prescott"});
   ASSERT_EQ(slow.exit_code, 0) << slow.err;
-  EXPECT_TRUE(contains(slow.out, "\"blas\": \"OpenBLAS ")) << slow.out;
+  const Json slow_json = parsed_json(slow.out);
+  ASSERT_TRUE(slow_json.is_object()) << slow.out;
+  EXPECT_EQ(slow_json.value("blas", "").rfind("OpenBLAS ", 0), 0u) << slow.out;
   EXPECT_TRUE(contains(slow.out, "(Prescott kernels)")) << slow.out;
   const auto lines = split_lines(slow.err);
   ASSERT_EQ(lines.size(), 1u) << slow.err;

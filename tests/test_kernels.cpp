@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "finite_difference.h"
 #include "cllm/kernels.h"
 #include "cllm/rng.h"
+#include "support/finite_difference.h"
 
 namespace cllm {
 namespace {

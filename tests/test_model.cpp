@@ -6,17 +6,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
-#include "finite_difference.h"
 #include "cllm/aligned_buffer.h"
 #include "cllm/generate.h"
 #include "cllm/gpt.h"
 #include "cllm/kernels.h"
 #include "cllm/model.h"
 #include "cllm/rng.h"
+#include "support/bitwise.h"
+#include "support/finite_difference.h"
 
 namespace cllm {
 namespace {
@@ -201,11 +201,11 @@ TEST(ModelInit, DeterministicPerSeed) {
   b.init_gpt2(7);
   c.init_gpt2(8);
   ASSERT_EQ(a.params().size(), b.params().size());
-  EXPECT_EQ(std::memcmp(a.params().data(), b.params().data(), a.params().size_bytes()), 0);
+  EXPECT_TRUE(test::same_bits(a.params(), b.params()));
   // Re-initialising overwrites everything (including a perturbed model).
   randomise(b, 99);
   b.init_gpt2(7);
-  EXPECT_EQ(std::memcmp(a.params().data(), b.params().data(), a.params().size_bytes()), 0);
+  EXPECT_TRUE(test::same_bits(a.params(), b.params()));
   std::size_t differ = 0;
   const auto wte = a.tensor("transformer.wte.weight"), wte_c = c.tensor("transformer.wte.weight");
   for (std::size_t i = 0; i < wte.size(); ++i) differ += wte[i] != wte_c[i];

@@ -12,35 +12,28 @@
 #include <vector>
 
 #include "cllm/comm.h"
-#include "process.h"
+#include "support/metrics.h"
+#include "support/process.h"
+#include "support/run_args.h"
 
 namespace cllm {
 namespace {
 
 using test::contains;
 using test::run_cllm_mpi;
-using test::split_lines;
 using test::TempDir;
+using test::with;
 
 const std::string kData = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
 
-// A tiny model, 20 steps, a global batch of 8 sequences in micro-batches of 2.
+// A tiny model, 20 steps, a global batch of 8 sequences in micro-batches of
+// 2, the replicas compared every 5 steps, several allreduce buckets.
 std::vector<std::string> tiny_run(int threads, const std::string& out) {
-  return {"train", "--data", kData, "--out", out, "--layers", "2", "--heads", "2", "--embd", "32",
-          "--seq-len", "32", "--micro-batch", "2", "--global-batch", "8", "--steps", "20",
-          "--lr", "3e-3", "--warmup", "5", "--log-every", "1", "--eval-every", "10",
-          "--check-every", "5", "--bucket-mb", "0.01", "--sample-tokens", "0", "--threads",
-          std::to_string(threads)};
+  return with(test::tiny_run(kData, out, threads), {"--check-every", "5", "--bucket-mb", "0.01"});
 }
 
 std::vector<double> losses(const std::string& metrics_path) {
-  std::vector<double> l;
-  const std::regex loss("\"loss\": ([-0-9.e+]+)");
-  for (const auto& line : split_lines(test::read_file(metrics_path))) {
-    std::smatch m;
-    if (std::regex_search(line, m, loss)) l.push_back(std::stod(m[1]));
-  }
-  return l;
+  return test::metric_values(metrics_path, "loss");
 }
 
 std::string final_checksum(const std::string& out) {
@@ -86,9 +79,10 @@ TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     checksums[i] = final_checksum(r.out);
     // Losses, learning rates and norms; timings differ, so drop them.
-    for (const auto& line : split_lines(test::read_file(out + "/metrics.jsonl")))
-      metrics[i] += std::regex_replace(line, std::regex(", \"tokens_per_s.*eta_s\": [0-9.]+"), "") +
-                    "\n";
+    for (auto record : test::read_metrics(out + "/metrics.jsonl")) {
+      for (const char* timing : {"tokens_per_s", "ms_per_step", "eta_s"}) record.erase(timing);
+      metrics[i] += record.dump() + "\n";
+    }
   }
   EXPECT_EQ(checksums[0], checksums[1]);
   EXPECT_EQ(metrics[0], metrics[1]);
@@ -116,38 +110,27 @@ void expect_one_rank_failure_ends_all(const std::vector<std::string>& good,
   EXPECT_FALSE(contains(r.err, "rank 0:")) << r.err;
 }
 
-std::vector<std::string> with_option(std::vector<std::string> args, const std::string& option,
-                                     const std::string& value) {
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == option) {
-      args[i + 1] = value;
-      return args;
-    }
-  args.insert(args.end(), {option, value});
-  return args;
-}
-
 TEST(Mpi, UnreadableFileOnOneRankStopsEveryRankAndIsReportedOnce) {
   TempDir dir;
   // Rank 1 is given a folder where its data file should be.
   const auto good = tiny_run(1, (dir / "out").string());
-  expect_one_rank_failure_ends_all(good, with_option(good, "--data", dir.str()),
+  expect_one_rank_failure_ends_all(good, with(good, {"--data", dir.str()}),
                                    "rank 1: " + dir.str() + ": no such data file", dir);
 }
 
 TEST(Mpi, BadOptionOnOneRankStopsEveryRank) {
   TempDir dir;
   const auto good = tiny_run(1, (dir / "out").string());
-  expect_one_rank_failure_ends_all(good, with_option(good, "--heads", "3"),
+  expect_one_rank_failure_ends_all(good, with(good, {"--heads", "3"}),
                                    "rank 1: --heads (3) must divide --embd (32)", dir);
-  expect_one_rank_failure_ends_all(good, with_option(good, "--bogus", "1"),
+  expect_one_rank_failure_ends_all(good, with(good, {"--bogus", "1"}),
                                    "not expected: 1 --bogus", dir);
 }
 
 TEST(Mpi, GlobalBatchMustSplitOverRanks) {
   TempDir dir;
   // 3 micro-batches over 2 ranks
-  const auto args = with_option(tiny_run(1, (dir / "out").string()), "--global-batch", "6");
+  const auto args = with(tiny_run(1, (dir / "out").string()), {"--global-batch", "6"});
   const auto r = run_cllm_mpi(2, args, dir.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "--global-batch (6) must be a multiple of ranks x --micro-batch"))
@@ -158,7 +141,7 @@ TEST(Mpi, GlobalBatchMustSplitOverRanks) {
 // ThreadSanitizer (label "threads").
 TEST(MpiThreads, TwoRanksOfTwoThreadsTrain) {
   TempDir dir;
-  const auto r = run_cllm_mpi(2, with_option(tiny_run(2, (dir / "out").string()), "--steps", "4"),
+  const auto r = run_cllm_mpi(2, with(tiny_run(2, (dir / "out").string()), {"--steps", "4"}),
                               dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(contains(r.err, "ThreadSanitizer")) << r.err;

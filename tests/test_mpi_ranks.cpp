@@ -29,8 +29,10 @@
 #include "cllm/rng.h"
 #include "cllm/text_dataset.h"
 #include "cllm/trainer.h"
-#include "reference_step.h"
-#include "synthetic_corpus.h"
+#include "support/reference_step.h"
+#include "support/synthetic_corpus.h"
+#include "support/text.h"
+#include "support/tiny_model.h"
 
 namespace cllm {
 namespace {
@@ -45,20 +47,10 @@ const TokenDataset& corpus() {
 // A tiny model; every rank of `ranks` runs micro_per_rank micro-batches of 2
 // sequences of 16 tokens on `threads` threads.
 TrainConfig tiny_config(int ranks, int threads, int micro_per_rank) {
-  TrainConfig c;
-  c.model.vocab_size = 32;
+  TrainConfig c = test::tiny_train_config(threads);
   c.model.seq_len = 16;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.model.n_embd = 32;
-  c.micro_batch = 2;
   c.global_batch = c.micro_batch * micro_per_rank * ranks;
-  c.steps = 20;
-  c.threads = threads;
   c.seed = 2024;
-  c.optim.lr = 3e-3f;
-  c.optim.warmup_steps = 5;
-  c.eval_batches = 2;
   c.bucket_mb = 0.01;  // several allreduce buckets
   return c;
 }
@@ -69,9 +61,7 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
-bool contains(const std::string& s, const std::string& what) {
-  return s.find(what) != std::string::npos;
-}
+using test::contains;
 
 TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
   // 4 micro-batches per rank, 2 per thread: each rank sums its threads'

@@ -10,10 +10,13 @@
 #include "cllm/kernels.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
-#include "cllm/tensor_file.h"
+#include "support/tensor_file.h"
 
 namespace cllm {
 namespace {
+
+using test::read_tensor_file;
+using test::TensorRecord;
 
 class ReferenceTest : public ::testing::Test {
  protected:

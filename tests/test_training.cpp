@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <numbers>
 #include <regex>
 #include <set>
@@ -27,9 +26,12 @@
 #include "cllm/sampler.h"
 #include "cllm/text_dataset.h"
 #include "cllm/trainer.h"
-#include "process.h"
-#include "reference_step.h"
-#include "synthetic_corpus.h"
+#include "support/bitwise.h"
+#include "support/process.h"
+#include "support/reference_step.h"
+#include "support/run_args.h"
+#include "support/synthetic_corpus.h"
+#include "support/tiny_model.h"
 
 namespace cllm {
 namespace {
@@ -44,23 +46,8 @@ const TokenDataset& synthetic_data() {
   return data;
 }
 
-TrainConfig tiny_config(int threads) {
-  TrainConfig c;
-  c.model.vocab_size = 32;
-  c.model.seq_len = 32;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.model.n_embd = 32;
-  c.micro_batch = 2;
-  c.global_batch = 8;
-  c.steps = 20;
-  c.threads = threads;
-  c.seed = 4321;
-  c.optim.lr = 3e-3f;
-  c.optim.warmup_steps = 5;
-  c.eval_batches = 2;
-  return c;
-}
+using test::same_bits;
+using test::tiny_train_config;
 
 std::vector<double> loss_curve(const TrainConfig& cfg, const TokenDataset& data) {
   Trainer trainer(cfg, data, kOneProcess);
@@ -85,19 +72,15 @@ bool all_finite(std::span<const float> v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
 
-bool same_bits(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
-}
-
 // ---------------------------------------------------------------- threads
 
 TEST(TrainingThreads, LossCurveIndependentOfThreadCount) {
   const auto& data = synthetic_data();
-  const auto one = loss_curve(tiny_config(1), data);
+  const auto one = loss_curve(tiny_train_config(1), data);
   ASSERT_EQ(one.size(), 20u);
   EXPECT_LT(one.back(), one.front() - 0.3) << "the tiny model does not learn";
   for (int threads : {2, 4}) {
-    const auto many = loss_curve(tiny_config(threads), data);
+    const auto many = loss_curve(tiny_train_config(threads), data);
     const double d = max_rel_diff(many, one);
     std::printf("%d threads vs 1: max relative loss difference %.3g\n", threads, d);
     EXPECT_LE(d, 1e-5) << threads << " threads";
@@ -108,7 +91,7 @@ TEST(TrainingThreads, LossCurveIndependentOfThreadCount) {
 TEST(TrainingThreads, ThreadsOwningUnequalShares) {
   // 4 micro-batches over 3 threads: thread 0 owns two, the others one each.
   const auto& data = synthetic_data();
-  TrainConfig c1 = tiny_config(1), c3 = tiny_config(3);
+  TrainConfig c1 = tiny_train_config(1), c3 = tiny_train_config(3);
   c1.steps = c3.steps = 10;
   ASSERT_EQ(c3.micro_batches_per_step(), 4);
   const auto one = loss_curve(c1, data), three = loss_curve(c3, data);
@@ -116,7 +99,7 @@ TEST(TrainingThreads, ThreadsOwningUnequalShares) {
   std::printf("3 threads, 4 micro-batches vs 1 thread: max relative loss difference %.3g\n", d);
   EXPECT_LE(d, 1e-5);
   // More threads than micro-batches: the spare thread idles, the curve holds.
-  TrainConfig c6 = tiny_config(6);
+  TrainConfig c6 = tiny_train_config(6);
   c6.steps = 3;
   c1.steps = 3;
   EXPECT_LE(max_rel_diff(loss_curve(c6, data), loss_curve(c1, data)), 1e-5);
@@ -129,7 +112,7 @@ TEST(TrainingThreads, GradientIsTheMeanLossGradientOverAllMicroBatches) {
   // dloss 1/N. A trainer that forgets the scaling, scales by one
   // micro-batch's tokens, or drops a thread's share is off by a factor.
   const auto& data = synthetic_data();
-  TrainConfig cfg = tiny_config(2);
+  TrainConfig cfg = tiny_train_config(2);
   cfg.model.seq_len = 16;
   cfg.global_batch = 12;
   ASSERT_EQ(cfg.micro_batches_per_step(), 6);
@@ -147,7 +130,7 @@ TEST(TrainingThreads, GradientIsTheMeanLossGradientOverAllMicroBatches) {
 
 TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
   const auto& data = synthetic_data();
-  TrainConfig cfg = tiny_config(2);
+  TrainConfig cfg = tiny_train_config(2);
   cfg.steps = 12;
   Trainer a(cfg, data, kOneProcess), b(cfg, data, kOneProcess);
   for (int s = 0; s < cfg.steps; ++s) {
@@ -173,7 +156,7 @@ TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
 
 TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {
   const auto& data = synthetic_data();
-  TrainConfig cfg = tiny_config(2);
+  TrainConfig cfg = tiny_train_config(2);
   cfg.model.n_layer = 1;
   cfg.optim.lr = 1e30f;
   cfg.optim.warmup_steps = 0;
@@ -209,7 +192,7 @@ TEST(TrainingThreads, NonFiniteUpdateOfAFiniteGradientIsSkipped) {
   // lr 1e38 is finite, but lr / (1 - beta1) is not: the very first update
   // overflows although its loss and gradient are finite. AdamW must refuse it.
   const auto& data = synthetic_data();
-  TrainConfig cfg = tiny_config(2);
+  TrainConfig cfg = tiny_train_config(2);
   cfg.model.n_layer = 1;
   cfg.optim.lr = 1e38f;
   cfg.optim.warmup_steps = 0;
@@ -427,12 +410,10 @@ TEST(TrainingSampler, ValidationWindowsAreEvenlySpacedOverTheSplit) {
 TEST(TrainingCli, DivergingRunStopsWithExitCode3) {
   test::TempDir tmp;
   const std::string out = (tmp / "run").string();
-  const std::vector<std::string> args = {
-      "train", "--data", std::string(CLLM_SOURCE_DIR) + "/data/austen.txt", "--out", out,
-      "--preset", "small", "--layers", "1", "--embd", "32", "--heads", "2", "--seq-len", "16",
-      "--micro-batch", "2", "--global-batch", "4", "--lr", "1e30", "--warmup", "0",
-      "--steps", "50", "--max-bad-steps", "3", "--sample-tokens", "0", "--threads", "2",
-      "--log-every", "1"};
+  const std::vector<std::string> args =
+      test::with(test::one_layer_run(std::string(CLLM_SOURCE_DIR) + "/data/austen.txt", out),
+                 {"--lr", "1e30", "--warmup", "0", "--steps", "50", "--max-bad-steps", "3",
+                  "--threads", "2", "--log-every", "1"});
   const test::ProcessResult r = test::run_cllm(args, tmp.path());
   EXPECT_EQ(r.exit_code, 3) << test::join(args) << "\nstderr:\n" << r.err;
   const auto lines = test::split_lines(r.err);

@@ -1,6 +1,5 @@
 // `cllm train` and `cllm bench`.
 #include <omp.h>
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cllm/benchmark.h"
 #include "cllm/blas.h"
 #include "cllm/cli.h"
 #include "cllm/collective.h"
@@ -127,47 +127,11 @@ void add_bench_options(CLI::App& app, BenchCommand& c) {
   add_dist_options(app, c.cfg);
 }
 
-double peak_rss_bytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) * 1024.0;
-}
-
 // The BLAS may run kernels far below the CPU's (see cllm/blas.h): say so on
 // stderr, with the fix, before a long run goes slowly for no visible reason.
 void warn_if_blas_is_slow() {
   const std::string warning = kernels::blas_kernel_warning();
   if (!warning.empty()) std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
-}
-
-// CPU time (user + system) of this process so far, all threads together.
-double process_cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  const auto seconds = [](const timeval& t) { return t.tv_sec + 1e-6 * t.tv_usec; };
-  return seconds(u.ru_utime) + seconds(u.ru_stime);
-}
-
-// The whole machine's CPU time in /proc/stat's ticks: in all, and stolen by
-// the hypervisor (time a virtual CPU wanted to run and the host ran something
-// else). Zeros where /proc/stat cannot be read.
-struct MachineCpuTicks {
-  double total = 0, steal = 0;
-};
-
-MachineCpuTicks machine_cpu_ticks() {
-  MachineCpuTicks t;
-  std::FILE* f = std::fopen("/proc/stat", "r");
-  if (!f) return t;
-  // cpu  user nice system idle iowait irq softirq steal ...
-  double v[8] = {};
-  if (std::fscanf(f, "cpu %lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3], &v[4],
-                  &v[5], &v[6], &v[7]) == 8) {
-    for (double x : v) t.total += x;
-    t.steal = v[7];
-  }
-  std::fclose(f);
-  return t;
 }
 
 int run_train(TrainCommand& c, const Comm& comm) {
@@ -241,80 +205,11 @@ int run_bench(BenchCommand& c, const Comm& comm) {
       }))
     return *code;
   if (comm.is_root()) warn_if_blas_is_slow();
-  StepResult sum;
-  double cpu_at_start = 0;
-  MachineCpuTicks machine_at_start;
-  for (int s = 0; s < cfg.steps; ++s) {
-    if (s == c.warmup) {
-      cpu_at_start = process_cpu_seconds();
-      machine_at_start = machine_cpu_ticks();
-    }
-    const StepResult r = trainer->train_step(s);
-    if (s < c.warmup) continue;
-    sum.t_data += r.t_data;
-    sum.t_matmul += r.t_matmul;
-    sum.t_attention += r.t_attention;
-    sum.t_waiting += r.t_waiting;
-    sum.t_forward_backward += r.t_forward_backward;
-    sum.t_reduce += r.t_reduce;
-    sum.t_allreduce += r.t_allreduce;
-    sum.t_optimizer += r.t_optimizer;
-    sum.t_total += r.t_total;
-  }
-  const double step_s = sum.t_total / c.steps;
-  const double tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
-  const double gflops = cfg.model.flops_per_token() * tokens_per_s / 1e9;
-  // The share of this rank's cores that were busy (OpenMP threads that spin
-  // while they wait count as busy, as in top).
-  const double cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.threads);
-  // On a shared virtual machine, stolen time is why a run may be slower than
-  // its cores allow, and why it varies from run to run.
-  const MachineCpuTicks machine_at_end = machine_cpu_ticks();
-  const double ticks = machine_at_end.total - machine_at_start.total;
-  const double cpu_steal = ticks > 0 ? (machine_at_end.steal - machine_at_start.steal) / ticks : 0;
-  const ModelConfig& m = cfg.model;
-  const auto frac = [&](double t) { return t / sum.t_total; };
-  const double other_kernels =
-      sum.t_forward_backward - sum.t_matmul - sum.t_attention - sum.t_waiting;
+  BenchmarkResult result = run_benchmark(*trainer, comm, c.warmup, c.steps);
   if (!comm.is_root()) return kExitOk;
-  if (c.json) {
-    std::printf(
-        "{\"preset\": \"%s\", \"layers\": %d, \"heads\": %d, \"embd\": %d, \"seq_len\": %d, "
-        "\"vocab\": %d, \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"micro_batch\": %d, "
-        "\"global_batch\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, "
-        "\"gflops\": %.2f, \"flops_per_token\": %.0f, \"thread_context_bytes\": %zu, "
-        "\"peak_rss_bytes\": %.0f, \"cpu_busy\": %.3f, \"cpu_steal\": %.3f, \"blas\": \"%s\", "
-        "\"time_split\": {\"data\": %.4f, \"forward_backward\": %.4f, \"matmul\": %.4f, "
-        "\"attention\": %.4f, \"waiting\": %.4f, \"other_forward_backward\": %.4f, "
-        "\"thread_reduce\": %.4f, \"allreduce\": %.4f, \"optimizer\": %.4f}}\n",
-        c.model.preset.c_str(), m.n_layer, m.n_head, m.n_embd, m.seq_len, m.vocab_size,
-        trainer->model().layout().numel(), comm.size(), cfg.threads, cfg.micro_batch,
-        cfg.global_batch, c.steps, tokens_per_s, 1000 * step_s, gflops, m.flops_per_token(),
-        trainer->thread_context_bytes(), peak_rss_bytes(), cpu_busy, cpu_steal,
-        kernels::blas_name().c_str(), frac(sum.t_data),
-        frac(sum.t_forward_backward), frac(sum.t_matmul), frac(sum.t_attention),
-        frac(sum.t_waiting), frac(other_kernels), frac(sum.t_reduce), frac(sum.t_allreduce),
-        frac(sum.t_optimizer));
-  } else {
-    std::printf("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n", m.n_layer,
-                m.n_head, m.n_embd, m.seq_len, trainer->model().layout().numel());
-    std::printf("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
-                comm.size(), cfg.threads, cfg.global_batch, cfg.micro_batch);
-    std::printf("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s; CPU %.0f%% busy; "
-                "hypervisor steal %.0f%%\n",
-                tokens_per_s, 1000 * step_s, gflops, 100 * cpu_busy, 100 * cpu_steal);
-    std::printf("time split  data %.1f%%, forward+backward %.1f%% (matmul %.1f%%, attention "
-                "%.1f%%, waiting for other threads %.1f%%, other kernels %.1f%%), "
-                "thread reduce %.1f%%, allreduce %.1f%%, optimizer %.1f%%\n",
-                100 * frac(sum.t_data), 100 * frac(sum.t_forward_backward),
-                100 * frac(sum.t_matmul), 100 * frac(sum.t_attention),
-                100 * frac(sum.t_waiting), 100 * frac(other_kernels),
-                100 * frac(sum.t_reduce), 100 * frac(sum.t_allreduce),
-                100 * frac(sum.t_optimizer));
-    std::printf("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
-                trainer->thread_context_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
-    std::printf("blas        %s\n", kernels::blas_name().c_str());
-  }
+  result.preset = c.model.preset;
+  const std::string report = c.json ? bench_json(result) : bench_table(result);
+  std::fputs(report.c_str(), stdout);
   return kExitOk;
 }
 

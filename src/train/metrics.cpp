@@ -5,26 +5,18 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <span>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "cllm/durable_file.h"
+#include "report_format.h"
 
 namespace cllm {
-
-namespace {
-std::string printf_string(const char* fmt, auto... args) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, fmt, args...);
-  return buf;
-}
-// JSON has no NaN or Infinity: non-finite values are written as null.
-std::string json_number(double v, const char* fmt = "%.6g") {
-  return std::isfinite(v) ? printf_string(fmt, v) : "null";
-}
-}  // namespace
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -44,14 +36,19 @@ std::string format_log_line(const LogRecord& r) {
 }
 
 std::string format_json_line(const LogRecord& r) {
-  std::string s = "{\"step\": " + std::to_string(r.step) + ", \"loss\": " +
-                  json_number(r.loss, "%.8g") + ", \"lr\": " + json_number(r.lr) +
-                  ", \"grad_norm\": " + json_number(r.grad_norm) +
-                  ", \"tokens_per_s\": " + json_number(r.tokens_per_s, "%.1f") +
-                  ", \"ms_per_step\": " + json_number(r.ms_per_step, "%.3f") +
-                  ", \"eta_s\": " + json_number(r.eta_s, "%.1f");
-  if (r.val_loss) s += ", \"val_loss\": " + json_number(*r.val_loss, "%.8g");
-  return s + "}";
+  // The digits of each field as the hand-written format had them: losses to
+  // 8 significant digits, lr and the norm to 6, timings to 0.1 token/s,
+  // 1 us and 0.1 s.
+  nlohmann::ordered_json j;
+  j["step"] = r.step;
+  j["loss"] = json_number(r.loss, "%.8g");
+  j["lr"] = json_number(r.lr, "%.6g");
+  j["grad_norm"] = json_number(r.grad_norm, "%.6g");
+  j["tokens_per_s"] = json_number(r.tokens_per_s, "%.1f");
+  j["ms_per_step"] = json_number(r.ms_per_step, "%.3f");
+  j["eta_s"] = json_number(r.eta_s, "%.1f");
+  if (r.val_loss) j["val_loss"] = json_number(*r.val_loss, "%.8g");
+  return j.dump();
 }
 
 MetricsFile::MetricsFile(const std::filesystem::path& path, std::int64_t keep_through_step)
@@ -64,11 +61,19 @@ MetricsFile::MetricsFile(const std::filesystem::path& path, std::int64_t keep_th
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
-      long long step = 0;
       if (in.eof()) break;  // no newline: a record cut short
-      if (std::sscanf(line.c_str(), "{\"step\": %lld", &step) == 1 && line.ends_with("}") &&
-          step <= keep_through_step)
-        kept += line + "\n";
+      // A kept record is copied as it was written, spacing and all.
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!record.is_object()) continue;  // also a line that does not parse (discarded)
+      const auto step = record.find("step");
+      if (step == record.end() || !step->is_number_integer()) continue;
+      // nlohmann reads a non-negative integer as unsigned, one past
+      // INT64_MAX included: compare it as unsigned.
+      const bool up_to_the_checkpoint =
+          step->is_number_unsigned()
+              ? step->get<std::uint64_t>() <= static_cast<std::uint64_t>(keep_through_step)
+              : step->get<std::int64_t>() <= keep_through_step;
+      if (up_to_the_checkpoint) kept += line + "\n";
     }
   }
   write_durably(path, std::span(reinterpret_cast<const unsigned char*>(kept.data()), kept.size()));

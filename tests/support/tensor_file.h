@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace cllm {
+namespace cllm::test {
 
 struct TensorRecord {
   std::vector<std::int64_t> shape;
@@ -22,4 +22,4 @@ struct TensorRecord {
 // Throws std::runtime_error naming the file on any format error.
 std::map<std::string, TensorRecord> read_tensor_file(const std::filesystem::path& path);
 
-}  // namespace cllm
+}  // namespace cllm::test

@@ -1,10 +1,10 @@
-#include "cllm/tensor_file.h"
+#include "support/tensor_file.h"
 
 #include <bit>
 #include <fstream>
 #include <stdexcept>
 
-namespace cllm {
+namespace cllm::test {
 
 static_assert(std::endian::native == std::endian::little, "tensor files are little-endian");
 
@@ -52,4 +52,4 @@ std::map<std::string, TensorRecord> read_tensor_file(const std::filesystem::path
   return out;
 }
 
-}  // namespace cllm
+}  // namespace cllm::test

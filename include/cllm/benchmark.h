@@ -1,0 +1,53 @@
+// Training throughput, as cllm bench measures it: untimed warm-up steps, then
+// timed steps on a Trainer, and the figures of the timed ones - speed, where
+// a step's time goes, how busy the CPUs were, memory - as a table or as one
+// JSON object.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "cllm/comm.h"
+#include "cllm/config.h"
+#include "cllm/trainer.h"
+
+namespace cllm {
+
+// Shares of the timed steps' time. forward_backward is the sum of matmul,
+// attention, waiting and other_forward_backward (the other kernels); it,
+// data, thread_reduce, allreduce and optimizer add up to about 1.
+struct BenchmarkTimeSplit {
+  double data = 0, forward_backward = 0, matmul = 0, attention = 0, waiting = 0,
+         other_forward_backward = 0, thread_reduce = 0, allreduce = 0, optimizer = 0;
+};
+
+struct BenchmarkResult {
+  std::string preset;  // the model's named shape, as the caller gave it (the JSON's "preset")
+  ModelConfig model;
+  std::size_t params = 0;
+  int ranks = 0, threads = 0, micro_batch = 0, global_batch = 0;
+  int steps = 0;  // timed
+  double tokens_per_s = 0, ms_per_step = 0, gflops = 0, flops_per_token = 0;
+  std::size_t thread_context_bytes = 0;
+  double peak_rss_bytes = 0;
+  // The share of this rank's cores that were busy (OpenMP threads that spin
+  // while they wait count as busy, as in top), and of the whole machine's
+  // CPU time stolen by a hypervisor.
+  double cpu_busy = 0, cpu_steal = 0;
+  std::string blas;  // kernels::blas_name()
+  BenchmarkTimeSplit time_split;
+};
+
+// Runs steps 0 .. warmup_steps - 1 of trainer's run untimed, then
+// timed_steps more, and returns this rank's figures for the timed ones.
+// Collective: every rank of comm (the trainer's) calls it.
+BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
+                              int timed_steps);
+
+// The figures as cllm bench prints them: a table of six lines, or one line
+// of JSON (the keys in the order of the struct, time_split nested); both end
+// with a newline.
+std::string bench_table(const BenchmarkResult& r);
+std::string bench_json(const BenchmarkResult& r);
+
+}  // namespace cllm

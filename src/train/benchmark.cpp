@@ -1,0 +1,142 @@
+#include "cllm/benchmark.h"
+
+#include <cmath>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "cllm/blas.h"
+#include "cllm/cpu_usage.h"
+#include "report_format.h"
+
+namespace cllm {
+
+BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
+                              int timed_steps) {
+  const TrainConfig& cfg = trainer.config();
+  StepResult sum;
+  double cpu_at_start = 0;
+  MachineCpuTicks machine_at_start;
+  for (int s = 0; s < warmup_steps + timed_steps; ++s) {
+    if (s == warmup_steps) {
+      cpu_at_start = process_cpu_seconds();
+      machine_at_start = machine_cpu_ticks();
+    }
+    const StepResult r = trainer.train_step(s);
+    if (s < warmup_steps) continue;
+    sum.t_data += r.t_data;
+    sum.t_matmul += r.t_matmul;
+    sum.t_attention += r.t_attention;
+    sum.t_waiting += r.t_waiting;
+    sum.t_forward_backward += r.t_forward_backward;
+    sum.t_reduce += r.t_reduce;
+    sum.t_allreduce += r.t_allreduce;
+    sum.t_optimizer += r.t_optimizer;
+    sum.t_total += r.t_total;
+  }
+  BenchmarkResult b;
+  b.model = cfg.model;
+  b.params = trainer.model().layout().numel();
+  b.ranks = comm.size();
+  b.threads = cfg.threads;
+  b.micro_batch = cfg.micro_batch;
+  b.global_batch = cfg.global_batch;
+  b.steps = timed_steps;
+  const double step_s = sum.t_total / timed_steps;
+  b.ms_per_step = 1000 * step_s;
+  b.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
+  b.flops_per_token = cfg.model.flops_per_token();
+  b.gflops = b.flops_per_token * b.tokens_per_s / 1e9;
+  b.cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.threads);
+  // On a shared virtual machine, stolen time is why a run may be slower than
+  // its cores allow, and why it varies from run to run.
+  const MachineCpuTicks machine_at_end = machine_cpu_ticks();
+  const double ticks = machine_at_end.total - machine_at_start.total;
+  b.cpu_steal = ticks > 0 ? (machine_at_end.steal - machine_at_start.steal) / ticks : 0;
+  b.thread_context_bytes = trainer.thread_context_bytes();
+  b.peak_rss_bytes = peak_rss_bytes();
+  b.blas = kernels::blas_name();
+  const auto share = [&](double t) { return t / sum.t_total; };
+  BenchmarkTimeSplit& split = b.time_split;
+  split.data = share(sum.t_data);
+  split.forward_backward = share(sum.t_forward_backward);
+  split.matmul = share(sum.t_matmul);
+  split.attention = share(sum.t_attention);
+  split.waiting = share(sum.t_waiting);
+  split.other_forward_backward =
+      share(sum.t_forward_backward - sum.t_matmul - sum.t_attention - sum.t_waiting);
+  split.thread_reduce = share(sum.t_reduce);
+  split.allreduce = share(sum.t_allreduce);
+  split.optimizer = share(sum.t_optimizer);
+  return b;
+}
+
+std::string bench_table(const BenchmarkResult& r) {
+  const ModelConfig& m = r.model;
+  const BenchmarkTimeSplit& t = r.time_split;
+  return printf_string("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n",
+                       m.n_layer, m.n_head, m.n_embd, m.seq_len, r.params) +
+         printf_string(
+             "layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
+             r.ranks, r.threads, r.global_batch, r.micro_batch) +
+         printf_string("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s; CPU %.0f%% busy; "
+                       "hypervisor steal %.0f%%\n",
+                       r.tokens_per_s, r.ms_per_step, r.gflops, 100 * r.cpu_busy,
+                       100 * r.cpu_steal) +
+         printf_string("time split  data %.1f%%, forward+backward %.1f%% (matmul %.1f%%, "
+                       "attention %.1f%%, waiting for other threads %.1f%%, other kernels "
+                       "%.1f%%), thread reduce %.1f%%, allreduce %.1f%%, optimizer %.1f%%\n",
+                       100 * t.data, 100 * t.forward_backward, 100 * t.matmul,
+                       100 * t.attention, 100 * t.waiting, 100 * t.other_forward_backward,
+                       100 * t.thread_reduce, 100 * t.allreduce, 100 * t.optimizer) +
+         printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
+                       r.thread_context_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0) +
+         printf_string("blas        %s\n", r.blas.c_str());
+}
+
+std::string bench_json(const BenchmarkResult& r) {
+  // The digits of the hand-written format this replaced: counts as
+  // integers, speeds to 0.1 token/s, 1 us and 0.01 GFLOP/s, CPU shares to
+  // 0.1%, the time split to 0.01%.
+  const auto whole = [](double v) -> nlohmann::ordered_json {
+    if (!std::isfinite(v)) return nullptr;
+    return std::llround(v);
+  };
+  const BenchmarkTimeSplit& t = r.time_split;
+  nlohmann::ordered_json split;
+  split["data"] = json_number(t.data, "%.4f");
+  split["forward_backward"] = json_number(t.forward_backward, "%.4f");
+  split["matmul"] = json_number(t.matmul, "%.4f");
+  split["attention"] = json_number(t.attention, "%.4f");
+  split["waiting"] = json_number(t.waiting, "%.4f");
+  split["other_forward_backward"] = json_number(t.other_forward_backward, "%.4f");
+  split["thread_reduce"] = json_number(t.thread_reduce, "%.4f");
+  split["allreduce"] = json_number(t.allreduce, "%.4f");
+  split["optimizer"] = json_number(t.optimizer, "%.4f");
+  nlohmann::ordered_json j;
+  j["preset"] = r.preset;
+  j["layers"] = r.model.n_layer;
+  j["heads"] = r.model.n_head;
+  j["embd"] = r.model.n_embd;
+  j["seq_len"] = r.model.seq_len;
+  j["vocab"] = r.model.vocab_size;
+  j["params"] = r.params;
+  j["ranks"] = r.ranks;
+  j["threads"] = r.threads;
+  j["micro_batch"] = r.micro_batch;
+  j["global_batch"] = r.global_batch;
+  j["steps"] = r.steps;
+  j["tokens_per_s"] = json_number(r.tokens_per_s, "%.1f");
+  j["ms_per_step"] = json_number(r.ms_per_step, "%.3f");
+  j["gflops"] = json_number(r.gflops, "%.2f");
+  j["flops_per_token"] = whole(r.flops_per_token);
+  j["thread_context_bytes"] = r.thread_context_bytes;
+  j["peak_rss_bytes"] = whole(r.peak_rss_bytes);
+  j["cpu_busy"] = json_number(r.cpu_busy, "%.3f");
+  j["cpu_steal"] = json_number(r.cpu_steal, "%.3f");
+  j["blas"] = r.blas;
+  j["time_split"] = std::move(split);
+  return j.dump() + "\n";
+}
+
+}  // namespace cllm

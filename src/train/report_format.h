@@ -1,0 +1,35 @@
+// Text and JSON formatting shared by the train layer's reports (the log line
+// and metrics.jsonl, cllm bench); not part of the public headers.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace cllm {
+
+// printf into a std::string, of any length.
+template <typename... Args>
+std::string printf_string(const char* format, Args... args) {
+  const int n = std::snprintf(nullptr, 0, format, args...);
+  if (n <= 0) return {};
+  std::string s(static_cast<std::size_t>(n) + 1, '\0');
+  std::snprintf(s.data(), s.size(), format, args...);
+  s.pop_back();  // the terminating NUL
+  return s;
+}
+
+// v as a JSON number with the digits printf's format would print ("%.1f":
+// one decimal, "%.8g": 8 significant digits): v is printed that way and
+// parsed back, and nlohmann writes the shortest text that reads back as that
+// double, which is those digits. JSON has no NaN or Infinity: a non-finite v
+// is null.
+inline nlohmann::ordered_json json_number(double v, const char* printf_format) {
+  if (!std::isfinite(v)) return nullptr;
+  return std::strtod(printf_string(printf_format, v).c_str(), nullptr);
+}
+
+}  // namespace cllm
