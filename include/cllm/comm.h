@@ -1,7 +1,8 @@
 // Comm: an MPI communicator that this process owns (a duplicate, so our
 // collectives never match a library's), freed on scope exit; and the few
-// collectives the trainer needs. Only the main thread calls MPI
-// (MPI_THREAD_FUNNELED): OpenMP threads never touch a Comm.
+// collectives the trainer needs (the gradient allreduce is GradientReducer's,
+// gradient_reducer.h). Only the main thread calls MPI (MPI_THREAD_FUNNELED):
+// OpenMP threads never touch a Comm.
 #pragma once
 
 #include <mpi.h>
@@ -22,6 +23,8 @@ class Comm {
   Comm() = default;
   // Duplicates parent (MPI_Comm_dup) and owns the duplicate.
   static Comm duplicate(MPI_Comm parent);
+  // A duplicate of MPI_COMM_WORLD: every rank of the launch. Collective.
+  static Comm world();
 
   Comm(Comm&& o) noexcept
       : comm_(std::exchange(o.comm_, MPI_COMM_NULL)), rank_(o.rank_), size_(o.size_) {}

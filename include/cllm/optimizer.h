@@ -1,7 +1,7 @@
 // AdamW and the flat-buffer passes around it (gradient scaling, global norm).
-// All of them run over "chunks": pieces of at most kChunkFloats elements of
-// one tensor each, so OpenMP threads split the work evenly and every pass is
-// bitwise independent of the thread count.
+// All of them run over the layout's chunks (tensor_layout.h): pieces of at
+// most kChunkFloats elements of one tensor each, so OpenMP threads split the
+// work evenly and every pass is bitwise independent of the thread count.
 #pragma once
 
 #include <cstddef>
@@ -14,16 +14,6 @@
 #include "cllm/tensor_layout.h"
 
 namespace cllm {
-
-struct Chunk {
-  std::size_t offset;  // in elements
-  std::size_t size;
-  bool decay;          // weight decay applies (matrices and embeddings)
-};
-
-inline constexpr std::size_t kChunkFloats = 16384;
-
-std::vector<Chunk> make_chunks(const TensorLayout& layout);
 
 // grads *= scale, then returns the L2 norm of grads. Partial sums are kept per
 // chunk and added in chunk order, so the result does not depend on threads.

@@ -1,7 +1,8 @@
 // TensorLayout: names, shapes and offsets of the tensors packed into one flat
 // buffer. Parameters, gradients and both AdamW moments share one layout, so
 // reduction, clipping and the optimizer run over flat arrays while
-// checkpoints and tests address tensors by their nanoGPT names.
+// checkpoints and tests address tensors by their nanoGPT names. Its chunks
+// are how those passes over flat arrays split their work.
 #pragma once
 
 #include <cstddef>
@@ -51,5 +52,22 @@ class TensorLayout {
 };
 
 std::string shape_string(const std::vector<std::int64_t>& shape);
+
+// ---- chunks: the unit of work of every pass over a flat buffer
+// Pieces of at most kChunkFloats elements of one tensor each, in buffer order;
+// the padding between tensors is in none. The in-rank gradient reduction
+// (dist/), gradient scaling and AdamW (train/) all run over them, so OpenMP
+// threads split the work evenly and any per-chunk partial result is combined
+// in chunk order: every pass is bitwise independent of the thread count. They
+// live here, with the layout they cut, so that both layers share one plan.
+struct Chunk {
+  std::size_t offset;  // in elements
+  std::size_t size;
+  bool decay;          // weight decay applies: a matrix or embedding (TensorSpec::is_matrix)
+};
+
+inline constexpr std::size_t kChunkFloats = 16384;
+
+std::vector<Chunk> make_chunks(const TensorLayout& layout);
 
 }  // namespace cllm

@@ -1,21 +1,22 @@
 // Trainer: one rank's part of data-parallel training. The global batch's
 // micro-batches are split over ranks, then over OpenMP threads. Each thread
 // owns a ThreadContext and runs forward and backward on its micro-batches over
-// the shared model, which it sees only as const. Between barriers the thread
-// gradients are summed in a fixed order (parallel over parameter slices),
-// bucket by bucket; the main thread sums each finished bucket across ranks
-// with MPI_Iallreduce while the threads reduce the next. Then every rank
-// clips and applies the same AdamW step to its replica.
+// the shared model, which it sees only as const. Then the GradientReducer
+// sums the thread gradients in a fixed order (parallel over parameter chunks),
+// bucket by bucket, and across ranks while the threads reduce the next bucket.
+// Then every rank clips and applies the same AdamW step to its replica.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "cllm/aligned_buffer.h"
 #include "cllm/comm.h"
 #include "cllm/config.h"
+#include "cllm/gradient_reducer.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
 #include "cllm/thread_context.h"
@@ -37,13 +38,6 @@ struct StepResult {
   // (the rest is the other kernels).
   double t_matmul = 0, t_attention = 0, t_waiting = 0;
 };
-
-// A run of consecutive chunks whose gradient is summed across ranks at once.
-struct Bucket {
-  std::size_t first_chunk, end_chunk;  // [first, end) in the optimizer's chunks
-  std::size_t offset, size;            // elements of the flat buffer they span
-};
-std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t max_floats);
 
 class Trainer {
  public:
@@ -73,9 +67,6 @@ class Trainer {
   std::span<const float> gradients() const { return grads_.span(); }
 
  private:
-  // Sums grads_ in-rank then across ranks, bucket by bucket; returns the
-  // seconds the main thread spent in MPI.
-  double reduce_gradients();
   // Token windows of this rank's micro-batches first .. first + count - 1
   // into batch_inputs_/batch_targets_, by the main thread.
   void read_training_windows(int step);
@@ -90,9 +81,10 @@ class Trainer {
   int first_micro_;       // global index of the first
   Model model_;
   AdamW optimizer_;
+  GradientReducer reducer_;  // contexts_' gradients into grads_, over --bucket-mb buckets
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
+  std::vector<std::span<const float>> thread_grads_;      // their gradients, in thread order
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
-  std::vector<Bucket> buckets_;
   std::vector<double> thread_finished_;  // when each thread ended its micro-batches
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
   int eval_per_rank_;                 // the most validation micro-batches a rank runs

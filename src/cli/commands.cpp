@@ -227,7 +227,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   const std::string command = argc > 1 ? argv[1] : "";
   // Every rank takes part in each agreement below, whatever its arguments
   // (MPMD launches may give ranks different ones).
-  const Comm world = Comm::duplicate(MPI_COMM_WORLD);
+  const Comm world = Comm::world();
   // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
   // --config file only for the top-level app, not for a subcommand.
   auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,

@@ -5,21 +5,19 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace cllm {
+#include "mpi_check.h"
 
-namespace {
-void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed");
-}
-}  // namespace
+namespace cllm {
 
 Comm Comm::duplicate(MPI_Comm parent) {
   Comm c;
-  check(MPI_Comm_dup(parent, &c.comm_), "MPI_Comm_dup");
+  check_mpi(MPI_Comm_dup(parent, &c.comm_), "MPI_Comm_dup");
   MPI_Comm_rank(c.comm_, &c.rank_);
   MPI_Comm_size(c.comm_, &c.size_);
   return c;
 }
+
+Comm Comm::world() { return duplicate(MPI_COMM_WORLD); }
 
 Comm& Comm::operator=(Comm&& o) noexcept {
   if (this != &o) {
@@ -38,22 +36,22 @@ Comm::~Comm() {
 bool Comm::all_ok(bool ok) const {
   if (comm_ == MPI_COMM_NULL) return ok;
   int mine = ok ? 1 : 0, all = 0;
-  check(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_), "MPI_Allreduce");
+  check_mpi(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_), "MPI_Allreduce");
   return all != 0;
 }
 
 void Comm::sum(std::span<double> v) const {
   if (comm_ == MPI_COMM_NULL || v.empty()) return;
-  check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM,
-                      comm_),
-        "MPI_Allreduce");
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE,
+                          MPI_SUM, comm_),
+            "MPI_Allreduce");
 }
 
 void Comm::sum(std::span<float> v) const {
   if (comm_ == MPI_COMM_NULL || v.empty()) return;
-  check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT, MPI_SUM,
-                      comm_),
-        "MPI_Allreduce");
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT,
+                          MPI_SUM, comm_),
+            "MPI_Allreduce");
 }
 
 namespace {
@@ -62,9 +60,9 @@ template <typename T>
 void broadcast_pieces(MPI_Comm comm, std::span<T> v, MPI_Datatype type) {
   constexpr std::size_t kPiece = std::size_t{1} << 28;
   for (std::size_t off = 0; off < v.size(); off += kPiece)
-    check(MPI_Bcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type, 0,
-                    comm),
-          "MPI_Bcast");
+    check_mpi(MPI_Bcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type,
+                        0, comm),
+              "MPI_Bcast");
 }
 }  // namespace
 
@@ -83,8 +81,8 @@ void Comm::broadcast(std::span<std::byte> v) const {
 std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value) const {
   std::vector<std::uint64_t> all(size_, value);
   if (comm_ != MPI_COMM_NULL)
-    check(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_),
-          "MPI_Allgather");
+    check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_),
+              "MPI_Allgather");
   return all;
 }
 

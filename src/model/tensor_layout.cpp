@@ -1,5 +1,6 @@
 #include "cllm/tensor_layout.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace cllm {
@@ -30,6 +31,14 @@ std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
+}
+
+std::vector<Chunk> make_chunks(const TensorLayout& layout) {
+  std::vector<Chunk> chunks;
+  for (const TensorSpec& t : layout.tensors())
+    for (std::size_t begin = 0; begin < t.numel; begin += kChunkFloats)
+      chunks.push_back({t.offset + begin, std::min(kChunkFloats, t.numel - begin), t.is_matrix()});
+  return chunks;
 }
 
 }  // namespace cllm

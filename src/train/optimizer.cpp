@@ -6,14 +6,6 @@
 
 namespace cllm {
 
-std::vector<Chunk> make_chunks(const TensorLayout& layout) {
-  std::vector<Chunk> chunks;
-  for (const TensorSpec& t : layout.tensors())
-    for (std::size_t begin = 0; begin < t.numel; begin += kChunkFloats)
-      chunks.push_back({t.offset + begin, std::min(kChunkFloats, t.numel - begin), t.is_matrix()});
-  return chunks;
-}
-
 double scale_and_norm(std::span<float> grads, const std::vector<Chunk>& chunks, float scale,
                       int threads) {
   std::vector<double> partial(chunks.size());

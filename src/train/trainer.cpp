@@ -20,19 +20,18 @@ Range static_block(int count, int n, int t) {
   return {begin, begin + base + (t < extra ? 1 : 0)};
 }
 
-std::vector<Bucket> make_buckets(const std::vector<Chunk>& chunks, std::size_t max_floats) {
-  std::vector<Bucket> buckets;
-  for (std::size_t c = 0; c < chunks.size(); ++c) {
-    const std::size_t end = chunks[c].offset + chunks[c].size;
-    if (buckets.empty() || buckets.back().size + chunks[c].size > max_floats) {
-      buckets.push_back({c, c + 1, chunks[c].offset, chunks[c].size});
-    } else {
-      buckets.back().end_chunk = c + 1;
-      buckets.back().size = end - buckets.back().offset;  // spans the padding between tensors
-    }
-  }
-  return buckets;
+namespace {
+
+// --bucket-mb in bytes. The reducer is built before validate() refuses a size
+// that is not positive: such a size is 0 here, and one past any model's
+// memory is capped rather than overflowing the conversion.
+std::size_t bucket_bytes(double mib) {
+  if (!(mib > 0)) return 0;
+  if (mib >= 0x1p40) return std::size_t{1} << 60;
+  return static_cast<std::size_t>(mib * 1048576.0);
 }
+
+}  // namespace
 
 Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm) try
     : cfg_(config),
@@ -42,6 +41,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       first_micro_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
+      reducer_(comm, model_.layout(), bucket_bytes(config.bucket_mb)),
       contexts_(config.threads),
       grads_(model_.layout().total()),
       thread_finished_(config.threads),
@@ -60,8 +60,6 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
   kernels::use_single_threaded_blas();
   model_.init_gpt2(cfg_.seed);
   grads_.zero();
-  const auto bucket_floats = static_cast<std::size_t>(cfg_.bucket_mb * 1048576.0 / sizeof(float));
-  buckets_ = make_buckets(optimizer_.chunks(), std::max<std::size_t>(bucket_floats, 1));
   const Model& model = model_;
   // An exception must not leave an OpenMP region (the process would abort):
   // each thread notes its failure, and the first is rethrown after it.
@@ -88,6 +86,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
     if (!ctx)  // OMP_THREAD_LIMIT or OMP_DYNAMIC gave a smaller team
       throw std::runtime_error("OpenMP started fewer threads than --threads " +
                                std::to_string(cfg_.threads));
+  for (const auto& ctx : contexts_) thread_grads_.push_back(ctx->grads.span());
 } catch (const AllocationError& e) {
   // The model's parameters, moments, gradient sum or token buffers.
   throw std::runtime_error(
@@ -130,7 +129,7 @@ StepResult Trainer::train_step(int step) {
   const double t1 = omp_get_wtime();
 
   // ---- in-rank reduce, overlapped with the cross-rank allreduce.
-  r.t_allreduce = reduce_gradients();
+  r.t_allreduce = reducer_.reduce(thread_grads_, grads_.span(), n_threads);
   comm_.sum(micro_losses_);  // each slot has one contributor: exact
   const double t2 = omp_get_wtime();
   const std::vector<Chunk>& chunks = optimizer_.chunks();
@@ -157,53 +156,6 @@ StepResult Trainer::train_step(int step) {
   r.t_optimizer = t3 - t2;
   r.t_total = t3 - t_start;
   return r;
-}
-
-double Trainer::reduce_gradients() {
-  const std::vector<Chunk>& chunks = optimizer_.chunks();
-  const int n_threads = cfg_.threads;
-  const bool distributed = comm_.size() > 1;
-  std::vector<MPI_Request> requests(buckets_.size(), MPI_REQUEST_NULL);
-  double mpi_seconds = 0.0;  // written by the main thread only
-#pragma omp parallel num_threads(n_threads)
-  {
-    for (std::size_t b = 0; b < buckets_.size(); ++b) {
-      // Sum the threads' gradients in thread order, parallel over chunks.
-      const auto first = static_cast<std::int64_t>(buckets_[b].first_chunk);
-      const auto end = static_cast<std::int64_t>(buckets_[b].end_chunk);
-#pragma omp for schedule(static)
-      for (std::int64_t c = first; c < end; ++c) {
-        const std::size_t off = chunks[c].offset, size = chunks[c].size;
-        float* dst = grads_.data() + off;
-        std::copy_n(contexts_[0]->grads.data() + off, size, dst);
-        for (int t = 1; t < n_threads; ++t) {
-          const float* src = contexts_[t]->grads.data() + off;
-          for (std::size_t i = 0; i < size; ++i) dst[i] += src[i];
-        }
-      }
-      // (the omp for's barrier: bucket b is summed in-rank)
-      if (distributed) {
-#pragma omp master
-        {
-          // MPI_THREAD_FUNNELED: only the main thread calls MPI. Testing the
-          // earlier buckets lets MPI progress them while the threads go on.
-          const double m0 = omp_get_wtime();
-          MPI_Iallreduce(MPI_IN_PLACE, grads_.data() + buckets_[b].offset,
-                         static_cast<int>(buckets_[b].size), MPI_FLOAT, MPI_SUM, comm_.get(),
-                         &requests[b]);
-          int done = 0;
-          MPI_Testall(static_cast<int>(b + 1), requests.data(), &done, MPI_STATUSES_IGNORE);
-          mpi_seconds += omp_get_wtime() - m0;
-        }
-      }
-    }
-  }
-  if (distributed) {
-    const double m0 = omp_get_wtime();
-    MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
-    mpi_seconds += omp_get_wtime() - m0;
-  }
-  return mpi_seconds;
 }
 
 void Trainer::read_training_windows(int step) {

@@ -1,0 +1,288 @@
+// The gradient reducer in one process: its bucket plan (plan_buckets) and its
+// in-rank sum on a one-rank Comm, which must make no MPI call (this
+// executable never initialises MPI, so one would fail). The reduction across
+// real ranks is tested by test_mpi_ranks.cpp and the end-to-end MPI tests.
+//
+// Suites and their labels:
+//   ReducerPlan.*     none (single-threaded)
+//   ReducerThreads.*  "threads" (the sum runs on OpenMP threads; also run under ThreadSanitizer)
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cllm/comm.h"
+#include "cllm/gradient_reducer.h"
+#include "cllm/model.h"
+#include "cllm/rng.h"
+#include "cllm/tensor_layout.h"
+
+namespace cllm {
+namespace {
+
+constexpr std::size_t kChunkBytes = kChunkFloats * sizeof(float);
+
+// Tensors of every kind the plan must handle: smaller than the 16-float
+// alignment (padding follows), not a multiple of it, exactly one chunk, and
+// larger than a chunk (2.5 chunks: split in three).
+TensorLayout mixed_layout() {
+  TensorLayout layout;
+  layout.add("bias", {5});
+  layout.add("odd", {3, 37});
+  layout.add("one_chunk", {static_cast<std::int64_t>(kChunkFloats)});
+  layout.add("large", {5, static_cast<std::int64_t>(kChunkFloats / 2)});
+  layout.add("after_large", {100});
+  layout.add("matrix", {64, 64});
+  return layout;
+}
+
+// Bucket sizes, in bytes, from none to the whole buffer.
+std::vector<std::size_t> bucket_sizes(const TensorLayout& layout) {
+  return {0,  1,  3,  4,  60,  64, kChunkBytes - 4, kChunkBytes, kChunkBytes + 64, 2 * kChunkBytes,
+          3 * kChunkBytes + 100, layout.total() * sizeof(float),
+          10 * layout.total() * sizeof(float)};
+}
+
+void expect_same_chunk(const Chunk& got, const Chunk& want, const std::string& where) {
+  EXPECT_EQ(got.offset, want.offset) << where;
+  EXPECT_EQ(got.size, want.size) << where;
+  EXPECT_EQ(got.decay, want.decay) << where;
+}
+
+// ---------------------------------------------------------------- plan
+
+TEST(ReducerPlan, BucketsHoldEveryChunkOnceInBufferOrder) {
+  const TensorLayout layout = mixed_layout();
+  const std::vector<Chunk> chunks = make_chunks(layout);
+  for (std::size_t bytes : bucket_sizes(layout)) {
+    SCOPED_TRACE("bucket of " + std::to_string(bytes) + " bytes");
+    const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes);
+    std::size_t next = 0;  // index into chunks
+    std::size_t previous_end = 0;
+    for (std::size_t b = 0; b < buckets.size(); ++b) {
+      const GradientBucket& bucket = buckets[b];
+      ASSERT_FALSE(bucket.chunks.empty()) << "bucket " << b;
+      EXPECT_GE(bucket.offset, previous_end) << "bucket " << b << " overlaps the one before";
+      EXPECT_EQ(bucket.offset, bucket.chunks.front().offset) << "bucket " << b;
+      EXPECT_EQ(bucket.offset + bucket.size,
+                bucket.chunks.back().offset + bucket.chunks.back().size)
+          << "bucket " << b;
+      for (const Chunk& c : bucket.chunks) {
+        ASSERT_LT(next, chunks.size()) << "bucket " << b << " has more chunks than the layout";
+        expect_same_chunk(c, chunks[next], "bucket " + std::to_string(b) + ", chunk " +
+                                               std::to_string(next));
+        ++next;
+      }
+      previous_end = bucket.offset + bucket.size;
+    }
+    EXPECT_EQ(next, chunks.size()) << "chunks left out of every bucket";
+  }
+}
+
+TEST(ReducerPlan, ChunksCoverEveryTensorElementOnceAndNoPadding) {
+  // make_chunks is what the buckets are made of: each tensor, in order, in
+  // pieces of at most kChunkFloats, and nothing of the padding between them.
+  const TensorLayout layout = mixed_layout();
+  const std::vector<Chunk> chunks = make_chunks(layout);
+  std::size_t c = 0;
+  for (const TensorSpec& t : layout.tensors()) {
+    SCOPED_TRACE(t.name);
+    for (std::size_t covered = 0; covered < t.numel;) {
+      ASSERT_LT(c, chunks.size());
+      EXPECT_EQ(chunks[c].offset, t.offset + covered);
+      EXPECT_LE(chunks[c].size, kChunkFloats);
+      EXPECT_GT(chunks[c].size, 0u);
+      EXPECT_EQ(chunks[c].decay, t.is_matrix());
+      covered += chunks[c].size;
+      EXPECT_LE(covered, t.numel);
+      ++c;
+    }
+  }
+  EXPECT_EQ(c, chunks.size());
+}
+
+TEST(ReducerPlan, NoBucketExceedsTheSizeUnlessOneChunkDoes) {
+  const TensorLayout layout = mixed_layout();
+  for (std::size_t bytes : bucket_sizes(layout)) {
+    SCOPED_TRACE("bucket of " + std::to_string(bytes) + " bytes");
+    const std::size_t max_floats = bytes / sizeof(float);
+    const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes);
+    for (std::size_t b = 0; b < buckets.size(); ++b) {
+      if (buckets[b].chunks.size() > 1) {
+        EXPECT_LE(buckets[b].size, max_floats) << "bucket " << b << " of several chunks";
+      }
+      // Greedy: the next bucket starts only where its first chunk would not
+      // have fitted in this one.
+      if (b + 1 < buckets.size()) {
+        const Chunk& next = buckets[b + 1].chunks.front();
+        EXPECT_GT(next.offset + next.size - buckets[b].offset, max_floats) << "bucket " << b;
+      }
+    }
+  }
+}
+
+TEST(ReducerPlan, SizeZeroOrSmallerThanAChunkGivesOneBucketPerChunk) {
+  const TensorLayout layout = mixed_layout();
+  const std::size_t n_chunks = make_chunks(layout).size();
+  // The smallest tensor is 5 floats (20 bytes): any smaller size gives each
+  // chunk a bucket of its own, as does 0 (documented, not an error).
+  for (std::size_t bytes : {0, 1, 3, 4, 19}) {
+    SCOPED_TRACE("bucket of " + std::to_string(bytes) + " bytes");
+    const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes);
+    ASSERT_EQ(buckets.size(), n_chunks);
+    for (const GradientBucket& b : buckets) {
+      ASSERT_EQ(b.chunks.size(), 1u);
+      EXPECT_EQ(b.size, b.chunks.front().size);
+    }
+  }
+}
+
+TEST(ReducerPlan, SizeOfTheWholeBufferGivesOneBucket) {
+  const TensorLayout layout = mixed_layout();
+  const TensorSpec& last = layout.tensors().back();
+  for (std::size_t bytes : {layout.total() * sizeof(float), std::size_t{1} << 40}) {
+    const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes);
+    ASSERT_EQ(buckets.size(), 1u);
+    EXPECT_EQ(buckets[0].offset, 0u);
+    EXPECT_EQ(buckets[0].size, last.offset + last.numel);  // the trailing padding left out
+    EXPECT_EQ(buckets[0].chunks.size(), make_chunks(layout).size());
+  }
+}
+
+TEST(ReducerPlan, TensorLargerThanAChunkIsSplitIntoChunks) {
+  TensorLayout layout;
+  layout.add("wte", {5, static_cast<std::int64_t>(kChunkFloats / 2)});  // 2.5 chunks
+  // One chunk per bucket: three buckets, the last one half a chunk.
+  const std::vector<GradientBucket> per_chunk = plan_buckets(layout, kChunkBytes);
+  ASSERT_EQ(per_chunk.size(), 3u);
+  EXPECT_EQ(per_chunk[0].offset, 0u);
+  EXPECT_EQ(per_chunk[0].size, kChunkFloats);
+  EXPECT_EQ(per_chunk[1].offset, kChunkFloats);
+  EXPECT_EQ(per_chunk[1].size, kChunkFloats);
+  EXPECT_EQ(per_chunk[2].offset, 2 * kChunkFloats);
+  EXPECT_EQ(per_chunk[2].size, kChunkFloats / 2);
+  for (const GradientBucket& b : per_chunk) EXPECT_TRUE(b.chunks.front().decay);
+  // Two chunks fit in a bucket of 2.2 chunks, the third does not.
+  const std::vector<GradientBucket> two = plan_buckets(layout, 2 * kChunkBytes + kChunkBytes / 5);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].chunks.size(), 2u);
+  EXPECT_EQ(two[0].size, 2 * kChunkFloats);
+  EXPECT_EQ(two[1].chunks.size(), 1u);
+}
+
+TEST(ReducerPlan, GptLayoutInDefaultBucketsCoversEveryParameter) {
+  // The small preset in the default 4 MiB buckets: several buckets, and
+  // between them every parameter once.
+  ModelConfig cfg;
+  cfg.vocab_size = 256, cfg.seq_len = 128, cfg.n_layer = 4, cfg.n_head = 4, cfg.n_embd = 256;
+  const TensorLayout layout = gpt_parameter_layout(cfg);
+  const std::vector<GradientBucket> buckets = plan_buckets(layout, 4 * 1048576);
+  EXPECT_GT(buckets.size(), 1u);
+  std::size_t elements = 0;
+  for (const GradientBucket& b : buckets)
+    for (const Chunk& c : b.chunks) elements += c.size;
+  EXPECT_EQ(elements, layout.numel());
+}
+
+// ---------------------------------------------------------------- reduction
+
+// Buffers of the layout with values of very different magnitudes (and zero
+// padding), so that adding them in another order changes the bits.
+std::vector<std::vector<float>> gradient_buffers(const TensorLayout& layout, int count) {
+  std::vector<std::vector<float>> buffers(count, std::vector<float>(layout.total(), 0.0f));
+  Rng rng(99);
+  for (auto& buffer : buffers)
+    for (const TensorSpec& t : layout.tensors())
+      for (std::size_t i = 0; i < t.numel; ++i)
+        buffer[t.offset + i] =
+            rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.uniform() * 40) - 20);
+  return buffers;
+}
+
+std::vector<std::span<const float>> spans(const std::vector<std::vector<float>>& buffers) {
+  return std::vector<std::span<const float>>(buffers.begin(), buffers.end());
+}
+
+// The same bits, element by element (and NaN-safe).
+void expect_bitwise_equal(std::span<const float> got, std::span<const float> want,
+                          const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  std::size_t differing = 0, first = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]) &&
+        differing++ == 0)
+      first = i;
+  EXPECT_EQ(differing, 0u) << what << ": first at element " << first << ": " << got[first]
+                           << " instead of " << want[first];
+}
+
+TEST(ReducerThreads, OneRankSumsTheBuffersBitwiseAsAPlainLoopInBufferOrder) {
+  const TensorLayout layout = mixed_layout();
+  const Comm one_rank;  // MPI_COMM_NULL: any MPI call would fail here (no MPI_Init)
+  for (int n_buffers : {1, 2, 3, 5}) {
+    const std::vector<std::vector<float>> buffers = gradient_buffers(layout, n_buffers);
+    std::vector<float> want = buffers[0];
+    for (int s = 1; s < n_buffers; ++s)
+      for (std::size_t i = 0; i < want.size(); ++i) want[i] += buffers[s][i];
+    if (n_buffers >= 3) {
+      // The values tell the order apart: summed backwards, some bits differ.
+      std::vector<float> backwards = buffers[n_buffers - 1];
+      for (int s = n_buffers - 2; s >= 0; --s)
+        for (std::size_t i = 0; i < backwards.size(); ++i) backwards[i] += buffers[s][i];
+      ASSERT_NE(backwards, want);
+    }
+    for (std::size_t bytes : {std::size_t{0}, kChunkBytes + 64, std::size_t{4} << 20}) {
+      GradientReducer reducer(one_rank, layout, bytes);
+      for (int threads : {1, 2, 3, 4}) {
+        const std::string what = std::to_string(n_buffers) + " buffers, bucket of " +
+                                 std::to_string(bytes) + " bytes, " + std::to_string(threads) +
+                                 " threads";
+        std::vector<float> sum(layout.total(), 0.0f);
+        EXPECT_EQ(reducer.reduce(spans(buffers), sum, threads), 0.0) << what << ": time in MPI";
+        expect_bitwise_equal(sum, want, what);
+      }
+    }
+  }
+}
+
+TEST(ReducerThreads, SumOfEveryStepIsComplete) {
+  // The reducer is reused every step: a second reduction of other buffers
+  // overwrites the first in full.
+  const TensorLayout layout = mixed_layout();
+  const Comm one_rank;
+  GradientReducer reducer(one_rank, layout, kChunkBytes);
+  std::vector<float> sum(layout.total(), 0.0f);
+  const auto first = gradient_buffers(layout, 2);
+  reducer.reduce(spans(first), sum, 2);
+  std::vector<std::vector<float>> second(2, std::vector<float>(layout.total(), 0.0f));
+  for (const TensorSpec& t : layout.tensors())
+    for (std::size_t i = 0; i < t.numel; ++i) {
+      second[0][t.offset + i] = 1.0f;
+      second[1][t.offset + i] = 2.0f;
+    }
+  reducer.reduce(spans(second), sum, 2);
+  for (const TensorSpec& t : layout.tensors())
+    for (std::size_t i = 0; i < t.numel; ++i)
+      ASSERT_EQ(sum[t.offset + i], 3.0f) << t.name << "[" << i << "]";
+}
+
+TEST(ReducerThreads, BuffersOfAnotherSizeAreRefused) {
+  const TensorLayout layout = mixed_layout();
+  const Comm one_rank;
+  GradientReducer reducer(one_rank, layout, kChunkBytes);
+  std::vector<std::vector<float>> buffers(2, std::vector<float>(layout.total(), 0.0f));
+  std::vector<float> sum(layout.total(), 0.0f);
+  std::vector<float> short_sum(layout.total() - 1, 0.0f);
+  EXPECT_THROW(reducer.reduce(spans(buffers), short_sum, 2), std::invalid_argument);
+  buffers[1].pop_back();
+  EXPECT_THROW(reducer.reduce(spans(buffers), sum, 2), std::invalid_argument);
+  EXPECT_THROW(reducer.reduce({}, sum, 2), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace cllm
