@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "process.h"
 
 namespace cllm {
@@ -343,7 +343,7 @@ TEST_F(CliTest, LocalLauncherStopsTheRanksWithACheckpointAndExits4) {
     std::smatch m;
     ASSERT_TRUE(std::regex_search(r.out, m, std::regex("stopped after step (\\d+) of 100000 by")))
         << r.out;
-    EXPECT_TRUE(std::filesystem::exists(checkpoint_path(out, std::stoi(m[1])))) << r.out;
+    EXPECT_TRUE(std::filesystem::exists(CheckpointStore(out).path(std::stoi(m[1])))) << r.out;
   }
 }
 

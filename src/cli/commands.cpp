@@ -16,6 +16,7 @@
 
 #include "cllm/blas.h"
 #include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "cllm/cli.h"
 #include "cllm/comm.h"
 #include "cllm/dataset_file.h"
@@ -233,19 +234,23 @@ std::string joined(const std::vector<std::string>& lines, const char* separator)
 TrainingState load_checkpoint_for_resume(const fs::path& path,
                                          std::optional<std::int64_t> expected_step,
                                          const RunSettings& settings, Trainer& trainer) {
-  const CheckpointContents header = read_checkpoint_header(path);
+  const CheckpointReader checkpoint(path);
+  const CheckpointContents& header = checkpoint.header();
+  const RunSettings recorded = checkpoint.settings(compared_setting_names());
   if (expected_step && header.state.step != *expected_step)
     throw std::runtime_error(path.string() + ": its name says step " +
                              std::to_string(*expected_step) + ", its /state/step says " +
                              std::to_string(header.state.step));
-  const SettingsComparison diff = compare_settings(header.settings, settings);
+  const SettingsComparison diff = compare_settings(recorded, settings);
   if (!diff.refused.empty())
     throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
                                 joined(diff.refused, "; ") +
                                 "; use the checkpoint's values, or another --out");
   const double t0 = omp_get_wtime();
-  TrainingState state =
-      read_checkpoint(path, trainer.mutable_model(), &trainer.mutable_optimizer()).state;
+  CheckpointMoments moments;
+  checkpoint.read_into(trainer.mutable_model(), &moments);
+  trainer.mutable_optimizer().restore(moments.state());
+  const TrainingState state = header.state;
   for (const std::string& change : diff.changed)
     std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
                  change.c_str());
@@ -254,28 +259,14 @@ TrainingState load_checkpoint_for_resume(const fs::path& path,
   return state;
 }
 
-// A checkpoint that cannot be loaded is renamed out of the way, so that it
-// never outranks (and, through --keep, displaces) the checkpoints written
-// after it, and is kept for a look.
-void set_aside(const fs::path& path, const std::string& why) {
-  const fs::path bad = fs::path(path.string() + ".bad");
-  std::error_code ec;
-  fs::rename(path, bad, ec);
-  if (ec)
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s (cannot rename it to %s: %s)\n",
-                 why.c_str(), bad.filename().c_str(), ec.message().c_str());
-  else
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s; renamed to %s\n", why.c_str(),
-                 bad.c_str());
-}
-
 // Rank 0: loads the checkpoint the run continues from into the trainer, as
 // --resume says, and returns its state; nullopt: start afresh.
 std::optional<TrainingState> load_resume_point(const TrainCommand& c, const RunSettings& settings,
                                                Trainer& trainer) {
   if (c.resume != "auto" && c.resume != "none")
     return load_checkpoint_for_resume(c.resume, std::nullopt, settings, trainer);
-  const std::vector<CheckpointFile> found = list_checkpoints(c.out);
+  CheckpointStore store(c.out);
+  const std::vector<CheckpointFile> found = store.list();
   if (c.resume == "none") {
     if (!found.empty())
       throw std::runtime_error(c.out + ": already holds checkpoints (newest " +
@@ -283,16 +274,11 @@ std::optional<TrainingState> load_resume_point(const TrainCommand& c, const RunS
                                "); --resume auto continues them, or choose another --out");
     return std::nullopt;
   }
-  for (const CheckpointFile& f : found) {
-    try {
-      return load_checkpoint_for_resume(f.path, f.step, settings, trainer);
-    } catch (const std::invalid_argument&) {
-      throw;  // another run's checkpoint: not ours to set aside
-    } catch (const std::exception& e) {
-      set_aside(f.path, e.what());
-    }
-  }
-  return std::nullopt;
+  std::optional<TrainingState> resumed;
+  store.load_newest([&](const CheckpointFile& f) {
+    resumed = load_checkpoint_for_resume(f.path, f.step, settings, trainer);
+  });
+  return resumed;
 }
 
 // Gives every rank rank 0's resume point: state, parameters, moments.
@@ -395,10 +381,11 @@ int run_train(TrainCommand& c, const Comm& comm) {
     return agree_on_setup(comm, [&] {
       if (!root) return;
       const double t0 = omp_get_wtime();
-      const fs::path path = checkpoint_path(c.out, done);
-      write_checkpoint(path, trainer->model(), trainer->optimizer(), cfg, state, data.tokenizer,
+      CheckpointStore store(c.out);
+      const fs::path path = store.path(done);
+      write_checkpoint(path, trainer->model(), trainer->optimizer().state(), state, data.tokenizer,
                        settings);
-      prune_checkpoints(c.out, c.keep, path);
+      store.prune(c.keep, path);
       std::error_code ec;
       std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
                   static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);
