@@ -84,6 +84,27 @@ void expect_identical(const Snapshot& a, const Snapshot& b) {
 
 std::string file_bytes(const fs::path& p) { return test::read_file(p); }
 
+// One layer, 8 wide, vocabulary 256: its checkpoint is written in an instant.
+ModelConfig tiny_model_config() {
+  ModelConfig mc;
+  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
+  return mc;
+}
+
+// Writes a checkpoint at step 1 of a freshly initialised tiny model, in
+// process, and returns the model.
+Model write_tiny_checkpoint(const fs::path& path) {
+  TrainConfig tc;
+  tc.model = tiny_model_config();
+  Model model(tc.model);
+  model.init_gpt2(1);
+  const AdamW opt(tc.optim, model.layout());
+  RunSettings settings = config_settings(tc);
+  settings["data"] = std::string("test");
+  write_checkpoint(path, model, opt.state(), TrainingState{1, 64, 0}, TokenizerSpec{}, settings);
+  return model;
+}
+
 class CheckpointTest : public ::testing::Test {
  protected:
   CheckpointTest() { h5::silence_error_stack(); }  // the expected failures print nothing
@@ -425,17 +446,9 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
 
 // Loading checks the format and the version before any tensor.
 TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
-  ModelConfig mc;
-  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
-  TrainConfig tc;
-  tc.model = mc;
-  Model model(mc);
-  model.init_gpt2(1);
-  AdamW opt(tc.optim, model.layout());
+  const ModelConfig mc = tiny_model_config();
   const fs::path path = dir / "checkpoint-00000001.h5";
-  RunSettings settings = config_settings(tc);
-  settings["data"] = std::string("test");
-  write_checkpoint(path, model, opt.state(), TrainingState{1, 64, 0}, TokenizerSpec{}, settings);
+  const Model model = write_tiny_checkpoint(path);
   EXPECT_EQ(load(path).step, 1);
   EXPECT_TRUE(bitwise_equal(load(path).params, {model.params().begin(), model.params().end()}));
 
@@ -464,16 +477,9 @@ TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
 // and the checkpoint's model, once, before any tensor is read; the model and
 // the moments stay as they were.
 TEST_F(CheckpointTest, AnotherShapeNamesTheFirstDifferingTensor) {
-  ModelConfig mc;
-  mc.vocab_size = 256, mc.seq_len = 8, mc.n_layer = 1, mc.n_head = 2, mc.n_embd = 8;
-  TrainConfig tc;
-  tc.model = mc;
-  Model model(mc);
-  model.init_gpt2(1);
-  AdamW opt(tc.optim, model.layout());
+  const ModelConfig mc = tiny_model_config();
   const fs::path path = dir / "checkpoint-00000001.h5";
-  write_checkpoint(path, model, opt.state(), TrainingState{1, 64, 0}, TokenizerSpec{},
-                   config_settings(tc));
+  write_tiny_checkpoint(path);
 
   const auto expect_mismatch = [&](ModelConfig other_config, const std::string& what) {
     Model other(other_config);
