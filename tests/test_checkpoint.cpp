@@ -20,11 +20,13 @@
 
 #include "cllm/bpe_tokenizer.h"
 #include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "cllm/dataset_file.h"
 #include "cllm/hdf5.h"
 #include "cllm/metrics.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
+#include "cllm/run_settings.h"
 #include "support/bitwise.h"
 #include "support/metrics.h"
 #include "support/process.h"
@@ -53,15 +55,15 @@ struct Snapshot {
 };
 
 Snapshot load(const fs::path& path) {
-  const CheckpointContents header = read_checkpoint_header(path);
-  Model model(header.model);
-  AdamW opt(OptimizerConfig{}, model.layout());
-  read_checkpoint(path, model, &opt);
+  const CheckpointReader checkpoint(path);
+  Model model(checkpoint.header().model);
+  CheckpointMoments moments;
+  checkpoint.read_into(model, &moments);
   return {{model.params().begin(), model.params().end()},
-          {opt.m().begin(), opt.m().end()},
-          {opt.v().begin(), opt.v().end()},
-          header.state.step,
-          opt.steps_taken()};
+          {moments.m.span().begin(), moments.m.span().end()},
+          {moments.v.span().begin(), moments.v.span().end()},
+          checkpoint.header().state.step,
+          moments.step};
 }
 
 void expect_identical(const Snapshot& a, const Snapshot& b) {
@@ -73,6 +75,15 @@ void expect_identical(const Snapshot& a, const Snapshot& b) {
 }
 
 std::string file_bytes(const fs::path& p) { return test::read_file(p); }
+
+// Writes a checkpoint at step 1 of the tiny model, in process: written in an
+// instant.
+void write_tiny_checkpoint(const fs::path& path, const test::TinyModel& tiny) {
+  RunSettings settings = config_settings(tiny.config);
+  settings["data"] = std::string("test");
+  write_checkpoint(path, tiny.model, tiny.optimizer.state(), TrainingState{1, 64, 0},
+                   TokenizerSpec{}, settings);
+}
 
 class CheckpointTest : public ::testing::Test {
  protected:
@@ -91,13 +102,13 @@ class CheckpointTest : public ::testing::Test {
     const auto first = cllm(ranks, with(tiny_run(kText, out("split"), threads), {"--stop-at", "10"}));
     ASSERT_EQ(first.exit_code, 0) << first.err;
     EXPECT_TRUE(contains(first.out, "stopped after step 10 of 20")) << first.out;
-    EXPECT_TRUE(fs::exists(checkpoint_path(out("split"), 10)));
-    EXPECT_FALSE(fs::exists(checkpoint_path(out("split"), 20)));
+    EXPECT_TRUE(fs::exists(CheckpointStore(out("split")).path(10)));
+    EXPECT_FALSE(fs::exists(CheckpointStore(out("split")).path(20)));
     const auto second = cllm(ranks, tiny_run(kText, out("split"), threads));
     ASSERT_EQ(second.exit_code, 0) << second.err;
     EXPECT_TRUE(contains(second.out, "resuming from")) << second.out;
-    expect_identical(load(checkpoint_path(out("whole"), 20)),
-                     load(checkpoint_path(out("split"), 20)));
+    expect_identical(load(CheckpointStore(out("whole")).path(20)),
+                     load(CheckpointStore(out("split")).path(20)));
     const auto a = loss_texts(fs::path(out("whole")) / "metrics.jsonl");
     const auto b = loss_texts(fs::path(out("split")) / "metrics.jsonl");
     EXPECT_EQ(a.size(), 20u);
@@ -127,7 +138,7 @@ TEST_F(CheckpointTest, ResumeOnAnotherLayoutContinuesTheSameCurve) {
 TEST_F(CheckpointTest, KeepsTheNewestAndResumesPastABrokenOne) {
   const auto run = with(tiny_run(kText, out("run"), 2, 12), {"--checkpoint-every", "3", "--keep", "2"});
   ASSERT_EQ(cllm(1, with(run, {"--stop-at", "9"})).exit_code, 0);
-  const auto files = list_checkpoints(out("run"));
+  const auto files = CheckpointStore(out("run")).list();
   ASSERT_EQ(files.size(), 2u);
   EXPECT_EQ(files[0].step, 9);
   EXPECT_EQ(files[1].step, 6);
@@ -140,9 +151,9 @@ TEST_F(CheckpointTest, KeepsTheNewestAndResumesPastABrokenOne) {
   EXPECT_TRUE(contains(r.err, "skipping checkpoint " + newest.string())) << r.err;
   EXPECT_TRUE(contains(r.err, "renamed to " + newest.string() + ".bad")) << r.err;
   EXPECT_TRUE(fs::exists(newest.string() + ".bad"));
-  EXPECT_TRUE(contains(r.out, "resuming from " + checkpoint_path(out("run"), 6).string())) << r.out;
+  EXPECT_TRUE(contains(r.out, "resuming from " + CheckpointStore(out("run")).path(6).string())) << r.out;
   // Flipped bits in the tensors' data fail their Fletcher-32 checksums.
-  const fs::path last = checkpoint_path(out("run"), 12);
+  const fs::path last = CheckpointStore(out("run")).path(12);
   ASSERT_TRUE(fs::exists(last));
   EXPECT_NO_THROW(load(last));
   std::string bytes = file_bytes(last);
@@ -177,7 +188,7 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
     while (std::chrono::steady_clock::now() < deadline && tmp.empty()) {
       std::error_code ec;
       // Wait for a finished checkpoint first, then for the next one's temporary file.
-      if (!list_checkpoints(run_out).empty())
+      if (!CheckpointStore(run_out).list().empty())
         for (const auto& e : fs::directory_iterator(run_out, ec))
           if (e.path().extension() == ".tmp") tmp = e.path();
       if (tmp.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -186,7 +197,7 @@ TEST_F(CheckpointTest, KilledWhileWritingLeavesThePreviousCheckpointSelected) {
     test::wait_program(child);
     caught = !tmp.empty() && fs::exists(tmp);  // killed before the rename
     if (!caught) continue;
-    const auto finished = list_checkpoints(run_out);
+    const auto finished = CheckpointStore(run_out).list();
     ASSERT_FALSE(finished.empty());
     EXPECT_NO_THROW(load(finished.front().path));  // the previous checkpoint is whole
     const auto r = run_cllm(with(args, {"--stop-at", std::to_string(finished.front().step + 1)}),
@@ -221,13 +232,13 @@ TEST_F(CheckpointTest, StopSignalCheckpointsAndTheRunResumesExactly) {
     ASSERT_TRUE(std::regex_search(stopped.out, m, std::regex("stopped after step (\\d+) of 300 by SIG")))
         << stopped.out;
     const int at = std::stoi(m[1]);
-    EXPECT_TRUE(fs::exists(checkpoint_path(out(name), at)));
+    EXPECT_TRUE(fs::exists(CheckpointStore(out(name)).path(at)));
     const auto resumed = cllm(1, args);
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
     const auto whole = cllm(1, with(args, {"--out", out(name + "-whole")}));
     ASSERT_EQ(whole.exit_code, 0) << whole.err;
-    expect_identical(load(checkpoint_path(out(name), 300)),
-                     load(checkpoint_path(out(name + "-whole"), 300)));
+    expect_identical(load(CheckpointStore(out(name)).path(300)),
+                     load(CheckpointStore(out(name + "-whole")).path(300)));
   }
 }
 
@@ -257,7 +268,7 @@ TEST_F(CheckpointTest, SecondSigintStopsAtOnceWithoutACheckpoint) {
   EXPECT_TRUE(noted) << "the first SIGINT printed nothing on stderr:\n" << stopped.err;
   EXPECT_EQ(stopped.exit_code, 128 + SIGINT) << stopped.out << stopped.err;
   EXPECT_FALSE(contains(stopped.out, "stopped after step")) << stopped.out;
-  EXPECT_TRUE(list_checkpoints(out("int2")).empty());
+  EXPECT_TRUE(CheckpointStore(out("int2")).list().empty());
 }
 
 TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
@@ -275,7 +286,7 @@ TEST_F(CheckpointTest, PreparedDatasetTrainsAndGenerates) {
   }
   const auto t = cllm(2, tiny_run(h5, out("h5run"), 1));
   ASSERT_EQ(t.exit_code, 0) << t.err;
-  const fs::path ckpt = checkpoint_path(out("h5run"), 20);
+  const fs::path ckpt = CheckpointStore(out("h5run")).path(20);
   const std::vector<std::string> gen = {"generate", "--checkpoint", ckpt.string(), "--prompt",
                                         "It is a truth", "--tokens", "40", "--seed", "7"};
   const auto g1 = cllm(1, gen);
@@ -305,7 +316,7 @@ TEST_F(CheckpointTest, GeneratedNulBytesArePrinted) {
   EXPECT_EQ(sample.size(), 64u + 1) << "the sample, 64 bytes and a newline, was cut short";
   EXPECT_NE(sample.find('\0'), std::string::npos) << "no NUL sampled: the test proves nothing";
 
-  const auto g = cllm(1, {"generate", "--checkpoint", checkpoint_path(out("run"), 30).string(),
+  const auto g = cllm(1, {"generate", "--checkpoint", CheckpointStore(out("run")).path(30).string(),
                           "--prompt", "a", "--tokens", "64", "--seed", "7"});
   ASSERT_EQ(g.exit_code, 0) << g.err;
   EXPECT_EQ(g.out.size(), 1u + 64 + 1) << "prompt, 64 bytes and a newline";
@@ -331,7 +342,7 @@ TEST_F(CheckpointTest, Gpt2DatasetHoldsGpt2IdsAndItsCheckpointsGenerateText) {
   const auto t = cllm(1, tiny_run(h5, out("run"), 2, 2));
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_TRUE(contains(t.out, "vocab 50257")) << t.out;
-  const auto g = cllm(1, {"generate", "--checkpoint", checkpoint_path(out("run"), 2).string(),
+  const auto g = cllm(1, {"generate", "--checkpoint", CheckpointStore(out("run")).path(2).string(),
                           "--prompt", "It is a truth", "--tokens", "10"});
   ASSERT_EQ(g.exit_code, 0) << g.err;
   EXPECT_EQ(g.out.rfind("It is a truth", 0), 0u) << g.out;
@@ -347,7 +358,7 @@ TEST_F(CheckpointTest, H5lsListsTheSchema) {
   for (const char* path : {"/train/tokens", "/val/tokens"})
     EXPECT_TRUE(contains(d.out, path)) << d.out;
   const auto c = test::run_program(
-      "/usr/bin/h5ls", {"-r", checkpoint_path(out("run"), 2).string()}, dir.path());
+      "/usr/bin/h5ls", {"-r", CheckpointStore(out("run")).path(2).string()}, dir.path());
   ASSERT_EQ(c.exit_code, 0) << c.err;
   for (const char* path :
        {"/model/transformer.wte.weight", "/model/transformer.wpe.weight",
@@ -361,8 +372,9 @@ TEST_F(CheckpointTest, H5lsListsTheSchema) {
 // existing checkpoint touched.
 TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
   const std::string run = out("run");
+  const CheckpointStore store(run);
   ASSERT_EQ(cllm(1, tiny_run(kText, run, 1, 4)).exit_code, 0);
-  const fs::path ckpt = checkpoint_path(run, 4);
+  const fs::path ckpt = store.path(4);
   const std::string before = file_bytes(ckpt);
 
   const std::string not_h5 = out("notes.h5");
@@ -409,22 +421,21 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
     }
   }
   EXPECT_EQ(file_bytes(ckpt), before);
-  EXPECT_EQ(list_checkpoints(run).size(), 1u);
+  EXPECT_EQ(store.list().size(), 1u);
 }
 
 // Loading checks the format and the version before any tensor.
 TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
   const test::TinyModel tiny;
   const fs::path path = dir / "checkpoint-00000001.h5";
-  write_checkpoint(path, tiny.model, tiny.optimizer, tiny.config, TrainingState{1, 64, 0},
-                   TokenizerSpec{}, RunSettings{{"data", std::string("test")}});
+  write_tiny_checkpoint(path, tiny);
   EXPECT_EQ(load(path).step, 1);
   EXPECT_TRUE(same_bits(load(path).params, tiny.model.params()));
 
   const auto expect_error = [&](const std::string& what) {
     Model other(tiny.config.model);
     try {
-      read_checkpoint(path, other, nullptr);
+      CheckpointReader(path).read_into(other);
       ADD_FAILURE() << "loaded a checkpoint with " << what;
     } catch (const std::runtime_error& e) {
       EXPECT_TRUE(contains(e.what(), path.string())) << e.what();
@@ -440,6 +451,43 @@ TEST_F(CheckpointTest, LoadingChecksFormatAndVersion) {
   set_root_attr("format_version", kCheckpointFormatVersion);
   set_root_attr("format", std::string("cllm-dataset"));
   expect_error("not a CLLM checkpoint");
+}
+
+// Reading into a model of another shape names the first tensor that differs
+// and the checkpoint's model, once, before any tensor is read; the model and
+// the moments stay as they were.
+TEST_F(CheckpointTest, AnotherShapeNamesTheFirstDifferingTensor) {
+  const test::TinyModel tiny;
+  const ModelConfig& mc = tiny.config.model;
+  const fs::path path = dir / "checkpoint-00000001.h5";
+  write_tiny_checkpoint(path, tiny);
+
+  const auto expect_mismatch = [&](ModelConfig other_config, const std::string& what) {
+    Model other(other_config);
+    other.init_gpt2(2);
+    const std::vector<float> before(other.params().begin(), other.params().end());
+    CheckpointMoments moments;
+    moments.step = 7;
+    try {
+      CheckpointReader(path).read_into(other, &moments);
+      ADD_FAILURE() << "read a checkpoint into " << what;
+    } catch (const CheckpointMismatch& e) {
+      EXPECT_TRUE(contains(e.what(), path.string() + ": " + what +
+                                         " (checkpoint of a 1-layer, 8-wide model with vocab 256)"))
+          << e.what();
+    }
+    EXPECT_TRUE(same_bits(before, other.params()));
+    EXPECT_EQ(moments.step, 7);
+    EXPECT_EQ(moments.m.size(), 0u);
+  };
+  ModelConfig wider = mc;
+  wider.n_embd = 16;
+  expect_mismatch(wider, "tensor /model/transformer.wte.weight has shape [256, 8], the model "
+                         "needs [256, 16]");
+  ModelConfig deeper = mc;
+  deeper.n_layer = 2;
+  expect_mismatch(deeper, "tensor /model/transformer.h.1.ln_1.weight has shape (none), the model "
+                          "needs [8]");
 }
 
 // String attributes as other writers store them: h5py writes a Python str

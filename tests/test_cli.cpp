@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"
@@ -320,7 +320,7 @@ TEST_F(CliTest, LocalLauncherStopsTheRanksWithACheckpointAndExits4) {
     std::smatch m;
     ASSERT_TRUE(std::regex_search(r.out, m, std::regex("stopped after step (\\d+) of 100000 by")))
         << r.out;
-    EXPECT_TRUE(std::filesystem::exists(checkpoint_path(out, std::stoi(m[1])))) << r.out;
+    EXPECT_TRUE(std::filesystem::exists(CheckpointStore(out).path(std::stoi(m[1])))) << r.out;
   }
 }
 

@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "cllm/dataset_file.h"
 #include "cllm/durable_file.h"
 #include "cllm/hdf5.h"
 #include "cllm/output_lock.h"
+#include "cllm/run_settings.h"
 #include "cllm/tokenizer.h"
 #include "support/metrics.h"
 #include "support/process.h"
@@ -160,8 +162,8 @@ TEST_F(FaultTest, GenerateRefusesACheckpointWhoseTokenizerDisagreesWithItsVocabu
   TokenizerSpec gpt2 = tokenizer_spec("gpt2-bpe", std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe");
   gpt2.vocab_size = 256;  // GPT-2's ids reach 50256: they would index past wte
   const fs::path path = out("checkpoint-00000001.h5");
-  write_checkpoint(path, tiny.model, tiny.optimizer, tiny.config, TrainingState{1, 8, 0}, gpt2,
-                   RunSettings{});
+  write_checkpoint(path, tiny.model, tiny.optimizer.state(), TrainingState{1, 8, 0}, gpt2,
+                   config_settings(tiny.config));
   expect_one_error(cllm({"generate", "--checkpoint", path.string(), "--prompt", "Hello world"}),
                    1, {path.string(), "tokenizer gpt2-bpe has 50257 tokens"});
 }
@@ -182,7 +184,7 @@ TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
   };
   // A disk with room for one checkpoint and a half.
   ASSERT_EQ(cllm(with(args(out("sized")), {"--stop-at", "2"})).exit_code, 0);
-  const auto room = fs::file_size(checkpoint_path(out("sized"), 2)) * 3 / 2 / 1024;
+  const auto room = fs::file_size(CheckpointStore(out("sized")).path(2)) * 3 / 2 / 1024;
   const fs::path full = dir / "full";
   fs::create_directories(full);
   if (geteuid() != 0 || std::system(("mount -t tmpfs -o size=" + std::to_string(room) +
@@ -202,13 +204,14 @@ TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
 
   // The first checkpoint fits, the second does not beside it.
   const std::string run = (full / "run").string();
+  const CheckpointStore store(run);
   const auto r = cllm(args(run));
-  expect_one_error(r, 1, {checkpoint_path(run, 4).string(), "No space left on device"});
-  const auto files = list_checkpoints(run);
+  expect_one_error(r, 1, {store.path(4).string(), "No space left on device"});
+  const auto files = store.list();
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].step, 2);
-  EXPECT_NO_THROW(read_checkpoint_header(files[0].path));
-  EXPECT_FALSE(fs::exists(temporary_name(checkpoint_path(run, 4))));
+  EXPECT_NO_THROW(CheckpointReader{files[0].path});
+  EXPECT_FALSE(fs::exists(temporary_name(store.path(4))));
 }
 
 // Memory that cannot be had ends the run with a line that says for what and
@@ -239,42 +242,44 @@ TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
 
 TEST_F(FaultTest, ACorruptNewestCheckpointIsSetAsideAndNeverDisplacesNewOnes) {
   const std::string run = out("run");
+  const CheckpointStore store(run);
   const auto args = with(tiny_run(kText, run, 1, 8), {"--checkpoint-every", "2", "--keep", "1"});
   ASSERT_EQ(cllm(with(args, {"--stop-at", "6"})).exit_code, 0);
-  const fs::path six = checkpoint_path(run, 6);
+  const fs::path six = store.path(6);
   fs::resize_file(six, fs::file_size(six) / 2);
   // Rewound to step 4 by hand (as after a bad stretch of training): --keep 1
   // must not delete what it writes because the corrupt 6 outranks it.
-  fs::rename(six, checkpoint_path(run, 60));
+  fs::rename(six, store.path(60));
   const auto r = cllm(with(args, {"--stop-at", "2"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto w = warnings(r);
   ASSERT_EQ(w.size(), 1u) << r.err;
-  EXPECT_TRUE(contains(w[0], "skipping checkpoint " + checkpoint_path(run, 60).string())) << w[0];
-  EXPECT_TRUE(fs::exists(checkpoint_path(run, 60).string() + ".bad"));
-  const auto files = list_checkpoints(run);
+  EXPECT_TRUE(contains(w[0], "skipping checkpoint " + store.path(60).string())) << w[0];
+  EXPECT_TRUE(fs::exists(store.path(60).string() + ".bad"));
+  const auto files = store.list();
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].step, 2);
   // The next run continues from it.
   const auto next = cllm(args);
   ASSERT_EQ(next.exit_code, 0) << next.err;
-  EXPECT_TRUE(contains(next.out, "resuming from " + checkpoint_path(run, 2).string())) << next.out;
+  EXPECT_TRUE(contains(next.out, "resuming from " + store.path(2).string())) << next.out;
 }
 
 TEST_F(FaultTest, ACheckpointWhoseNameAndStepDisagreeIsSetAside) {
   const std::string run = out("run");
+  const CheckpointStore store(run);
   ASSERT_EQ(cllm(with(tiny_run(kText, run, 1, 8), {"--stop-at", "4"})).exit_code, 0);
-  fs::copy_file(checkpoint_path(run, 4), checkpoint_path(run, 9));
+  fs::copy_file(store.path(4), store.path(9));
   const auto r = cllm(tiny_run(kText, run, 1, 8));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(warnings(r).size(), 1u) << r.err;
   EXPECT_TRUE(contains(warnings(r)[0], "its name says step 9, its /state/step says 4"));
-  EXPECT_TRUE(contains(r.out, "resuming from " + checkpoint_path(run, 4).string())) << r.out;
-  EXPECT_TRUE(fs::exists(checkpoint_path(run, 9).string() + ".bad"));
+  EXPECT_TRUE(contains(r.out, "resuming from " + store.path(4).string())) << r.out;
+  EXPECT_TRUE(fs::exists(store.path(9).string() + ".bad"));
 
   // A negative step (which would train with a negative learning rate).
   const fs::path negative = out("negative.h5");
-  fs::copy_file(checkpoint_path(run, 4), negative);
+  fs::copy_file(store.path(4), negative);
   {
     h5::Handle file(H5Fopen(negative.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
     h5::set_attr(file, "step", std::int64_t{-100});
@@ -323,7 +328,7 @@ TEST_F(FaultTest, OneRunPerOutputFolder) {
     OutputLock held(run);  // another run, as far as cllm can tell
     const auto r = cllm(tiny_run(kText, run, 1, 2));
     expect_one_error(r, 1, {run + ": in use by another cllm run", "pid " + std::to_string(getpid())});
-    EXPECT_TRUE(list_checkpoints(run).empty());
+    EXPECT_TRUE(CheckpointStore(run).list().empty());
   }
   // A lock file left by a run that died holds nothing.
   std::ofstream(fs::path(run) / ".lock") << "host elsewhere, pid 1\n";
@@ -335,6 +340,7 @@ TEST_F(FaultTest, OneRunPerOutputFolder) {
 
 TEST_F(FaultTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
   const std::string run = out("run");
+  const CheckpointStore store(run);
   const auto args = tiny_run(kText, run, 1, 8);
   ASSERT_EQ(cllm(with(args, {"--stop-at", "4"})).exit_code, 0);
   const fs::path other = out("other.txt");
@@ -353,10 +359,10 @@ TEST_F(FaultTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
   };
   for (const auto& c : refused) {
     auto names = c.names;
-    names.push_back(checkpoint_path(run, 4).string());
+    names.push_back(store.path(4).string());
     expect_one_error(cllm(with(args, c.options)), 2, names);
   }
-  EXPECT_EQ(list_checkpoints(run).size(), 1u);
+  EXPECT_EQ(store.list().size(), 1u);
   // The data file moved: same contents, another path, fine.
   const fs::path moved = out("moved.txt");
   fs::copy_file(kText, moved);

@@ -10,7 +10,8 @@
 //                                 step, tokens_seen, the model's shape, the
 //                                 training options used
 // Every dataset carries the Fletcher-32 filter, so a flipped bit fails the
-// read. Files are written under a temporary name and renamed (durable_file.h).
+// read. Files are written under a temporary name and renamed (durable_file.h);
+// checkpoint_store.h names them and keeps a run's folder of them.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "cllm/config.h"
+#include "cllm/aligned_buffer.h"
+#include "cllm/hdf5.h"
 #include "cllm/model.h"
-#include "cllm/optimizer.h"
-#include "cllm/run_settings.h"
+#include "cllm/optimizer_state.h"
+#include "cllm/recorded_settings.h"
 #include "cllm/tokenizer_spec.h"
 
 namespace cllm {
@@ -42,7 +44,6 @@ struct CheckpointContents {
   TrainingState state;
   ModelConfig model;
   TokenizerSpec tokenizer;
-  RunSettings settings;  // the root attributes: model shape and the run's options
 };
 
 // A readable checkpoint of another model shape: an error, never a file to
@@ -54,37 +55,46 @@ struct CheckpointMismatch : std::runtime_error {
 // Writes a checkpoint of the model and optimizer to path, atomically. One
 // rank writes (the replicas are identical). Throws std::runtime_error naming
 // the file; a failure leaves no file at path and removes the temporary one.
-// The root attributes record config's settings (run_settings.h) and run's,
-// the options that TrainConfig does not hold (data, cadences).
+// The root attributes record settings, all of the run's (the caller merges
+// its configuration's with the options it holds itself, such as the data
+// and the cadences); its "seed" is recorded in /state as well.
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
-                      const AdamW& optimizer, const TrainConfig& config,
-                      const TrainingState& state, const TokenizerSpec& tokenizer,
-                      const RunSettings& run);
+                      const OptimizerState& optimizer, const TrainingState& state,
+                      const TokenizerSpec& tokenizer, const RunSettings& settings);
 
-// The model shape and tokenizer recorded in a checkpoint (no tensors read).
-CheckpointContents read_checkpoint_header(const std::filesystem::path& path);
-
-// Reads every tensor into model (and the moments into optimizer, when given),
-// after checking the format, the version and each tensor's shape against the
-// model's. Throws CheckpointMismatch naming the file and the tensor whose
-// shape differs, std::runtime_error naming the file for anything else (not
-// HDF5, truncated, a failed checksum); on failure model and optimizer are
-// unchanged.
-CheckpointContents read_checkpoint(const std::filesystem::path& path, Model& model,
-                                   AdamW* optimizer);
-
-// Checkpoints of a run live in its --out folder as checkpoint-<step>.h5.
-std::filesystem::path checkpoint_path(const std::filesystem::path& folder, std::int64_t step);
-struct CheckpointFile {
-  std::int64_t step;
-  std::filesystem::path path;
+// AdamW's moments and step count as a checkpoint holds them (owned).
+struct CheckpointMoments {
+  AlignedBuffer<float> m, v;  // in the model's parameter layout
+  std::int64_t step = 0;      // updates applied
+  // As AdamW::restore takes it. The hyper-parameters are not read back: a
+  // resume steers with its own.
+  OptimizerState state() const { return {step, m.span(), v.span()}; }
 };
-// Finished checkpoint files in folder (temporary ones excluded), newest first.
-std::vector<CheckpointFile> list_checkpoints(const std::filesystem::path& folder);
-// Keeps just_written and the newest keep - 1 other checkpoints (keep <= 0:
-// keeps all), and deletes the temporary files of writes that were killed.
-// Call after writing just_written.
-void prune_checkpoints(const std::filesystem::path& folder, int keep,
-                       const std::filesystem::path& just_written);
+
+// One checkpoint file, opened once: the constructor reads and checks
+// everything but the tensors (format, version, every number against its
+// range), so header() sizes the model before read_into fills it. Every
+// error is a std::runtime_error naming the file.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(std::filesystem::path path);
+
+  const std::filesystem::path& path() const { return path_; }
+  // The model shape, training state and tokenizer recorded.
+  const CheckpointContents& header() const { return header_; }
+  // The root attributes of these names that the file records, as their
+  // types say (by name: the caller knows which settings it compares).
+  RunSettings settings(const std::vector<std::string>& names) const;
+  // Reads every tensor into model, and AdamW's moments into moments when
+  // given, after checking the shape of each against the model's: the first
+  // that differs throws CheckpointMismatch naming it and the checkpoint's
+  // model. On any failure model and moments are unchanged.
+  void read_into(Model& model, CheckpointMoments* moments = nullptr) const;
+
+ private:
+  std::filesystem::path path_;
+  h5::Handle file_;
+  CheckpointContents header_;
+};
 
 }  // namespace cllm

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -16,8 +17,11 @@ void fsync_path(const std::filesystem::path& path);
 // place: in the same folder, so the rename is atomic, and hidden (a leading
 // dot) from globs of finished files.
 std::filesystem::path temporary_name(const std::filesystem::path& path);
-// Whether a file name (no folder) is such a temporary name.
-bool is_temporary_name(std::string_view name);
+// The reverse, on a file name (no folder): the name the temporary file
+// would have been renamed to (".x.h5.tmp" -> "x.h5"); nullopt for a name
+// that is no temporary one. This file owns the scheme: whoever cleans up
+// after killed writes asks here which files were theirs.
+std::optional<std::string_view> final_name(std::string_view temporary);
 
 // Writes contents to path durably: to temporary_name(path) with plain
 // write(2)s, fsync, rename, fsync of the folder. On any failure (a full disk

@@ -11,6 +11,7 @@
 
 #include "cllm/aligned_buffer.h"
 #include "cllm/config.h"
+#include "cllm/optimizer_state.h"
 #include "cllm/tensor_layout.h"
 
 namespace cllm {
@@ -36,8 +37,14 @@ class AdamW {
 
   std::int64_t steps_taken() const { return t_; }
   const OptimizerConfig& config() const { return cfg_; }
+  // What a checkpoint records: views of the moments, the step count and the
+  // hyper-parameters. Valid while this optimizer lives and takes no step.
+  OptimizerState state() const;
   // Sets both moments and the step count, as a checkpoint recorded them.
   void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps_taken);
+  // The same from a recorded state; its hyper-parameters are not taken: this
+  // run's configuration steers the steps to come.
+  void restore(const OptimizerState& saved) { restore(saved.m, saved.v, saved.step); }
   std::span<const float> m() const { return m_.span(); }
   std::span<const float> v() const { return v_.span(); }
   const std::vector<Chunk>& chunks() const { return chunks_; }

@@ -4,18 +4,13 @@
 // only steer it (schedule, cadences, --keep) may change with a warning.
 #pragma once
 
-#include <cstdint>
-#include <map>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "cllm/config.h"
+#include "cllm/recorded_settings.h"
 
 namespace cllm {
-
-using SettingValue = std::variant<std::int64_t, double, std::string>;
-using RunSettings = std::map<std::string, SettingValue>;  // attribute name -> value
 
 // The settings a TrainConfig holds: the model's shape and every option of
 // the run that it carries (not --threads or --bucket-mb, which change no

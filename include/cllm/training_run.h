@@ -16,6 +16,7 @@
 #include <string>
 
 #include "cllm/checkpoint.h"
+#include "cllm/checkpoint_store.h"
 #include "cllm/comm.h"
 #include "cllm/config.h"
 #include "cllm/dataset_file.h"
@@ -71,8 +72,8 @@ class TrainingRun {
   // Rank 0: the checkpoint policy.resume names or finds, loaded into the
   // trainer; nullopt: start afresh.
   std::optional<TrainingState> load_resume_point();
-  std::optional<TrainingState> load_for_resume(const std::filesystem::path& path,
-                                               std::optional<std::int64_t> expected_step);
+  TrainingState load_for_resume(const std::filesystem::path& path,
+                                std::optional<std::int64_t> expected_step);
   // Rank 0's resume point (state, parameters, moments) on every rank.
   std::optional<TrainingState> share_resume_point(const std::optional<TrainingState>& mine);
   void print_header() const;
@@ -81,6 +82,7 @@ class TrainingRun {
 
   TrainConfig config_;
   RunPolicy policy_;
+  CheckpointStore store_;  // policy_.out
   DataSpec data_spec_;
   const Comm& comm_;
   std::optional<OutputLock> lock_;  // rank 0, for the whole run

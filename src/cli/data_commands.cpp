@@ -145,7 +145,8 @@ int run_generate(GenerateCommand& c, const Comm& comm) {
         if (!(c.temperature > 0)) throw std::invalid_argument("--temperature must be positive");
         if (c.top_k < 0) throw std::invalid_argument("--top-k must not be negative");
         if (!comm.is_root()) return;
-        const CheckpointContents header = read_checkpoint_header(c.checkpoint);
+        const CheckpointReader checkpoint(c.checkpoint);
+        const CheckpointContents& header = checkpoint.header();
         Model model = [&] {
           try {
             return Model(header.model);
@@ -153,7 +154,7 @@ int run_generate(GenerateCommand& c, const Comm& comm) {
             throw std::runtime_error(naming_file(c.checkpoint, e.what()));
           }
         }();
-        read_checkpoint(c.checkpoint, model, nullptr);
+        checkpoint.read_into(model);
         const auto tok = make_tokenizer(header.tokenizer);
         std::vector<std::int32_t> prompt = tok->encode(c.prompt);
         if (prompt.empty())

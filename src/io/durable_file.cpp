@@ -50,15 +50,23 @@ void fsync_path(const std::filesystem::path& path) {
   if (::fsync(f.fd) != 0) throw std::runtime_error(path.string() + ": fsync failed: " + std::strerror(errno));
 }
 
+// A temporary name is the final one between these two.
+constexpr std::string_view kTemporaryPrefix = ".", kTemporarySuffix = ".tmp";
+
 std::filesystem::path temporary_name(const std::filesystem::path& path) {
-  std::string name = ".";  // appended piecewise: GCC 12 warns falsely on "." + s + ".tmp"
+  std::string name(kTemporaryPrefix);  // appended piecewise: GCC 12 warns falsely on "." + s + ".tmp"
   name += path.filename().string();
-  name += ".tmp";
+  name += kTemporarySuffix;
   return path.parent_path() / name;
 }
 
-bool is_temporary_name(std::string_view name) {
-  return name.size() > 5 && name.front() == '.' && name.ends_with(".tmp");
+std::optional<std::string_view> final_name(std::string_view temporary) {
+  if (temporary.size() <= kTemporaryPrefix.size() + kTemporarySuffix.size() ||
+      !temporary.starts_with(kTemporaryPrefix) || !temporary.ends_with(kTemporarySuffix))
+    return std::nullopt;
+  temporary.remove_prefix(kTemporaryPrefix.size());
+  temporary.remove_suffix(kTemporarySuffix.size());
+  return temporary;
 }
 
 void write_durably(const std::filesystem::path& path, std::span<const unsigned char> contents) {

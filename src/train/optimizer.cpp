@@ -104,6 +104,10 @@ bool AdamW::step(std::span<float> params, std::span<const float> grads, float gr
   return true;
 }
 
+OptimizerState AdamW::state() const {
+  return {t_, m_.span(), v_.span(), cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+}
+
 void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps_taken) {
   if (m.size() != m_.size() || v.size() != v_.size())
     throw std::invalid_argument("AdamW::restore: moment buffers of the wrong size");

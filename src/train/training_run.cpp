@@ -49,21 +49,6 @@ std::string joined(const std::vector<std::string>& lines, const char* separator)
   return s;
 }
 
-// A checkpoint that cannot be loaded is renamed out of the way, so that it
-// never outranks (and, through --keep, displaces) the checkpoints written
-// after it, and is kept for a look.
-void set_aside(const fs::path& path, const std::string& why) {
-  const fs::path bad = fs::path(path.string() + ".bad");
-  std::error_code ec;
-  fs::rename(path, bad, ec);
-  if (ec)
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s (cannot rename it to %s: %s)\n",
-                 why.c_str(), bad.filename().c_str(), ec.message().c_str());
-  else
-    std::fprintf(stderr, "cllm: warning: skipping checkpoint %s; renamed to %s\n", why.c_str(),
-                 bad.c_str());
-}
-
 // The point a run continues from, as rank 0 hands it to the others with the
 // parameters and moments.
 struct ResumePoint {
@@ -93,7 +78,10 @@ StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int
 }
 
 TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm)
-    : config_(std::move(config)), policy_(std::move(policy)), data_spec_(std::move(data)),
+    : config_(std::move(config)),
+      policy_(std::move(policy)),
+      store_(policy_.out),
+      data_spec_(std::move(data)),
       comm_(comm) {
   collectively(comm_, [&] {
     // The settings first: a bad one is named before any file is touched.
@@ -120,21 +108,25 @@ TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, co
 // std::invalid_argument, exit 2); the others may change, with a warning
 // each. expected_step: the step its file name says, when found by --resume
 // auto. Other errors: std::runtime_error naming the file.
-std::optional<TrainingState> TrainingRun::load_for_resume(
+TrainingState TrainingRun::load_for_resume(
     const fs::path& path, std::optional<std::int64_t> expected_step) {
-  const CheckpointContents header = read_checkpoint_header(path);
+  const CheckpointReader checkpoint(path);
+  const CheckpointContents& header = checkpoint.header();
+  const RunSettings recorded = checkpoint.settings(compared_setting_names());
   if (expected_step && header.state.step != *expected_step)
     throw std::runtime_error(path.string() + ": its name says step " +
                              std::to_string(*expected_step) + ", its /state/step says " +
                              std::to_string(header.state.step));
-  const SettingsComparison diff = compare_settings(header.settings, settings_);
+  const SettingsComparison diff = compare_settings(recorded, settings_);
   if (!diff.refused.empty())
     throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
                                 joined(diff.refused, "; ") +
                                 "; use the checkpoint's values, or another --out");
   const double t0 = omp_get_wtime();
-  TrainingState state =
-      read_checkpoint(path, trainer_->mutable_model(), &trainer_->mutable_optimizer()).state;
+  CheckpointMoments moments;
+  checkpoint.read_into(trainer_->mutable_model(), &moments);
+  trainer_->mutable_optimizer().restore(moments.state());
+  const TrainingState state = header.state;
   for (const std::string& change : diff.changed)
     std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
                  change.c_str());
@@ -146,7 +138,7 @@ std::optional<TrainingState> TrainingRun::load_for_resume(
 std::optional<TrainingState> TrainingRun::load_resume_point() {
   if (policy_.resume != "auto" && policy_.resume != "none")
     return load_for_resume(policy_.resume, std::nullopt);
-  const std::vector<CheckpointFile> found = list_checkpoints(policy_.out);
+  const std::vector<CheckpointFile> found = store_.list();
   if (policy_.resume == "none") {
     if (!found.empty())
       throw std::runtime_error(policy_.out + ": already holds checkpoints (newest " +
@@ -154,16 +146,9 @@ std::optional<TrainingState> TrainingRun::load_resume_point() {
                                "); --resume auto continues them, or choose another --out");
     return std::nullopt;
   }
-  for (const CheckpointFile& f : found) {
-    try {
-      return load_for_resume(f.path, f.step);
-    } catch (const std::invalid_argument&) {
-      throw;  // another run's checkpoint: not ours to set aside
-    } catch (const std::exception& e) {
-      set_aside(f.path, e.what());
-    }
-  }
-  return std::nullopt;
+  std::optional<TrainingState> resumed;
+  store_.load_newest([&](const CheckpointFile& f) { resumed = load_for_resume(f.path, f.step); });
+  return resumed;
 }
 
 std::optional<TrainingState> TrainingRun::share_resume_point(
@@ -212,10 +197,10 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
   collectively(comm_, [&] {
     if (!comm_.is_root()) return;
     const double t0 = omp_get_wtime();
-    const fs::path path = checkpoint_path(policy_.out, state.step);
-    write_checkpoint(path, trainer_->model(), trainer_->optimizer(), config_, state,
+    const fs::path path = store_.path(state.step);
+    write_checkpoint(path, trainer_->model(), trainer_->optimizer().state(), state,
                      data_.tokenizer, settings_);
-    prune_checkpoints(policy_.out, policy_.keep, path);
+    store_.prune(policy_.keep, path);
     std::error_code ec;
     std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
                 static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);

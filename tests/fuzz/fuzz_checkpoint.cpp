@@ -1,5 +1,6 @@
-// libFuzzer driver: the checkpoint reader (read_checkpoint_header, then
-// read_checkpoint into a model and optimizer of the shape the file declares),
+// libFuzzer driver: the checkpoint reader (CheckpointReader's header and the
+// settings a resume compares, then read_into a model and moments of the
+// shape the file declares),
 // given any bytes as the file, then what `cllm generate` does with what it
 // read: the stored tokenizer encodes a prompt, the model samples one token,
 // the tokenizer decodes. Throwing std::exception is a correct answer; a
@@ -14,6 +15,7 @@
 #include "cllm/hdf5.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
+#include "cllm/run_settings.h"
 #include "cllm/tokenizer.h"
 #include "fuzz_common.h"
 
@@ -39,15 +41,19 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto& path = cllm::fuzz::write_input("checkpoint.h5", data, size);
   try {
-    const cllm::CheckpointContents header = cllm::read_checkpoint_header(path);
+    const cllm::CheckpointReader checkpoint(path);
+    const cllm::CheckpointContents& header = checkpoint.header();
+    (void)checkpoint.settings(cllm::compared_setting_names());  // as a resume reads them
     if (parameters(header.model) > kMaxParams) return 0;
     cllm::Model model(header.model);
+    cllm::CheckpointMoments moments;
+    checkpoint.read_into(model, &moments);
     cllm::AdamW optimizer(cllm::OptimizerConfig{}, model.layout());
-    const cllm::CheckpointContents read = cllm::read_checkpoint(path, model, &optimizer);
+    optimizer.restore(moments.state());
     // As run_generate: its default prompt, one sampled token. A prompt id
     // outside the model's vocabulary must be refused: reading its embedding
     // row would stay inside the parameter buffer, where ASan sees nothing.
-    const auto tok = cllm::make_tokenizer(read.tokenizer);
+    const auto tok = cllm::make_tokenizer(header.tokenizer);
     const std::vector<std::int32_t> prompt = tok->encode("\n");
     const bool fits = std::all_of(prompt.begin(), prompt.end(), [&](std::int32_t id) {
       return id >= 0 && id < header.model.vocab_size;
