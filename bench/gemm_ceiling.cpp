@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "cllm/aligned_buffer.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/kernels.h"
 
 namespace {

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "cllm/comm.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/mpi_env.h"
 #include "cllm/rng.h"
 #include "cllm/text_dataset.h"
@@ -49,9 +49,9 @@ const TokenDataset& corpus() {
 TrainConfig tiny_config(int ranks, int threads, int micro_per_rank) {
   TrainConfig c = test::tiny_train_config(threads);
   c.model.seq_len = 16;
-  c.global_batch = c.micro_batch * micro_per_rank * ranks;
+  c.batch.global_batch = c.batch.micro_batch * micro_per_rank * ranks;
   c.seed = 2024;
-  c.bucket_mb = 0.01;  // several allreduce buckets
+  c.batch.bucket_mb = 0.01;  // several allreduce buckets
   return c;
 }
 

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/rng.h"
 #include "cllm/sampler.h"
 #include "cllm/text_dataset.h"
@@ -93,7 +93,7 @@ TEST(TrainingThreads, ThreadsOwningUnequalShares) {
   const auto& data = synthetic_data();
   TrainConfig c1 = tiny_train_config(1), c3 = tiny_train_config(3);
   c1.steps = c3.steps = 10;
-  ASSERT_EQ(c3.micro_batches_per_step(), 4);
+  ASSERT_EQ(c3.batch.micro_batches_per_step(), 4);
   const auto one = loss_curve(c1, data), three = loss_curve(c3, data);
   const double d = max_rel_diff(three, one);
   std::printf("3 threads, 4 micro-batches vs 1 thread: max relative loss difference %.3g\n", d);
@@ -114,8 +114,8 @@ TEST(TrainingThreads, GradientIsTheMeanLossGradientOverAllMicroBatches) {
   const auto& data = synthetic_data();
   TrainConfig cfg = tiny_train_config(2);
   cfg.model.seq_len = 16;
-  cfg.global_batch = 12;
-  ASSERT_EQ(cfg.micro_batches_per_step(), 6);
+  cfg.batch.global_batch = 12;
+  ASSERT_EQ(cfg.batch.micro_batches_per_step(), 6);
   // A fresh trainer's first step need not be step 0 (a resumed run's is
   // not): step 7's windows, on the initial model.
   const int step = 7;
@@ -232,10 +232,10 @@ TEST(TrainingSlow, LearnsAustenBelowUnigramEntropy) {
   cfg.model.n_layer = 2;
   cfg.model.n_head = 2;
   cfg.model.n_embd = 64;
-  cfg.micro_batch = 4;
-  cfg.global_batch = 8;
+  cfg.batch.micro_batch = 4;
+  cfg.batch.global_batch = 8;
   cfg.steps = 300;
-  cfg.threads = 2;
+  cfg.batch.threads = 2;
   cfg.optim.lr = 3e-3f;
   cfg.optim.warmup_steps = 10;
   cfg.eval_batches = 8;

@@ -17,13 +17,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TrainConfig cadence_config() {
+TrainConfig ten_steps() {
   TrainConfig c;
   c.steps = 10;
-  c.log_every = 3;
-  c.eval_every = 5;
-  c.check_every = 4;
   return c;
+}
+
+RunPolicy cadences(int checkpoint_every) {
+  RunPolicy p;
+  p.log_every = 3;
+  p.eval_every = 5;
+  p.check_every = 4;
+  p.checkpoint_every = checkpoint_every;
+  return p;
 }
 
 // One letter per step: l(og), e(val), c(heck replicas), s(ave checkpoint).
@@ -38,27 +44,21 @@ std::string actions_by_step(const TrainConfig& config, const RunPolicy& policy, 
 }
 
 TEST(TrainingRunPolicy, CadencesFollowTheirSettingsAndTheLastStepDoesEverything) {
-  RunPolicy policy;
-  policy.checkpoint_every = 4;
-  EXPECT_EQ(actions_by_step(cadence_config(), policy, 10),
+  EXPECT_EQ(actions_by_step(ten_steps(), cadences(4), 10),
             "1: 2: 3:l 4:cs 5:le 6:l 7: 8:cs 9:l 10:lecs ");
 }
 
 TEST(TrainingRunPolicy, StopAtLogsChecksAndCheckpointsItsStep) {
-  RunPolicy policy;
-  policy.checkpoint_every = 0;  // only at the end
-  EXPECT_EQ(actions_by_step(cadence_config(), policy, 7),
+  EXPECT_EQ(actions_by_step(ten_steps(), cadences(0), 7),  // checkpoints only at the end
             "1: 2: 3:l 4:c 5:le 6:l 7:lcs ");
 }
 
 TEST(TrainingRunPolicy, ZeroCadencesMeanOnlyAtTheEnd) {
-  TrainConfig config = cadence_config();
-  config.eval_every = 0;
-  config.check_every = 0;
-  config.log_every = 100;
-  RunPolicy policy;
-  policy.checkpoint_every = 0;
-  EXPECT_EQ(actions_by_step(config, policy, 10), "1: 2: 3: 4: 5: 6: 7: 8: 9: 10:lecs ");
+  RunPolicy policy = cadences(0);
+  policy.eval_every = 0;
+  policy.check_every = 0;
+  policy.log_every = 100;
+  EXPECT_EQ(actions_by_step(ten_steps(), policy, 10), "1: 2: 3: 4: 5: 6: 7: 8: 9: 10:lecs ");
 }
 
 class TrainingRunTest : public ::testing::Test {
@@ -81,19 +81,19 @@ class TrainingRunTest : public ::testing::Test {
     c.model.n_layer = 1;
     c.model.n_head = 2;
     c.model.n_embd = 16;
-    c.micro_batch = 2;
-    c.global_batch = 4;
+    c.batch.micro_batch = 2;
+    c.batch.global_batch = 4;
     c.steps = 6;
-    c.log_every = 1;
-    c.eval_every = 0;
     c.eval_batches = 1;
-    c.sample_tokens = 0;
     c.optim.warmup_steps = 2;
     return c;
   }
   RunPolicy policy(const std::string& name) const {
     RunPolicy p;
     p.out = (dir_ / name).string();
+    p.log_every = 1;
+    p.eval_every = 0;
+    p.sample_tokens = 0;
     return p;
   }
 

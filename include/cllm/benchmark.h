@@ -8,7 +8,7 @@
 #include <string>
 
 #include "cllm/comm.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/trainer.h"
 
 namespace cllm {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cllm/aligned_buffer.h"
-#include "cllm/config.h"
+#include "cllm/model_config.h"
 #include "cllm/tensor_layout.h"
 
 namespace cllm {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cllm/aligned_buffer.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/optimizer_state.h"
 #include "cllm/tensor_layout.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/recorded_settings.h"
 
 namespace cllm {

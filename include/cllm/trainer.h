@@ -15,7 +15,7 @@
 
 #include "cllm/aligned_buffer.h"
 #include "cllm/comm.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/gradient_reducer.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"

@@ -18,7 +18,7 @@
 #include "cllm/checkpoint.h"
 #include "cllm/checkpoint_store.h"
 #include "cllm/comm.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/dataset_file.h"
 #include "cllm/metrics.h"
 #include "cllm/output_lock.h"
@@ -27,15 +27,20 @@
 
 namespace cllm {
 
-// Where a run keeps its files and when it writes them.
+// What a run does between steps, where it keeps its files, and when it ends.
 struct RunPolicy {
   std::string out = "runs/default";  // folder of checkpoints and metrics.jsonl
+  int log_every = 10;           // steps between log lines and metrics records
+  int eval_every = 100;         // steps between validation losses (0: at the end only)
+  int check_every = 100;        // steps between cross-rank parameter checksums (0: end only)
   int checkpoint_every = 100;   // steps between checkpoints (0: only at the end and at stop_at)
   int keep = 3;                 // newest checkpoints kept in out (0: all)
   std::string resume = "auto";  // auto, none, or a checkpoint file
   int stop_at = 0;              // end after this step with a checkpoint (0: off)
+  int max_bad_steps = 5;        // consecutive non-finite steps before giving up
+  int sample_tokens = 200;      // text sampled at the end (0: none)
 
-  // Throws std::invalid_argument naming the setting.
+  // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
 };
 

@@ -47,27 +47,27 @@ struct TrainCommand {
 struct BenchCommand {
   ModelOptions model;
   BatchOptions batch;
-  TrainConfig cfg;  // only its --bucket-mb and --check-every
+  TrainConfig cfg;
+  RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
   int steps = 10;
   int warmup = 2;
   bool json = false;
-  std::uint64_t seed = 1337;
 };
 
-void add_dist_options(CLI::App& app, TrainConfig& t) {
-  app.add_option("--bucket-mb", t.bucket_mb,
+void add_dist_options(CLI::App& app, BatchConfig& batch, RunPolicy& policy) {
+  app.add_option("--bucket-mb", batch.bucket_mb,
                  "Gradient allreduce bucket (MiB); one bucket's allreduce overlaps the "
                  "in-rank reduction of the next")
       ->capture_default_str();
-  app.add_option("--check-every", t.check_every,
+  app.add_option("--check-every", policy.check_every,
                  "Steps between cross-rank parameter checksums (0: at the end only)")
       ->capture_default_str();
 }
 
 void add_train_options(CLI::App& app, TrainCommand& c) {
   c.model.add(app);
-  c.batch.add(app, false);
   TrainConfig& t = c.cfg;
+  c.batch.add(app, t.batch, false);
   app.add_option("--data", c.data.path,
                  "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
                  "(byte-level tokens)")
@@ -103,28 +103,27 @@ void add_train_options(CLI::App& app, TrainCommand& c) {
       ->capture_default_str();
   app.add_option("--seed", t.seed, "Seed of initialisation and data sampling")
       ->capture_default_str();
-  app.add_option("--log-every", t.log_every, "Steps between log lines")->capture_default_str();
-  app.add_option("--eval-every", t.eval_every, "Steps between validation losses (0: end only)")
+  app.add_option("--log-every", c.policy.log_every, "Steps between log lines")->capture_default_str();
+  app.add_option("--eval-every", c.policy.eval_every, "Steps between validation losses (0: end only)")
       ->capture_default_str();
   app.add_option("--eval-batches", t.eval_batches, "Micro-batches per validation loss")
       ->capture_default_str();
-  app.add_option("--max-bad-steps", t.max_bad_steps,
+  app.add_option("--max-bad-steps", c.policy.max_bad_steps,
                  "Consecutive non-finite steps (skipped) before the run stops")
       ->capture_default_str();
-  app.add_option("--sample-tokens", t.sample_tokens, "Text sampled at the end (0: none)")
+  app.add_option("--sample-tokens", c.policy.sample_tokens, "Text sampled at the end (0: none)")
       ->capture_default_str();
-  add_dist_options(app, t);
+  add_dist_options(app, t.batch, c.policy);
 }
 
 void add_bench_options(CLI::App& app, BenchCommand& c) {
   c.model.add(app);
-  c.batch.derive_global = true;
-  c.batch.add(app, true);
+  c.batch.add(app, c.cfg.batch, true);
   app.add_option("--steps", c.steps, "Timed steps")->capture_default_str();
   app.add_option("--warmup-steps", c.warmup, "Untimed steps first")->capture_default_str();
   app.add_flag("--json", c.json, "Print one JSON object instead of a table");
-  app.add_option("--seed", c.seed, "Seed")->capture_default_str();
-  add_dist_options(app, c.cfg);
+  app.add_option("--seed", c.cfg.seed, "Seed")->capture_default_str();
+  add_dist_options(app, c.cfg.batch, c.policy);
 }
 
 // The BLAS may run kernels far below the CPU's (see cllm/blas.h): say so on
@@ -140,7 +139,7 @@ int run_train(TrainCommand& c, const Comm& comm) {
   try {
     TrainConfig cfg = c.cfg;
     collectively(comm, [&] {
-      c.batch.apply(cfg, comm.size());
+      c.batch.apply(cfg.batch, comm.size());
       cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
     });
     TrainingRun run(cfg, c.policy, c.data, comm);
@@ -186,10 +185,9 @@ int run_bench(BenchCommand& c, const Comm& comm) {
   TokenDataset data;
   std::unique_ptr<Trainer> trainer;
   if (auto code = agree_on_setup(comm, [&] {
-        c.batch.apply(cfg, comm.size());
+        c.batch.apply(cfg.batch, comm.size());
         cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
         cfg.steps = c.warmup + c.steps;
-        cfg.seed = c.seed;
         cfg.optim.warmup_steps = 0;
         cfg.validate();
         if (c.steps <= 0) throw std::invalid_argument("--steps must be positive");
@@ -197,7 +195,7 @@ int run_bench(BenchCommand& c, const Comm& comm) {
         // Random tokens: speed does not depend on the text.
         data.vocab_size = cfg.model.vocab_size;
         data.source = "random tokens";
-        Rng rng(c.seed);
+        Rng rng(cfg.seed);
         data.train.resize(1 << 20);
         for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
         data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
@@ -275,9 +273,10 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   add_train_options(app, c);
   std::reverse(args.begin(), args.end());  // CLI11 takes the last argument first
   app.parse(args);
-  c.batch.apply(c.cfg, 1);
+  c.batch.apply(c.cfg.batch, 1);
   c.cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
   c.cfg.validate(1);
+  c.policy.validate();
   return c.cfg;
 }
 

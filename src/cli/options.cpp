@@ -56,24 +56,24 @@ ModelConfig ModelOptions::resolve(int vocab_size) const {
   return c;
 }
 
-void BatchOptions::add(CLI::App& app, bool global_default_from_threads) {
-  threads = omp_get_max_threads();
-  app.add_option("--micro-batch", micro_batch, "Sequences per micro-batch (one thread's unit)")
+void BatchOptions::add(CLI::App& app, BatchConfig& batch, bool global_default_from_threads) {
+  derive_global = global_default_from_threads;
+  batch.threads = omp_get_max_threads();
+  app.add_option("--micro-batch", batch.micro_batch,
+                 "Sequences per micro-batch (one thread's unit)")
       ->capture_default_str();
   global_opt = app.add_option(
-      "--global-batch", global_batch,
+      "--global-batch", batch.global_batch,
       global_default_from_threads
           ? "Sequences per optimizer step [default: micro-batch x threads x ranks]"
           : "Sequences per optimizer step, over all ranks; a multiple of ranks x --micro-batch");
   if (!global_default_from_threads) global_opt->capture_default_str();
-  app.add_option("--threads", threads, "OpenMP threads [default: OMP_NUM_THREADS]");
+  app.add_option("--threads", batch.threads, "OpenMP threads [default: OMP_NUM_THREADS]");
 }
 
-void BatchOptions::apply(TrainConfig& c, int ranks) const {
-  c.micro_batch = micro_batch;
-  c.threads = threads;
-  c.global_batch =
-      global_opt->count() || !derive_global ? global_batch : micro_batch * threads * ranks;
+void BatchOptions::apply(BatchConfig& batch, int ranks) const {
+  if (derive_global && !global_opt->count())
+    batch.global_batch = batch.micro_batch * batch.threads * ranks;
 }
 
 }  // namespace cllm

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 
 namespace cllm {
 
@@ -29,16 +29,15 @@ struct ModelOptions {
   ModelConfig resolve(int vocab_size) const;
 };
 
+// --micro-batch, --global-batch and --threads, bound to a BatchConfig
+// (whose defaults they show).
 struct BatchOptions {
-  int micro_batch = 8;
-  int global_batch = 32;
-  int threads = 1;
-  bool derive_global = false;  // bench: global batch defaults to micro x threads
+  bool derive_global = false;  // bench: global batch defaults to micro x threads x ranks
   CLI::Option* global_opt = nullptr;
 
-  void add(CLI::App& app, bool global_default_from_threads);
-  // ranks: the default global batch of bench is micro-batch x threads x ranks.
-  void apply(TrainConfig& c, int ranks) const;
+  void add(CLI::App& app, BatchConfig& batch, bool global_default_from_threads);
+  // The default global batch of bench is micro-batch x threads x ranks.
+  void apply(BatchConfig& batch, int ranks) const;
 };
 
 }  // namespace cllm

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 
 namespace cllm {
 

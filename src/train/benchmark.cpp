@@ -38,16 +38,16 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.model = cfg.model;
   b.params = trainer.model().layout().numel();
   b.ranks = comm.size();
-  b.threads = cfg.threads;
-  b.micro_batch = cfg.micro_batch;
-  b.global_batch = cfg.global_batch;
+  b.threads = cfg.batch.threads;
+  b.micro_batch = cfg.batch.micro_batch;
+  b.global_batch = cfg.batch.global_batch;
   b.steps = timed_steps;
   const double step_s = sum.t_total / timed_steps;
   b.ms_per_step = 1000 * step_s;
   b.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
   b.flops_per_token = cfg.model.flops_per_token();
   b.gflops = b.flops_per_token * b.tokens_per_s / 1e9;
-  b.cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.threads);
+  b.cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.batch.threads);
   // On a shared virtual machine, stolen time is why a run may be slower than
   // its cores allow, and why it varies from run to run.
   const MachineCpuTicks machine_at_end = machine_cpu_ticks();

@@ -48,12 +48,11 @@ RunSettings config_settings(const TrainConfig& c) {
       {"vocab_size", i64(c.model.vocab_size)}, {"seq_len", i64(c.model.seq_len)},
       {"n_layer", i64(c.model.n_layer)},       {"n_head", i64(c.model.n_head)},
       {"n_embd", i64(c.model.n_embd)},         {"steps", i64(c.steps)},
-      {"micro_batch", i64(c.micro_batch)},     {"global_batch", i64(c.global_batch)},
+      {"micro_batch", i64(c.batch.micro_batch)}, {"global_batch", i64(c.batch.global_batch)},
       {"seed", i64(c.seed)},                   {"lr", real(c.optim.lr)},
       {"min_lr_ratio", real(c.optim.min_lr_ratio)}, {"warmup", i64(c.optim.warmup_steps)},
       {"weight_decay", real(c.optim.weight_decay)}, {"grad_clip", real(c.optim.grad_clip)},
-      {"log_every", i64(c.log_every)},         {"eval_every", i64(c.eval_every)},
-      {"eval_batches", i64(c.eval_batches)},   {"check_every", i64(c.check_every)},
+      {"eval_batches", i64(c.eval_batches)},
   };
 }
 

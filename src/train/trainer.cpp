@@ -37,18 +37,18 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
     : cfg_(config),
       data_(data),
       comm_(comm),
-      micro_per_rank_(config.micro_batches_per_step() / comm.size()),
+      micro_per_rank_(config.batch.micro_batches_per_step() / comm.size()),
       first_micro_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
-      reducer_(comm, model_.layout(), bucket_bytes(config.bucket_mb)),
-      contexts_(config.threads),
+      reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb)),
+      contexts_(config.batch.threads),
       grads_(model_.layout().total()),
-      thread_finished_(config.threads),
-      micro_losses_(config.micro_batches_per_step()),
+      thread_finished_(config.batch.threads),
+      micro_losses_(config.batch.micro_batches_per_step()),
       // The largest share of the fixed validation micro-batches a rank gets.
       eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
-      batch_tokens_(static_cast<std::size_t>(config.micro_batch) * config.model.seq_len),
+      batch_tokens_(static_cast<std::size_t>(config.batch.micro_batch) * config.model.seq_len),
       batch_inputs_(std::max(micro_per_rank_, eval_per_rank_) * batch_tokens_),
       batch_targets_(batch_inputs_.size()) {
   cfg_.validate(comm.size());
@@ -63,29 +63,29 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
   const Model& model = model_;
   // An exception must not leave an OpenMP region (the process would abort):
   // each thread notes its failure, and the first is rethrown after it.
-  std::vector<std::string> failures(cfg_.threads);
-#pragma omp parallel num_threads(cfg_.threads)
+  std::vector<std::string> failures(cfg_.batch.threads);
+#pragma omp parallel num_threads(cfg_.batch.threads)
   {
     // Each thread allocates and first-touches its own context.
     const int t = omp_get_thread_num();
     try {
-      contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.micro_batch);
+      contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.batch.micro_batch);
     } catch (const std::bad_alloc&) {
       failures[t] = "cannot allocate its training context";
     } catch (const std::exception& e) {
       failures[t] = e.what();
     }
   }
-  for (int t = 0; t < cfg_.threads; ++t)
+  for (int t = 0; t < cfg_.batch.threads; ++t)
     if (!failures[t].empty())
       throw std::runtime_error("out of memory: thread " + std::to_string(t) + ": " + failures[t] +
                                " (activations of --micro-batch " +
-                               std::to_string(cfg_.micro_batch) + " and a gradient buffer; " +
-                               std::to_string(cfg_.threads) + " threads need one each)");
+                               std::to_string(cfg_.batch.micro_batch) + " and a gradient buffer; " +
+                               std::to_string(cfg_.batch.threads) + " threads need one each)");
   for (const auto& ctx : contexts_)
     if (!ctx)  // OMP_THREAD_LIMIT or OMP_DYNAMIC gave a smaller team
       throw std::runtime_error("OpenMP started fewer threads than --threads " +
-                               std::to_string(cfg_.threads));
+                               std::to_string(cfg_.batch.threads));
   for (const auto& ctx : contexts_) thread_grads_.push_back(ctx->grads.span());
 } catch (const AllocationError& e) {
   // The model's parameters, moments, gradient sum or token buffers.
@@ -104,7 +104,7 @@ StepResult Trainer::train_step(int step) {
   StepResult r;
   r.step = step;
   r.lr = learning_rate(cfg_.optim, step, cfg_.steps);
-  const int n_threads = cfg_.threads;
+  const int n_threads = cfg_.batch.threads;
   const double t_start = omp_get_wtime();
   read_training_windows(step);
   const double t0 = omp_get_wtime();
@@ -159,7 +159,7 @@ StepResult Trainer::train_step(int step) {
 }
 
 void Trainer::read_training_windows(int step) {
-  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const int B = cfg_.batch.micro_batch, T = cfg_.model.seq_len;
   const std::uint64_t n = data_.split_size(Split::train);
   std::vector<std::uint64_t> starts(B);
   for (int i = 0; i < micro_per_rank_; ++i) {
@@ -170,7 +170,7 @@ void Trainer::read_training_windows(int step) {
 }
 
 void Trainer::read_validation_windows(int first_batch, int count, int n_batches) {
-  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const int B = cfg_.batch.micro_batch, T = cfg_.model.seq_len;
   const std::uint64_t n = data_.split_size(Split::val);
   std::vector<std::uint64_t> starts(B);
   for (int i = 0; i < count; ++i) {
@@ -182,8 +182,8 @@ void Trainer::read_validation_windows(int first_batch, int count, int n_batches)
 }
 
 double Trainer::evaluate() {
-  const int n_threads = cfg_.threads;
-  const int B = cfg_.micro_batch, T = cfg_.model.seq_len;
+  const int n_threads = cfg_.batch.threads;
+  const int B = cfg_.batch.micro_batch, T = cfg_.model.seq_len;
   // Exactly --eval-batches micro-batches of fixed windows, split over the
   // ranks (some may get none): the same windows, and the same sum in the
   // same order, on any number of ranks.

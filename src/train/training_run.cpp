@@ -38,6 +38,9 @@ RunSettings run_settings(const TrainConfig& config, const RunPolicy& policy, con
   s["data"] = data.path;
   if (const std::string identity = source.identity(); !identity.empty())
     s["data_identity"] = identity;
+  s["log_every"] = std::int64_t{policy.log_every};
+  s["eval_every"] = std::int64_t{policy.eval_every};
+  s["check_every"] = std::int64_t{policy.check_every};
   s["checkpoint_every"] = std::int64_t{policy.checkpoint_every};
   s["keep"] = std::int64_t{policy.keep};
   return s;
@@ -61,8 +64,16 @@ static_assert(std::is_trivially_copyable_v<ResumePoint>);
 }  // namespace
 
 void RunPolicy::validate() const {
-  if (stop_at < 0) throw SettingError("{stop_at} must not be negative");
-  if (checkpoint_every < 0) throw SettingError("{checkpoint_every} must not be negative");
+  const auto require = [](bool ok, const char* what) {
+    if (!ok) throw SettingError(what);
+  };
+  require(log_every > 0, "{log_every} must be positive");
+  require(eval_every >= 0, "{eval_every} must not be negative");
+  require(check_every >= 0, "{check_every} must not be negative");
+  require(checkpoint_every >= 0, "{checkpoint_every} must not be negative");
+  require(stop_at >= 0, "{stop_at} must not be negative");
+  require(max_bad_steps > 0, "{max_bad_steps} must be positive");
+  require(sample_tokens >= 0, "{sample_tokens} must not be negative");
 }
 
 StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {
@@ -71,9 +82,9 @@ StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int
   a.checkpoint = done == end || (policy.checkpoint_every > 0 && done % policy.checkpoint_every == 0);
   // Never checkpoint replicas that drifted apart.
   a.check_replicas = last || a.checkpoint ||
-                     (config.check_every > 0 && done % config.check_every == 0);
-  a.evaluate = last || (config.eval_every > 0 && done % config.eval_every == 0);
-  a.log = done % config.log_every == 0 || last || a.evaluate || done == end;
+                     (policy.check_every > 0 && done % policy.check_every == 0);
+  a.evaluate = last || (policy.eval_every > 0 && done % policy.eval_every == 0);
+  a.log = done % policy.log_every == 0 || last || a.evaluate || done == end;
   return a;
 }
 
@@ -182,8 +193,8 @@ void TrainingRun::print_header() const {
               m.n_head, m.n_embd, m.seq_len, m.vocab_size, trainer_->model().layout().numel());
   std::printf("batch: %d sequences/step = %d micro-batches of %d over %d rank(s) x %d "
               "thread(s); %.1f MiB per thread context\n",
-              config_.global_batch, config_.micro_batches_per_step(), config_.micro_batch,
-              comm_.size(), config_.threads, trainer_->thread_context_bytes() / 1048576.0);
+              config_.batch.global_batch, config_.batch.micro_batches_per_step(),
+              config_.batch.micro_batch, comm_.size(), config_.batch.threads, trainer_->thread_context_bytes() / 1048576.0);
   std::printf("blas: %s\n", kernels::blas_name().c_str());
   std::fflush(stdout);
   // The BLAS may run kernels far below the CPU's (see cllm/blas.h): say so on
@@ -211,7 +222,7 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
 void TrainingRun::print_sample() const {
   const auto tok = make_tokenizer(data_.tokenizer);
   SamplingOptions so;
-  so.tokens = config_.sample_tokens;
+  so.tokens = policy_.sample_tokens;
   so.seed = config_.seed;
   so.temperature = 0.8f;
   so.top_k = 40;
@@ -265,8 +276,8 @@ RunEnd TrainingRun::run() {
                      std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update"
                      : std::isfinite(r.loss)                             ? "gradient norm"
                                                                          : "loss",
-                     r.loss, r.grad_norm, state.bad_steps_in_a_row, config_.max_bad_steps);
-      if (state.bad_steps_in_a_row >= config_.max_bad_steps)
+                     r.loss, r.grad_norm, state.bad_steps_in_a_row, policy_.max_bad_steps);
+      if (state.bad_steps_in_a_row >= policy_.max_bad_steps)
         return {RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row};
     } else {
       state.bad_steps_in_a_row = 0;
@@ -308,7 +319,7 @@ RunEnd TrainingRun::run() {
     if (interrupted) return {RunEnd::Why::interrupted, state.step, stop_signal_received()};
   }
   if (end < config_.steps) return {RunEnd::Why::stop_at, end};
-  if (root && config_.sample_tokens > 0) print_sample();
+  if (root && policy_.sample_tokens > 0) print_sample();
   return {RunEnd::Why::completed, end};
 }
 

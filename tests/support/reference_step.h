@@ -20,7 +20,7 @@
 
 #include "cllm/aligned_buffer.h"
 #include "cllm/blas.h"
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/gpt.h"
 #include "cllm/model.h"
 #include "cllm/sampler.h"
@@ -41,8 +41,8 @@ inline ReferenceStep reference_step(const TrainConfig& cfg, const TokenSource& d
   kernels::use_single_threaded_blas();
   Model model(cfg.model);
   model.init_gpt2(cfg.seed);
-  const int B = cfg.micro_batch, T = cfg.model.seq_len;
-  const double n_tokens = static_cast<double>(cfg.global_batch) * T;
+  const int B = cfg.batch.micro_batch, T = cfg.model.seq_len;
+  const double n_tokens = static_cast<double>(cfg.batch.global_batch) * T;
   const float dloss = static_cast<float>(1.0 / n_tokens);  // gradient of the mean loss
   const std::uint64_t n = data.split_size(Split::train);
 
@@ -54,7 +54,7 @@ inline ReferenceStep reference_step(const TrainConfig& cfg, const TokenSource& d
   ref.grads.assign(g.size(), 0.0);
   double loss_sum = 0;
   // Every micro-batch of the global batch, in order, on one thread.
-  for (int m = 0; m < cfg.micro_batches_per_step(); ++m) {
+  for (int m = 0; m < cfg.batch.micro_batches_per_step(); ++m) {
     for (int b = 0; b < B; ++b) {
       // Row b of micro-batch m: T + 1 tokens from the sampler's start.
       const std::uint64_t start = training_window_start(n, T, cfg.seed, step, m, b);

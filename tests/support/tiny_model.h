@@ -2,7 +2,7 @@
 // and an initialised model with its optimizer (enough to write a checkpoint).
 #pragma once
 
-#include "cllm/config.h"
+#include "cllm/train_config.h"
 #include "cllm/model.h"
 #include "cllm/optimizer.h"
 
@@ -18,10 +18,10 @@ inline TrainConfig tiny_train_config(int threads) {
   c.model.n_layer = 2;
   c.model.n_head = 2;
   c.model.n_embd = 32;
-  c.micro_batch = 2;
-  c.global_batch = 8;
+  c.batch.micro_batch = 2;
+  c.batch.global_batch = 8;
   c.steps = 20;
-  c.threads = threads;
+  c.batch.threads = threads;
   c.seed = 4321;
   c.optim.lr = 3e-3f;
   c.optim.warmup_steps = 5;

@@ -1,0 +1,57 @@
+#include "cllm/train_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <string>
+
+#include "cllm/setting_error.h"
+
+namespace cllm {
+
+namespace {
+// what names each setting as {name} (setting_error.h).
+void require(bool ok, const std::string& what) {
+  if (!ok) throw SettingError(what);
+}
+}  // namespace
+
+void OptimizerConfig::validate() const {
+  require(std::isfinite(lr) && lr > 0, "{lr} must be positive");
+  require(warmup_steps >= 0, "{warmup} must not be negative");
+  require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "{min_lr_ratio} must be in [0, 1]");
+  require(weight_decay >= 0, "{weight_decay} must not be negative");
+  require(grad_clip >= 0, "{grad_clip} must not be negative");
+}
+
+void BatchConfig::validate(int ranks) const {
+  require(micro_batch > 0, "{micro_batch} must be positive");
+  require(global_batch > 0, "{global_batch} must be positive");
+  require(global_batch % (micro_batch * ranks) == 0,
+          "{global_batch} (" + std::to_string(global_batch) + ") must be a multiple of " +
+              (ranks > 1 ? "ranks x {micro_batch} (" + std::to_string(ranks) + " x "
+                         : std::string("{micro_batch} (")) +
+              std::to_string(micro_batch) + ")");
+  require(threads > 0, "{threads} must be positive");
+  require(bucket_mb > 0, "{bucket_mb} must be positive");
+}
+
+void TrainConfig::validate(int ranks) const {
+  model.validate();
+  batch.validate(ranks);
+  require(steps > 0, "{steps} must be positive");
+  require(eval_batches > 0, "{eval_batches} must be positive");
+  optim.validate();
+}
+
+float learning_rate(const OptimizerConfig& o, int step, int total_steps) {
+  if (step < o.warmup_steps) return o.lr * static_cast<float>(step + 1) / o.warmup_steps;
+  const float min_lr = o.lr * o.min_lr_ratio;
+  const int decay_steps = total_steps - o.warmup_steps;
+  if (decay_steps <= 1) return o.lr;
+  const double progress = static_cast<double>(step - o.warmup_steps) / (decay_steps - 1);
+  const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(progress, 1.0)));
+  return static_cast<float>(min_lr + (o.lr - min_lr) * cosine);
+}
+
+}  // namespace cllm
