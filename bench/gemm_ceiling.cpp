@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/train_config.h"
-#include "cllm/kernels.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/train/train_config.h"
 
 namespace {
 

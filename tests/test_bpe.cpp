@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "cllm/bpe_tokenizer.h"
+#include "cllm/data/bpe_tokenizer.h"
 #include "support/process.h"
 
 namespace cllm {

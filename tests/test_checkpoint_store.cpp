@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "cllm/checkpoint_store.h"
-#include "cllm/durable_file.h"
+#include "cllm/io/checkpoint_store.h"
+#include "cllm/io/durable_file.h"
 #include "support/process.h"
 
 namespace cllm {

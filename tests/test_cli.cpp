@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/checkpoint_store.h"
+#include "cllm/io/checkpoint_store.h"
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"

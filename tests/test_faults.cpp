@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "cllm/checkpoint.h"
-#include "cllm/checkpoint_store.h"
-#include "cllm/dataset_file.h"
-#include "cllm/durable_file.h"
-#include "cllm/hdf5.h"
-#include "cllm/output_lock.h"
-#include "cllm/run_settings.h"
-#include "cllm/tokenizer.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/checkpoint_store.h"
+#include "cllm/io/dataset_file.h"
+#include "cllm/io/durable_file.h"
+#include "cllm/io/hdf5.h"
+#include "cllm/io/output_lock.h"
+#include "cllm/train/run_settings.h"
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"

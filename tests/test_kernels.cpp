@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "cllm/kernels.h"
-#include "cllm/rng.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/kernels/rng.h"
 #include "support/finite_difference.h"
 
 namespace cllm {

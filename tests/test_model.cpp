@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/generate.h"
-#include "cllm/gpt.h"
-#include "cllm/kernels.h"
-#include "cllm/model.h"
-#include "cllm/rng.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/model/generate.h"
+#include "cllm/model/gpt.h"
+#include "cllm/model/model.h"
 #include "support/bitwise.h"
 #include "support/finite_difference.h"
 

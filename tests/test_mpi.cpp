@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/comm.h"
+#include "cllm/dist/comm.h"
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"

@@ -23,12 +23,12 @@
 #include <string>
 #include <vector>
 
-#include "cllm/comm.h"
-#include "cllm/train_config.h"
-#include "cllm/mpi_env.h"
-#include "cllm/rng.h"
-#include "cllm/text_dataset.h"
-#include "cllm/trainer.h"
+#include "cllm/data/text_dataset.h"
+#include "cllm/dist/comm.h"
+#include "cllm/dist/mpi_env.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/train/train_config.h"
+#include "cllm/train/trainer.h"
 #include "support/reference_step.h"
 #include "support/synthetic_corpus.h"
 #include "support/text.h"

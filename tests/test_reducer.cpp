@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "cllm/comm.h"
-#include "cllm/gradient_reducer.h"
-#include "cllm/model.h"
-#include "cllm/rng.h"
-#include "cllm/tensor_layout.h"
+#include "cllm/dist/comm.h"
+#include "cllm/dist/gradient_reducer.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/model/model.h"
+#include "cllm/model/tensor_layout.h"
 
 namespace cllm {
 namespace {

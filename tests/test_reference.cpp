@@ -6,10 +6,10 @@
 #include <cmath>
 #include <string>
 
-#include "cllm/gpt.h"
-#include "cllm/kernels.h"
-#include "cllm/model.h"
-#include "cllm/optimizer.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/model/gpt.h"
+#include "cllm/model/model.h"
+#include "cllm/train/optimizer.h"
 #include "support/tensor_file.h"
 
 namespace cllm {

@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "cllm/train_config.h"
-#include "cllm/rng.h"
-#include "cllm/sampler.h"
-#include "cllm/text_dataset.h"
-#include "cllm/trainer.h"
+#include "cllm/data/sampler.h"
+#include "cllm/data/text_dataset.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/train/train_config.h"
+#include "cllm/train/trainer.h"
 #include "support/bitwise.h"
 #include "support/process.h"
 #include "support/reference_step.h"

@@ -7,10 +7,10 @@
 #include <fstream>
 #include <string>
 
-#include "cllm/collective.h"
-#include "cllm/comm.h"
-#include "cllm/setting_error.h"
-#include "cllm/training_run.h"
+#include "cllm/dist/collective.h"
+#include "cllm/dist/comm.h"
+#include "cllm/model/setting_error.h"
+#include "cllm/train/training_run.h"
 
 namespace cllm {
 namespace {

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cllm/setting_error.h"
+#include "cllm/model/setting_error.h"
 #include "options.h"
 
 namespace cllm {

@@ -11,9 +11,9 @@
 #include <optional>
 #include <string>
 
-#include "cllm/cli.h"
-#include "cllm/collective.h"
-#include "cllm/comm.h"
+#include "cli.h"
+#include "cllm/dist/collective.h"
+#include "cllm/dist/comm.h"
 
 namespace cllm {
 

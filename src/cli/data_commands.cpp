@@ -9,13 +9,13 @@
 
 #include "agreement.h"
 #include "options.h"
-#include "cllm/checkpoint.h"
-#include "cllm/dataset_file.h"
-#include "cllm/generate.h"
-#include "cllm/model.h"
-#include "cllm/read_file.h"
-#include "cllm/sha256.h"
-#include "cllm/tokenizer.h"
+#include "cllm/data/read_file.h"
+#include "cllm/data/sha256.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/dataset_file.h"
+#include "cllm/model/generate.h"
+#include "cllm/model/model.h"
 #include "subcommands.h"
 
 namespace cllm {

@@ -6,9 +6,9 @@
 #include <exception>
 #include <optional>
 
-#include "cllm/cli.h"
-#include "cllm/hdf5.h"
-#include "cllm/mpi_env.h"
+#include "cli.h"
+#include "cllm/dist/mpi_env.h"
+#include "cllm/io/hdf5.h"
 
 int main(int argc, char** argv) {
   std::optional<cllm::MpiEnvironment> mpi;

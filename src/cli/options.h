@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "cllm/train_config.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 

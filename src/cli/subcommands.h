@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/comm.h"
+#include "cllm/dist/comm.h"
 
 namespace cllm {
 

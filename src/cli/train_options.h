@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/train_config.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 

@@ -1,4 +1,4 @@
-#include "cllm/bpe_tokenizer.h"
+#include "cllm/data/bpe_tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -11,7 +11,7 @@
 #include <tuple>
 #include <utility>
 
-#include "cllm/read_file.h"
+#include "cllm/data/read_file.h"
 
 namespace cllm {
 

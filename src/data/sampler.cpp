@@ -1,10 +1,10 @@
-#include "cllm/sampler.h"
+#include "cllm/data/sampler.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
-#include "cllm/rng.h"
+#include "cllm/kernels/rng.h"
 
 namespace cllm {
 

@@ -1,4 +1,4 @@
-#include "cllm/sha256.h"
+#include "cllm/data/sha256.h"
 
 #include <openssl/evp.h>
 

@@ -1,10 +1,10 @@
-#include "cllm/text_dataset.h"
+#include "cllm/data/text_dataset.h"
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "cllm/read_file.h"
-#include "cllm/sha256.h"
+#include "cllm/data/read_file.h"
+#include "cllm/data/sha256.h"
 
 namespace cllm {
 

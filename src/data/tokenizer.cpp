@@ -1,10 +1,10 @@
-#include "cllm/tokenizer.h"
+#include "cllm/data/tokenizer.h"
 
 #include <stdexcept>
 
-#include "cllm/bpe_tokenizer.h"
-#include "cllm/setting_error.h"
-#include "cllm/text_dataset.h"
+#include "cllm/data/bpe_tokenizer.h"
+#include "cllm/data/text_dataset.h"
+#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

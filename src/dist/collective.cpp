@@ -1,4 +1,4 @@
-#include "cllm/collective.h"
+#include "cllm/dist/collective.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "cllm/comm.h"
+#include "cllm/dist/comm.h"
 
 #include <algorithm>
 

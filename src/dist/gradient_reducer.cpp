@@ -1,6 +1,6 @@
 // GradientReducer: the in-rank sum of the thread gradients, overlapped with
 // the cross-rank allreduce, bucket by bucket (include/cllm/gradient_reducer.h).
-#include "cllm/gradient_reducer.h"
+#include "cllm/dist/gradient_reducer.h"
 
 #include <omp.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/mpi_env.h"
+#include "cllm/dist/mpi_env.h"
 
 #include <mpi.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/checkpoint.h"
+#include "cllm/io/checkpoint.h"
 
 #include <algorithm>
 #include <limits>
@@ -6,9 +6,9 @@
 #include <utility>
 #include <variant>
 
-#include "cllm/dataset_file.h"
-#include "cllm/durable_file.h"
-#include "cllm/read_file.h"
+#include "cllm/data/read_file.h"
+#include "cllm/io/dataset_file.h"
+#include "cllm/io/durable_file.h"
 
 namespace cllm {
 

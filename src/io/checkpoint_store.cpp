@@ -1,4 +1,4 @@
-#include "cllm/checkpoint_store.h"
+#include "cllm/io/checkpoint_store.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,7 +7,7 @@
 #include <string>
 #include <system_error>
 
-#include "cllm/durable_file.h"
+#include "cllm/io/durable_file.h"
 
 namespace cllm {
 

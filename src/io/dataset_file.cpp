@@ -1,15 +1,15 @@
-#include "cllm/dataset_file.h"
+#include "cllm/io/dataset_file.h"
 
 #include <algorithm>
 #include <cctype>
 #include <limits>
 #include <stdexcept>
 
-#include "cllm/bpe_tokenizer.h"
-#include "cllm/durable_file.h"
-#include "cllm/read_file.h"
-#include "cllm/sha256.h"
-#include "cllm/text_dataset.h"
+#include "cllm/data/bpe_tokenizer.h"
+#include "cllm/data/read_file.h"
+#include "cllm/data/sha256.h"
+#include "cllm/data/text_dataset.h"
+#include "cllm/io/durable_file.h"
 
 namespace cllm {
 

@@ -1,4 +1,4 @@
-#include "cllm/durable_file.h"
+#include "cllm/io/durable_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "cllm/read_file.h"
+#include "cllm/data/read_file.h"
 
 namespace cllm {
 

@@ -1,4 +1,4 @@
-#include "cllm/hdf5.h"
+#include "cllm/io/hdf5.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "cllm/output_lock.h"
+#include "cllm/io/output_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,5 +1,5 @@
 // OpenBLAS setup and identification. See cllm/blas.h.
-#include "cllm/blas.h"
+#include "cllm/kernels/blas.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -1,6 +1,6 @@
 // Kernels of a GPT-2 block: plain loop nests for the elementwise and
 // per-row work, the BLAS for every matrix product. See cllm/kernels.h.
-#include "cllm/kernels.h"
+#include "cllm/kernels/kernels.h"
 
 #include <cblas.h>
 

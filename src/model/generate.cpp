@@ -1,4 +1,4 @@
-#include "cllm/generate.h"
+#include "cllm/model/generate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "cllm/gpt.h"
-#include "cllm/rng.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/model/gpt.h"
 
 namespace cllm {
 

@@ -1,6 +1,6 @@
 // The GPT-2 forward and backward passes, written as llm.c writes them: a
 // sequence of kernel calls over named activation views.
-#include "cllm/gpt.h"
+#include "cllm/model/gpt.h"
 
 #include <omp.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "cllm/kernels.h"
+#include "cllm/kernels/kernels.h"
 
 namespace cllm {
 

@@ -1,10 +1,10 @@
-#include "cllm/model.h"
+#include "cllm/model/model.h"
 
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
-#include "cllm/rng.h"
+#include "cllm/kernels/rng.h"
 
 namespace cllm {
 

@@ -1,6 +1,6 @@
-#include "cllm/model_config.h"
+#include "cllm/model/model_config.h"
 
-#include "cllm/setting_error.h"
+#include "cllm/model/setting_error.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "cllm/setting_error.h"
+#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

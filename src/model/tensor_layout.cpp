@@ -1,4 +1,4 @@
-#include "cllm/tensor_layout.h"
+#include "cllm/model/tensor_layout.h"
 
 #include <algorithm>
 #include <stdexcept>

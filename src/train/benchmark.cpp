@@ -1,12 +1,12 @@
-#include "cllm/benchmark.h"
+#include "cllm/train/benchmark.h"
 
 #include <cmath>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/blas.h"
-#include "cllm/cpu_usage.h"
+#include "cllm/kernels/blas.h"
+#include "cllm/train/cpu_usage.h"
 #include "report_format.h"
 
 namespace cllm {

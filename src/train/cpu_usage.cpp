@@ -1,4 +1,4 @@
-#include "cllm/cpu_usage.h"
+#include "cllm/train/cpu_usage.h"
 
 #include <sys/resource.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/metrics.h"
+#include "cllm/train/metrics.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/durable_file.h"
+#include "cllm/io/durable_file.h"
 #include "report_format.h"
 
 namespace cllm {

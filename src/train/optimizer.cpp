@@ -1,4 +1,4 @@
-#include "cllm/optimizer.h"
+#include "cllm/train/optimizer.h"
 
 #include <algorithm>
 #include <cmath>

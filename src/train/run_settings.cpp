@@ -1,4 +1,4 @@
-#include "cllm/run_settings.h"
+#include "cllm/train/run_settings.h"
 
 #include <charconv>
 

@@ -1,4 +1,4 @@
-#include "cllm/stop_signal.h"
+#include "cllm/train/stop_signal.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/thread_context.h"
+#include "cllm/train/thread_context.h"
 
 namespace cllm {
 

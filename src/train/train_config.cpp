@@ -1,11 +1,11 @@
-#include "cllm/train_config.h"
+#include "cllm/train/train_config.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <string>
 
-#include "cllm/setting_error.h"
+#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

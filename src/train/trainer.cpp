@@ -1,4 +1,4 @@
-#include "cllm/trainer.h"
+#include "cllm/train/trainer.h"
 
 #include <omp.h>
 
@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "cllm/gpt.h"
-#include "cllm/kernels.h"
-#include "cllm/sampler.h"
+#include "cllm/data/sampler.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/model/gpt.h"
 
 namespace cllm {
 

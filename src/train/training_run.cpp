@@ -1,4 +1,4 @@
-#include "cllm/training_run.h"
+#include "cllm/train/training_run.h"
 
 #include <omp.h>
 
@@ -10,12 +10,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "cllm/blas.h"
-#include "cllm/collective.h"
-#include "cllm/generate.h"
-#include "cllm/setting_error.h"
-#include "cllm/stop_signal.h"
-#include "cllm/tokenizer.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/dist/collective.h"
+#include "cllm/kernels/blas.h"
+#include "cllm/model/generate.h"
+#include "cllm/model/setting_error.h"
+#include "cllm/train/stop_signal.h"
 
 namespace cllm {
 

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cllm/bpe_tokenizer.h"
+#include "cllm/data/bpe_tokenizer.h"
 #include "fuzz_common.h"
 
 namespace {

@@ -10,13 +10,13 @@
 #include <exception>
 #include <vector>
 
-#include "cllm/checkpoint.h"
-#include "cllm/generate.h"
-#include "cllm/hdf5.h"
-#include "cllm/model.h"
-#include "cllm/optimizer.h"
-#include "cllm/run_settings.h"
-#include "cllm/tokenizer.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/hdf5.h"
+#include "cllm/model/generate.h"
+#include "cllm/model/model.h"
+#include "cllm/train/optimizer.h"
+#include "cllm/train/run_settings.h"
 #include "fuzz_common.h"
 
 namespace {

@@ -12,9 +12,9 @@
 #include <string>
 #include <utility>
 
-#include "cllm/dataset_file.h"
-#include "cllm/hdf5.h"
-#include "cllm/sampler.h"
+#include "cllm/data/sampler.h"
+#include "cllm/io/dataset_file.h"
+#include "cllm/io/hdf5.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {

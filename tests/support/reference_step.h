@@ -18,14 +18,14 @@
 #include <string>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/blas.h"
-#include "cllm/train_config.h"
-#include "cllm/gpt.h"
-#include "cllm/model.h"
-#include "cllm/sampler.h"
-#include "cllm/token_source.h"
-#include "cllm/trainer.h"
+#include "cllm/data/sampler.h"
+#include "cllm/data/token_source.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/blas.h"
+#include "cllm/model/gpt.h"
+#include "cllm/model/model.h"
+#include "cllm/train/train_config.h"
+#include "cllm/train/trainer.h"
 
 namespace cllm::test {
 

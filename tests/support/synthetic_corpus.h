@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "cllm/rng.h"
-#include "cllm/text_dataset.h"
+#include "cllm/data/text_dataset.h"
+#include "cllm/kernels/rng.h"
 
 namespace cllm::test {
 

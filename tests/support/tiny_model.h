@@ -2,9 +2,9 @@
 // and an initialised model with its optimizer (enough to write a checkpoint).
 #pragma once
 
-#include "cllm/train_config.h"
-#include "cllm/model.h"
-#include "cllm/optimizer.h"
+#include "cllm/model/model.h"
+#include "cllm/train/optimizer.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm::test {
 

@@ -1,4 +1,4 @@
-#include "cllm/read_file.h"
+#include "cllm/data/read_file.h"
 
 #include <fstream>
 #include <iterator>

@@ -3,7 +3,7 @@
 // from a TOML file (keys are the long option names without dashes).
 #pragma once
 
-#include "cllm/mpi_env.h"
+#include "cllm/dist/mpi_env.h"
 
 namespace cllm {
 

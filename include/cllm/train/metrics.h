@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "cllm/trainer.h"
+#include "cllm/train/trainer.h"
 
 namespace cllm {
 

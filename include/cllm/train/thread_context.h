@@ -6,9 +6,9 @@
 
 #include <cstddef>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/gpt.h"
-#include "cllm/model.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/gpt.h"
+#include "cllm/model/model.h"
 
 namespace cllm {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cllm/tokenizer_spec.h"
+#include "cllm/data/tokenizer_spec.h"
 
 namespace cllm {
 

@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/hdf5.h"
-#include "cllm/model.h"
-#include "cllm/optimizer_state.h"
-#include "cllm/recorded_settings.h"
-#include "cllm/tokenizer_spec.h"
+#include "cllm/data/tokenizer_spec.h"
+#include "cllm/io/hdf5.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/model.h"
+#include "cllm/model/optimizer_state.h"
+#include "cllm/model/recorded_settings.h"
 
 namespace cllm {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/token_source.h"
+#include "cllm/data/token_source.h"
 
 namespace cllm {
 

@@ -9,9 +9,9 @@
 #include <span>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/model.h"
-#include "cllm/tensor_layout.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/model.h"
+#include "cllm/model/tensor_layout.h"
 
 namespace cllm {
 

@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "cllm/token_source.h"
+#include "cllm/data/token_source.h"
 
 namespace cllm {
 

@@ -9,10 +9,10 @@
 #include <span>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/train_config.h"
-#include "cllm/optimizer_state.h"
-#include "cllm/tensor_layout.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/optimizer_state.h"
+#include "cllm/model/tensor_layout.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 

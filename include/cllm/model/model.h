@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/model_config.h"
-#include "cllm/tensor_layout.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/model_config.h"
+#include "cllm/model/tensor_layout.h"
 
 namespace cllm {
 

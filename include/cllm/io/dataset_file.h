@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "cllm/hdf5.h"
-#include "cllm/token_source.h"
-#include "cllm/tokenizer_spec.h"
+#include "cllm/data/token_source.h"
+#include "cllm/data/tokenizer_spec.h"
+#include "cllm/io/hdf5.h"
 
 namespace cllm {
 

@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cllm/blas.h"
+#include "cllm/kernels/blas.h"
 
 namespace cllm::kernels {
 

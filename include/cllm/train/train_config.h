@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "cllm/model_config.h"
+#include "cllm/model/model_config.h"
 
 namespace cllm {
 

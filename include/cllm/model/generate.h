@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cllm/model.h"
+#include "cllm/model/model.h"
 
 namespace cllm {
 

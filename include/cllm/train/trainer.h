@@ -13,14 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "cllm/aligned_buffer.h"
-#include "cllm/comm.h"
-#include "cllm/train_config.h"
-#include "cllm/gradient_reducer.h"
-#include "cllm/model.h"
-#include "cllm/optimizer.h"
-#include "cllm/thread_context.h"
-#include "cllm/token_source.h"
+#include "cllm/data/token_source.h"
+#include "cllm/dist/comm.h"
+#include "cllm/dist/gradient_reducer.h"
+#include "cllm/kernels/aligned_buffer.h"
+#include "cllm/model/model.h"
+#include "cllm/train/optimizer.h"
+#include "cllm/train/thread_context.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 

@@ -7,9 +7,9 @@
 #include <cstddef>
 #include <string>
 
-#include "cllm/comm.h"
-#include "cllm/train_config.h"
-#include "cllm/trainer.h"
+#include "cllm/dist/comm.h"
+#include "cllm/train/train_config.h"
+#include "cllm/train/trainer.h"
 
 namespace cllm {
 

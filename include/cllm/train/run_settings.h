@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "cllm/train_config.h"
-#include "cllm/recorded_settings.h"
+#include "cllm/model/recorded_settings.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 

@@ -15,15 +15,15 @@
 #include <optional>
 #include <string>
 
-#include "cllm/checkpoint.h"
-#include "cllm/checkpoint_store.h"
-#include "cllm/comm.h"
-#include "cllm/train_config.h"
-#include "cllm/dataset_file.h"
-#include "cllm/metrics.h"
-#include "cllm/output_lock.h"
-#include "cllm/run_settings.h"
-#include "cllm/trainer.h"
+#include "cllm/dist/comm.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/checkpoint_store.h"
+#include "cllm/io/dataset_file.h"
+#include "cllm/io/output_lock.h"
+#include "cllm/train/metrics.h"
+#include "cllm/train/run_settings.h"
+#include "cllm/train/train_config.h"
+#include "cllm/train/trainer.h"
 
 namespace cllm {
 

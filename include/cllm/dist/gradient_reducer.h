@@ -17,8 +17,8 @@
 #include <span>
 #include <vector>
 
-#include "cllm/comm.h"
-#include "cllm/tensor_layout.h"
+#include "cllm/dist/comm.h"
+#include "cllm/model/tensor_layout.h"
 
 namespace cllm {
 

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cllm/comm.h"
+#include "cllm/dist/comm.h"
 
 namespace cllm {
 
