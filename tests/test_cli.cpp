@@ -57,7 +57,7 @@ class CliTest : public ::testing::Test {
 struct BadInput {
   Args options;
   std::string names;  // what the one error line must mention
-  int exit_code;      // 2: invalid command line, 1: bad input or I/O error (cllm/cli.h)
+  int exit_code;      // 2: invalid command line, 1: bad input or I/O error (src/cli/cli.h)
 };
 
 TEST_F(CliTest, InvalidInputGivesOneErrorLineNamingTheCulprit) {

@@ -126,7 +126,7 @@ void add_bench_options(CLI::App& app, BenchCommand& c) {
   add_dist_options(app, c.cfg.batch, c.policy);
 }
 
-// The BLAS may run kernels far below the CPU's (see cllm/blas.h): say so on
+// The BLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say so on
 // stderr, with the fix, before a long run goes slowly for no visible reason.
 void warn_if_blas_is_slow() {
   const std::string warning = kernels::blas_kernel_warning();

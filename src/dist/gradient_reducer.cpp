@@ -1,5 +1,5 @@
 // GradientReducer: the in-rank sum of the thread gradients, overlapped with
-// the cross-rank allreduce, bucket by bucket (include/cllm/gradient_reducer.h).
+// the cross-rank allreduce, bucket by bucket (include/cllm/dist/gradient_reducer.h).
 #include "cllm/dist/gradient_reducer.h"
 
 #include <omp.h>

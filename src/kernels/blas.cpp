@@ -1,4 +1,4 @@
-// OpenBLAS setup and identification. See cllm/blas.h.
+// OpenBLAS setup and identification. See cllm/kernels/blas.h.
 #include "cllm/kernels/blas.h"
 
 #include <cblas.h>

@@ -1,5 +1,5 @@
 // Kernels of a GPT-2 block: plain loop nests for the elementwise and
-// per-row work, the BLAS for every matrix product. See cllm/kernels.h.
+// per-row work, the BLAS for every matrix product. See cllm/kernels/kernels.h.
 #include "cllm/kernels/kernels.h"
 
 #include <cblas.h>
