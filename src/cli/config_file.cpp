@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string_view>
+
+#include "cllm/data/text_check.h"
 
 namespace cllm {
 
@@ -21,41 +22,6 @@ std::string_view trim(std::string_view s) {
   const auto begin = s.find_first_not_of(kSpace);
   if (begin == std::string_view::npos) return {};
   return s.substr(begin, s.find_last_not_of(kSpace) - begin + 1);
-}
-
-// Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629:
-// no overlong forms, surrogates or code points above U+10FFFF), or npos.
-std::size_t invalid_utf8_at(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto lead = static_cast<unsigned char>(s[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    int continuation = 0;
-    unsigned char lo = 0x80, hi = 0xbf;  // the range of the first continuation byte
-    if (lead >= 0xc2 && lead <= 0xdf) {
-      continuation = 1;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      continuation = 2;
-      if (lead == 0xe0) lo = 0xa0;  // overlong
-      if (lead == 0xed) hi = 0x9f;  // surrogates
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      continuation = 3;
-      if (lead == 0xf0) lo = 0x90;  // overlong
-      if (lead == 0xf4) hi = 0x8f;  // above U+10FFFF
-    } else {
-      return i;
-    }
-    for (int k = 1; k <= continuation; ++k) {
-      if (i + k >= s.size()) return i;
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xbf)) return i;
-    }
-    i += static_cast<std::size_t>(continuation) + 1;
-  }
-  return std::string_view::npos;
 }
 
 // "FILE:LINE" of a byte offset.
@@ -101,17 +67,8 @@ std::string config_file_problem(const CLI::App& app, const std::string& path) {
   if (text.starts_with("\xef\xbb\xbf"))
     return path + ": starts with a UTF-8 byte-order mark, which would hide its first key: "
                   "save it without one";
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c == 0) return where(path, text, i) + ": a NUL byte: not a text file";
-    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '\v') || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02x", c);
-      return where(path, text, i) + ": control byte " + hex + ": not a text file";
-    }
-  }
-  if (const auto bad = invalid_utf8_at(text); bad != std::string_view::npos)
-    return where(path, text, bad) + ": not UTF-8 text";
+  if (const auto problem = text_problem(text))
+    return where(path, text, problem->offset) + ": " + problem->what;
 
   // Lines, as CLI11's ConfigBase::from_config splits them.
   std::size_t begin = 0, line_number = 0;
