@@ -8,7 +8,6 @@
 //   ReducerThreads.*  "threads" (the sum runs on OpenMP threads; also run under ThreadSanitizer)
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -21,6 +20,7 @@
 #include "cllm/kernels/rng.h"
 #include "cllm/model/model.h"
 #include "cllm/model/tensor_layout.h"
+#include "support/bitwise.h"
 
 namespace cllm {
 namespace {
@@ -208,19 +208,6 @@ std::vector<std::span<const float>> spans(const std::vector<std::vector<float>>&
   return std::vector<std::span<const float>>(buffers.begin(), buffers.end());
 }
 
-// The same bits, element by element (and NaN-safe).
-void expect_bitwise_equal(std::span<const float> got, std::span<const float> want,
-                          const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  std::size_t differing = 0, first = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    if (std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]) &&
-        differing++ == 0)
-      first = i;
-  EXPECT_EQ(differing, 0u) << what << ": first at element " << first << ": " << got[first]
-                           << " instead of " << want[first];
-}
-
 TEST(ReducerThreads, OneRankSumsTheBuffersBitwiseAsAPlainLoopInBufferOrder) {
   const TensorLayout layout = mixed_layout();
   const Comm one_rank;  // MPI_COMM_NULL: any MPI call would fail here (no MPI_Init)
@@ -244,7 +231,7 @@ TEST(ReducerThreads, OneRankSumsTheBuffersBitwiseAsAPlainLoopInBufferOrder) {
                                  " threads";
         std::vector<float> sum(layout.total(), 0.0f);
         EXPECT_EQ(reducer.reduce(spans(buffers), sum, threads), 0.0) << what << ": time in MPI";
-        expect_bitwise_equal(sum, want, what);
+        EXPECT_TRUE(test::same_bits(sum, want)) << what;
       }
     }
   }
