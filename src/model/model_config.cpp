@@ -1,38 +1,33 @@
 #include "cllm/model/model_config.h"
 
-#include "cllm/model/setting_error.h"
-
 #include <cmath>
 #include <cstdio>
-#include <stdexcept>
+#include <string>
+
+#include "cllm/model/setting_error.h"
 
 namespace cllm {
 
-namespace {
-// what names each setting as {name} (setting_error.h).
-void require(bool ok, const std::string& what) {
-  if (!ok) throw SettingError(what);
-}
-}  // namespace
-
 void ModelConfig::validate() const {
-  require(vocab_size > 0, "{vocab_size} must be positive");
-  require(seq_len > 0, "{seq_len} must be positive");
-  require(n_layer > 0, "{n_layer} must be positive");
-  require(n_head > 0, "{n_head} must be positive");
-  require(n_embd > 0, "{n_embd} must be positive");
-  require(n_embd % n_head == 0, "{n_head} (" + std::to_string(n_head) +
-                                    ") must divide {n_embd} (" + std::to_string(n_embd) + ")");
+  require_setting(vocab_size > 0, "{vocab_size} must be positive");
+  require_setting(seq_len > 0, "{seq_len} must be positive");
+  require_setting(n_layer > 0, "{n_layer} must be positive");
+  require_setting(n_head > 0, "{n_head} must be positive");
+  require_setting(n_embd > 0, "{n_embd} must be positive");
+  require_setting(n_embd % n_head == 0, "{n_head} (" + std::to_string(n_head) +
+                                            ") must divide {n_embd} (" + std::to_string(n_embd) +
+                                            ")");
   // Sizes are computed in 64-bit integers: bound them far below overflow
   // (and far above any model a CPU trains).
   const double L = n_layer, C = n_embd, V = vocab_size, T = seq_len;
   const double params = V * C + T * C + L * 12.0 * C * C;
   char text[32];
   std::snprintf(text, sizeof text, "%.3g", params);
-  require(params <= 1e12, "a model of " + std::to_string(n_layer) + " layers, " +
-                              std::to_string(n_embd) + " wide, vocabulary " +
-                              std::to_string(vocab_size) + " and seq " + std::to_string(seq_len) +
-                              " would have " + text + " parameters, more than 1e12");
+  require_setting(params <= 1e12, "a model of " + std::to_string(n_layer) + " layers, " +
+                                      std::to_string(n_embd) + " wide, vocabulary " +
+                                      std::to_string(vocab_size) + " and seq " +
+                                      std::to_string(seq_len) + " would have " + text +
+                                      " parameters, more than 1e12");
 }
 
 double ModelConfig::flops_per_token() const {

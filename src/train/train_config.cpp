@@ -9,38 +9,31 @@
 
 namespace cllm {
 
-namespace {
-// what names each setting as {name} (setting_error.h).
-void require(bool ok, const std::string& what) {
-  if (!ok) throw SettingError(what);
-}
-}  // namespace
-
 void OptimizerConfig::validate() const {
-  require(std::isfinite(lr) && lr > 0, "{lr} must be positive");
-  require(warmup_steps >= 0, "{warmup} must not be negative");
-  require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "{min_lr_ratio} must be in [0, 1]");
-  require(weight_decay >= 0, "{weight_decay} must not be negative");
-  require(grad_clip >= 0, "{grad_clip} must not be negative");
+  require_setting(std::isfinite(lr) && lr > 0, "{lr} must be positive");
+  require_setting(warmup_steps >= 0, "{warmup} must not be negative");
+  require_setting(min_lr_ratio >= 0 && min_lr_ratio <= 1, "{min_lr_ratio} must be in [0, 1]");
+  require_setting(weight_decay >= 0, "{weight_decay} must not be negative");
+  require_setting(grad_clip >= 0, "{grad_clip} must not be negative");
 }
 
 void BatchConfig::validate(int ranks) const {
-  require(micro_batch > 0, "{micro_batch} must be positive");
-  require(global_batch > 0, "{global_batch} must be positive");
-  require(global_batch % (micro_batch * ranks) == 0,
-          "{global_batch} (" + std::to_string(global_batch) + ") must be a multiple of " +
-              (ranks > 1 ? "ranks x {micro_batch} (" + std::to_string(ranks) + " x "
-                         : std::string("{micro_batch} (")) +
-              std::to_string(micro_batch) + ")");
-  require(threads > 0, "{threads} must be positive");
-  require(bucket_mb > 0, "{bucket_mb} must be positive");
+  require_setting(micro_batch > 0, "{micro_batch} must be positive");
+  require_setting(global_batch > 0, "{global_batch} must be positive");
+  require_setting(global_batch % (micro_batch * ranks) == 0,
+                  "{global_batch} (" + std::to_string(global_batch) + ") must be a multiple of " +
+                      (ranks > 1 ? "ranks x {micro_batch} (" + std::to_string(ranks) + " x "
+                                 : std::string("{micro_batch} (")) +
+                      std::to_string(micro_batch) + ")");
+  require_setting(threads > 0, "{threads} must be positive");
+  require_setting(bucket_mb > 0, "{bucket_mb} must be positive");
 }
 
 void TrainConfig::validate(int ranks) const {
   model.validate();
   batch.validate(ranks);
-  require(steps > 0, "{steps} must be positive");
-  require(eval_batches > 0, "{eval_batches} must be positive");
+  require_setting(steps > 0, "{steps} must be positive");
+  require_setting(eval_batches > 0, "{eval_batches} must be positive");
   optim.validate();
 }
 

@@ -64,16 +64,13 @@ static_assert(std::is_trivially_copyable_v<ResumePoint>);
 }  // namespace
 
 void RunPolicy::validate() const {
-  const auto require = [](bool ok, const char* what) {
-    if (!ok) throw SettingError(what);
-  };
-  require(log_every > 0, "{log_every} must be positive");
-  require(eval_every >= 0, "{eval_every} must not be negative");
-  require(check_every >= 0, "{check_every} must not be negative");
-  require(checkpoint_every >= 0, "{checkpoint_every} must not be negative");
-  require(stop_at >= 0, "{stop_at} must not be negative");
-  require(max_bad_steps > 0, "{max_bad_steps} must be positive");
-  require(sample_tokens >= 0, "{sample_tokens} must not be negative");
+  require_setting(log_every > 0, "{log_every} must be positive");
+  require_setting(eval_every >= 0, "{eval_every} must not be negative");
+  require_setting(check_every >= 0, "{check_every} must not be negative");
+  require_setting(checkpoint_every >= 0, "{checkpoint_every} must not be negative");
+  require_setting(stop_at >= 0, "{stop_at} must not be negative");
+  require_setting(max_bad_steps > 0, "{max_bad_steps} must be positive");
+  require_setting(sample_tokens >= 0, "{sample_tokens} must not be negative");
 }
 
 StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {

@@ -23,4 +23,9 @@ class SettingError : public std::invalid_argument {
   std::string message_;
 };
 
+// Throws SettingError(message) unless ok.
+inline void require_setting(bool ok, const std::string& message) {
+  if (!ok) throw SettingError(message);
+}
+
 }  // namespace cllm
