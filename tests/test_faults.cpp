@@ -290,25 +290,6 @@ TEST_F(FaultTest, ACheckpointWhoseNameAndStepDisagreeIsSetAside) {
                    1, {negative.string(), "'step' = -100 is out of range"});
 }
 
-TEST_F(FaultTest, MetricsKeepWholeRecordsOnlyAcrossAResume) {
-  const std::string run = out("run");
-  const auto args = tiny_run(kText, run, 1, 8);
-  ASSERT_EQ(cllm(with(args, {"--stop-at", "6"})).exit_code, 0);
-  const fs::path metrics = fs::path(run) / "metrics.jsonl";
-  // A record cut short by a kill in the middle of its write.
-  std::ofstream(metrics, std::ios::app) << "{\"step\": 3, \"loss\": 5.5";
-  ASSERT_EQ(cllm(args).exit_code, 0);
-  const auto lines = split_lines(test::read_file(metrics));
-  ASSERT_EQ(lines.size(), 8u) << test::read_file(metrics);
-  const auto records = test::read_metrics(metrics);  // each line one whole JSON object
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    ASSERT_FALSE(records[i].empty()) << lines[i];
-    EXPECT_EQ(records[i].begin().key(), "step") << lines[i];
-    EXPECT_EQ(test::number_at(records[i], "step"), static_cast<double>(i + 1)) << lines[i];
-    EXPECT_EQ(lines[i].back(), '}') << lines[i];
-  }
-}
-
 TEST_F(FaultTest, PrepareRefusesToOverwriteItsInput) {
   const fs::path text = out("x.txt");
   fs::copy_file(kText, text);

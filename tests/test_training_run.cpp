@@ -8,9 +8,12 @@
 #include <string>
 
 #include "cllm/dist/collective.h"
+#include "cllm/io/checkpoint_store.h"
 #include "cllm/dist/comm.h"
 #include "cllm/model/setting_error.h"
 #include "cllm/train/training_run.h"
+#include "support/metrics.h"
+#include "support/text.h"
 
 namespace cllm {
 namespace {
@@ -147,6 +150,96 @@ TEST_F(TrainingRunTest, StoppedAndResumedEqualsUninterruptedBitwise) {
 
   TrainingRun again(config(), split, data_, one_rank_);
   EXPECT_EQ(again.run().why, RunEnd::Why::nothing_to_do);
+}
+
+// --keep 2 of checkpoints every 3 steps; a truncated newest is set aside as
+// .bad, named on stderr, and the run resumes from the one before it.
+TEST_F(TrainingRunTest, KeepsTheNewestAndResumesPastABrokenOne) {
+  TrainConfig c = config();
+  c.steps = 12;
+  RunPolicy p = policy("run");
+  p.checkpoint_every = 3;
+  p.keep = 2;
+  p.stop_at = 9;
+  {
+    TrainingRun first(c, p, data_, one_rank_);
+    ASSERT_EQ(first.run().why, RunEnd::Why::stop_at);
+  }
+  const CheckpointStore store(p.out);
+  const auto files = store.list();
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].step, 9);
+  EXPECT_EQ(files[1].step, 6);
+  const fs::path newest = files[0].path;
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+
+  p.stop_at = 0;
+  ::testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStdout();
+  RunEnd end;
+  {
+    TrainingRun second(c, p, data_, one_rank_);
+    end = second.run();
+  }
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(end.why, RunEnd::Why::completed);
+  EXPECT_NE(err.find("skipping checkpoint " + newest.string()), std::string::npos) << err;
+  EXPECT_NE(err.find("renamed to " + newest.string() + ".bad"), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(newest.string() + ".bad"));
+  EXPECT_NE(out.find("resuming from " + store.path(6).string()), std::string::npos) << out;
+  // The two newest of those written since: the .bad file is not counted.
+  const auto kept = store.list();
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].step, 12);
+  EXPECT_EQ(kept[1].step, 9);
+}
+
+TEST_F(TrainingRunTest, ResumeNoneRefusesAFolderWithCheckpoints) {
+  RunPolicy p = policy("run");
+  {
+    TrainingRun first(config(), p, data_, one_rank_);
+    ASSERT_EQ(first.run().why, RunEnd::Why::completed);
+  }
+  p.resume = "none";
+  TrainingRun again(config(), p, data_, one_rank_);
+  try {
+    again.run();
+    FAIL() << "--resume none started afresh beside checkpoints";
+  } catch (const CollectiveFailure& f) {
+    EXPECT_FALSE(f.invalid_setting());
+    EXPECT_NE(std::string(f.what()).find("already holds checkpoints"), std::string::npos)
+        << f.what();
+  }
+}
+
+// A record cut short by a kill in the middle of its write is dropped on
+// resume; every line after it is one whole record, steps 1 to 8 in order.
+TEST_F(TrainingRunTest, MetricsKeepWholeRecordsOnlyAcrossAResume) {
+  TrainConfig c = config();
+  c.steps = 8;
+  RunPolicy p = policy("run");
+  p.stop_at = 6;
+  {
+    TrainingRun first(c, p, data_, one_rank_);
+    ASSERT_EQ(first.run().why, RunEnd::Why::stop_at);
+  }
+  const fs::path metrics = fs::path(p.out) / "metrics.jsonl";
+  std::ofstream(metrics, std::ios::app) << "{\"step\": 3, \"loss\": 5.5";
+  p.stop_at = 0;
+  {
+    TrainingRun second(c, p, data_, one_rank_);
+    ASSERT_EQ(second.run().why, RunEnd::Why::completed);
+  }
+  const auto records = test::read_metrics(metrics);
+  const auto lines = test::split_lines(test::read_file(metrics));
+  ASSERT_EQ(records.size(), 8u) << test::read_file(metrics);
+  ASSERT_EQ(lines.size(), 8u);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].begin().key(), "step") << lines[i];
+    EXPECT_EQ(test::number_at(records[i], "step"), static_cast<double>(i + 1)) << lines[i];
+    EXPECT_EQ(lines[i].back(), '}') << lines[i];
+  }
 }
 
 TEST(Collectively, OneRankFailureCarriesItsReasonAndKind) {
