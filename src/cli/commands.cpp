@@ -1,28 +1,18 @@
 // `cllm train` and `cllm bench`.
-#include <omp.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cctype>
 #include <csignal>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
-#include "cllm/kernels/blas.h"
-#include "cllm/train/benchmark.h"
 #include "cli.h"
-#include "cllm/data/text_dataset.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
-#include "cllm/kernels/rng.h"
+#include "cllm/train/benchmark.h"
 #include "cllm/train/stop_signal.h"
-#include "cllm/train/trainer.h"
 #include "cllm/train/training_run.h"
 #include "agreement.h"
 #include "config_file.h"
@@ -33,8 +23,6 @@
 namespace cllm {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 struct TrainCommand {
   ModelOptions model;
@@ -48,9 +36,8 @@ struct BenchCommand {
   ModelOptions model;
   BatchOptions batch;
   TrainConfig cfg;
+  BenchmarkConfig bench;
   RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
-  int steps = 10;
-  int warmup = 2;
   bool json = false;
 };
 
@@ -119,18 +106,12 @@ void add_train_options(CLI::App& app, TrainCommand& c) {
 void add_bench_options(CLI::App& app, BenchCommand& c) {
   c.model.add(app);
   c.batch.add(app, c.cfg.batch, true);
-  app.add_option("--steps", c.steps, "Timed steps")->capture_default_str();
-  app.add_option("--warmup-steps", c.warmup, "Untimed steps first")->capture_default_str();
+  app.add_option("--steps", c.bench.steps, "Timed steps")->capture_default_str();
+  app.add_option("--warmup-steps", c.bench.warmup_steps, "Untimed steps first")
+      ->capture_default_str();
   app.add_flag("--json", c.json, "Print one JSON object instead of a table");
   app.add_option("--seed", c.cfg.seed, "Seed")->capture_default_str();
   add_dist_options(app, c.cfg.batch, c.policy);
-}
-
-// The BLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say so on
-// stderr, with the fix, before a long run goes slowly for no visible reason.
-void warn_if_blas_is_slow() {
-  const std::string warning = kernels::blas_kernel_warning();
-  if (!warning.empty()) std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
 }
 
 int run_train(TrainCommand& c, const Comm& comm) {
@@ -181,34 +162,21 @@ int run_train(TrainCommand& c, const Comm& comm) {
 }
 
 int run_bench(BenchCommand& c, const Comm& comm) {
-  TrainConfig& cfg = c.cfg;
-  TokenDataset data;
-  std::unique_ptr<Trainer> trainer;
-  if (auto code = agree_on_setup(comm, [&] {
-        c.batch.apply(cfg.batch, comm.size());
-        cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-        cfg.steps = c.warmup + c.steps;
-        cfg.optim.warmup_steps = 0;
-        cfg.validate();
-        if (c.steps <= 0) throw std::invalid_argument("--steps must be positive");
-        if (c.warmup < 0) throw std::invalid_argument("--warmup-steps must not be negative");
-        // Random tokens: speed does not depend on the text.
-        data.vocab_size = cfg.model.vocab_size;
-        data.source = "random tokens";
-        Rng rng(cfg.seed);
-        data.train.resize(1 << 20);
-        for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
-        data.val.assign(data.train.begin(), data.train.begin() + 4 * cfg.model.seq_len);
-        trainer = std::make_unique<Trainer>(cfg, data, comm);
-      }))
-    return *code;
-  if (comm.is_root()) warn_if_blas_is_slow();
-  BenchmarkResult result = run_benchmark(*trainer, comm, c.warmup, c.steps);
-  if (!comm.is_root()) return kExitOk;
-  result.preset = c.model.preset;
-  const std::string report = c.json ? bench_json(result) : bench_table(result);
-  std::fputs(report.c_str(), stdout);
-  return kExitOk;
+  try {
+    TrainConfig cfg = c.cfg;
+    collectively(comm, [&] {
+      c.batch.apply(cfg.batch, comm.size());
+      cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
+    });
+    BenchmarkResult result = benchmark_training(cfg, c.bench, comm);
+    if (comm.is_root()) {
+      result.preset = c.model.preset;
+      std::fputs((c.json ? bench_json(result) : bench_table(result)).c_str(), stdout);
+    }
+    return kExitOk;
+  } catch (const CollectiveFailure& failure) {
+    return report(comm, failure);
+  }
 }
 
 }  // namespace

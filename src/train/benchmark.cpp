@@ -1,15 +1,46 @@
 #include "cllm/train/benchmark.h"
 
 #include <cmath>
+#include <memory>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/data/text_dataset.h"
+#include "cllm/dist/collective.h"
 #include "cllm/kernels/blas.h"
+#include "cllm/kernels/rng.h"
+#include "cllm/model/setting_error.h"
 #include "cllm/train/cpu_usage.h"
 #include "report_format.h"
 
 namespace cllm {
+
+void BenchmarkConfig::validate() const {
+  require_setting(steps > 0, "{steps} must be positive");
+  require_setting(warmup_steps >= 0, "{warmup_steps} must not be negative");
+}
+
+BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,
+                                   const Comm& comm) {
+  TokenDataset data;
+  std::unique_ptr<Trainer> trainer;
+  collectively(comm, [&] {
+    config.steps = bench.warmup_steps + bench.steps;
+    config.optim.warmup_steps = 0;
+    config.validate();
+    bench.validate();
+    data.vocab_size = config.model.vocab_size;
+    data.source = "random tokens";
+    Rng rng(config.seed);
+    data.train.resize(1 << 20);
+    for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
+    data.val.assign(data.train.begin(), data.train.begin() + 4 * config.model.seq_len);
+    trainer = std::make_unique<Trainer>(config, data, comm);
+  });
+  if (comm.is_root()) warn_if_blas_is_slow();
+  return run_benchmark(*trainer, comm, bench.warmup_steps, bench.steps);
+}
 
 BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
                               int timed_steps) {

@@ -9,7 +9,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/kernels/blas.h"
+
 namespace cllm {
+
+// The BLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say
+// so on stderr, with the fix, before a long run goes slowly for no visible
+// reason.
+inline void warn_if_blas_is_slow() {
+  if (const std::string warning = kernels::blas_kernel_warning(); !warning.empty())
+    std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
+}
 
 // printf into a std::string, of any length.
 template <typename... Args>

@@ -16,6 +16,7 @@
 #include "cllm/model/generate.h"
 #include "cllm/model/setting_error.h"
 #include "cllm/train/stop_signal.h"
+#include "report_format.h"
 
 namespace cllm {
 
@@ -194,10 +195,7 @@ void TrainingRun::print_header() const {
               config_.batch.micro_batch, comm_.size(), config_.batch.threads, trainer_->thread_context_bytes() / 1048576.0);
   std::printf("blas: %s\n", kernels::blas_name().c_str());
   std::fflush(stdout);
-  // The BLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say so on
-  // stderr, with the fix, before a long run goes slowly for no visible reason.
-  if (const std::string warning = kernels::blas_kernel_warning(); !warning.empty())
-    std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
+  warn_if_blas_is_slow();
 }
 
 // Rank 0 writes; every rank agrees on the outcome.

@@ -38,6 +38,21 @@ struct BenchmarkResult {
   BenchmarkTimeSplit time_split;
 };
 
+// How long cllm bench measures.
+struct BenchmarkConfig {
+  int steps = 10;        // timed
+  int warmup_steps = 2;  // untimed, first
+  // Throws SettingError naming the setting (setting_error.h).
+  void validate() const;
+};
+
+// cllm bench: a Trainer of config's model and batch over random tokens (the
+// speed does not depend on the text), with a constant learning rate, run
+// for bench's steps. Collective: a failure on any rank throws
+// CollectiveFailure on every rank (collective.h).
+BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,
+                                   const Comm& comm);
+
 // Runs steps 0 .. warmup_steps - 1 of trainer's run untimed, then
 // timed_steps more, and returns this rank's figures for the timed ones.
 // Collective: every rank of comm (the trainer's) calls it.
