@@ -181,5 +181,12 @@ TEST(SettingError, NamesSettingsAsCheckpointsDoAndLetsAFrontEndRenameThem) {
   }
 }
 
+TEST(SettingError, QuotesAValueWithBracesAsItIs) {
+  const SettingError e("{out} " + SettingError::literal("a{b}{{c{") + " is an input");
+  EXPECT_STREQ(e.what(), "out a{b}{{c{ is an input");
+  EXPECT_EQ(e.text([](std::string_view name) { return "--" + std::string(name); }),
+            "--out a{b}{{c{ is an input");
+}
+
 }  // namespace
 }  // namespace cllm
