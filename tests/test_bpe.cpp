@@ -1,5 +1,6 @@
 // GPT-2's BPE tokenizer: the reference token ids of tests/data/gpt2_test_vectors.json,
-// round trips, <|endoftext|>, invalid UTF-8, thread safety and file errors.
+// round trips, <|endoftext|>, invalid UTF-8, thread safety and file errors; and
+// prepare's parallel encoding, with it and with the byte-level tokenizer.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,10 +11,13 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "cllm/data/bpe_tokenizer.h"
+#include "cllm/data/parallel_encode.h"
+#include "cllm/data/tokenizer.h"
 #include "support/process.h"
 
 namespace cllm {
@@ -225,6 +229,77 @@ TEST(BpeFiles, CorruptVocabBpeNamesTheFile) {
     EXPECT_EQ(message.rfind((folder / "vocab.bpe").string() + ": ", 0), 0u) << message;
   }
 }
+
+// ---------------------------------------------------------------- parallel encoding
+
+bool is_letter(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
+
+std::string joined(const std::vector<std::string_view>& pieces) {
+  std::string text;
+  for (const std::string_view piece : pieces) text += piece;
+  return text;
+}
+
+TEST(SplitForEncoding, PiecesMakeTheTextAndEachCutFallsBeforeASpacedWord) {
+  const std::string text = austen_prefix(256 * 1024);
+  for (const std::size_t piece_bytes : {std::size_t{1}, std::size_t{100}, std::size_t{4096},
+                                        std::size_t{1} << 20}) {
+    const auto pieces = split_for_encoding(text, piece_bytes);
+    ASSERT_FALSE(pieces.empty());
+    EXPECT_EQ(joined(pieces), text) << "piece_bytes " << piece_bytes;
+    for (std::size_t i = 0; i + 1 < pieces.size(); ++i) {
+      const std::string_view piece = pieces[i], next = pieces[i + 1];
+      EXPECT_GE(piece.size(), piece_bytes);
+      ASSERT_GE(next.size(), 2u);
+      EXPECT_TRUE(is_letter(piece.back()) && next[0] == ' ' && is_letter(next[1]))
+          << "piece_bytes " << piece_bytes << ", cut " << i << ": ..." << piece.back() << "|"
+          << next.substr(0, 2) << "...";
+    }
+    if (piece_bytes > text.size()) {
+      EXPECT_EQ(pieces.size(), 1u);
+    }
+  }
+  EXPECT_TRUE(split_for_encoding("", 16).empty());
+  // No letter, space, letter anywhere: no cut.
+  EXPECT_EQ(split_for_encoding("1 2 3 4 5 6 7 8 9 a  b", 2).size(), 1u);
+  EXPECT_EQ(split_for_encoding("ab cd ef", 1),
+            (std::vector<std::string_view>{"ab", " cd", " ef"}));
+}
+
+// Encoding the pieces gives the ids of encoding the whole, with either
+// tokenizer; so does encode_in_parallel on a text of several of its pieces.
+class ParallelEncode : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::unique_ptr<Tokenizer> tok() const {
+    return make_tokenizer(tokenizer_spec(GetParam(), kBpeFolder));
+  }
+};
+
+TEST_P(ParallelEncode, PiecesEncodeAsTheWhole) {
+  const auto tok = this->tok();
+  // Contractions, digits, punctuation and runs of spaces around the cuts.
+  const std::string text = austen_prefix(64 * 1024) +
+                           "It's 12 o'clock;  they'll say   I'd   go.\n\nA b\tc d  e";
+  const Ids whole = tok->encode(text);
+  for (const std::size_t piece_bytes : {std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+    std::vector<Ids> parts;
+    for (const std::string_view piece : split_for_encoding(text, piece_bytes))
+      parts.push_back(tok->encode(piece));
+    EXPECT_EQ(concat(parts), whole) << GetParam() << ", piece_bytes " << piece_bytes;
+  }
+}
+
+TEST_P(ParallelEncode, EncodeInParallelGivesTheWholeTextsIds) {
+  const auto tok = this->tok();
+  const std::string text = test::read_file(kSource / "data/austen.txt");  // 4 pieces
+  EXPECT_EQ(encode_in_parallel(*tok, text), tok->encode(text)) << GetParam();
+  EXPECT_TRUE(encode_in_parallel(*tok, "").empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizers, ParallelEncode, ::testing::Values("byte", "gpt2-bpe"),
+                         [](const auto& info) {
+                           return std::string(info.param == "byte" ? "Byte" : "Gpt2Bpe");
+                         });
 
 }  // namespace
 }  // namespace cllm

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cllm/data/tokenizer.h"
@@ -300,6 +301,29 @@ TEST_F(FaultTest, PrepareRefusesToOverwriteItsInput) {
   expect_one_error(cllm({"prepare", text.string(), "--out", out("link.h5")}), 2,
                    {"is also an input"});
   EXPECT_EQ(test::read_file(text), before);
+  // Braces in a file name are the name's, not an option's.
+  const fs::path braced = out("{out}.txt");
+  fs::copy_file(kText, braced);
+  expect_one_error(cllm({"prepare", braced.string(), "--out", braced.string()}), 2,
+                   {"--out " + braced.string() + " is also an input (" + braced.string() + ")"});
+}
+
+TEST_F(FaultTest, GenerateNamesTheOptionThatCannotBeUsed) {
+  const std::string checkpoint = out("never-read.h5");  // the options fail first
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--tokens", "-1"}, "--tokens must not be negative"},
+      {{"--temperature", "0"}, "--temperature must be positive"},
+      {{"--temperature", "nan"}, "--temperature must be positive"},
+      {{"--top-k", "-1"}, "--top-k must not be negative"},
+  };
+  for (const auto& [options, message] : cases)
+    expect_one_error(cllm(with({"generate", "--checkpoint", checkpoint}, options)), 2,
+                     {"cllm: error: " + message});
+  // The command line refuses an empty value itself; a --config file passes it on.
+  const std::string config = out("empty-prompt.toml");
+  std::ofstream(config) << "prompt = \"\"\n";
+  expect_one_error(cllm({"generate", "--checkpoint", checkpoint, "--config", config}), 2,
+                   {"cllm: error: --prompt: give at least one character of text"});
 }
 
 TEST_F(FaultTest, OneRunPerOutputFolder) {

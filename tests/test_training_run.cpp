@@ -8,8 +8,8 @@
 #include <string>
 
 #include "cllm/dist/collective.h"
-#include "cllm/io/checkpoint_store.h"
 #include "cllm/dist/comm.h"
+#include "cllm/io/checkpoint_store.h"
 #include "cllm/model/setting_error.h"
 #include "cllm/train/training_run.h"
 #include "support/metrics.h"
@@ -272,6 +272,13 @@ TEST(SettingError, NamesSettingsAsCheckpointsDoAndLetsAFrontEndRenameThem) {
     EXPECT_EQ(e.text([](std::string_view name) { return std::string(name).append("?"); }),
               "n_head? (3) must divide n_embd? (8)");
   }
+}
+
+TEST(SettingError, QuotesAValueWithBracesAsItIs) {
+  const SettingError e("{out} " + SettingError::literal("a{b}{{c{") + " is an input");
+  EXPECT_STREQ(e.what(), "out a{b}{{c{ is an input");
+  EXPECT_EQ(e.text([](std::string_view name) { return "--" + std::string(name); }),
+            "--out a{b}{{c{ is an input");
 }
 
 }  // namespace

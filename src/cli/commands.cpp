@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cli.h"
-#include "cllm/data/tokenizer.h"
+#include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/train/benchmark.h"
@@ -213,11 +213,11 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
     return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
   }
   if (command == "prepare") {
-    PrepareCommand prepare;
+    PrepareSpec prepare;
     return run_subcommand(kPrepareAbout, prepare, add_prepare_options, run_prepare);
   }
   if (command == "generate") {
-    GenerateCommand gen;
+    GenerateSpec gen;
     return run_subcommand(kGenerateAbout, gen, add_generate_options, run_generate);
   }
   // No or an unknown subcommand: the top-level app lists the subcommands.

@@ -4,33 +4,17 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <cstdint>
-#include <string>
-#include <vector>
 
 #include "cllm/dist/comm.h"
+#include "cllm/io/generate_text.h"
+#include "cllm/io/prepare.h"
 
 namespace cllm {
 
-struct PrepareCommand {
-  std::vector<std::string> inputs;
-  std::string out = "data/austen.h5";
-  std::string tokenizer = "byte";
-  std::string vocab_dir = "data/gpt2-bpe";
-  double val_fraction = 0.1;
-};
-void add_prepare_options(CLI::App& app, PrepareCommand& c);
-int run_prepare(PrepareCommand& c, const Comm& comm);
+void add_prepare_options(CLI::App& app, PrepareSpec& spec);
+int run_prepare(PrepareSpec& spec, const Comm& comm);
 
-struct GenerateCommand {
-  std::string checkpoint;
-  std::string prompt = "\n";
-  int tokens = 200;
-  float temperature = 0.8f;
-  int top_k = 40;
-  std::uint64_t seed = 42;
-};
-void add_generate_options(CLI::App& app, GenerateCommand& c);
-int run_generate(GenerateCommand& c, const Comm& comm);
+void add_generate_options(CLI::App& app, GenerateSpec& spec);
+int run_generate(GenerateSpec& spec, const Comm& comm);
 
 }  // namespace cllm

@@ -57,7 +57,8 @@ TokenizerSpec tokenizer_spec(const std::string& name, const std::filesystem::pat
   TokenizerSpec s;
   if (name == "byte") return s;
   if (name != "gpt2-bpe")
-    throw SettingError("{tokenizer}: '" + name + "' is not byte or gpt2-bpe");
+    throw SettingError("{tokenizer}: '" + SettingError::literal(name) +
+                       "' is not byte or gpt2-bpe");
   s.name = name;
   s.vocab_size = Gpt2BpeTokenizer::kVocabSize;
   s.eot_token = Gpt2BpeTokenizer::kEndOfText;

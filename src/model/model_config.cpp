@@ -42,7 +42,8 @@ ModelConfig preset_config(const std::string& name) {
   } else if (name == "medium") {
     c.n_layer = 6, c.n_head = 6, c.n_embd = 384, c.seq_len = 256;
   } else {
-    throw SettingError("{preset} must be small or medium, not '" + name + "'");
+    throw SettingError("{preset} must be small or medium, not '" + SettingError::literal(name) +
+                       "'");
   }
   return c;
 }

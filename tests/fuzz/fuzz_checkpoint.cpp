@@ -50,9 +50,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     checkpoint.read_into(model, &moments);
     cllm::AdamW optimizer(cllm::OptimizerConfig{}, model.layout());
     optimizer.restore(moments.state());
-    // As run_generate: its default prompt, one sampled token. A prompt id
-    // outside the model's vocabulary must be refused: reading its embedding
-    // row would stay inside the parameter buffer, where ASan sees nothing.
+    // As generate_text does (generate_text.h): cllm generate's default
+    // prompt, one sampled token. A prompt id outside the model's vocabulary
+    // must be refused: reading its embedding row would stay inside the
+    // parameter buffer, where ASan sees nothing.
     const auto tok = cllm::make_tokenizer(header.tokenizer);
     const std::vector<std::int32_t> prompt = tok->encode("\n");
     const bool fits = std::all_of(prompt.begin(), prompt.end(), [&](std::int32_t id) {

@@ -18,6 +18,9 @@ class SettingError : public std::invalid_argument {
   explicit SettingError(const std::string& message);
   // The message with each {name} replaced by name_of(name).
   std::string text(const std::function<std::string(std::string_view)>& name_of) const;
+  // A value quoted in a message (a file name), its braces kept as they are
+  // rather than read as a setting's name: "{{" stands for "{".
+  static std::string literal(std::string_view value);
 
  private:
   std::string message_;

@@ -1,0 +1,31 @@
+// Tokenizing a large text on all cores: the text is cut where every
+// tokenizer we have ends one token and starts the next, and the pieces are
+// encoded on separate threads. The ids are those of encoding the whole.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "cllm/data/tokenizer.h"
+
+namespace cllm {
+
+// Pieces of about piece_bytes (more where no cut is near) that concatenate
+// to text and tokenize exactly as the whole does: each cut falls between a
+// letter and " letter", where GPT-2's pre-tokenizer always ends one piece
+// and starts the next (and bytes are bytes).
+std::vector<std::string_view> split_for_encoding(std::string_view text, std::size_t piece_bytes);
+
+// How far encode_in_parallel has got: the bytes of text encoded, and the
+// seconds since it began.
+using EncodeProgress = std::function<void(std::size_t bytes_done, double seconds)>;
+
+// tok.encode(text), on all OpenMP threads. progress, when given, is called
+// on the calling thread every few seconds while pieces remain.
+std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text,
+                                             const EncodeProgress& progress = {});
+
+}  // namespace cllm

@@ -1,0 +1,26 @@
+// `cllm generate` as a library call: text sampled from a checkpoint's model
+// with the tokenizer the checkpoint records.
+#pragma once
+
+#include <string>
+
+#include "cllm/model/generate.h"
+
+namespace cllm {
+
+struct GenerateSpec {
+  std::string checkpoint;  // a checkpoint file
+  std::string prompt = "\n";
+  SamplingOptions sampling{.tokens = 200, .temperature = 0.8f, .top_k = 40, .seed = 42};
+
+  // Throws SettingError naming the setting: a negative tokens or top_k, a
+  // temperature that is not positive, an empty prompt.
+  void validate() const;
+};
+
+// Validates spec, reads the checkpoint and returns the prompt and its
+// continuation as text (byte-level text may hold NUL bytes). Runs on the
+// calling thread. Throws std::runtime_error naming the checkpoint.
+std::string generate_text(const GenerateSpec& spec);
+
+}  // namespace cllm

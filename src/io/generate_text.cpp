@@ -1,0 +1,41 @@
+#include "cllm/io/generate_text.h"
+
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <vector>
+
+#include "cllm/data/read_file.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/model/model.h"
+#include "cllm/model/setting_error.h"
+
+namespace cllm {
+
+void GenerateSpec::validate() const {
+  if (sampling.tokens < 0) throw SettingError("{tokens} must not be negative");
+  if (!(sampling.temperature > 0)) throw SettingError("{temperature} must be positive");
+  if (sampling.top_k < 0) throw SettingError("{top_k} must not be negative");
+  // Every tokenizer gives text of one byte or more a token or more.
+  if (prompt.empty()) throw SettingError("{prompt}: give at least one character of text");
+}
+
+std::string generate_text(const GenerateSpec& spec) {
+  spec.validate();
+  const CheckpointReader checkpoint(spec.checkpoint);
+  const CheckpointContents& header = checkpoint.header();
+  Model model = [&] {
+    try {
+      return Model(header.model);
+    } catch (const std::exception& e) {  // out of memory: say for which checkpoint
+      throw std::runtime_error(naming_file(spec.checkpoint, e.what()));
+    }
+  }();
+  checkpoint.read_into(model);
+  const auto tok = make_tokenizer(header.tokenizer);
+  const std::vector<std::int32_t> ids = generate(model, tok->encode(spec.prompt), spec.sampling);
+  return tok->decode(ids);
+}
+
+}  // namespace cllm
