@@ -9,7 +9,8 @@ messages, huge allocations sized by the file) that no change to cllm can
 fix. A report is HDF5's when the faulting frame - the first one that is not
 the sanitizer's, libc's or libFuzzer's - lies in libhdf5 and the memory it
 overran, if ASan says whose, is HDF5's too (HDF5 writing past a buffer or a
-stack variable that cllm passed it is cllm's bug). Everything else is cllm's: undefined
+stack variable that cllm passed it is cllm's bug; HDF5 reading a block cllm
+has freed is a wild read of HDF5's, as cllm hands HDF5 no pointer it keeps). Everything else is cllm's: undefined
 behaviour (only cllm's code is instrumented), a broken promise ("fuzz: ..."),
 a leak (HDF5's own are suppressed by lsan.supp), running out of memory
 without a stack, and reports this script cannot read.
@@ -97,7 +98,13 @@ def triage(text):
                                r"|of global variable", l)), None)
     if owned is not None:
         owner = culprit(frames(lines[owned + 1:]))
-        if "of global variable" in lines[owned] or not in_hdf5(owner):
+        # HDF5 reading a block cllm freed - no pointer of cllm's outlives
+        # the call it was passed to - is a wild read through an offset the
+        # corrupt file gave it (the same HDF5 code overruns its own buffers
+        # on other inputs), not a dangling pointer of cllm's.
+        wild_read = "heap-use-after-free" in error and lines[owned].startswith("freed by thread") \
+            and any(l.startswith("READ of size") for l in lines[start:owned])
+        if ("of global variable" in lines[owned] or not in_hdf5(owner)) and not wild_read:
             return "cllm", f"{error}: HDF5 ({name(top)}) overran memory of {name(owner)}"
     return "hdf5", f"{error} in {name(top)}, called from {name(caller(stack))}"
 
