@@ -36,12 +36,10 @@ double ModelConfig::flops_per_token() const {
 }
 
 ModelConfig preset_config(const std::string& name) {
-  ModelConfig c;
-  if (name == "small") {
-    c.n_layer = 4, c.n_head = 4, c.n_embd = 256, c.seq_len = 128;
-  } else if (name == "medium") {
+  ModelConfig c;  // small: ModelConfig's defaults
+  if (name == "medium") {
     c.n_layer = 6, c.n_head = 6, c.n_embd = 384, c.seq_len = 256;
-  } else {
+  } else if (name != "small") {
     throw SettingError("{preset} must be small or medium, not '" + SettingError::literal(name) +
                        "'");
   }

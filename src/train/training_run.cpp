@@ -216,16 +216,14 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
 
 void TrainingRun::print_sample() const {
   const auto tok = make_tokenizer(data_.tokenizer);
-  SamplingOptions so;
+  SamplingOptions so = kReadableSampling;
   so.tokens = policy_.sample_tokens;
   so.seed = config_.seed;
-  so.temperature = 0.8f;
-  so.top_k = 40;
   const auto prompt = tok->encode("\n");
   const auto ids = generate(trainer_->model(), prompt, so);
   // Written by size, not with %s: byte-level text may hold NUL bytes.
   const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
-  std::printf("sample (temperature 0.8, top-k 40):\n");
+  std::printf("sample (temperature %g, top-k %d):\n", so.temperature, so.top_k);
   std::fwrite(sample.data(), 1, sample.size(), stdout);
   std::printf("\n");
 }

@@ -11,7 +11,7 @@ namespace cllm {
 struct GenerateSpec {
   std::string checkpoint;  // a checkpoint file
   std::string prompt = "\n";
-  SamplingOptions sampling{.tokens = 200, .temperature = 0.8f, .top_k = 40, .seed = 42};
+  SamplingOptions sampling = kReadableSampling;
 
   // Throws SettingError naming the setting: a negative tokens or top_k, a
   // temperature that is not positive, an empty prompt.

@@ -5,7 +5,8 @@
 
 namespace cllm {
 
-// GPT-2 architecture. The vocabulary size comes from the data.
+// GPT-2 architecture. The vocabulary size comes from the data; the defaults
+// are the small preset.
 struct ModelConfig {
   int vocab_size = 256;  // V
   int seq_len = 128;     // T, also the number of learned positions
