@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "cli.h"
-#include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/train/benchmark.h"
@@ -118,11 +117,8 @@ int run_train(TrainCommand& c, const Comm& comm) {
   install_stop_signal_handlers();
   RunEnd end;
   try {
-    TrainConfig cfg = c.cfg;
-    collectively(comm, [&] {
-      c.batch.apply(cfg.batch, comm.size());
-      cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-    });
+    TrainConfig cfg;
+    collectively(comm, [&] { cfg = with_options(c.cfg, c.model, c.batch, comm.size()); });
     TrainingRun run(cfg, c.policy, c.data, comm);
     end = run.run();
   } catch (const CollectiveFailure& failure) {
@@ -163,11 +159,8 @@ int run_train(TrainCommand& c, const Comm& comm) {
 
 int run_bench(BenchCommand& c, const Comm& comm) {
   try {
-    TrainConfig cfg = c.cfg;
-    collectively(comm, [&] {
-      c.batch.apply(cfg.batch, comm.size());
-      cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-    });
+    TrainConfig cfg;
+    collectively(comm, [&] { cfg = with_options(c.cfg, c.model, c.batch, comm.size()); });
     BenchmarkResult result = benchmark_training(cfg, c.bench, comm);
     if (comm.is_root()) {
       result.preset = c.model.preset;
@@ -241,11 +234,10 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   add_train_options(app, c);
   std::reverse(args.begin(), args.end());  // CLI11 takes the last argument first
   app.parse(args);
-  c.batch.apply(c.cfg.batch, 1);
-  c.cfg.model = c.model.resolve(ByteTokenizer::kVocabSize);
-  c.cfg.validate(1);
+  const TrainConfig cfg = with_options(c.cfg, c.model, c.batch, 1);
+  cfg.validate(1);
   c.policy.validate();
-  return c.cfg;
+  return cfg;
 }
 
 }  // namespace cllm

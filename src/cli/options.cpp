@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "cllm/data/text_dataset.h"
+
 namespace cllm {
 
 CLI::Validator real_range(double lo, double hi) {
@@ -52,7 +54,6 @@ ModelConfig ModelOptions::resolve(int vocab_size) const {
   if (embd_opt->count()) c.n_embd = embd;
   if (seq_opt->count()) c.seq_len = seq_len;
   c.vocab_size = vocab_size;
-  c.validate();
   return c;
 }
 
@@ -74,6 +75,13 @@ void BatchOptions::add(CLI::App& app, BatchConfig& batch, bool global_default_fr
 void BatchOptions::apply(BatchConfig& batch, int ranks) const {
   if (derive_global && !global_opt->count())
     batch.global_batch = batch.micro_batch * batch.threads * ranks;
+}
+
+TrainConfig with_options(TrainConfig config, const ModelOptions& model, const BatchOptions& batch,
+                         int ranks) {
+  batch.apply(config.batch, ranks);
+  config.model = model.resolve(ByteTokenizer::kVocabSize);
+  return config;
 }
 
 }  // namespace cllm

@@ -25,7 +25,8 @@ struct ModelOptions {
               *seq_opt = nullptr;
 
   void add(CLI::App& app);
-  // The preset's shape with explicit options applied; validated.
+  // The preset's shape with explicit options applied. Throws SettingError
+  // for an unknown preset; the shape is checked by TrainConfig::validate.
   ModelConfig resolve(int vocab_size) const;
 };
 
@@ -39,5 +40,11 @@ struct BatchOptions {
   // The default global batch of bench is micro-batch x threads x ranks.
   void apply(BatchConfig& batch, int ranks) const;
 };
+
+// config with the model options (over the byte tokenizer's vocabulary, until
+// the data gives its own) and the batch options for `ranks` ranks applied:
+// what train and bench do before their library calls validate it.
+TrainConfig with_options(TrainConfig config, const ModelOptions& model, const BatchOptions& batch,
+                         int ranks);
 
 }  // namespace cllm
