@@ -14,11 +14,11 @@
 namespace cllm {
 
 void GenerateSpec::validate() const {
-  if (sampling.tokens < 0) throw SettingError("{tokens} must not be negative");
-  if (!(sampling.temperature > 0)) throw SettingError("{temperature} must be positive");
-  if (sampling.top_k < 0) throw SettingError("{top_k} must not be negative");
+  require_setting(sampling.tokens >= 0, "{tokens} must not be negative");
+  require_setting(sampling.temperature > 0, "{temperature} must be positive");  // NaN too
+  require_setting(sampling.top_k >= 0, "{top_k} must not be negative");
   // Every tokenizer gives text of one byte or more a token or more.
-  if (prompt.empty()) throw SettingError("{prompt}: give at least one character of text");
+  require_setting(!prompt.empty(), "{prompt}: give at least one character of text");
 }
 
 std::string generate_text(const GenerateSpec& spec) {
