@@ -15,6 +15,7 @@
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"
+#include "support/text.h"
 
 namespace cllm {
 namespace {
@@ -90,20 +91,30 @@ TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
 }
 
 // Runs rank 0 with `good` and rank 1 with `bad` arguments (an MPMD launch);
-// expects every rank to stop soon, non-zero, with `reason` printed once.
+// expects every rank to stop on its own, soon and non-zero, with `reason`
+// printed once. mpiexec would kill the other ranks once one fails, hiding a
+// rank left waiting for the failed one; here it is told not to, and each
+// rank runs under a shell that prints the rank's own exit code.
 void expect_one_rank_failure_ends_all(const std::vector<std::string>& good,
                                       const std::vector<std::string>& bad,
                                       const std::string& reason, const TempDir& dir) {
-  std::vector<std::string> full = {"-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY};
-  full.insert(full.end(), good.begin(), good.end());
-  full.insert(full.end(), {":", "-n", "1", "-x", "ASAN_OPTIONS", CLLM_BINARY});
-  full.insert(full.end(), bad.begin(), bad.end());
-  const auto start = std::chrono::steady_clock::now();
-  const auto r = test::run_program(CLLM_MPIEXEC, full, dir.path());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_LT(seconds, 60.0) << "a rank hung waiting for the failed one";
+  const auto rank = [](const std::vector<std::string>& args) {
+    std::vector<std::string> r = {"-n", "1", "-x", "ASAN_OPTIONS", "sh", "-c",
+                                  "\"$0\" \"$@\"; echo \"rank exit $?\" >&2", CLLM_BINARY};
+    r.insert(r.end(), args.begin(), args.end());
+    return r;
+  };
+  std::vector<std::string> full = {"--mca", "orte_abort_on_non_zero_status", "0"};
+  for (const auto& part : {rank(good), std::vector<std::string>{":"}, rank(bad)})
+    full.insert(full.end(), part.begin(), part.end());
+  const auto r = test::wait_program(test::start_program(CLLM_MPIEXEC, full, dir.path()),
+                                    std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out) << "a rank hung waiting for the failed one:\n" << r.err;
+  std::vector<std::string> exits;
+  for (const auto& line : test::split_lines(r.err))
+    if (line.rfind("rank exit ", 0) == 0) exits.push_back(line);
+  ASSERT_EQ(exits.size(), 2u) << r.err;
+  for (const auto& line : exits) EXPECT_NE(line, "rank exit 0") << r.err;
   const auto first = r.err.find(reason);
   ASSERT_NE(first, std::string::npos) << r.err;
   EXPECT_EQ(r.err.find(reason, first + 1), std::string::npos) << "reported twice: " << r.err;

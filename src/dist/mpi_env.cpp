@@ -8,6 +8,10 @@
 namespace cllm {
 
 MpiEnvironment::MpiEnvironment(int& argc, char**& argv) {
+  // Started without mpirun, Open MPI starts a daemon beside the process in
+  // case it spawns others; cllm never does, and starts 0.15 s sooner without
+  // it. A value in the environment wins.
+  setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   if (provided < MPI_THREAD_FUNNELED) {

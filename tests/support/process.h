@@ -179,11 +179,15 @@ inline ProcessResult run_cllm(const std::vector<std::string>& args,
 // options passed on to every rank. --oversubscribe and --bind-to none: tests
 // start more ranks x threads than this machine has cores, and passive OpenMP
 // waiting keeps oversubscribed threads from spinning against each other.
+// When a rank exits non-zero, mpiexec signals the others and waits
+// odls_base_sigkill_timeout (1 s) before it kills them: 2 s per failed run
+// here. cllm's ranks agree on a failure and meet in MPI_Finalize's fence
+// before any exits, so the tests need not wait.
 inline ProcessResult run_cllm_mpi(int ranks, const std::vector<std::string>& args,
                                   const std::filesystem::path& scratch) {
   std::vector<std::string> full = {"-n", std::to_string(ranks), "--oversubscribe",
-                                   "--bind-to", "none", "-x", "ASAN_OPTIONS", "-x",
-                                   "OMP_WAIT_POLICY=passive"};
+                                   "--bind-to", "none", "--mca", "odls_base_sigkill_timeout", "0",
+                                   "-x", "ASAN_OPTIONS", "-x", "OMP_WAIT_POLICY=passive"};
   if (std::getenv("TSAN_OPTIONS")) full.insert(full.end(), {"-x", "TSAN_OPTIONS"});
   full.push_back(cllm_binary());
   full.insert(full.end(), args.begin(), args.end());
