@@ -1,22 +1,33 @@
-// The `cllm` command line: subcommands train and bench (CLI11). Every
-// option has help text and a default; --config FILE reads the same options
-// from a TOML file (keys are the long option names without dashes).
+// The `cllm` command line (CLI11): subcommands prepare, train, generate and
+// bench. Each fills the library's config structs from its options, calls
+// the library, and maps what comes back to an exit code.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "cllm/dist/mpi_env.h"
+#include "cllm/train/train_config.h"
 
 namespace cllm {
 
-// Exit codes, documented in the README.
+// Exit codes, documented in the README; a training run's own (3 and 4) are
+// in cllm/train/training_run.h.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitError = 1;       // bad input, I/O error, internal error
-inline constexpr int kExitUsage = 2;       // invalid command line
-inline constexpr int kExitDiverged = 3;    // --max-bad-steps non-finite steps in a row
-inline constexpr int kExitInterrupted = 4; // SIGUSR1/SIGTERM/SIGINT: checkpoint written, resume to go on
+inline constexpr int kExitError = 1;  // bad input, I/O error, internal error
+inline constexpr int kExitUsage = 2;  // invalid command line
 
 // Parses argv and runs the chosen subcommand; returns the exit code.
 // Errors are reported as one line on stderr. Needs MPI initialised (the
 // MpiEnvironment); every early exit is agreed by all ranks.
 int run_cli(int argc, char** argv, const MpiEnvironment& mpi);
+
+// For the fuzz harness (tests/fuzz/fuzz_config.cpp): parses args (what
+// follows `cllm train`, e.g. {"--config", "run.toml"}) as `cllm train`
+// does, and checks them as train does before it opens the data (one rank,
+// the byte vocabulary). Throws CLI::Error (a std::runtime_error) for what
+// CLI11 or the --config check refuses, --help included, and
+// std::invalid_argument for a bad value.
+TrainConfig parse_train_options(std::vector<std::string> args);
 
 }  // namespace cllm

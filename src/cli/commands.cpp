@@ -1,242 +1,332 @@
-// `cllm train` and `cllm bench`.
+// The subcommands: each one's options, bound to the library's config
+// structs, and its call to the library. An option's default is the value
+// its struct starts with, shown in --help.
 #include <CLI/CLI.hpp>
+#include <omp.h>
+
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "agreement.h"
 #include "cli.h"
-#include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
+#include "cllm/io/generate_text.h"
+#include "cllm/io/options_file.h"
+#include "cllm/io/prepare.h"
 #include "cllm/train/benchmark.h"
 #include "cllm/train/stop_signal.h"
 #include "cllm/train/training_run.h"
-#include "agreement.h"
-#include "config_file.h"
-#include "options.h"
-#include "subcommands.h"
-#include "train_options.h"
 
 namespace cllm {
 
 namespace {
 
-struct TrainCommand {
+// --config FILE: the app's options from a TOML file, checked strictly
+// (options_file.h) before CLI11 reads it.
+void add_config_option(CLI::App& app) {
+  // Backstop: a key that the check let through but CLI11 cannot place is an
+  // error, not silently skipped.
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  // A key names what CLI11 would find: "--key", "-key" for one letter, or a
+  // positional's name.
+  const auto key_kind = [&app](const std::string& key) {
+    const CLI::Option* opt = app.get_option_no_throw("--" + key);
+    if (!opt && key.size() == 1) opt = app.get_option_no_throw("-" + key);
+    if (!opt) opt = app.get_option_no_throw(key);
+    if (!opt) return OptionKey::unknown;
+    return opt->get_configurable() ? OptionKey::settable : OptionKey::not_settable_in_files;
+  };
+  app.set_config("--config", "",
+                 "Read options from a TOML file: one 'name = value' per option, the long name "
+                 "without its leading dashes (micro-batch = 8); command-line options win")
+      ->check(CLI::Validator(
+          [key_kind](std::string& path) { return options_file_problem(path, key_kind); }, "",
+          "config file"))
+      ->trigger_on_parse();  // CLI11 opens the file before it would run validators
+}
+
+// The shape: a preset, and the options given over it.
+struct ModelOptions {
+  std::string preset = "small";
+  std::optional<int> layers, heads, embd, seq_len;
+
+  void add(CLI::App& app) {
+    app.add_option("--preset", preset, "Model shape: small (4 layers, 4 heads, 256 wide, seq "
+                                       "128) or medium (6, 6, 384, seq 256)");
+    app.add_option("--layers", layers, "Transformer blocks (overrides the preset)");
+    app.add_option("--heads", heads, "Attention heads; must divide --embd");
+    app.add_option("--embd", embd, "Model width C");
+    app.add_option("--seq-len", seq_len, "Tokens per training window (context length)");
+  }
+  // Throws SettingError for an unknown preset; TrainConfig::validate checks the shape.
+  ModelConfig resolve() const {
+    ModelConfig c = preset_config(preset);
+    c.n_layer = layers.value_or(c.n_layer);
+    c.n_head = heads.value_or(c.n_head);
+    c.n_embd = embd.value_or(c.n_embd);
+    c.seq_len = seq_len.value_or(c.seq_len);
+    return c;
+  }
+};
+
+// --micro-batch, --global-batch (with global_help) and --threads; returns --global-batch.
+CLI::Option* add_batch_options(CLI::App& app, BatchConfig& batch, const char* global_help) {
+  batch.threads = omp_get_max_threads();
+  app.add_option("--micro-batch", batch.micro_batch, "Sequences per micro-batch (one thread's unit)");
+  CLI::Option* global = app.add_option("--global-batch", batch.global_batch, global_help);
+  app.add_option("--threads", batch.threads, "OpenMP threads [default: OMP_NUM_THREADS]")
+      ->default_str("");
+  return global;
+}
+
+void add_bucket_option(CLI::App& app, BatchConfig& batch) {
+  app.add_option("--bucket-mb", batch.bucket_mb,
+                 "Gradient allreduce bucket (MiB); one bucket's allreduce overlaps the "
+                 "in-rank reduction of the next");
+}
+
+void add_check_option(CLI::App& app, RunPolicy& policy) {
+  app.add_option("--check-every", policy.check_every,
+                 "Steps between cross-rank parameter checksums (0: at the end only)");
+}
+
+struct Train {
+  static constexpr const char* kAbout = "Train a model on a text corpus";
   ModelOptions model;
-  BatchOptions batch;
   TrainConfig cfg;
   DataSpec data;
   RunPolicy policy;
+
+  void add(CLI::App& app) {
+    model.add(app);
+    add_batch_options(app, cfg.batch, "Sequences per optimizer step, over all ranks; a multiple "
+                                      "of ranks x --micro-batch");
+    app.add_option("--data", data.path, "Training data: an HDF5 dataset from cllm prepare (.h5, "
+                                        ".hdf5), or a text file (byte-level tokens)");
+    app.add_option("--val-fraction", data.val_fraction, "Tail of a text file held out for "
+                   "validation, in [0, 0.5] (datasets carry their own split)");
+    app.add_option("--out", policy.out, "Output folder: checkpoints and metrics.jsonl");
+    app.add_option("--checkpoint-every", policy.checkpoint_every,
+                   "Steps between checkpoints (0: only at the end); one is always written at "
+                   "the end and at --stop-at");
+    app.add_option("--keep", policy.keep, "Newest checkpoints kept in --out (0: all)");
+    app.add_option("--resume", policy.resume,
+                   "auto: continue from the newest valid checkpoint in --out, if any; none: "
+                   "start afresh (refused if --out holds checkpoints); or a checkpoint file");
+    app.add_option("--stop-at", policy.stop_at,
+                   "End after this step with a checkpoint, as an interruption would; the "
+                   "learning-rate schedule still follows --steps (0: off)");
+    app.add_option("--steps", cfg.steps, "Optimizer steps");
+    app.add_option("--lr", cfg.optim.lr, "Peak learning rate");
+    app.add_option("--min-lr-ratio", cfg.optim.min_lr_ratio, "Cosine decay ends at lr x this ratio");
+    app.add_option("--warmup", cfg.optim.warmup_steps, "Linear warm-up steps");
+    app.add_option("--weight-decay", cfg.optim.weight_decay,
+                   "AdamW weight decay (matrices and embeddings only)");
+    app.add_option("--grad-clip", cfg.optim.grad_clip, "Global gradient-norm clip (0: off)");
+    app.add_option("--seed", cfg.seed, "Seed of initialisation and data sampling");
+    app.add_option("--log-every", policy.log_every, "Steps between log lines");
+    app.add_option("--eval-every", policy.eval_every, "Steps between validation losses (0: end only)");
+    app.add_option("--eval-batches", cfg.eval_batches, "Micro-batches per validation loss");
+    app.add_option("--max-bad-steps", policy.max_bad_steps,
+                   "Consecutive non-finite steps (skipped) before the run stops");
+    app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
+    add_bucket_option(app, cfg.batch);
+    add_check_option(app, policy);
+  }
+
+  TrainConfig config() const {
+    TrainConfig c = cfg;
+    c.model = model.resolve();
+    return c;
+  }
+
+  int run(const Comm& comm) {
+    install_stop_signal_handlers();
+    TrainConfig c;
+    if (auto code = agreed(comm, [&] { c = config(); })) return *code;
+    try {
+      TrainingRun run(c, policy, data, comm);
+      return run.run().exit_code();
+    } catch (const CollectiveFailure& failure) {
+      return report(comm, failure);
+    }
+  }
 };
 
-struct BenchCommand {
+struct Bench {
+  static constexpr const char* kAbout = "Measure training throughput";
   ModelOptions model;
-  BatchOptions batch;
   TrainConfig cfg;
+  CLI::Option* global_batch = nullptr;
   BenchmarkConfig bench;
   RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
   bool json = false;
+
+  void add(CLI::App& app) {
+    model.add(app);
+    global_batch = add_batch_options(app, cfg.batch, "Sequences per optimizer step [default: "
+                                                     "micro-batch x threads x ranks]")
+                       ->default_str("");
+    app.add_option("--steps", bench.steps, "Timed steps");
+    app.add_option("--warmup-steps", bench.warmup_steps, "Untimed steps first");
+    app.add_flag("--json", json, "Print one JSON object instead of a table");
+    app.add_option("--seed", cfg.seed, "Seed");
+    add_bucket_option(app, cfg.batch);
+    add_check_option(app, policy);
+  }
+
+  int run(const Comm& comm) {
+    try {
+      TrainConfig c = cfg;
+      if (auto code = agreed(comm, [&] { c.model = model.resolve(); })) return *code;
+      if (!global_batch->count()) c.batch.global_batch = c.batch.micro_batch * c.batch.threads * comm.size();
+      BenchmarkResult result = benchmark_training(c, bench, comm);
+      result.preset = model.preset;
+      if (comm.is_root()) std::fputs((json ? bench_json(result) : bench_table(result)).c_str(), stdout);
+      return kExitOk;
+    } catch (const CollectiveFailure& failure) {
+      return report(comm, failure);
+    }
+  }
 };
 
-void add_dist_options(CLI::App& app, BatchConfig& batch, RunPolicy& policy) {
-  app.add_option("--bucket-mb", batch.bucket_mb,
-                 "Gradient allreduce bucket (MiB); one bucket's allreduce overlaps the "
-                 "in-rank reduction of the next")
-      ->capture_default_str();
-  app.add_option("--check-every", policy.check_every,
-                 "Steps between cross-rank parameter checksums (0: at the end only)")
-      ->capture_default_str();
-}
+// prepare and generate work on rank 0; under mpirun the other ranks wait.
+struct Prepare {
+  static constexpr const char* kAbout = "Turn text files into an HDF5 token dataset";
+  PrepareSpec spec;
 
-void add_train_options(CLI::App& app, TrainCommand& c) {
-  c.model.add(app);
-  TrainConfig& t = c.cfg;
-  c.batch.add(app, t.batch, false);
-  app.add_option("--data", c.data.path,
-                 "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
-                 "(byte-level tokens)")
-      ->capture_default_str();
-  app.add_option("--val-fraction", c.data.val_fraction,
-                 "Tail of a text file held out for validation (datasets carry their own split)")
-      ->capture_default_str()
-      ->check(real_range(0.0, 0.5));
-  app.add_option("--out", c.policy.out, "Output folder: checkpoints and metrics.jsonl")
-      ->capture_default_str();
-  app.add_option("--checkpoint-every", c.policy.checkpoint_every,
-                 "Steps between checkpoints (0: only at the end); one is always written at the "
-                 "end and at --stop-at")
-      ->capture_default_str();
-  app.add_option("--keep", c.policy.keep, "Newest checkpoints kept in --out (0: all)")
-      ->capture_default_str();
-  app.add_option("--resume", c.policy.resume,
-                 "auto: continue from the newest valid checkpoint in --out, if any; none: start "
-                 "afresh (refused if --out holds checkpoints); or a checkpoint file")
-      ->capture_default_str();
-  app.add_option("--stop-at", c.policy.stop_at,
-                 "End after this step with a checkpoint, as an interruption would; the "
-                 "learning-rate schedule still follows --steps (0: off)")
-      ->capture_default_str();
-  app.add_option("--steps", t.steps, "Optimizer steps")->capture_default_str();
-  app.add_option("--lr", t.optim.lr, "Peak learning rate")->capture_default_str();
-  app.add_option("--min-lr-ratio", t.optim.min_lr_ratio,
-                 "Cosine decay ends at lr x this ratio")->capture_default_str();
-  app.add_option("--warmup", t.optim.warmup_steps, "Linear warm-up steps")->capture_default_str();
-  app.add_option("--weight-decay", t.optim.weight_decay,
-                 "AdamW weight decay (matrices and embeddings only)")->capture_default_str();
-  app.add_option("--grad-clip", t.optim.grad_clip, "Global gradient-norm clip (0: off)")
-      ->capture_default_str();
-  app.add_option("--seed", t.seed, "Seed of initialisation and data sampling")
-      ->capture_default_str();
-  app.add_option("--log-every", c.policy.log_every, "Steps between log lines")->capture_default_str();
-  app.add_option("--eval-every", c.policy.eval_every, "Steps between validation losses (0: end only)")
-      ->capture_default_str();
-  app.add_option("--eval-batches", t.eval_batches, "Micro-batches per validation loss")
-      ->capture_default_str();
-  app.add_option("--max-bad-steps", c.policy.max_bad_steps,
-                 "Consecutive non-finite steps (skipped) before the run stops")
-      ->capture_default_str();
-  app.add_option("--sample-tokens", c.policy.sample_tokens, "Text sampled at the end (0: none)")
-      ->capture_default_str();
-  add_dist_options(app, t.batch, c.policy);
-}
-
-void add_bench_options(CLI::App& app, BenchCommand& c) {
-  c.model.add(app);
-  c.batch.add(app, c.cfg.batch, true);
-  app.add_option("--steps", c.bench.steps, "Timed steps")->capture_default_str();
-  app.add_option("--warmup-steps", c.bench.warmup_steps, "Untimed steps first")
-      ->capture_default_str();
-  app.add_flag("--json", c.json, "Print one JSON object instead of a table");
-  app.add_option("--seed", c.cfg.seed, "Seed")->capture_default_str();
-  add_dist_options(app, c.cfg.batch, c.policy);
-}
-
-int run_train(TrainCommand& c, const Comm& comm) {
-  install_stop_signal_handlers();
-  RunEnd end;
-  try {
-    TrainConfig cfg;
-    collectively(comm, [&] { cfg = with_options(c.cfg, c.model, c.batch, comm.size()); });
-    TrainingRun run(cfg, c.policy, c.data, comm);
-    end = run.run();
-  } catch (const CollectiveFailure& failure) {
-    return report(comm, failure);
+  void add(CLI::App& app) {
+    app.add_option("inputs", spec.inputs, "Text files (UTF-8), in order")->required()->default_str("");
+    app.add_option("--out", spec.out, "HDF5 dataset to write (replaced atomically)");
+    app.add_option("--tokenizer", spec.tokenizer, "byte (vocab 256) or gpt2-bpe (vocab 50257)");
+    app.add_option("--vocab-dir", spec.vocab_dir,
+                   "Folder with GPT-2's encoder.json and vocab.bpe (gpt2-bpe)");
+    app.add_option("--val-fraction", spec.val_fraction,
+                   "Tail of the tokens held out for validation, in [0, 0.5]");
   }
-  // Every rank returns the same code; rank 0 says why.
-  const bool root = comm.is_root();
-  switch (end.why) {
-    case RunEnd::Why::completed:
-    case RunEnd::Why::nothing_to_do: return kExitOk;
-    case RunEnd::Why::stop_at:
-      if (root)
-        std::printf("stopped after step %lld of %d (--stop-at); the same command with --resume "
-                  "auto continues\n",
-                  static_cast<long long>(end.step), c.cfg.steps);
-      return kExitOk;
-    case RunEnd::Why::diverged:
-      if (root)
-        std::fprintf(stderr,
-                   "cllm: error: stopping at step %lld after %d non-finite steps in a row; "
-                   "parameters are those of the last good step (try a lower --lr)\n",
-                   static_cast<long long>(end.step), end.bad_steps);
-      return kExitDiverged;
-    case RunEnd::Why::interrupted:
-      if (root)
-        std::printf("stopped after step %lld of %d by %s; the same command continues from the "
-                  "checkpoint (exit code %d)\n",
-                  static_cast<long long>(end.step), c.cfg.steps,
-                  end.signal == SIGUSR1   ? "SIGUSR1"
-                  : end.signal == SIGTERM ? "SIGTERM"
-                  : end.signal == SIGINT  ? "SIGINT"
-                                          : "a signal to another rank",
-                  kExitInterrupted);
-      return kExitInterrupted;
-  }
-  return kExitError;
-}
 
-int run_bench(BenchCommand& c, const Comm& comm) {
-  try {
-    TrainConfig cfg;
-    collectively(comm, [&] { cfg = with_options(c.cfg, c.model, c.batch, comm.size()); });
-    BenchmarkResult result = benchmark_training(cfg, c.bench, comm);
+  int run(const Comm& comm) {
+    PrepareSummary done;
+    if (auto code = agreed(comm, [&] {
+          spec.validate();  // on every rank: each one's own --out and inputs
+          if (!comm.is_root()) return;
+          done = prepare_dataset(spec, [](const PrepareProgress& p) {
+            std::fprintf(stderr, "prepare: %.*s: %.0f of %.0f MB tokenized (%.0f s)\n",
+                         static_cast<int>(p.input.size()), p.input.data(), p.bytes_done / 1e6,
+                         p.bytes / 1e6, p.seconds);
+          });
+        }))
+      return *code;
+    if (comm.is_root())
+      std::printf("prepare: %s: %zu bytes -> %zu train + %zu val tokens (%s, vocab %d) in %.2f s\n",
+                  spec.out.c_str(), done.bytes, done.train_tokens, done.val_tokens,
+                  done.tokenizer.c_str(), done.vocab_size, done.seconds);
+    return kExitOk;
+  }
+};
+
+struct Generate {
+  static constexpr const char* kAbout = "Sample text from a checkpoint";
+  GenerateSpec spec;
+
+  void add(CLI::App& app) {
+    app.add_option("--checkpoint", spec.checkpoint, "Checkpoint file (checkpoint-<step>.h5)")
+        ->required();
+    app.add_option("--prompt", spec.prompt, "Text to continue");
+    app.add_option("--tokens", spec.sampling.tokens, "New tokens to generate");
+    app.add_option("--temperature", spec.sampling.temperature, "Sampling temperature (> 0)");
+    app.add_option("--top-k", spec.sampling.top_k, "Sample among the k likeliest tokens (0: all)");
+    app.add_option("--seed", spec.sampling.seed, "Sampling seed");
+  }
+
+  int run(const Comm& comm) {
+    std::string text;
+    if (auto code = agreed(comm, [&] {
+          spec.validate();
+          if (comm.is_root()) text = generate_text(spec);
+        }))
+      return *code;
     if (comm.is_root()) {
-      result.preset = c.model.preset;
-      std::fputs((c.json ? bench_json(result) : bench_table(result)).c_str(), stdout);
+      // Written by size, not with %s: byte-level text may hold NUL bytes.
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::printf("\n");
     }
     return kExitOk;
-  } catch (const CollectiveFailure& failure) {
-    return report(comm, failure);
+  }
+};
+
+// Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
+// --config file only for the top-level app, not for a subcommand.
+template <class Command>
+void add_options(CLI::App& app, Command& command) {
+  app.option_defaults()->always_capture_default();
+  add_config_option(app);
+  command.add(app);
+}
+
+void parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    throw HelpRequested{app.help()};
+  } catch (const CLI::CallForAllHelp&) {
+    throw HelpRequested{app.help("", CLI::AppFormatMode::All)};
   }
 }
+
+template <class Command>
+int run_command(int argc, char** argv, const Comm& world) {
+  Command command;
+  CLI::App app{Command::kAbout, std::string("cllm ") + argv[1]};
+  add_options(app, command);
+  if (auto code = agreed(world, [&] { parse(app, argc - 1, argv + 1); })) return *code;
+  return command.run(world);
+}
+
+struct Subcommand {
+  const char* name;
+  const char* about;
+  int (*run)(int argc, char** argv, const Comm& world);
+};
+constexpr Subcommand kSubcommands[] = {
+    {"prepare", Prepare::kAbout, run_command<Prepare>},
+    {"train", Train::kAbout, run_command<Train>},
+    {"generate", Generate::kAbout, run_command<Generate>},
+    {"bench", Bench::kAbout, run_command<Bench>},
+};
 
 }  // namespace
 
 int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
-  constexpr const char* kAbout = "cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)";
-  constexpr const char* kTrainAbout = "Train a model on a text corpus";
-  constexpr const char* kBenchAbout = "Measure training throughput";
-  constexpr const char* kPrepareAbout = "Turn text files into an HDF5 token dataset";
-  constexpr const char* kGenerateAbout = "Sample text from a checkpoint";
-  constexpr const char* kConfigHelp =
-      "Read options from a TOML file: one 'name = value' per option, the long name "
-      "without its leading dashes (micro-batch = 8); command-line options win";
-  const std::string command = argc > 1 ? argv[1] : "";
-  // Every rank takes part in each agreement below, whatever its arguments
-  // (MPMD launches may give ranks different ones).
+  // Every rank takes part in each agreement, whatever its arguments (MPMD
+  // launches may give ranks different ones).
   const Comm world = Comm::world();
-  // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
-  // --config file only for the top-level app, not for a subcommand.
-  auto run_subcommand = [&](const char* about, auto& command_options, auto add_options,
-                            auto run) {
-    CLI::App app{about, "cllm " + command};
-    add_config_option(app, kConfigHelp);
-    add_options(app, command_options);
-    if (auto code = agree(world, parse(app, argc - 1, argv + 1))) return *code;
-    return run(command_options, world);
-  };
-  if (command == "train") {
-    TrainCommand train;
-    return run_subcommand(kTrainAbout, train, add_train_options, run_train);
-  }
-  if (command == "bench") {
-    BenchCommand bench;
-    return run_subcommand(kBenchAbout, bench, add_bench_options, run_bench);
-  }
-  if (command == "prepare") {
-    PrepareSpec prepare;
-    return run_subcommand(kPrepareAbout, prepare, add_prepare_options, run_prepare);
-  }
-  if (command == "generate") {
-    GenerateSpec gen;
-    return run_subcommand(kGenerateAbout, gen, add_generate_options, run_generate);
-  }
+  const std::string name = argc > 1 ? argv[1] : "";
+  for (const Subcommand& s : kSubcommands)
+    if (name == s.name) return s.run(argc, argv, world);
   // No or an unknown subcommand: the top-level app lists the subcommands.
-  CLI::App app{kAbout, "cllm"};
+  CLI::App app{"cllm: train GPT-style language models on CPU clusters (MPI + OpenMP)", "cllm"};
   app.require_subcommand(1);
-  app.add_subcommand("prepare", std::string(kPrepareAbout) + " (cllm prepare --help)");
-  app.add_subcommand("train", std::string(kTrainAbout) + " (cllm train --help)");
-  app.add_subcommand("generate", std::string(kGenerateAbout) + " (cllm generate --help)");
-  app.add_subcommand("bench", std::string(kBenchAbout) + " (cllm bench --help)");
-  std::optional<Stop> stop = parse(app, argc, argv);
-  if (!stop)
-    stop = Stop{kExitUsage,
-                "cllm: error: a subcommand is required: prepare, train, generate or bench\n"};
-  return *agree(world, stop);
+  for (const Subcommand& s : kSubcommands)
+    app.add_subcommand(s.name, std::string(s.about) + " (cllm " + s.name + " --help)");
+  return *agreed(world, [&] {
+    parse(app, argc, argv);
+    throw std::invalid_argument("a subcommand is required: prepare, train, generate or bench");
+  });
 }
 
 TrainConfig parse_train_options(std::vector<std::string> args) {
-  TrainCommand c;
-  CLI::App app{"Train a model on a text corpus", "cllm train"};
-  add_config_option(app, "Read options from a TOML file");
-  add_train_options(app, c);
+  Train train;
+  CLI::App app{Train::kAbout, "cllm train"};
+  add_options(app, train);
   std::reverse(args.begin(), args.end());  // CLI11 takes the last argument first
   app.parse(args);
-  const TrainConfig cfg = with_options(c.cfg, c.model, c.batch, 1);
+  const TrainConfig cfg = train.config();
   cfg.validate(1);
-  c.policy.validate();
+  train.policy.validate();
   return cfg;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 
@@ -10,6 +11,7 @@
 #include "cllm/data/sha256.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/model/setting_error.h"
 
 namespace cllm {
 
@@ -160,6 +162,15 @@ std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split sp
   if (!tokens.empty()) source.read_tokens(split, 0, tokens.size(), tokens.data());
   return tokens;
 }
+
+void check_val_fraction(double val_fraction) {
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", val_fraction);
+  require_setting(val_fraction >= 0 && val_fraction <= 0.5,  // NaN too
+                  "{val_fraction} must be in [0, 0.5], not " + std::string(value));
+}
+
+void DataSpec::validate() const { check_val_fraction(val_fraction); }
 
 TrainingData open_training_data(const DataSpec& spec, int seq_len) {
   std::string ext = std::filesystem::path(spec.path).extension().string();

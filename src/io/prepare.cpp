@@ -16,8 +16,7 @@
 namespace cllm {
 
 void PrepareSpec::validate() const {
-  require_setting(val_fraction >= 0 && val_fraction <= 0.5,  // NaN too
-                  "{val_fraction} must be in [0, 0.5]");
+  check_val_fraction(val_fraction);
   // The output replaces its file: it must not be one of the inputs.
   for (const std::string& input : inputs) {
     std::error_code ec;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <span>
 #include <stdexcept>
 #include <type_traits>
@@ -96,6 +97,7 @@ TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, co
     // The settings first: a bad one is named before any file is touched.
     config_.validate(comm_.size());
     policy_.validate();
+    data_spec_.validate();
     if (comm_.is_root()) {
       prepare_output_folder(policy_.out);
       lock_.emplace(policy_.out);
@@ -228,6 +230,30 @@ void TrainingRun::print_sample() const {
   std::printf("\n");
 }
 
+int RunEnd::exit_code() const {
+  return why == Why::diverged ? kExitDiverged : why == Why::interrupted ? kExitInterrupted : 0;
+}
+
+RunEnd TrainingRun::ended(RunEnd end) const {
+  if (!comm_.is_root()) return end;
+  const auto step = static_cast<long long>(end.step);
+  if (end.why == RunEnd::Why::stop_at)
+    std::printf("stopped after step %lld of %d (--stop-at); the same command with --resume auto "
+                "continues\n", step, config_.steps);
+  if (end.why == RunEnd::Why::interrupted)
+    std::printf("stopped after step %lld of %d by %s; the same command continues from the "
+                "checkpoint (exit code %d)\n", step, config_.steps,
+                end.signal ? (std::string("SIG") + sigabbrev_np(end.signal)).c_str()
+                           : "a signal to another rank",
+                kExitInterrupted);
+  if (end.why == RunEnd::Why::diverged)
+    std::fprintf(stderr, "cllm: error: stopping at step %lld after %d non-finite steps in a row; "
+                         "parameters are those of the last good step (try a lower --lr)\n",
+                 step, end.bad_steps);
+  std::fflush(stdout);
+  return end;
+}
+
 RunEnd TrainingRun::run() {
   const bool root = comm_.is_root();
   // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
@@ -271,7 +297,7 @@ RunEnd TrainingRun::run() {
                                                                          : "loss",
                      r.loss, r.grad_norm, state.bad_steps_in_a_row, policy_.max_bad_steps);
       if (state.bad_steps_in_a_row >= policy_.max_bad_steps)
-        return {RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row};
+        return ended({RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row});
     } else {
       state.bad_steps_in_a_row = 0;
     }
@@ -309,9 +335,9 @@ RunEnd TrainingRun::run() {
     const bool interrupted = done < end && !comm_.all_ok(stop_signal_received() == 0);
     if (interrupted && !act.checkpoint) trainer_->check_replicas(done);
     if (act.checkpoint || interrupted) save_checkpoint(state);
-    if (interrupted) return {RunEnd::Why::interrupted, state.step, stop_signal_received()};
+    if (interrupted) return ended({RunEnd::Why::interrupted, state.step, stop_signal_received()});
   }
-  if (end < config_.steps) return {RunEnd::Why::stop_at, end};
+  if (end < config_.steps) return ended({RunEnd::Why::stop_at, end});
   if (root && policy_.sample_tokens > 0) print_sample();
   return {RunEnd::Why::completed, end};
 }

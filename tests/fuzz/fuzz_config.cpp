@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <exception>
 
+#include "cli.h"
 #include "fuzz_common.h"
-#include "train_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto& path = cllm::fuzz::write_input("config.toml", data, size);

@@ -71,8 +71,13 @@ std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split sp
 // for validation (datasets carry their own split).
 struct DataSpec {
   std::string path = "data/austen.txt";
-  double val_fraction = 0.1;
+  double val_fraction = 0.1;  // tail of a text file held out (a dataset has its own split)
+
+  void validate() const;  // throws SettingError naming the setting
 };
+
+// Throws SettingError unless 0 <= val_fraction <= 0.5 (NaN fails too).
+void check_val_fraction(double val_fraction);
 
 // The data opened, and the tokenizer that made it.
 struct TrainingData {

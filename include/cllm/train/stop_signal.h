@@ -1,6 +1,6 @@
 // SIGUSR1, SIGTERM and SIGINT ask a training run to stop cleanly: the
 // handler only records the signal; the ranks agree on it at the next step
-// boundary, write one checkpoint and exit with kExitInterrupted (cli.h).
+// boundary, write one checkpoint and exit with kExitInterrupted (training_run.h).
 // Slurm sends SIGUSR1/SIGTERM before a time limit (--signal) and on
 // preemption or scancel; SIGINT is a terminal's Ctrl-C. A second SIGINT
 // kills the process at once, without a checkpoint.

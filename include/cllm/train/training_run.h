@@ -44,6 +44,11 @@ struct RunPolicy {
   void validate() const;
 };
 
+// The exit codes of a run that ends early (README: Exit codes); 0 is a
+// success, and src/cli/cli.h holds the codes of the command line's errors.
+inline constexpr int kExitDiverged = 3;     // max_bad_steps non-finite steps in a row
+inline constexpr int kExitInterrupted = 4;  // a stop signal: checkpoint written, resume to go on
+
 // Which step a run ends at, and why.
 struct RunEnd {
   enum class Why {
@@ -57,6 +62,8 @@ struct RunEnd {
   std::int64_t step = 0;  // steps done
   int signal = 0;         // interrupted: the signal this rank received (0: another rank's)
   int bad_steps = 0;      // diverged: non-finite steps in a row
+
+  int exit_code() const;  // 0, kExitDiverged or kExitInterrupted
 };
 
 class TrainingRun {
@@ -68,6 +75,7 @@ class TrainingRun {
 
   // Continues from a checkpoint as policy.resume says (rank 0 reads it, every
   // rank gets it), opens metrics.jsonl, then trains to the end or to a stop.
+  // Rank 0 says why a run ends before its last step.
   RunEnd run();
 
   const Trainer& trainer() const { return *trainer_; }
@@ -84,6 +92,7 @@ class TrainingRun {
   void print_header() const;
   void save_checkpoint(const TrainingState& state);
   void print_sample() const;
+  RunEnd ended(RunEnd end) const;  // says why (rank 0)
 
   TrainConfig config_;
   RunPolicy policy_;
