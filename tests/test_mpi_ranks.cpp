@@ -11,22 +11,29 @@
 //
 // Suites and their labels:
 //   MpiRanksThreads.*  "mpi;threads" (ranks of two threads; also run under ThreadSanitizer)
-//   MpiRanks.*         "mpi"
+//   MpiRanks.*         "mpi" (and the CLI's agreement on early exits)
+#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "agreement.h"
+#include "cli.h"
 #include "cllm/data/text_dataset.h"
+#include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/mpi_env.h"
 #include "cllm/kernels/rng.h"
+#include "cllm/model/setting_error.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/trainer.h"
 #include "support/reference_step.h"
@@ -146,6 +153,71 @@ TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
     p = original;
     EXPECT_NO_THROW(trainer.check_replicas(step + 1));
   }
+}
+
+// The CLI's early exits (src/cli/agreement.h): whichever ranks stop, every
+// rank returns the exit code of the lowest one, which alone prints why.
+TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
+  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  SCOPED_TRACE("rank " + std::to_string(comm.rank()));
+  const int last = comm.size() - 1;
+  struct Outcome {
+    std::optional<int> code;
+    std::string out, err;
+  };
+  const auto outcome = [&](const std::function<void()>& work) {
+    testing::internal::CaptureStdout();
+    testing::internal::CaptureStderr();
+    Outcome o;
+    o.code = agreed(comm, work);
+    o.out = testing::internal::GetCapturedStdout();
+    o.err = testing::internal::GetCapturedStderr();
+    return o;
+  };
+  const std::string me = "rank " + std::to_string(comm.rank()) + ": ";
+
+  Outcome o = outcome([] {});
+  EXPECT_FALSE(o.code.has_value());
+  EXPECT_EQ(o.out + o.err, "");
+
+  // A setting named by the option that sets it, on the last rank only.
+  o = outcome([&] {
+    if (comm.rank() == last) throw SettingError("{n_layer} must be positive");
+  });
+  EXPECT_EQ(o.code, std::optional<int>(kExitUsage));
+  EXPECT_EQ(o.err, comm.rank() == last ? "cllm: error: " + me + "--layers must be positive\n" : "");
+
+  // The lowest stopping rank wins: rank 0's I/O error over the last rank's --help.
+  o = outcome([&] {
+    if (comm.rank() == 0) throw std::runtime_error("disk\nfull");
+    if (comm.rank() == last) throw HelpRequested{"usage\n"};
+  });
+  EXPECT_EQ(o.code, std::optional<int>(kExitError));
+  EXPECT_EQ(o.err, comm.rank() == 0 ? "cllm: error: " + me + "disk full\n" : "");
+  EXPECT_EQ(o.out, "");
+
+  // --help alone: exit 0 everywhere, the text once, on stdout.
+  o = outcome([&] {
+    if (comm.rank() == last) throw HelpRequested{"usage\n"};
+  });
+  EXPECT_EQ(o.code, std::optional<int>(kExitOk));
+  EXPECT_EQ(o.out, comm.rank() == last ? "usage\n" : "");
+
+  // A command-line error names no rank: every rank shares the command line.
+  o = outcome([&] {
+    if (comm.rank() == 1) throw CLI::ExtrasError({"--bogus"});
+  });
+  EXPECT_EQ(o.code, std::optional<int>(kExitUsage));
+  EXPECT_EQ(o.err, comm.rank() == 1 ? "cllm: error: The following argument was not expected: --bogus\n" : "");
+
+  // A failure the library agreed on itself is reported by the rank that had it.
+  o = outcome([&] {
+    collectively(comm, [&] {
+      if (comm.rank() == 1) throw std::runtime_error("no such file");
+    });
+  });
+  EXPECT_EQ(o.code, std::optional<int>(kExitError));
+  EXPECT_EQ(o.err, comm.rank() == 1 ? "cllm: error: " + me + "no such file\n" : "");
 }
 
 }  // namespace

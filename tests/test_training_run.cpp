@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "cllm/dist/collective.h"
@@ -116,6 +117,18 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
     EXPECT_TRUE(f.reported_here());
     EXPECT_EQ(f.failed_rank(), 0);
     EXPECT_STREQ(f.what(), "stop_at must not be negative");
+  }
+  EXPECT_FALSE(fs::exists(p.out));
+
+  // The data's settings too: NaN is not in [0, 0.5] (no comparison with it is true).
+  DataSpec nan_fraction = data_;
+  nan_fraction.val_fraction = std::numeric_limits<double>::quiet_NaN();
+  try {
+    TrainingRun run(config(), policy("refused"), nan_fraction, one_rank_);
+    FAIL() << "a NaN val_fraction was accepted";
+  } catch (const CollectiveFailure& f) {
+    EXPECT_TRUE(f.invalid_setting());
+    EXPECT_STREQ(f.what(), "val_fraction must be in [0, 0.5], not nan");
   }
   EXPECT_FALSE(fs::exists(p.out));
 }
