@@ -133,6 +133,65 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
   EXPECT_FALSE(fs::exists(p.out));
 }
 
+// Resume compares the checkpoint's settings with the run's (run_settings.h):
+// those that define the run are refused, each named with both values, and
+// nothing is written; those that only steer it apply, with a warning each,
+// the settings named as the front end names them.
+TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
+  RunPolicy p = policy("run");
+  p.stop_at = 2;
+  TrainingRun(config(), p, data_, one_rank_).run();
+  p.stop_at = 4;
+  const CheckpointStore store(p.out);
+  const auto refusal = [&](const TrainConfig& c, const DataSpec& d) -> std::string {
+    try {
+      TrainingRun(c, p, d, one_rank_).run();
+    } catch (const CollectiveFailure& f) {
+      EXPECT_TRUE(f.invalid_setting()) << f.what();
+      return f.what();
+    }
+    return "(resumed)";
+  };
+  TrainConfig seed = config();
+  seed.seed = 7;
+  EXPECT_EQ(refusal(seed, data_), store.path(2).string() +
+                                      " belongs to a run with other settings: seed 1337 "
+                                      "(checkpoint) vs 7 (now); use the checkpoint's values, "
+                                      "or another out");
+  TrainConfig shape = seed;
+  shape.model.n_head = 4;
+  shape.batch.micro_batch = 1;
+  shape.batch.global_batch = 8;
+  const std::string why = refusal(shape, data_);
+  for (const char* named : {"n_head 2 (checkpoint) vs 4 (now)", "micro_batch 2 (checkpoint) vs 1 (now)",
+                            "global_batch 4 (checkpoint) vs 8 (now)", "seed 1337 (checkpoint) vs 7 (now)"})
+    EXPECT_TRUE(test::contains(why, named)) << why;
+  DataSpec other = data_;
+  other.path = (dir_ / "other.txt").string();
+  std::ofstream(other.path) << test::read_file(data_.path).substr(0, 5000);
+  EXPECT_TRUE(test::contains(refusal(config(), other),
+                             "data " + data_.path + " (checkpoint) vs " + other.path + " (now)"));
+  EXPECT_EQ(store.list().size(), 1u);
+
+  // The data file moved (same contents, another path), the schedule and --keep changed: fine.
+  DataSpec moved = data_;
+  moved.path = (dir_ / "moved.txt").string();
+  fs::copy_file(data_.path, moved.path);
+  TrainConfig faster = config();
+  faster.optim.lr = 2e-3f;
+  p.keep = 5;
+  testing::internal::CaptureStderr();
+  const RunEnd end = TrainingRun(faster, p, moved, one_rank_, [](std::string_view name) {
+                       return "<" + std::string(name) + ">";
+                     }).run();
+  const std::string warnings = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(end.why, RunEnd::Why::stop_at);
+  EXPECT_EQ(end.step, 4);
+  EXPECT_EQ(warnings,
+            "cllm: warning: resuming with <lr> 0.001 -> 0.002 (the checkpoint's run used the first)\n"
+            "cllm: warning: resuming with <keep> 3 -> 5 (the checkpoint's run used the first)\n");
+}
+
 TEST_F(TrainingRunTest, StoppedAndResumedEqualsUninterruptedBitwise) {
   RunPolicy whole = policy("whole");
   TrainingRun straight(config(), whole, data_, one_rank_);

@@ -14,11 +14,6 @@
 
 namespace cllm {
 
-namespace {
-
-// The option that sets a setting of the library's (SettingError names
-// settings as checkpoints record them): n_layer is --layers, micro_batch
-// --micro-batch.
 std::string option_name(std::string_view setting) {
   static constexpr std::pair<std::string_view, std::string_view> kNamedOtherwise[] = {
       {"n_layer", "--layers"},
@@ -32,6 +27,8 @@ std::string option_name(std::string_view setting) {
   std::replace(option.begin(), option.end(), '_', '-');
   return option;
 }
+
+namespace {
 
 // Why this rank stops, and what it prints.
 struct Stop {

@@ -8,11 +8,16 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 
 namespace cllm {
+
+// How the CLI names a setting of the library's (SettingError names settings
+// as checkpoints record them): n_layer is --layers, micro_batch --micro-batch.
+std::string option_name(std::string_view setting);
 
 // Thrown by work (below) for --help: exit 0, the text on stdout.
 struct HelpRequested {

@@ -148,7 +148,7 @@ struct Train {
     TrainConfig c;
     if (auto code = agreed(comm, [&] { c = config(); })) return *code;
     try {
-      TrainingRun run(c, policy, data, comm);
+      TrainingRun run(c, policy, data, comm, option_name);
       return run.run().exit_code();
     } catch (const CollectiveFailure& failure) {
       return report(comm, failure);

@@ -2,41 +2,28 @@
 
 #include <charconv>
 
+#include "cllm/model/setting_error.h"
+
 namespace cllm {
 
 namespace {
 
-// Each recorded setting, the option a user changes it with, and whether a
-// resume may change it. The data and the model's shape make the parameters
-// what they are; the batch and the seed make the step's windows and sums what
-// they are: a resume that changed them would continue another run.
+// Each recorded setting, and whether a resume may change it. The data and
+// the model's shape make the parameters what they are; the batch and the
+// seed make the step's windows and sums what they are: a resume that changed
+// them would continue another run.
 struct SettingRule {
   const char* attribute;
-  const char* option;
   bool may_change;
 };
 constexpr SettingRule kRules[] = {
-    {"data_identity", "--data", false},
-    {"vocab_size", "--data (vocabulary)", false},
-    {"n_layer", "--layers", false},
-    {"n_head", "--heads", false},
-    {"n_embd", "--embd", false},
-    {"seq_len", "--seq-len", false},
-    {"micro_batch", "--micro-batch", false},
-    {"global_batch", "--global-batch", false},
-    {"seed", "--seed", false},
-    {"steps", "--steps", true},
-    {"lr", "--lr", true},
-    {"min_lr_ratio", "--min-lr-ratio", true},
-    {"warmup", "--warmup", true},
-    {"weight_decay", "--weight-decay", true},
-    {"grad_clip", "--grad-clip", true},
-    {"checkpoint_every", "--checkpoint-every", true},
-    {"keep", "--keep", true},
-    {"log_every", "--log-every", true},
-    {"eval_every", "--eval-every", true},
-    {"eval_batches", "--eval-batches", true},
-    {"check_every", "--check-every", true},
+    {"data_identity", false}, {"vocab_size", false},      {"n_layer", false},
+    {"n_head", false},        {"n_embd", false},          {"seq_len", false},
+    {"micro_batch", false},   {"global_batch", false},    {"seed", false},
+    {"steps", true},          {"lr", true},               {"min_lr_ratio", true},
+    {"warmup", true},         {"weight_decay", true},     {"grad_clip", true},
+    {"checkpoint_every", true}, {"keep", true},           {"log_every", true},
+    {"eval_every", true},     {"eval_batches", true},     {"check_every", true},
 };
 
 }  // namespace
@@ -84,18 +71,19 @@ SettingsComparison compare_settings(const RunSettings& recorded, const RunSettin
     if (then_it == recorded.end() || now_it == now.end()) continue;
     const std::string then = setting_text(then_it->second), current = setting_text(now_it->second);
     if (then == current) continue;
+    // The data is named by its path; its identity (a hash) says why.
+    const bool data = rule.attribute == std::string("data_identity");
+    const std::string name = std::string("{").append(data ? "data" : rule.attribute).append("} ");
     if (rule.may_change) {
-      result.changed.push_back(std::string(rule.option) + " " + then + " -> " + current);
+      result.changed.push_back(name + SettingError::literal(then) + " -> " +
+                               SettingError::literal(current));
     } else {
-      // The data is named by its path; its identity (a hash) says why.
       const auto shown = [&](const RunSettings& s, const std::string& fallback) {
         const auto path = s.find("data");
-        return rule.attribute == std::string("data_identity") && path != s.end()
-                   ? setting_text(path->second)
-                   : fallback;
+        return SettingError::literal(data && path != s.end() ? setting_text(path->second) : fallback);
       };
-      std::string line = std::string(rule.option) + " " + shown(recorded, then) +
-                         " (checkpoint) vs " + shown(now, current) + " (now)";
+      std::string line = name + shown(recorded, then) + " (checkpoint) vs " + shown(now, current) +
+                         " (now)";
       if (shown(recorded, then) == shown(now, current)) line += ", whose contents changed";
       result.refused.push_back(line);
     }

@@ -87,12 +87,14 @@ StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int
   return a;
 }
 
-TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm)
+TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm,
+                         SettingNames name_of)
     : config_(std::move(config)),
       policy_(std::move(policy)),
       store_(policy_.out),
       data_spec_(std::move(data)),
-      comm_(comm) {
+      comm_(comm),
+      name_of_(std::move(name_of)) {
   collectively(comm_, [&] {
     // The settings first: a bad one is named before any file is touched.
     config_.validate(comm_.size());
@@ -130,9 +132,9 @@ TrainingState TrainingRun::load_for_resume(
                              std::to_string(header.state.step));
   const SettingsComparison diff = compare_settings(recorded, settings_);
   if (!diff.refused.empty())
-    throw std::invalid_argument(path.string() + " belongs to a run with other settings: " +
-                                joined(diff.refused, "; ") +
-                                "; use the checkpoint's values, or another --out");
+    throw SettingError(SettingError::literal(path.string()) +
+                       " belongs to a run with other settings: " + joined(diff.refused, "; ") +
+                       "; use the checkpoint's values, or another {out}");
   const double t0 = omp_get_wtime();
   CheckpointMoments moments;
   checkpoint.read_into(trainer_->mutable_model(), &moments);
@@ -140,7 +142,7 @@ TrainingState TrainingRun::load_for_resume(
   const TrainingState state = header.state;
   for (const std::string& change : diff.changed)
     std::fprintf(stderr, "cllm: warning: resuming with %s (the checkpoint's run used the first)\n",
-                 change.c_str());
+                 name_settings(change, name_of_).c_str());
   std::printf("resuming from %s (step %lld, read in %.2f s)\n", path.c_str(),
               static_cast<long long>(state.step), omp_get_wtime() - t0);
   return state;
@@ -153,8 +155,9 @@ std::optional<TrainingState> TrainingRun::load_resume_point() {
   if (policy_.resume == "none") {
     if (!found.empty())
       throw std::runtime_error(policy_.out + ": already holds checkpoints (newest " +
-                               found.front().path.filename().string() +
-                               "); --resume auto continues them, or choose another --out");
+                               found.front().path.filename().string() + "); " +
+                               name_settings("{resume} auto continues them, or choose another {out}",
+                                             name_of_));
     return std::nullopt;
   }
   std::optional<TrainingState> resumed;
@@ -238,8 +241,8 @@ RunEnd TrainingRun::ended(RunEnd end) const {
   if (!comm_.is_root()) return end;
   const auto step = static_cast<long long>(end.step);
   if (end.why == RunEnd::Why::stop_at)
-    std::printf("stopped after step %lld of %d (--stop-at); the same command with --resume auto "
-                "continues\n", step, config_.steps);
+    std::printf("stopped after step %lld of %d (%s); the same command with %s auto continues\n",
+                step, config_.steps, name_of_("stop_at").c_str(), name_of_("resume").c_str());
   if (end.why == RunEnd::Why::interrupted)
     std::printf("stopped after step %lld of %d by %s; the same command continues from the "
                 "checkpoint (exit code %d)\n", step, config_.steps,
@@ -248,8 +251,8 @@ RunEnd TrainingRun::ended(RunEnd end) const {
                 kExitInterrupted);
   if (end.why == RunEnd::Why::diverged)
     std::fprintf(stderr, "cllm: error: stopping at step %lld after %d non-finite steps in a row; "
-                         "parameters are those of the last good step (try a lower --lr)\n",
-                 step, end.bad_steps);
+                         "parameters are those of the last good step (try a lower %s)\n",
+                 step, end.bad_steps, name_of_("lr").c_str());
   std::fflush(stdout);
   return end;
 }
@@ -267,7 +270,8 @@ RunEnd TrainingRun::run() {
     if (root)
       std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n",
                   policy_.out.c_str(), static_cast<long long>(start.step),
-                  end == config_.steps ? "completes --steps" : "reaches --stop-at");
+                  (end == config_.steps ? "completes " + name_of_("steps")
+                                        : "reaches " + name_of_("stop_at")).c_str());
     return {RunEnd::Why::nothing_to_do, start.step};
   }
   collectively(comm_, [&] {
@@ -290,12 +294,13 @@ RunEnd TrainingRun::run() {
       if (root)
         std::fprintf(stderr,
                      "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
-                     "skipped (%d of --max-bad-steps %d in a row)\n",
+                     "skipped (%d of %s %d in a row)\n",
                      step + 1,
                      std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update"
                      : std::isfinite(r.loss)                             ? "gradient norm"
                                                                          : "loss",
-                     r.loss, r.grad_norm, state.bad_steps_in_a_row, policy_.max_bad_steps);
+                     r.loss, r.grad_norm, state.bad_steps_in_a_row, name_of_("max_bad_steps").c_str(),
+                     policy_.max_bad_steps);
       if (state.bad_steps_in_a_row >= policy_.max_bad_steps)
         return ended({RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row});
     } else {

@@ -12,12 +12,21 @@
 
 namespace cllm {
 
+// How a front end names settings in messages (the CLI: n_layer as --layers).
+using SettingNames = std::function<std::string(std::string_view)>;
+
+// Names settings as checkpoints record them: the default.
+inline std::string recorded_name(std::string_view setting) { return std::string(setting); }
+
+// message with each {name} replaced by name_of(name); "{{" stands for "{".
+std::string name_settings(std::string_view message, const SettingNames& name_of);
+
 class SettingError : public std::invalid_argument {
  public:
   // message: "{n_head} (3) must divide {n_embd} (8)".
   explicit SettingError(const std::string& message);
   // The message with each {name} replaced by name_of(name).
-  std::string text(const std::function<std::string(std::string_view)>& name_of) const;
+  std::string text(const SettingNames& name_of) const { return name_settings(message_, name_of); }
   // A value quoted in a message (a file name), its braces kept as they are
   // rather than read as a setting's name: "{{" stands for "{".
   static std::string literal(std::string_view value);

@@ -21,9 +21,11 @@ RunSettings config_settings(const TrainConfig& config);
 // that read back as the same float (or double).
 std::string setting_text(const SettingValue& v);
 
+// Each difference in a SettingError's syntax, the setting in braces (the
+// data as {data}, named by its path).
 struct SettingsComparison {
-  std::vector<std::string> refused;   // "--seed 1 (checkpoint) vs 2 (now)"
-  std::vector<std::string> changed;   // "--lr 0.001 -> 0.002"
+  std::vector<std::string> refused;   // "{seed} 1 (checkpoint) vs 2 (now)"
+  std::vector<std::string> changed;   // "{lr} 0.001 -> 0.002"
 };
 
 // The attribute names compare_settings looks at (and "data", which names

@@ -20,6 +20,7 @@
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/output_lock.h"
+#include "cllm/model/setting_error.h"
 #include "cllm/train/metrics.h"
 #include "cllm/train/run_settings.h"
 #include "cllm/train/train_config.h"
@@ -70,8 +71,10 @@ class TrainingRun {
  public:
   // Validates the settings (before any I/O), takes out (rank 0 creates and
   // locks it), opens the data and builds the trainer. config.model's
-  // vocabulary is replaced by the data's.
-  TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm);
+  // vocabulary is replaced by the data's. name_of names settings in the
+  // run's messages (the CLI: --lr, not lr).
+  TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm,
+              SettingNames name_of = recorded_name);
 
   // Continues from a checkpoint as policy.resume says (rank 0 reads it, every
   // rank gets it), opens metrics.jsonl, then trains to the end or to a stop.
@@ -99,6 +102,7 @@ class TrainingRun {
   CheckpointStore store_;  // policy_.out
   DataSpec data_spec_;
   const Comm& comm_;
+  SettingNames name_of_;
   std::optional<OutputLock> lock_;  // rank 0, for the whole run
   TrainingData data_;
   RunSettings settings_;
