@@ -375,9 +375,10 @@ TEST_F(CheckpointTest, BadInputNamesTheFileAndTouchesNoCheckpoint) {
   fs::path truncated = out("truncated.h5");
   fs::copy_file(ckpt, truncated);
   fs::resize_file(truncated, fs::file_size(truncated) / 3);
-  const std::string gpt2 = out("gpt2.h5");
-  ASSERT_EQ(cllm(1, {"prepare", kText, "--out", gpt2, "--tokenizer", "gpt2-bpe", "--vocab-dir",
-                     std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe"})
+  const std::string gpt2 = out("gpt2.h5"), some_text = out("some.txt");
+  std::ofstream(some_text) << file_bytes(kText).substr(0, 100000);
+  ASSERT_EQ(cllm(1, {"prepare", some_text, "--out", gpt2, "--tokenizer", "gpt2-bpe",
+                     "--vocab-dir", std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe"})
                 .exit_code,
             0);
   std::ofstream(out("a-file")) << "x";
