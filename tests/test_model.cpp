@@ -237,7 +237,8 @@ TEST(ModelGradient, MatchesFiniteDifferencesOfTheMeanLoss) {
 
   AlignedBuffer<float> grads(model.layout().total());
   grads.zero();
-  gpt_backward(model, acts, grads.span(), inputs.data(), targets.data(), 1.0f / N);
+  EXPECT_EQ(gpt_forward_backward(model, acts, grads.span(), inputs.data(), targets.data(), 1.0f / N) / N,
+            loss0);
 
   // Every entry of every tensor (the model is tiny): largest and random ones included.
   const float h = 1e-2f;
@@ -277,17 +278,79 @@ TEST(ModelGradient, BackwardAccumulatesAndScalesWithDloss) {
   AlignedBuffer<float> once(model.layout().total()), twice(model.layout().total());
   once.zero();
   twice.zero();
-  gpt_forward(model, acts, inputs.data(), targets.data());
-  gpt_backward(model, acts, once.span(), inputs.data(), targets.data(), 0.5f);
-  for (int k = 0; k < 2; ++k) {
-    gpt_forward(model, acts, inputs.data(), targets.data());
-    gpt_backward(model, acts, twice.span(), inputs.data(), targets.data(), 0.25f);
-  }
+  gpt_forward_backward(model, acts, once.span(), inputs.data(), targets.data(), 0.5f);
+  for (int k = 0; k < 2; ++k)
+    gpt_forward_backward(model, acts, twice.span(), inputs.data(), targets.data(), 0.25f);
   float gmax = 0;
   for (std::size_t i = 0; i < once.size(); ++i) gmax = std::max(gmax, std::abs(once[i]));
   ASSERT_GT(gmax, 0.0f);
   for (std::size_t i = 0; i < once.size(); ++i)
     ASSERT_NEAR(twice[i], once[i], 1e-5f * gmax) << "element " << i;
+}
+
+// The output head runs over chunks of kLogitRows positions: 2 sequences of
+// 50 make chunks of 64 and 36, the second cutting a sequence. The loss
+// against the loss of all 100 positions' logits at once (the head before
+// chunking), and the gradient against the sum of each sequence's own (one
+// chunk each).
+TEST(ModelHead, ChunkedLossAndGradientMatchTheWholeHead) {
+  kernels::use_single_threaded_blas();
+  const ModelConfig cfg = make_config(40, 50, 1, 2, 16);
+  const int B = 2, T = cfg.seq_len, N = B * T, V = cfg.vocab_size;
+  static_assert(kLogitRows < 100 && 100 % kLogitRows != 0);
+  Model model(cfg);
+  randomise(model, 5);
+  std::vector<std::int32_t> inputs(N), targets(N);
+  for (int i = 0; i < N; ++i) inputs[i] = (7 * i + 3) % V, targets[i] = (11 * i + 1) % V;
+
+  GptActivations acts(cfg, B);
+  const double chunked = gpt_forward(model, acts, inputs.data(), targets.data());
+  std::vector<float> logits(static_cast<std::size_t>(N) * V), losses(N);
+  gpt_logits(model, acts, 0, N, logits.data());
+  const double whole =
+      kernels::crossentropy_forward(logits.data(), losses.data(), logits.data(), targets.data(), N, V);
+  EXPECT_NEAR(chunked, whole, 1e-6 * whole);
+  for (int i = 0; i < N; ++i) EXPECT_NEAR(acts.losses[i], losses[i], 1e-6 * losses[i]) << i;
+
+  AlignedBuffer<float> both(model.layout().total()), each(model.layout().total());
+  both.zero();
+  each.zero();
+  EXPECT_NEAR(gpt_forward_backward(model, acts, both.span(), inputs.data(), targets.data(), 1.0f),
+              chunked, 1e-12 * chunked);
+  GptActivations one(cfg, 1);
+  for (int b = 0; b < B; ++b)
+    gpt_forward_backward(model, one, each.span(), inputs.data() + b * T, targets.data() + b * T, 1.0f);
+  float gmax = 0;
+  for (std::size_t i = 0; i < each.size(); ++i) gmax = std::max(gmax, std::abs(each[i]));
+  ASSERT_GT(gmax, 0.0f);
+  for (std::size_t i = 0; i < each.size(); ++i)
+    ASSERT_NEAR(both[i], each[i], 1e-5f * gmax) << "element " << i;
+}
+
+// --recompute block keeps only each block's output and runs the block's
+// forward pass again in backward: the same kernels on the same inputs, so the
+// same loss and gradient, bit for bit, from less memory.
+TEST(ModelRecompute, BlockGivesTheSameBitsAsNone) {
+  kernels::use_single_threaded_blas();
+  const ModelConfig cfg = make_config(30, 20, 3, 2, 16);
+  const int B = 2, N = B * cfg.seq_len;
+  Model model(cfg);
+  randomise(model, 8);
+  std::vector<std::int32_t> inputs(N), targets(N);
+  for (int i = 0; i < N; ++i) inputs[i] = (5 * i + 2) % 30, targets[i] = (3 * i + 4) % 30;
+  GptActivations none(cfg, B, Recompute::none), block(cfg, B, Recompute::block);
+  EXPECT_LT(block.bytes(), none.bytes());
+  AlignedBuffer<float> g_none(model.layout().total()), g_block(model.layout().total());
+  g_none.zero();
+  g_block.zero();
+  for (int step = 0; step < 2; ++step) {  // twice: the shared block set is reused, not fresh
+    const double l_none =
+        gpt_forward_backward(model, none, g_none.span(), inputs.data(), targets.data(), 0.01f);
+    const double l_block =
+        gpt_forward_backward(model, block, g_block.span(), inputs.data(), targets.data(), 0.01f);
+    EXPECT_EQ(l_none, l_block);
+    EXPECT_TRUE(test::same_bits(g_none.span(), g_block.span()));
+  }
 }
 
 // ---------------------------------------------------------------- generate
@@ -346,8 +409,9 @@ TEST_F(GenerateTest, TopKOneIsGreedy) {
     std::fill(window.begin(), window.end(), V - 1);
     std::copy(tokens.end() - static_cast<std::ptrdiff_t>(len), tokens.end(), window.begin());
     gpt_forward(model, acts, window.data(), nullptr);
-    const float* logits = acts.logits + (len - 1) * V;
-    const int best = static_cast<int>(std::max_element(logits, logits + V) - logits);
+    std::vector<float> logits(V);
+    gpt_logits(model, acts, static_cast<int>(len) - 1, 1, logits.data());
+    const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     tokens.push_back(best);
     distinct += best != tokens[tokens.size() - 2];
   }

@@ -1,10 +1,12 @@
 // The C++ model against a float64 PyTorch reference (tests/reference/):
-// loss, logits, every gradient, and the losses of 10 AdamW steps.
+// loss, logits, every gradient, and the losses of 10 AdamW steps, at T = 16
+// and T = 300.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cllm/kernels/kernels.h"
 #include "cllm/model/gpt.h"
@@ -18,11 +20,14 @@ namespace {
 using test::read_tensor_file;
 using test::TensorRecord;
 
-class ReferenceTest : public ::testing::Test {
+// Each test runs on both reference files: gpt_reference.bin (T = 16, one
+// tile of the attention kernels) and gpt_reference_long.bin (T = 300: five
+// blocks of query rows, two of keys).
+class ReferenceTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     kernels::use_single_threaded_blas();
-    ref = read_tensor_file(std::string(CLLM_SOURCE_DIR) + "/tests/reference/gpt_reference.bin");
+    ref = read_tensor_file(std::string(CLLM_SOURCE_DIR) + "/tests/reference/" + GetParam());
     const auto& c = ref.at("config").i32;  // [V, T, L, NH, C, B]
     cfg.vocab_size = c[0], cfg.seq_len = c[1], cfg.n_layer = c[2], cfg.n_head = c[3];
     cfg.n_embd = c[4];
@@ -40,7 +45,7 @@ class ReferenceTest : public ::testing::Test {
   int B = 0;
 };
 
-TEST_F(ReferenceTest, LossLogitsAndGradientsMatchPyTorch) {
+TEST_P(ReferenceTest, LossLogitsAndGradientsMatchPyTorch) {
   Model model(cfg);
   load_weights(model);
   const auto& tokens = ref.at("tokens").i32;
@@ -48,12 +53,14 @@ TEST_F(ReferenceTest, LossLogitsAndGradientsMatchPyTorch) {
   GptActivations acts(cfg, B);
   const int N = B * cfg.seq_len;
 
-  // Logits first (forward without targets leaves them in place).
+  // Logits first, of every position.
   gpt_forward(model, acts, tokens.data(), nullptr);
   const auto& logits = ref.at("logits").f32;
   ASSERT_EQ(logits.size(), static_cast<std::size_t>(N) * cfg.vocab_size);
+  std::vector<float> ours(logits.size());
+  gpt_logits(model, acts, 0, N, ours.data());
   for (std::size_t i = 0; i < logits.size(); ++i)
-    ASSERT_NEAR(acts.logits[i], logits[i], 1e-5 * std::abs(logits[i]) + 1e-6) << "logit " << i;
+    ASSERT_NEAR(ours[i], logits[i], 1e-5 * std::abs(logits[i]) + 1e-6) << "logit " << i;
 
   const double loss = gpt_forward(model, acts, tokens.data(), targets.data()) / N;
   const double ref_loss = ref.at("loss").f32[0];
@@ -61,7 +68,8 @@ TEST_F(ReferenceTest, LossLogitsAndGradientsMatchPyTorch) {
 
   AlignedBuffer<float> grads(model.layout().total());
   grads.zero();
-  gpt_backward(model, acts, grads.span(), tokens.data(), targets.data(), 1.0f / N);
+  EXPECT_EQ(gpt_forward_backward(model, acts, grads.span(), tokens.data(), targets.data(), 1.0f / N) / N,
+            loss);
   for (const TensorSpec& s : model.layout().tensors()) {
     const auto& g = ref.at("grad/" + s.name).f32;
     float maxabs = 0;
@@ -74,7 +82,7 @@ TEST_F(ReferenceTest, LossLogitsAndGradientsMatchPyTorch) {
   }
 }
 
-TEST_F(ReferenceTest, TenAdamWStepsMatchPyTorch) {
+TEST_P(ReferenceTest, TenAdamWStepsMatchPyTorch) {
   Model model(cfg);
   load_weights(model);
   const auto& hp = ref.at("adamw/hparams").f32;  // lr, beta1, beta2, eps, weight_decay, clip
@@ -91,15 +99,21 @@ TEST_F(ReferenceTest, TenAdamWStepsMatchPyTorch) {
   const double N = static_cast<double>(B) * cfg.seq_len;
   for (int k = 0; k < 10; ++k) {
     grads.zero();
-    const double loss = gpt_forward(model, acts, tokens.data(), targets.data()) / N;
+    const double loss =
+        gpt_forward_backward(model, acts, grads.span(), tokens.data(), targets.data(), 1.0f) / N;
     EXPECT_NEAR(loss, losses[k], 1e-4 * losses[k]) << "step " << k;
-    gpt_backward(model, acts, grads.span(), tokens.data(), targets.data(), 1.0f);
     const double norm = scale_and_norm(grads.span(), opt.chunks(), static_cast<float>(1.0 / N), 1);
     EXPECT_NEAR(norm, norms[k], 1e-4 * norms[k]) << "step " << k;
     ASSERT_TRUE(opt.step(model.params(), grads.span(), clip_coefficient(norm, oc.grad_clip),
                          oc.lr, 1));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Files, ReferenceTest,
+                         ::testing::Values("gpt_reference.bin", "gpt_reference_long.bin"),
+                         [](const auto& info) {
+                           return std::string(info.param) == "gpt_reference.bin" ? "T16" : "T300";
+                         });
 
 }  // namespace
 }  // namespace cllm

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -88,6 +89,17 @@ void add_bucket_option(CLI::App& app, BatchConfig& batch) {
                  "in-rank reduction of the next");
 }
 
+void add_recompute_option(CLI::App& app, BatchConfig& batch) {
+  const std::map<std::string, Recompute> names = {{"none", Recompute::none},
+                                                  {"block", Recompute::block}};
+  app.add_option("--recompute", batch.recompute,
+                 "none: keep every block's activations for the backward pass; block: keep "
+                 "each block's input and recompute the rest in backward (about a third more "
+                 "compute, much less memory, the same results)")
+      ->transform(CLI::CheckedTransformer(names, CLI::ignore_case))
+      ->default_str("none");
+}
+
 void add_check_option(CLI::App& app, RunPolicy& policy) {
   app.add_option("--check-every", policy.check_every,
                  "Steps between cross-rank parameter checksums (0: at the end only)");
@@ -133,6 +145,7 @@ struct Train {
     app.add_option("--max-bad-steps", policy.max_bad_steps,
                    "Consecutive non-finite steps (skipped) before the run stops");
     app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
+    add_recompute_option(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
   }
@@ -161,6 +174,7 @@ struct Bench {
   ModelOptions model;
   TrainConfig cfg;
   CLI::Option* global_batch = nullptr;
+  std::optional<int> vocab;
   BenchmarkConfig bench;
   RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
   bool json = false;
@@ -173,7 +187,10 @@ struct Bench {
     app.add_option("--steps", bench.steps, "Timed steps");
     app.add_option("--warmup-steps", bench.warmup_steps, "Untimed steps first");
     app.add_flag("--json", json, "Print one JSON object instead of a table");
+    app.add_option("--vocab", vocab, "Vocabulary size of the benchmarked model [default: 256, "
+                                     "the byte tokenizer's; 50257 is GPT-2's]");
     app.add_option("--seed", cfg.seed, "Seed");
+    add_recompute_option(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
   }
@@ -181,7 +198,11 @@ struct Bench {
   int run(const Comm& comm) {
     try {
       TrainConfig c = cfg;
-      if (auto code = agreed(comm, [&] { c.model = model.resolve(); })) return *code;
+      if (auto code = agreed(comm, [&] {
+            c.model = model.resolve();
+            c.model.vocab_size = vocab.value_or(c.model.vocab_size);
+          }))
+        return *code;
       if (!global_batch->count()) c.batch.global_batch = c.batch.micro_batch * c.batch.threads * comm.size();
       BenchmarkResult result = benchmark_training(c, bench, comm);
       result.preset = model.preset;

@@ -5,7 +5,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 namespace cllm::kernels {
 
@@ -117,53 +119,122 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // ---------------------------------------------------------------- attention
 
-// Causality in blocks of query rows: rows [r0, r1) attend to keys [0, r1)
-// only, so the products skip most of the zero upper triangle (62% of the
-// square's work at T = 256) while each stays a reasonably large GEMM.
-constexpr int kAttnRowBlock = 64;
+namespace {
 
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
+// exp(x) for the softmax's x <= 0, in float ops only so that a loop of it
+// vectorizes (std::exp is a scalar libm call: with it, the exponentials,
+// not the products, took most of attention's time). Cephes' expf: x = n ln2
+// + r with |r| <= ln2 / 2, exp(r) by a degree-7 polynomial, 2^n through the
+// exponent bits; relative error about 1e-7. Below -87 it returns exp(-87),
+// 1.6e-38, not 0 (no denormals).
+inline float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
+}
+
+// p (rows, cols; leading dimension kAttnKeyBlock) = q[r0:r0+rows] @
+// k[c0:c0+cols]^T * scale: one tile of scores. q and k are one head's
+// columns of qkv, rows C3 apart.
+void tile_scores(float* p, const float* q, const float* k, int r0, int c0, int rows, int cols,
+                 int hs, int C3, float scale) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hs, scale,
+              q + static_cast<std::size_t>(r0) * C3, C3, k + static_cast<std::size_t>(c0) * C3,
+              C3, 0.0f, p, kAttnKeyBlock);
+}
+
+}  // namespace
+
+std::size_t attention_scratch_floats() {
+  return 2 * static_cast<std::size_t>(kAttnQueryBlock) * kAttnKeyBlock + 2 * kAttnQueryBlock;
+}
+
+// Both passes walk the same tiles: query rows [r0, r1) in blocks of
+// kAttnQueryBlock, and for each block the keys [0, r1) that causality lets
+// it see, kAttnKeyBlock at a time. A key block starts at or before r0 (its
+// size is a multiple of the query block's), so every row of a tile sees at
+// least the tile's first key: `seen` below is never 0.
+static_assert(kAttnKeyBlock % kAttnQueryBlock == 0);
+
+void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int B, int T,
+                       int C, int NH) {
+  constexpr int QB = kAttnQueryBlock, KB = kAttnKeyBlock;
   const int hs = C / NH;
   const int C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  float* p = scratch;                // (QB, KB) scores, then unnormalised probabilities
+  float* row_max = p + QB * KB;      // (QB) the largest score seen so far
+  float* row_sum = row_max + QB;     // (QB) sum of exp(score - row_max) so far
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const float* q = qkv + static_cast<std::size_t>(b) * T * C3 + h * hs;
       const float* k = q + C;
       const float* v = q + 2 * C;
-      float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
       float* o = out + static_cast<std::size_t>(b) * T * C + h * hs;
-      for (int r0 = 0; r0 < T; r0 += kAttnRowBlock) {
-        const int r1 = std::min(T, r0 + kAttnRowBlock), rows = r1 - r0;
-        float* ab = a + static_cast<std::size_t>(r0) * T;
-        // scores (rows, r1) = q[r0:r1] @ k[0:r1]^T * scale
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, scale,
-                    q + static_cast<std::size_t>(r0) * C3, C3, k, C3, 0.0f, ab, T);
-        for (int t = r0; t < r1; ++t) {
-          float* row = a + static_cast<std::size_t>(t) * T;
-          float maxv = row[0];
-          for (int j = 1; j <= t; ++j) maxv = std::max(maxv, row[j]);
-          float sum = 0.0f;
-          for (int j = 0; j <= t; ++j) {
-            row[j] = std::exp(row[j] - maxv);
-            sum += row[j];
-          }
-          const float inv = 1.0f / sum;
-          for (int j = 0; j <= t; ++j) row[j] *= inv;
-          for (int j = t + 1; j < r1; ++j) row[j] = 0.0f;  // the mask, inside the block
+      float* row_lse = lse + (static_cast<std::size_t>(b) * NH + h) * T;
+      for (int r0 = 0; r0 < T; r0 += QB) {
+        const int rows = std::min(QB, T - r0), r1 = r0 + rows;
+        for (int i = 0; i < rows; ++i) {
+          row_max[i] = -INFINITY;
+          row_sum[i] = 0.0f;
+          std::fill_n(o + static_cast<std::size_t>(r0 + i) * C, hs, 0.0f);
         }
-        // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, ab, T, v, C3,
-                    0.0f, o + static_cast<std::size_t>(r0) * C, C);
+        for (int c0 = 0; c0 < r1; c0 += KB) {
+          const int cols = std::min(KB, r1 - c0);
+          tile_scores(p, q, k, r0, c0, rows, cols, hs, C3, scale);
+          // Online softmax: a larger maximum rescales what the row has summed so far.
+          for (int i = 0; i < rows; ++i) {
+            float* pi = p + static_cast<std::size_t>(i) * KB;
+            const int seen = std::min(cols, r0 + i - c0 + 1);  // keys c0..t of row t = r0 + i
+            float m = row_max[i];
+            for (int j = 0; j < seen; ++j) m = std::max(m, pi[j]);
+            const float rescale = c0 ? exp_nonpositive(row_max[i] - m) : 0.0f;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < seen; ++j) {
+              pi[j] = exp_nonpositive(pi[j] - m);
+              sum += pi[j];
+            }
+            std::fill(pi + seen, pi + cols, 0.0f);  // the causal mask
+            row_sum[i] = row_sum[i] * rescale + sum;
+            row_max[i] = m;
+            if (c0 && rescale != 1.0f) {  // (on the first tile the output is still 0)
+              float* oi = o + static_cast<std::size_t>(r0 + i) * C;
+              for (int d = 0; d < hs; ++d) oi[d] *= rescale;
+            }
+          }
+          // o[r0:r1] (rows, hs) += p @ v[c0:c0+cols]
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, cols, 1.0f, p, KB,
+                      v + static_cast<std::size_t>(c0) * C3, C3, 1.0f,
+                      o + static_cast<std::size_t>(r0) * C, C);
+        }
+        for (int i = 0; i < rows; ++i) {
+          float* oi = o + static_cast<std::size_t>(r0 + i) * C;
+          const float inv = 1.0f / row_sum[i];
+          for (int d = 0; d < hs; ++d) oi[d] *= inv;
+          row_lse[r0 + i] = row_max[i] + std::log(row_sum[i]);
+        }
       }
     }
 }
 
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* att, int B, int T, int C, int NH) {
+                        const float* out, const float* lse, int B, int T, int C, int NH) {
+  constexpr int QB = kAttnQueryBlock, KB = kAttnKeyBlock;
   const int hs = C / NH;
   const int C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  float* p = scratch;           // (QB, KB) probabilities, recomputed
+  float* dp = p + QB * KB;      // (QB, KB) their gradient, then the scores'
+  float* dot = dp + QB * KB;    // (QB) sum_j p * dp of each row = dout . out
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const std::size_t qoff = static_cast<std::size_t>(b) * T * C3 + h * hs;
@@ -173,32 +244,51 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
       float* dq = dqkv + qoff;
       float* dk = dq + C;
       float* dv = dq + 2 * C;
-      const float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
-      const float* dy = dout + static_cast<std::size_t>(b) * T * C + h * hs;
-      for (int r0 = 0; r0 < T; r0 += kAttnRowBlock) {
-        const int r1 = std::min(T, r0 + kAttnRowBlock), rows = r1 - r0;
-        const float* ab = a + static_cast<std::size_t>(r0) * T;
+      const std::size_t ooff = static_cast<std::size_t>(b) * T * C + h * hs;
+      const float* o = out + ooff;
+      const float* dy = dout + ooff;
+      const float* row_lse = lse + (static_cast<std::size_t>(b) * NH + h) * T;
+      for (int r0 = 0; r0 < T; r0 += QB) {
+        const int rows = std::min(QB, T - r0), r1 = r0 + rows;
         const float* dyb = dy + static_cast<std::size_t>(r0) * C;
-        float* da = scratch;  // (rows, r1), leading dimension T
-        // datt = dout[r0:r1] @ v[0:r1]^T;  dv[0:r1] += att[r0:r1, 0:r1]^T @ dout[r0:r1]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, dyb, C, v, C3,
-                    0.0f, da, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, ab, T, dyb, C,
-                    1.0f, dv, C3);
-        // Softmax backward, in place: dscore = att * (datt - sum(att * datt)) * scale.
-        for (int t = r0; t < r1; ++t) {
-          const float* arow = a + static_cast<std::size_t>(t) * T;
-          float* drow = da + static_cast<std::size_t>(t - r0) * T;
-          float dot = 0.0f;
-          for (int j = 0; j <= t; ++j) dot += arow[j] * drow[j];
-          for (int j = 0; j <= t; ++j) drow[j] = arow[j] * (drow[j] - dot) * scale;
-          for (int j = t + 1; j < r1; ++j) drow[j] = 0.0f;
+        for (int i = 0; i < rows; ++i) {
+          const float* oi = o + static_cast<std::size_t>(r0 + i) * C;
+          const float* dyi = dyb + static_cast<std::size_t>(i) * C;
+          float sum = 0.0f;
+          for (int d = 0; d < hs; ++d) sum += dyi[d] * oi[d];
+          dot[i] = sum;
         }
-        // dq[r0:r1] += dscore @ k[0:r1];  dk[0:r1] += dscore^T @ q[r0:r1]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, da, T, k, C3,
-                    1.0f, dq + static_cast<std::size_t>(r0) * C3, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, da, T,
-                    q + static_cast<std::size_t>(r0) * C3, C3, 1.0f, dk, C3);
+        for (int c0 = 0; c0 < r1; c0 += KB) {
+          const int cols = std::min(KB, r1 - c0);
+          // p = exp(scores - lse), the forward's probabilities
+          tile_scores(p, q, k, r0, c0, rows, cols, hs, C3, scale);
+          for (int i = 0; i < rows; ++i) {
+            float* pi = p + static_cast<std::size_t>(i) * KB;
+            const int seen = std::min(cols, r0 + i - c0 + 1);
+            const float lse_i = row_lse[r0 + i];
+#pragma omp simd
+            for (int j = 0; j < seen; ++j) pi[j] = exp_nonpositive(pi[j] - lse_i);
+            std::fill(pi + seen, pi + cols, 0.0f);
+          }
+          // dp = dout[r0:r1] @ v[c0:c0+cols]^T;  dv[c0:c0+cols] += p^T @ dout[r0:r1]
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hs, 1.0f, dyb, C,
+                      v + static_cast<std::size_t>(c0) * C3, C3, 0.0f, dp, KB);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hs, rows, 1.0f, p, KB, dyb, C,
+                      1.0f, dv + static_cast<std::size_t>(c0) * C3, C3);
+          // Softmax backward: dscore = p * (dp - dot) * scale (0 where masked, as p is).
+          for (int i = 0; i < rows; ++i) {
+            const float* pi = p + static_cast<std::size_t>(i) * KB;
+            float* di = dp + static_cast<std::size_t>(i) * KB;
+            for (int j = 0; j < cols; ++j) di[j] = pi[j] * (di[j] - dot[i]) * scale;
+          }
+          // dq[r0:r1] += dscore @ k[c0:c0+cols];  dk[c0:c0+cols] += dscore^T @ q[r0:r1]
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, cols, 1.0f, dp, KB,
+                      k + static_cast<std::size_t>(c0) * C3, C3, 1.0f,
+                      dq + static_cast<std::size_t>(r0) * C3, C3);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hs, rows, 1.0f, dp, KB,
+                      q + static_cast<std::size_t>(r0) * C3, C3, 1.0f,
+                      dk + static_cast<std::size_t>(c0) * C3, C3);
+        }
       }
     }
 }

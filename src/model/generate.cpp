@@ -22,7 +22,7 @@ std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t>
                                   " is outside the model's vocabulary of " + std::to_string(V));
   GptActivations acts(c, 1);
   std::vector<std::int32_t> window(T, 0);
-  std::vector<float> probs(V);
+  std::vector<float> logits(V), probs(V);
   std::vector<int> order(V);
   Rng rng(o.seed);
   for (int n = 0; n < o.tokens; ++n) {
@@ -30,7 +30,7 @@ std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t>
     const std::size_t len = std::min<std::size_t>(tokens.size(), T);
     std::copy(tokens.end() - static_cast<std::ptrdiff_t>(len), tokens.end(), window.begin());
     gpt_forward(model, acts, window.data(), nullptr);
-    const float* logits = acts.logits + (len - 1) * V;
+    gpt_logits(model, acts, static_cast<int>(len) - 1, 1, logits.data());  // the next token's
 
     std::iota(order.begin(), order.end(), 0);
     int k = (o.top_k > 0 && o.top_k < V) ? o.top_k : V;

@@ -72,6 +72,7 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.threads = cfg.batch.threads;
   b.micro_batch = cfg.batch.micro_batch;
   b.global_batch = cfg.batch.global_batch;
+  b.recompute = cfg.batch.recompute;
   b.steps = timed_steps;
   const double step_s = sum.t_total / timed_steps;
   b.ms_per_step = 1000 * step_s;
@@ -107,9 +108,10 @@ std::string bench_table(const BenchmarkResult& r) {
   const BenchmarkTimeSplit& t = r.time_split;
   return printf_string("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n",
                        m.n_layer, m.n_head, m.n_embd, m.seq_len, r.params) +
-         printf_string(
-             "layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches of %d\n",
-             r.ranks, r.threads, r.global_batch, r.micro_batch) +
+         printf_string("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches "
+                       "of %d; recompute %s\n",
+                       r.ranks, r.threads, r.global_batch, r.micro_batch,
+                       r.recompute == Recompute::block ? "block" : "none") +
          printf_string("throughput  %.0f tokens/s, %.1f ms/step, %.1f GFLOP/s; CPU %.0f%% busy; "
                        "hypervisor steal %.0f%%\n",
                        r.tokens_per_s, r.ms_per_step, r.gflops, 100 * r.cpu_busy,
@@ -156,6 +158,7 @@ std::string bench_json(const BenchmarkResult& r) {
   j["threads"] = r.threads;
   j["micro_batch"] = r.micro_batch;
   j["global_batch"] = r.global_batch;
+  j["recompute"] = r.recompute == Recompute::block ? "block" : "none";
   j["steps"] = r.steps;
   j["tokens_per_s"] = json_number(r.tokens_per_s, "%.1f");
   j["ms_per_step"] = json_number(r.ms_per_step, "%.3f");

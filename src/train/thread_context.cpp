@@ -2,8 +2,8 @@
 
 namespace cllm {
 
-ThreadContext::ThreadContext(const Model& model, int micro_batch)
-    : acts(model.config(), micro_batch), grads(model.layout().total()) {
+ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute)
+    : acts(model.config(), micro_batch, recompute), grads(model.layout().total()) {
   grads.zero();
 }
 

@@ -69,7 +69,8 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
     // Each thread allocates and first-touches its own context.
     const int t = omp_get_thread_num();
     try {
-      contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.batch.micro_batch);
+      contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.batch.micro_batch,
+                                                     cfg_.batch.recompute);
     } catch (const std::bad_alloc&) {
       failures[t] = "cannot allocate its training context";
     } catch (const std::exception& e) {
@@ -121,8 +122,8 @@ StepResult Trainer::train_step(int step) {
     for (int i = mine.begin; i < mine.end; ++i) {
       const std::int32_t* inputs = batch_inputs(i);
       const std::int32_t* targets = batch_targets(i);
-      micro_losses_[first_micro_ + i] = gpt_forward(model, ctx.acts, inputs, targets);
-      gpt_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
+      micro_losses_[first_micro_ + i] =
+          gpt_forward_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
     }
     thread_finished_[omp_get_thread_num()] = omp_get_wtime();
   }

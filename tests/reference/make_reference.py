@@ -298,11 +298,22 @@ def run_adamw(params, tokens, targets):
 
 
 def main():
+    global V, T, L, NH, C, B, HS
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(here, "gpt_reference.bin"),
-                    help="output path (default: gpt_reference.bin beside this script)")
+    ap.add_argument("--long", action="store_true",
+                    help="the long-context case (V=384, T=300, L=1, NH=2, C=16, B=1): its "
+                         "attention spans five query blocks and two key blocks of cllm's "
+                         "tiled kernels; default output gpt_reference_long.bin")
+    ap.add_argument("--out", default=None,
+                    help="output path (default: gpt_reference.bin, or gpt_reference_long.bin "
+                         "with --long, beside this script)")
     args = ap.parse_args()
+    if args.long:
+        V, T, L, NH, C, B = 384, 300, 1, 2, 16, 1
+        HS = C // NH
+    if args.out is None:
+        args.out = os.path.join(here, "gpt_reference_long.bin" if args.long else "gpt_reference.bin")
 
     # One thread: BLAS reductions may be split differently with other thread
     # counts, and the file must be byte-identical on every machine we can.

@@ -1,6 +1,6 @@
 // What one training step should compute, worked out without the Trainer: the
 // mean loss over the step's tokens and its gradient, from a fresh model and
-// gpt_forward + gpt_backward run one micro-batch at a time with
+// gpt_forward_backward run one micro-batch at a time with
 // dloss = 1 / (global_batch x seq_len), summed in double. The Trainer gets
 // there another way (threads and ranks, dloss 1, float sums, one scaling at
 // the end), so agreement checks its split of the work and its loss scaling.
@@ -62,9 +62,8 @@ inline ReferenceStep reference_step(const TrainConfig& cfg, const TokenSource& d
       std::copy_n(window.begin(), T, inputs.begin() + b * T);
       std::copy_n(window.begin() + 1, T, targets.begin() + b * T);
     }
-    loss_sum += gpt_forward(model, acts, inputs.data(), targets.data());
     g.zero();
-    gpt_backward(model, acts, g.span(), inputs.data(), targets.data(), dloss);
+    loss_sum += gpt_forward_backward(model, acts, g.span(), inputs.data(), targets.data(), dloss);
     for (std::size_t i = 0; i < g.size(); ++i) ref.grads[i] += g[i];
   }
   ref.loss = loss_sum / n_tokens;

@@ -37,15 +37,21 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC);
 
-// Causal multi-head self-attention.
-// qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,NH,T,T) keeps the softmax
-// probabilities for the backward pass. Above the diagonal it is written with
-// zeros only near it (inside each block of query rows) and otherwise left
-// as it was: zero it once when it is allocated.
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-// scratch: T*T floats.
+// Causal multi-head self-attention, computed as FlashAttention computes it:
+// in tiles of kAttnQueryBlock query rows by kAttnKeyBlock keys with an online
+// softmax, so that no array of T x T is ever held. qkv (B,T,3C) holds q, k,
+// v; out (B,T,C); lse (B,NH,T) keeps each row's log-sum-exp of its scaled
+// scores, from which the backward pass recomputes the probabilities tile by
+// tile. scratch: attention_scratch_floats() floats, whatever T.
+inline constexpr int kAttnQueryBlock = 64;
+inline constexpr int kAttnKeyBlock = 256;
+std::size_t attention_scratch_floats();
+void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int B, int T,
+                       int C, int NH);
+// dqkv += the gradient through attention of dout; out and lse as the forward
+// pass left them.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* att, int B, int T, int C, int NH);
+                        const float* out, const float* lse, int B, int T, int C, int NH);
 
 // GELU, tanh approximation (GPT-2's), over N elements.
 void gelu_forward(float* out, const float* inp, std::size_t N);

@@ -22,13 +22,12 @@ struct BlockActivations {
   float* ln_1_rstd;  // (B,T)
   float* qkv;        // (B,T,3C)
   float* atty;       // (B,T,C)   attention output before c_proj
-  float* att;        // (B,NH,T,T) softmax probabilities
+  float* att_lse;    // (B,NH,T)  log-sum-exp of each attention row's scores
   float* res_2;      // (B,T,C)   residual stream after attention
   float* ln_2;       // (B,T,C)
   float* ln_2_mean;  // (B,T)
   float* ln_2_rstd;  // (B,T)
-  float* fch;        // (B,T,4C)  c_fc output
-  float* fch_gelu;   // (B,T,4C)
+  float* fch;        // (B,T,4C)  c_fc output (its GELU is recomputed in backward)
   float* res_3;      // (B,T,C)   residual stream after the MLP
 };
 
@@ -44,45 +43,57 @@ struct KernelSeconds {
 
 class GptActivations {
  public:
-  GptActivations(const ModelConfig& config, int batch);
+  GptActivations(const ModelConfig& config, int batch, Recompute recompute = Recompute::none);
 
   int batch() const { return B_; }
+  Recompute recompute() const { return recompute_; }
   std::size_t bytes() const { return buffer_.bytes(); }
   const TensorLayout& layout() const { return layout_; }
 
   float* encoded;  // (B,T,C)
-  std::vector<BlockActivations> h;
+  std::vector<BlockActivations> h;  // Recompute::block: all but res_3 shared
   float* ln_f;       // (B,T,C)
   float* ln_f_mean;  // (B,T)
   float* ln_f_rstd;  // (B,T)
-  float* logits;     // (B,T,V) logits; after a loss, probabilities; after backward, dlogits
+  float* logits;     // (kLogitRows,V) one chunk of positions' logits, then their gradient
   float* losses;     // (B,T)
   // Scratch, reused layer after layer.
   float* proj;   // (B,T,C)  c_proj outputs before the residual add
   float* dres;   // (B,T,C)  gradient of the residual stream
   float* dbtc;   // (B,T,C)
   float* dqkv;   // (B,T,3C)
+  float* gelu;   // (B,T,4C) GELU of the block in hand's fch, then its gradient
   float* dh1;    // (B,T,4C)
-  float* dh2;    // (B,T,4C)
-  float* datt;   // (T,T)
+  float* attn_scratch;  // kernels::attention_scratch_floats(): one tile of scores and its gradient
 
-  KernelSeconds seconds;  // accumulated by gpt_forward and gpt_backward
+  KernelSeconds seconds;  // accumulated by gpt_forward and gpt_forward_backward
 
  private:
   int B_;
+  Recompute recompute_;
   TensorLayout layout_;
   AlignedBuffer<float> buffer_;
 };
 
+// Positions whose logits a pass holds at once: the output head, the loss and
+// their gradients run over the B*T positions this many at a time, so that
+// no (B,T,V) array is ever held.
+inline constexpr int kLogitRows = 64;
+
 // Runs the model on inputs (B,T). With targets, returns the sum over the B*T
-// positions of the cross-entropy loss and leaves probabilities in
-// acts.logits; without, returns 0 and leaves the logits.
+// positions of the cross-entropy loss (acts.losses holds each); without,
+// returns 0 and leaves what gpt_logits needs.
 double gpt_forward(const Model& model, GptActivations& acts, const std::int32_t* inputs,
                    const std::int32_t* targets);
 
-// Adds d(dloss * sum of losses)/d(parameters) into grads (the model's
-// layout). Needs the gpt_forward with targets just run on these activations.
-void gpt_backward(const Model& model, GptActivations& acts, std::span<float> grads,
-                  const std::int32_t* inputs, const std::int32_t* targets, float dloss);
+// Logits (rows, V) of the positions first .. first + rows - 1 (b * T + t)
+// into out, from the gpt_forward just run on these activations.
+void gpt_logits(const Model& model, const GptActivations& acts, int first, int rows, float* out);
+
+// Training's pass: the forward pass with targets, and the backward pass of
+// dloss * (the sum of the losses), added into grads (the model's layout).
+// Returns the loss sum, as gpt_forward does.
+double gpt_forward_backward(const Model& model, GptActivations& acts, std::span<float> grads,
+                            const std::int32_t* inputs, const std::int32_t* targets, float dloss);
 
 }  // namespace cllm

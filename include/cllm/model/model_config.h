@@ -22,6 +22,12 @@ struct ModelConfig {
   double flops_per_token() const;
 };
 
+// What a training pass keeps for its backward pass (gpt.h): every block's
+// activations (none), or each block's output only, the rest recomputed one
+// block at a time in backward (block: about a third more compute, a fraction
+// of the memory, the same results bit for bit).
+enum class Recompute { none, block };
+
 // Named shapes: small = 4 layers, 4 heads, 256 wide, seq 128;
 // medium = 6, 6, 384, seq 256. Throws SettingError for other names.
 ModelConfig preset_config(const std::string& name);

@@ -26,6 +26,7 @@ struct BenchmarkResult {
   ModelConfig model;
   std::size_t params = 0;
   int ranks = 0, threads = 0, micro_batch = 0, global_batch = 0;
+  Recompute recompute = Recompute::none;
   int steps = 0;  // timed
   double tokens_per_s = 0, ms_per_step = 0, gflops = 0, flops_per_token = 0;
   std::size_t thread_context_bytes = 0;

@@ -35,6 +35,7 @@ struct BatchConfig {
   int global_batch = 32;   // sequences per optimizer step, over all ranks
   int threads = 1;         // OpenMP threads per rank
   double bucket_mb = 4.0;  // gradient allreduce bucket size, MiB
+  Recompute recompute = Recompute::none;  // memory for compute; the results are the same
 
   int micro_batches_per_step() const { return global_batch / micro_batch; }
   // The global batch must split into whole micro-batches on each of
