@@ -556,13 +556,16 @@ TEST(MetricsFormat, RecordsKeepTheirKeysOrderAndDigits) {
   r.val_loss = 2.3871;
   EXPECT_EQ(format_json_line(r),
             "{\"step\":100,\"loss\":2.4012346,\"lr\":0.001,\"grad_norm\":0.412346,"
-            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,\"val_loss\":2.3871}");
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,\"val_loss\":2.3871,"
+            "\"precision\":\"fp32\"}");
   r.loss = std::numeric_limits<double>::quiet_NaN();
   r.grad_norm = std::numeric_limits<double>::infinity();
   r.val_loss.reset();
+  r.precision = kernels::Precision::bf16;
   EXPECT_EQ(format_json_line(r),
             "{\"step\":100,\"loss\":null,\"lr\":0.001,\"grad_norm\":null,"
-            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0}");
+            "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,"
+            "\"precision\":\"bf16\"}");
 }
 
 // A resumed run's MetricsFile keeps the records through the checkpoint's

@@ -380,12 +380,12 @@ TEST_F(CliTest, SlowBlasKernelsGetOneWarningWithTheFix) {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
     GTEST_SKIP() << "this CPU has no AVX2 and FMA: the Prescott kernels are no worse";
   const Args args = {"bench", "--preset", "small", "--layers", "1", "--steps", "1",
-                     "--warmup-steps", "0", "--json"};
+                     "--warmup-steps", "0", "--json", "--matmul", "openblas"};
   const ProcessResult slow = run(args, {"OPENBLAS_CORETYPE=Prescott"});
   ASSERT_EQ(slow.exit_code, 0) << slow.err;
   const Json slow_json = parsed_json(slow.out);
   ASSERT_TRUE(slow_json.is_object()) << slow.out;
-  EXPECT_EQ(slow_json.value("blas", "").rfind("OpenBLAS ", 0), 0u) << slow.out;
+  EXPECT_EQ(slow_json.value("matmul", "").rfind("OpenBLAS ", 0), 0u) << slow.out;
   EXPECT_TRUE(contains(slow.out, "(Prescott kernels)")) << slow.out;
   const auto lines = split_lines(slow.err);
   ASSERT_EQ(lines.size(), 1u) << slow.err;
@@ -399,6 +399,14 @@ TEST_F(CliTest, SlowBlasKernelsGetOneWarningWithTheFix) {
   ASSERT_EQ(fast.exit_code, 0) << fast.err;
   EXPECT_TRUE(contains(fast.out, "(Haswell kernels)")) << fast.out;
   EXPECT_EQ(fast.err, "");
+
+  // OpenBLAS's kernels do not matter when oneDNN multiplies (the default).
+  Args onednn = args;
+  onednn.resize(onednn.size() - 2);
+  const ProcessResult other = run(onednn, {"OPENBLAS_CORETYPE=Prescott"});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_EQ(parsed_json(other.out).value("matmul", "").rfind("oneDNN ", 0), 0u) << other.out;
+  EXPECT_EQ(other.err, "");
 }
 
 }  // namespace

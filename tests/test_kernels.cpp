@@ -64,6 +64,7 @@ class KernelTest : public ::testing::Test {
  protected:
   void SetUp() override { k::use_single_threaded_blas(); }
   Rng rng{20240601};
+  k::MatrixEngine engine;  // oneDNN, fp32: the default
 };
 
 // ---------------------------------------------------------------- encoder
@@ -146,7 +147,7 @@ TEST_F(KernelTest, LayernormBackwardMatchesFiniteDifferences) {
 
 // ---------------------------------------------------------------- matmul
 
-void check_matmul(Rng& rng, bool with_bias) {
+void check_matmul(k::MatrixEngine& engine, Rng& rng, bool with_bias) {
   Vec inp = random_vec(static_cast<std::size_t>(N) * C, rng);
   Vec weight = random_vec(static_cast<std::size_t>(OC) * C, rng, 0.5f);
   Vec bias = random_vec(OC, rng);
@@ -155,7 +156,7 @@ void check_matmul(Rng& rng, bool with_bias) {
   const float* bias_ptr = with_bias ? bias.data() : nullptr;
 
   // The forward against a naive triple loop in double.
-  k::matmul_forward(out.data(), inp.data(), weight.data(), bias_ptr, N, C, OC);
+  k::matmul_forward(engine, out.data(), inp.data(), weight.data(), bias_ptr, N, C, OC);
   for (int n = 0; n < N; ++n)
     for (int o = 0; o < OC; ++o) {
       double s = with_bias ? bias[o] : 0.0;
@@ -164,11 +165,11 @@ void check_matmul(Rng& rng, bool with_bias) {
     }
 
   auto loss = [&] {
-    k::matmul_forward(out.data(), inp.data(), weight.data(), bias_ptr, N, C, OC);
+    k::matmul_forward(engine, out.data(), inp.data(), weight.data(), bias_ptr, N, C, OC);
     return weighted_sum(out, R);
   };
   Vec dinp(inp.size(), 0.0f), dweight(weight.size(), 0.0f), dbias(OC, 0.0f);
-  k::matmul_backward(dinp.data(), dweight.data(), with_bias ? dbias.data() : nullptr, R.data(),
+  k::matmul_backward(engine, dinp.data(), dweight.data(), with_bias ? dbias.data() : nullptr, R.data(),
                      inp.data(), weight.data(), N, C, OC);
   expect_matches_fd("dinp", inp, dinp, loss);
   expect_matches_fd("dweight", weight, dweight, loss);
@@ -178,8 +179,8 @@ void check_matmul(Rng& rng, bool with_bias) {
     EXPECT_EQ(max_abs(dbias), 0.0f);
 }
 
-TEST_F(KernelTest, MatmulWithBiasBackwardMatchesFiniteDifferences) { check_matmul(rng, true); }
-TEST_F(KernelTest, MatmulWithoutBiasBackwardMatchesFiniteDifferences) { check_matmul(rng, false); }
+TEST_F(KernelTest, MatmulWithBiasBackwardMatchesFiniteDifferences) { check_matmul(engine, rng, true); }
+TEST_F(KernelTest, MatmulWithoutBiasBackwardMatchesFiniteDifferences) { check_matmul(engine, rng, false); }
 
 // ---------------------------------------------------------------- attention
 
@@ -189,7 +190,7 @@ constexpr std::size_t kLse = static_cast<std::size_t>(B) * NH * T;
 TEST_F(KernelTest, AttentionForwardIsCausalSoftmax) {
   Vec qkv = random_vec(kQkv, rng);
   Vec out(static_cast<std::size_t>(N) * C), lse(kLse), scratch(k::attention_scratch_floats());
-  k::attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
+  k::attention_forward(engine, out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
   const int hs = C / NH;
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h)
@@ -220,12 +221,12 @@ TEST_F(KernelTest, AttentionBackwardMatchesFiniteDifferences) {
   const Vec R = random_vec(static_cast<std::size_t>(N) * C, rng);
   Vec out(R.size()), lse(kLse), scratch(k::attention_scratch_floats());
   auto loss = [&] {
-    k::attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
+    k::attention_forward(engine, out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
     return weighted_sum(out, R);
   };
   loss();
   Vec dqkv(kQkv, 0.0f);
-  k::attention_backward(dqkv.data(), scratch.data(), R.data(), qkv.data(), out.data(), lse.data(),
+  k::attention_backward(engine, dqkv.data(), scratch.data(), R.data(), qkv.data(), out.data(), lse.data(),
                         B, T, C, NH);
   expect_matches_fd("dqkv", qkv, dqkv, loss);
 }
@@ -233,14 +234,14 @@ TEST_F(KernelTest, AttentionBackwardMatchesFiniteDifferences) {
 TEST_F(KernelTest, AttentionGradientIsCausal) {
   const Vec qkv = random_vec(kQkv, rng);
   Vec out(static_cast<std::size_t>(N) * C), lse(kLse), scratch(k::attention_scratch_floats());
-  k::attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
+  k::attention_forward(engine, out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
       // Upstream gradient only on the outputs at (b, t).
       Vec R(out.size(), 0.0f);
       for (int c = 0; c < C; ++c) R[(b * T + t) * C + c] = 1.0f + 0.1f * c;
       Vec dqkv(kQkv, 0.0f);
-      k::attention_backward(dqkv.data(), scratch.data(), R.data(), qkv.data(), out.data(),
+      k::attention_backward(engine, dqkv.data(), scratch.data(), R.data(), qkv.data(), out.data(),
                             lse.data(), B, T, C, NH);
       for (int b2 = 0; b2 < B; ++b2)
         for (int t2 = 0; t2 < T; ++t2) {
@@ -266,7 +267,7 @@ TEST_F(KernelTest, AttentionGradientIsCausal) {
   for (int b = 0; b < B; ++b)
     for (int c = C; c < 3 * C; ++c) qkv2[(b * T + t_last) * 3 * C + c] += 5.0f;
   Vec out2(out.size()), lse2(kLse);
-  k::attention_forward(out2.data(), lse2.data(), scratch.data(), qkv2.data(), B, T, C, NH);
+  k::attention_forward(engine, out2.data(), lse2.data(), scratch.data(), qkv2.data(), B, T, C, NH);
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t)
       for (int c = 0; c < C; ++c) {
@@ -290,6 +291,7 @@ class AttentionLength : public ::testing::TestWithParam<int> {};
 TEST_P(AttentionLength, TiledKernelsMatchNaiveDoubleAndStoredProbabilities) {
   const int LT = GetParam();
   constexpr int LB = 2, LC = 32, LNH = 2, hs = LC / LNH;
+  k::MatrixEngine engine;
   Rng rng(LT);
   const std::size_t nqkv = static_cast<std::size_t>(LB) * LT * 3 * LC;
   const std::size_t nout = static_cast<std::size_t>(LB) * LT * LC;
@@ -297,8 +299,8 @@ TEST_P(AttentionLength, TiledKernelsMatchNaiveDoubleAndStoredProbabilities) {
   const Vec dout = random_vec(nout, rng);
   Vec out(nout), lse(static_cast<std::size_t>(LB) * LNH * LT),
       scratch(k::attention_scratch_floats()), dqkv(nqkv, 0.0f);
-  k::attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), LB, LT, LC, LNH);
-  k::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), out.data(),
+  k::attention_forward(engine, out.data(), lse.data(), scratch.data(), qkv.data(), LB, LT, LC, LNH);
+  k::attention_backward(engine, dqkv.data(), scratch.data(), dout.data(), qkv.data(), out.data(),
                         lse.data(), LB, LT, LC, LNH);
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
@@ -528,19 +530,19 @@ TEST_F(KernelTest, BackwardsAccumulate) {
   const Vec w = random_vec(static_cast<std::size_t>(OC) * C, rng);
   Vec dw(w.size()), db(OC);
   expect_accumulates("matmul", {&dinp, &dw, &db}, [&] {
-    k::matmul_backward(dinp.data(), dw.data(), db.data(), dNOC.data(), inp.data(), w.data(), N,
+    k::matmul_backward(engine, dinp.data(), dw.data(), db.data(), dNOC.data(), inp.data(), w.data(), N,
                        C, OC);
   });
   expect_accumulates("matmul without bias", {&dinp, &dw}, [&] {
-    k::matmul_backward(dinp.data(), dw.data(), nullptr, dNOC.data(), inp.data(), w.data(), N, C,
+    k::matmul_backward(engine, dinp.data(), dw.data(), nullptr, dNOC.data(), inp.data(), w.data(), N, C,
                        OC);
   });
 
   const Vec qkv = random_vec(kQkv, rng);
   Vec lse(kLse), scratch(k::attention_scratch_floats()), dqkv(kQkv);
-  k::attention_forward(out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
+  k::attention_forward(engine, out.data(), lse.data(), scratch.data(), qkv.data(), B, T, C, NH);
   expect_accumulates("attention", {&dqkv}, [&] {
-    k::attention_backward(dqkv.data(), scratch.data(), dNC.data(), qkv.data(), out.data(),
+    k::attention_backward(engine, dqkv.data(), scratch.data(), dNC.data(), qkv.data(), out.data(),
                           lse.data(), B, T, C, NH);
   });
 

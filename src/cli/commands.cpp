@@ -100,6 +100,24 @@ void add_recompute_option(CLI::App& app, BatchConfig& batch) {
       ->default_str("none");
 }
 
+void add_matmul_options(CLI::App& app, BatchConfig& batch) {
+  using kernels::MatmulEngine, kernels::Precision;
+  const std::map<std::string, MatmulEngine> engines = {{"onednn", MatmulEngine::onednn},
+                                                       {"openblas", MatmulEngine::openblas}};
+  app.add_option("--matmul", batch.matmul.engine,
+                 "Matrix engine: onednn (kernels chosen by CPU features) or openblas (sgemm, "
+                 "kernels chosen by CPU model; fp32 only)")
+      ->transform(CLI::CheckedTransformer(engines, CLI::ignore_case))
+      ->default_str("onednn");
+  const std::map<std::string, Precision> precisions = {{"fp32", Precision::fp32},
+                                                       {"bf16", Precision::bf16}};
+  app.add_option("--precision", batch.matmul.precision,
+                 "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation (weights, "
+                 "optimizer, norms, softmax and loss stay fp32)")
+      ->transform(CLI::CheckedTransformer(precisions, CLI::ignore_case))
+      ->default_str("fp32");
+}
+
 void add_check_option(CLI::App& app, RunPolicy& policy) {
   app.add_option("--check-every", policy.check_every,
                  "Steps between cross-rank parameter checksums (0: at the end only)");
@@ -146,6 +164,7 @@ struct Train {
                    "Consecutive non-finite steps (skipped) before the run stops");
     app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
     add_recompute_option(app, cfg.batch);
+    add_matmul_options(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
   }
@@ -191,6 +210,7 @@ struct Bench {
                                      "the byte tokenizer's; 50257 is GPT-2's]");
     app.add_option("--seed", cfg.seed, "Seed");
     add_recompute_option(app, cfg.batch);
+    add_matmul_options(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
   }

@@ -1,8 +1,6 @@
 // Kernels of a GPT-2 block: plain loop nests for the elementwise and
-// per-row work, the BLAS for every matrix product. See cllm/kernels/kernels.h.
+// per-row work, the thread's MatrixEngine for every matrix product. See cllm/kernels/kernels.h.
 #include "cllm/kernels/kernels.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <bit>
@@ -91,10 +89,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 // ---------------------------------------------------------------- matmul
 
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    int N, int C, int OC) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f,
-              out, OC);
+void matmul_forward(MatrixEngine& engine, float* out, const float* inp, Weight weight,
+                    const float* bias, int N, int C, int OC) {
+  engine.multiply(N, OC, C, 1.0f, {inp, C}, {weight.values, C, true, weight.low}, 0.0f, out, OC);
   if (!bias) return;
   for (int n = 0; n < N; ++n) {
     float* o = out + static_cast<std::size_t>(n) * OC;
@@ -102,14 +99,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
   }
 }
 
-void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int C, int OC) {
+void matmul_backward(MatrixEngine& engine, float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, Weight weight, int N, int C, int OC) {
   // dinp (N,C) += dout (N,OC) @ weight (OC,C)
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
-              1.0f, dinp, C);
+  engine.multiply(N, C, OC, 1.0f, {dout, OC}, {weight.values, C, false, weight.low}, 1.0f, dinp,
+                  C);
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-              dweight, C);
+  engine.multiply(OC, C, N, 1.0f, {dout, OC, true}, {inp, C}, 1.0f, dweight, C);
   if (!dbias) return;
   for (int n = 0; n < N; ++n) {
     const float* d = dout + static_cast<std::size_t>(n) * OC;
@@ -144,11 +140,10 @@ inline float exp_nonpositive(float x) {
 // p (rows, cols; leading dimension kAttnKeyBlock) = q[r0:r0+rows] @
 // k[c0:c0+cols]^T * scale: one tile of scores. q and k are one head's
 // columns of qkv, rows C3 apart.
-void tile_scores(float* p, const float* q, const float* k, int r0, int c0, int rows, int cols,
-                 int hs, int C3, float scale) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hs, scale,
-              q + static_cast<std::size_t>(r0) * C3, C3, k + static_cast<std::size_t>(c0) * C3,
-              C3, 0.0f, p, kAttnKeyBlock);
+void tile_scores(MatrixEngine& engine, float* p, const float* q, const float* k, int r0, int c0,
+                 int rows, int cols, int hs, int C3, float scale) {
+  engine.multiply(rows, cols, hs, scale, {q + static_cast<std::size_t>(r0) * C3, C3},
+                  {k + static_cast<std::size_t>(c0) * C3, C3, true}, 0.0f, p, kAttnKeyBlock);
 }
 
 }  // namespace
@@ -164,8 +159,8 @@ std::size_t attention_scratch_floats() {
 // least the tile's first key: `seen` below is never 0.
 static_assert(kAttnKeyBlock % kAttnQueryBlock == 0);
 
-void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int B, int T,
-                       int C, int NH) {
+void attention_forward(MatrixEngine& engine, float* out, float* lse, float* scratch,
+                       const float* qkv, int B, int T, int C, int NH) {
   constexpr int QB = kAttnQueryBlock, KB = kAttnKeyBlock;
   const int hs = C / NH;
   const int C3 = 3 * C;
@@ -189,7 +184,7 @@ void attention_forward(float* out, float* lse, float* scratch, const float* qkv,
         }
         for (int c0 = 0; c0 < r1; c0 += KB) {
           const int cols = std::min(KB, r1 - c0);
-          tile_scores(p, q, k, r0, c0, rows, cols, hs, C3, scale);
+          tile_scores(engine, p, q, k, r0, c0, rows, cols, hs, C3, scale);
           // Online softmax: a larger maximum rescales what the row has summed so far.
           for (int i = 0; i < rows; ++i) {
             float* pi = p + static_cast<std::size_t>(i) * KB;
@@ -212,9 +207,8 @@ void attention_forward(float* out, float* lse, float* scratch, const float* qkv,
             }
           }
           // o[r0:r1] (rows, hs) += p @ v[c0:c0+cols]
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, cols, 1.0f, p, KB,
-                      v + static_cast<std::size_t>(c0) * C3, C3, 1.0f,
-                      o + static_cast<std::size_t>(r0) * C, C);
+          engine.multiply(rows, hs, cols, 1.0f, {p, KB}, {v + static_cast<std::size_t>(c0) * C3, C3},
+                          1.0f, o + static_cast<std::size_t>(r0) * C, C);
         }
         for (int i = 0; i < rows; ++i) {
           float* oi = o + static_cast<std::size_t>(r0 + i) * C;
@@ -226,8 +220,9 @@ void attention_forward(float* out, float* lse, float* scratch, const float* qkv,
     }
 }
 
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* out, const float* lse, int B, int T, int C, int NH) {
+void attention_backward(MatrixEngine& engine, float* dqkv, float* scratch, const float* dout,
+                        const float* qkv, const float* out, const float* lse, int B, int T, int C,
+                        int NH) {
   constexpr int QB = kAttnQueryBlock, KB = kAttnKeyBlock;
   const int hs = C / NH;
   const int C3 = 3 * C;
@@ -261,7 +256,7 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
         for (int c0 = 0; c0 < r1; c0 += KB) {
           const int cols = std::min(KB, r1 - c0);
           // p = exp(scores - lse), the forward's probabilities
-          tile_scores(p, q, k, r0, c0, rows, cols, hs, C3, scale);
+          tile_scores(engine, p, q, k, r0, c0, rows, cols, hs, C3, scale);
           for (int i = 0; i < rows; ++i) {
             float* pi = p + static_cast<std::size_t>(i) * KB;
             const int seen = std::min(cols, r0 + i - c0 + 1);
@@ -271,10 +266,10 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
             std::fill(pi + seen, pi + cols, 0.0f);
           }
           // dp = dout[r0:r1] @ v[c0:c0+cols]^T;  dv[c0:c0+cols] += p^T @ dout[r0:r1]
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hs, 1.0f, dyb, C,
-                      v + static_cast<std::size_t>(c0) * C3, C3, 0.0f, dp, KB);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hs, rows, 1.0f, p, KB, dyb, C,
-                      1.0f, dv + static_cast<std::size_t>(c0) * C3, C3);
+          engine.multiply(rows, cols, hs, 1.0f, {dyb, C}, {v + static_cast<std::size_t>(c0) * C3, C3, true},
+                          0.0f, dp, KB);
+          engine.multiply(cols, hs, rows, 1.0f, {p, KB, true}, {dyb, C}, 1.0f,
+                          dv + static_cast<std::size_t>(c0) * C3, C3);
           // Softmax backward: dscore = p * (dp - dot) * scale (0 where masked, as p is).
           for (int i = 0; i < rows; ++i) {
             const float* pi = p + static_cast<std::size_t>(i) * KB;
@@ -282,12 +277,11 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
             for (int j = 0; j < cols; ++j) di[j] = pi[j] * (di[j] - dot[i]) * scale;
           }
           // dq[r0:r1] += dscore @ k[c0:c0+cols];  dk[c0:c0+cols] += dscore^T @ q[r0:r1]
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, cols, 1.0f, dp, KB,
-                      k + static_cast<std::size_t>(c0) * C3, C3, 1.0f,
-                      dq + static_cast<std::size_t>(r0) * C3, C3);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hs, rows, 1.0f, dp, KB,
-                      q + static_cast<std::size_t>(r0) * C3, C3, 1.0f,
-                      dk + static_cast<std::size_t>(c0) * C3, C3);
+          engine.multiply(rows, hs, cols, 1.0f, {dp, KB}, {k + static_cast<std::size_t>(c0) * C3, C3},
+                          1.0f, dq + static_cast<std::size_t>(r0) * C3, C3);
+          engine.multiply(cols, hs, rows, 1.0f, {dp, KB, true},
+                          {q + static_cast<std::size_t>(r0) * C3, C3}, 1.0f,
+                          dk + static_cast<std::size_t>(c0) * C3, C3);
         }
       }
     }

@@ -14,8 +14,9 @@ namespace cllm {
 
 namespace k = kernels;
 
-GptActivations::GptActivations(const ModelConfig& c, int batch, Recompute recompute)
-    : B_(batch), recompute_(recompute) {
+GptActivations::GptActivations(const ModelConfig& c, int batch, Recompute recompute,
+                               k::MatmulOptions matmul_options)
+    : matmul(matmul_options), B_(batch), recompute_(recompute) {
   const std::int64_t B = batch, T = c.seq_len, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
   auto& l = layout_;
   l.add("encoded", {B, T, C});
@@ -110,25 +111,28 @@ namespace {
 
 // Block l's forward pass, from its input x (the residual stream) into a.h[l].
 // p: model.tensors().
-void block_forward(const Model& model, const GptTensors<const float>& p, GptActivations& a, int l,
-                   const float* x, KernelClock& clock) {
+void block_forward(const Model& model, const GptTensors<const float>& p,
+                   const GptTensors<const k::bf16>& low, GptActivations& a, int l, const float* x,
+                   KernelClock& clock) {
   const ModelConfig& c = model.config();
   const int B = a.batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
   const int N = B * T;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   const BlockTensors<const float>& w = p.h[l];
+  const BlockTensors<const k::bf16>& lw = low.h[l];
   BlockActivations& s = a.h[l];
   const auto matmul = clock.timed(a.seconds.matmul, k::matmul_forward);
   const auto attention = clock.timed(a.seconds.attention, k::attention_forward);
+  k::MatrixEngine& mm = a.matmul;
   k::layernorm_forward(s.ln_1, s.ln_1_mean, s.ln_1_rstd, x, w.ln_1_w, w.ln_1_b, N, C);
-  matmul(s.qkv, s.ln_1, w.attn_w, w.attn_b, N, C, 3 * C);
-  attention(s.atty, s.att_lse, a.attn_scratch, s.qkv, B, T, C, NH);
-  matmul(a.proj, s.atty, w.attn_proj_w, w.attn_proj_b, N, C, C);
+  matmul(mm, s.qkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), w.attn_b, N, C, 3 * C);
+  attention(mm, s.atty, s.att_lse, a.attn_scratch, s.qkv, B, T, C, NH);
+  matmul(mm, a.proj, s.atty, k::Weight(w.attn_proj_w, lw.attn_proj_w), w.attn_proj_b, N, C, C);
   k::residual_forward(s.res_2, x, a.proj, NC);
   k::layernorm_forward(s.ln_2, s.ln_2_mean, s.ln_2_rstd, s.res_2, w.ln_2_w, w.ln_2_b, N, C);
-  matmul(s.fch, s.ln_2, w.fc_w, w.fc_b, N, C, 4 * C);
+  matmul(mm, s.fch, s.ln_2, k::Weight(w.fc_w, lw.fc_w), w.fc_b, N, C, 4 * C);
   k::gelu_forward(a.gelu, s.fch, NC * 4);
-  matmul(a.proj, a.gelu, w.mlp_proj_w, w.mlp_proj_b, N, 4 * C, C);
+  matmul(mm, a.proj, a.gelu, k::Weight(w.mlp_proj_w, lw.mlp_proj_w), w.mlp_proj_b, N, 4 * C, C);
   k::residual_forward(s.res_3, s.res_2, a.proj, NC);
 }
 
@@ -144,8 +148,10 @@ void trunk_forward(const Model& model, GptActivations& a, const std::int32_t* in
   const ModelConfig& c = model.config();
   const int B = a.batch(), T = c.seq_len, C = c.n_embd;
   const GptTensors<const float> p = model.tensors();
+  const GptTensors<const k::bf16> low = model.bf16_tensors();
   k::encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
-  for (int l = 0; l < c.n_layer; ++l) block_forward(model, p, a, l, block_input(a, l), clock);
+  for (int l = 0; l < c.n_layer; ++l)
+    block_forward(model, p, low, a, l, block_input(a, l), clock);
   k::layernorm_forward(a.ln_f, a.ln_f_mean, a.ln_f_rstd, block_input(a, c.n_layer), p.ln_f_w,
                        p.ln_f_b, B * T, C);
 }
@@ -166,19 +172,21 @@ double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* in
   const ModelConfig& c = model.config();
   const int C = c.n_embd, V = c.vocab_size;
   const auto matmul = clock.timed(a.seconds.matmul, k::matmul_forward);
-  const float* wte = model.tensors().wte;
+  const k::Weight wte(model.tensors().wte, model.bf16_tensors().wte);
   double loss = 0.0;
   by_chunks(a.batch() * c.seq_len, [&](int first, int rows) {
-    matmul(a.logits, a.ln_f + static_cast<std::size_t>(first) * C, wte, nullptr, rows, C, V);
+    matmul(a.matmul, a.logits, a.ln_f + static_cast<std::size_t>(first) * C, wte, nullptr, rows, C,
+           V);
     loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
   });
   return loss;
 }
 
-void gpt_logits(const Model& model, const GptActivations& a, int first, int rows, float* out) {
+void gpt_logits(const Model& model, GptActivations& a, int first, int rows, float* out) {
   const ModelConfig& c = model.config();
-  k::matmul_forward(out, a.ln_f + static_cast<std::size_t>(first) * c.n_embd, model.tensors().wte,
-                    nullptr, rows, c.n_embd, c.vocab_size);
+  k::matmul_forward(a.matmul, out, a.ln_f + static_cast<std::size_t>(first) * c.n_embd,
+                    k::Weight(model.tensors().wte, model.bf16_tensors().wte), nullptr, rows,
+                    c.n_embd, c.vocab_size);
 }
 
 double gpt_forward_backward(const Model& model, GptActivations& a, std::span<float> grads,
@@ -188,7 +196,9 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   const int N = B * T;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   const GptTensors<const float> p = model.tensors();
+  const GptTensors<const k::bf16> low = model.bf16_tensors();
   const GptTensors<float> g = gpt_tensors(model.layout(), c.n_layer, grads.data());
+  k::MatrixEngine& mm = a.matmul;
   KernelClock clock(a.seconds);
   trunk_forward(model, a, inputs, clock);
   const auto matmul_fwd = clock.timed(a.seconds.matmul, k::matmul_forward);
@@ -199,13 +209,14 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   // gradients at once, so wte gets its second gradient here and a.dbtc
   // d(loss)/d(ln_f).
   std::fill_n(a.dbtc, NC, 0.0f);
+  const k::Weight wte(p.wte, low.wte);
   double loss = 0.0;
   by_chunks(N, [&](int first, int rows) {
     const float* ln_f = a.ln_f + static_cast<std::size_t>(first) * C;
-    matmul_fwd(a.logits, ln_f, p.wte, nullptr, rows, C, V);
+    matmul_fwd(mm, a.logits, ln_f, wte, nullptr, rows, C, V);
     loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
     k::crossentropy_backward(a.logits, a.logits, targets + first, dloss, rows, V);
-    matmul(a.dbtc + static_cast<std::size_t>(first) * C, g.wte, nullptr, a.logits, ln_f, p.wte,
+    matmul(mm, a.dbtc + static_cast<std::size_t>(first) * C, g.wte, nullptr, a.logits, ln_f, wte,
            rows, C, V);
   });
   std::fill_n(a.dres, NC, 0.0f);
@@ -216,6 +227,7 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   // each residual add passes it through unchanged and each branch adds to it.
   for (int l = c.n_layer - 1; l >= 0; --l) {
     const BlockTensors<const float>& w = p.h[l];
+    const BlockTensors<const k::bf16>& lw = low.h[l];
     const BlockTensors<float>& dw = g.h[l];
     BlockActivations& s = a.h[l];
     const float* x = block_input(a, l);
@@ -223,27 +235,30 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
     // block's; run this block's forward again. Same kernels, same inputs:
     // the same bits as if they had been kept.
     if (a.recompute() == Recompute::block && l != c.n_layer - 1)
-      block_forward(model, p, a, l, x, clock);
+      block_forward(model, p, low, a, l, x, clock);
 
     // MLP branch: res_3 = res_2 + c_proj(gelu(c_fc(ln_2(res_2)))); the GELU
     // output is recomputed rather than kept, 4C floats a position per layer.
     k::gelu_forward(a.gelu, s.fch, NC * 4);
     std::fill_n(a.dh1, NC * 4, 0.0f);
-    matmul(a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu, w.mlp_proj_w, N, 4 * C, C);
+    matmul(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
+           k::Weight(w.mlp_proj_w, lw.mlp_proj_w), N, 4 * C, C);
     std::fill_n(a.gelu, NC * 4, 0.0f);
     k::gelu_backward(a.gelu, s.fch, a.dh1, NC * 4);
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, w.fc_w, N, C, 4 * C);
+    matmul(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N, C, 4 * C);
     k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
                           s.ln_2_rstd, N, C);
 
     // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty, w.attn_proj_w, N, C, C);
+    matmul(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
+           k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
     std::fill_n(a.dqkv, NC * 3, 0.0f);
-    attention(a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
+    attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, w.attn_w, N, C, 3 * C);
+    matmul(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), N, C,
+           3 * C);
     k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
                           s.ln_1_rstd, N, C);
   }

@@ -1,5 +1,6 @@
 #include "cllm/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,8 @@ GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base) {
 
 template GptTensors<float> gpt_tensors(const TensorLayout&, int, float*);
 template GptTensors<const float> gpt_tensors(const TensorLayout&, int, const float*);
+template GptTensors<const kernels::bf16> gpt_tensors(const TensorLayout&, int,
+                                                     const kernels::bf16*);
 
 // Validated before any size is computed from it.
 static const ModelConfig& validated(const ModelConfig& c) {
@@ -84,12 +87,38 @@ std::span<const float> Model::tensor(std::string_view name) const {
 }
 
 std::span<float> Model::tensor(std::string_view name) {
+  bf16_current_ = false;
   const TensorSpec* s = layout_.find(name);
   if (!s) throw std::out_of_range("no parameter named " + std::string(name));
   return {params_.data() + s->offset, s->numel};
 }
 
+void Model::update_bf16_copy(int threads) {
+  if (params_bf16_.size() != params_.size()) params_bf16_ = AlignedBuffer<kernels::bf16>(params_.size());
+  const std::size_t n = params_.size();
+  const std::size_t block = 1 << 16;
+  const auto blocks = static_cast<std::int64_t>((n + block - 1) / block);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t i = 0; i < blocks; ++i) {
+    const std::size_t first = static_cast<std::size_t>(i) * block;
+    kernels::to_bf16(params_bf16_.data() + first, params_.data() + first,
+                     std::min(block, n - first));
+  }
+  bf16_current_ = true;
+}
+
+GptTensors<const kernels::bf16> Model::bf16_tensors() const {
+  if (!bf16_current_) {
+    GptTensors<const kernels::bf16> none{};
+    none.h.resize(config_.n_layer);
+    return none;
+  }
+  return gpt_tensors(layout_, config_.n_layer,
+                     static_cast<const kernels::bf16*>(params_bf16_.data()));
+}
+
 void Model::init_gpt2(std::uint64_t seed) {
+  bf16_current_ = false;
   params_.zero();
   Rng rng(seed);
   const float residual_std = 0.02f / std::sqrt(2.0f * config_.n_layer);

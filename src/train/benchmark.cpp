@@ -38,7 +38,7 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
     data.val.assign(data.train.begin(), data.train.begin() + 4 * config.model.seq_len);
     trainer = std::make_unique<Trainer>(config, data, comm);
   });
-  if (comm.is_root()) warn_if_blas_is_slow();
+  if (comm.is_root()) warn_about_matmul(config.batch.matmul);
   return run_benchmark(*trainer, comm, bench.warmup_steps, bench.steps);
 }
 
@@ -87,7 +87,8 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.cpu_steal = ticks > 0 ? (machine_at_end.steal - machine_at_start.steal) / ticks : 0;
   b.thread_context_bytes = trainer.thread_context_bytes();
   b.peak_rss_bytes = peak_rss_bytes();
-  b.blas = kernels::blas_name();
+  b.matmul = kernels::matmul_engine_name(cfg.batch.matmul.engine);
+  b.precision = cfg.batch.matmul.precision;
   const auto share = [&](double t) { return t / sum.t_total; };
   BenchmarkTimeSplit& split = b.time_split;
   split.data = share(sum.t_data);
@@ -124,7 +125,7 @@ std::string bench_table(const BenchmarkResult& r) {
                        100 * t.thread_reduce, 100 * t.allreduce, 100 * t.optimizer) +
          printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                        r.thread_context_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0) +
-         printf_string("blas        %s\n", r.blas.c_str());
+         printf_string("matmul      %s, %s\n", r.matmul.c_str(), kernels::to_string(r.precision));
 }
 
 std::string bench_json(const BenchmarkResult& r) {
@@ -168,7 +169,8 @@ std::string bench_json(const BenchmarkResult& r) {
   j["peak_rss_bytes"] = whole(r.peak_rss_bytes);
   j["cpu_busy"] = json_number(r.cpu_busy, "%.3f");
   j["cpu_steal"] = json_number(r.cpu_steal, "%.3f");
-  j["blas"] = r.blas;
+  j["matmul"] = r.matmul;
+  j["precision"] = kernels::to_string(r.precision);
   j["time_split"] = std::move(split);
   return j.dump() + "\n";
 }

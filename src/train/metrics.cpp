@@ -28,9 +28,10 @@ std::string format_duration(double s) {
 
 std::string format_log_line(const LogRecord& r) {
   std::string s = printf_string(
-      "step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.1f ms/step | ETA %s",
+      "step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s %s | %.1f ms/step | ETA %s",
       static_cast<int>(std::to_string(r.total_steps).size()), r.step, r.total_steps, r.loss,
-      r.lr, r.grad_norm, r.tokens_per_s, r.ms_per_step, format_duration(r.eta_s).c_str());
+      r.lr, r.grad_norm, r.tokens_per_s, kernels::to_string(r.precision), r.ms_per_step,
+      format_duration(r.eta_s).c_str());
   if (r.val_loss) s += printf_string(" | val loss %.4f", *r.val_loss);
   return s;
 }
@@ -48,6 +49,7 @@ std::string format_json_line(const LogRecord& r) {
   j["ms_per_step"] = json_number(r.ms_per_step, "%.3f");
   j["eta_s"] = json_number(r.eta_s, "%.1f");
   if (r.val_loss) j["val_loss"] = json_number(*r.val_loss, "%.8g");
+  j["precision"] = kernels::to_string(r.precision);
   return j.dump();
 }
 

@@ -10,15 +10,19 @@
 #include <nlohmann/json.hpp>
 
 #include "cllm/kernels/blas.h"
+#include "cllm/kernels/matmul.h"
 
 namespace cllm {
 
-// The BLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say
+// OpenBLAS may run kernels far below the CPU's (see cllm/kernels/blas.h): say
 // so on stderr, with the fix, before a long run goes slowly for no visible
 // reason.
-inline void warn_if_blas_is_slow() {
-  if (const std::string warning = kernels::blas_kernel_warning(); !warning.empty())
-    std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
+// bf16 on a CPU without bf16 instructions runs, slowly: say that too.
+inline void warn_about_matmul(const kernels::MatmulOptions& matmul) {
+  std::string warning;
+  if (matmul.engine == kernels::MatmulEngine::openblas) warning = kernels::blas_kernel_warning();
+  if (matmul.precision == kernels::Precision::bf16) warning = kernels::bf16_support_warning();
+  if (!warning.empty()) std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
 }
 
 // printf into a std::string, of any length.

@@ -24,6 +24,7 @@ constexpr SettingRule kRules[] = {
     {"warmup", true},         {"weight_decay", true},     {"grad_clip", true},
     {"checkpoint_every", true}, {"keep", true},           {"log_every", true},
     {"eval_every", true},     {"eval_batches", true},     {"check_every", true},
+    {"precision", true},      {"matmul", true},
 };
 
 }  // namespace
@@ -40,6 +41,8 @@ RunSettings config_settings(const TrainConfig& c) {
       {"min_lr_ratio", real(c.optim.min_lr_ratio)}, {"warmup", i64(c.optim.warmup_steps)},
       {"weight_decay", real(c.optim.weight_decay)}, {"grad_clip", real(c.optim.grad_clip)},
       {"eval_batches", i64(c.eval_batches)},
+      {"precision", SettingValue{std::string(kernels::to_string(c.batch.matmul.precision))}},
+      {"matmul", SettingValue{std::string(kernels::to_string(c.batch.matmul.engine))}},
   };
 }
 

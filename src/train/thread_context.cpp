@@ -2,8 +2,9 @@
 
 namespace cllm {
 
-ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute)
-    : acts(model.config(), micro_batch, recompute), grads(model.layout().total()) {
+ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute,
+                             kernels::MatmulOptions matmul)
+    : acts(model.config(), micro_batch, recompute, matmul), grads(model.layout().total()) {
   grads.zero();
 }
 

@@ -70,7 +70,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
     const int t = omp_get_thread_num();
     try {
       contexts_[t] = std::make_unique<ThreadContext>(model, cfg_.batch.micro_batch,
-                                                     cfg_.batch.recompute);
+                                                     cfg_.batch.recompute, cfg_.batch.matmul);
     } catch (const std::bad_alloc&) {
       failures[t] = "cannot allocate its training context";
     } catch (const std::exception& e) {
@@ -111,6 +111,7 @@ StepResult Trainer::train_step(int step) {
   const double t0 = omp_get_wtime();
 
   // ---- forward + backward: threads share the model read-only, no lock.
+  update_bf16_weights();
   std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
   const Model& model = model_;
 #pragma omp parallel num_threads(n_threads)
@@ -159,6 +160,12 @@ StepResult Trainer::train_step(int step) {
   return r;
 }
 
+void Trainer::update_bf16_weights() {
+  // The optimizer's update (or a checkpoint's load) dropped the copy.
+  if (cfg_.batch.matmul.precision == kernels::Precision::bf16 && !model_.has_bf16_copy())
+    model_.update_bf16_copy(cfg_.batch.threads);
+}
+
 void Trainer::read_training_windows(int step) {
   const int B = cfg_.batch.micro_batch, T = cfg_.model.seq_len;
   const std::uint64_t n = data_.split_size(Split::train);
@@ -191,6 +198,7 @@ double Trainer::evaluate() {
   const int n_batches = cfg_.eval_batches;
   const Range ours = static_block(n_batches, comm_.size(), comm_.rank());
   std::vector<double> losses(n_batches, 0.0);
+  update_bf16_weights();
   const Model& model = model_;
   read_validation_windows(ours.begin, ours.end - ours.begin, n_batches);
 #pragma omp parallel num_threads(n_threads)

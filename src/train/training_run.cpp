@@ -198,9 +198,10 @@ void TrainingRun::print_header() const {
               "thread(s); %.1f MiB per thread context\n",
               config_.batch.global_batch, config_.batch.micro_batches_per_step(),
               config_.batch.micro_batch, comm_.size(), config_.batch.threads, trainer_->thread_context_bytes() / 1048576.0);
-  std::printf("blas: %s\n", kernels::blas_name().c_str());
+  std::printf("matmul: %s, %s\n", kernels::matmul_engine_name(config_.batch.matmul.engine).c_str(),
+              kernels::to_string(config_.batch.matmul.precision));
   std::fflush(stdout);
-  warn_if_blas_is_slow();
+  warn_about_matmul(config_.batch.matmul);
 }
 
 // Rank 0 writes; every rank agrees on the outcome.
@@ -320,6 +321,7 @@ RunEnd TrainingRun::run() {
       rec.tokens_per_s =
           static_cast<double>(config_.tokens_per_step()) * interval_steps / interval_s;
       rec.eta_s = total_s / (done - start.step) * (config_.steps - done);
+      rec.precision = config_.batch.matmul.precision;
       if (act.evaluate) rec.val_loss = trainer_->evaluate();
       if (root) {
         std::printf("%s\n", format_log_line(rec).c_str());

@@ -5,15 +5,15 @@
 //
 // Sizes: B sequences of T tokens, N = B*T rows, C channels, OC output
 // channels, NH heads of hs = C/NH channels, V vocabulary entries.
-// Matrix multiplications call the BLAS on the calling thread (OpenBLAS's
-// OpenMP build runs single-threaded inside a parallel region); nothing here
-// starts threads, allocates, or takes a lock.
+// Matrix products run on the calling thread's MatrixEngine (matmul.h), in
+// its precision; nothing here starts threads or takes a lock.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "cllm/kernels/blas.h"
+#include "cllm/kernels/matmul.h"
 
 namespace cllm::kernels {
 
@@ -30,12 +30,19 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* inp, const float* weight, const float* mean,
                         const float* rstd, int N, int C);
 
+// A weight matrix (OC,C), with the model's bf16 copy of it when it keeps one.
+struct Weight {
+  Weight(const float* values, const bf16* low = nullptr) : values(values), low(low) {}
+  const float* values;
+  const bf16* low;
+};
+
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    int N, int C, int OC);
+void matmul_forward(MatrixEngine& engine, float* out, const float* inp, Weight weight,
+                    const float* bias, int N, int C, int OC);
 // dbias may be null (no bias).
-void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int C, int OC);
+void matmul_backward(MatrixEngine& engine, float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, Weight weight, int N, int C, int OC);
 
 // Causal multi-head self-attention, computed as FlashAttention computes it:
 // in tiles of kAttnQueryBlock query rows by kAttnKeyBlock keys with an online
@@ -46,12 +53,13 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 inline constexpr int kAttnQueryBlock = 64;
 inline constexpr int kAttnKeyBlock = 256;
 std::size_t attention_scratch_floats();
-void attention_forward(float* out, float* lse, float* scratch, const float* qkv, int B, int T,
-                       int C, int NH);
+void attention_forward(MatrixEngine& engine, float* out, float* lse, float* scratch,
+                       const float* qkv, int B, int T, int C, int NH);
 // dqkv += the gradient through attention of dout; out and lse as the forward
 // pass left them.
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* out, const float* lse, int B, int T, int C, int NH);
+void attention_backward(MatrixEngine& engine, float* dqkv, float* scratch, const float* dout,
+                        const float* qkv, const float* out, const float* lse, int B, int T, int C,
+                        int NH);
 
 // GELU, tanh approximation (GPT-2's), over N elements.
 void gelu_forward(float* out, const float* inp, std::size_t N);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/matmul.h"
 #include "cllm/model/model.h"
 #include "cllm/model/tensor_layout.h"
 
@@ -36,18 +37,21 @@ struct BlockActivations {
 // Seconds one thread spent in each kind of kernel, summed over the forward
 // and backward passes since the last reset: where a step's time goes.
 struct KernelSeconds {
-  double matmul = 0;     // every matrix product (BLAS), forward and backward
+  double matmul = 0;     // every matrix product of the linear layers, forward and backward
   double attention = 0;  // causal self-attention, forward and backward
   double other = 0;      // layernorm, GELU, residual adds, embeddings, loss
 };
 
 class GptActivations {
  public:
-  GptActivations(const ModelConfig& config, int batch, Recompute recompute = Recompute::none);
+  GptActivations(const ModelConfig& config, int batch, Recompute recompute = Recompute::none,
+                 kernels::MatmulOptions matmul_options = {});
 
   int batch() const { return B_; }
   Recompute recompute() const { return recompute_; }
-  std::size_t bytes() const { return buffer_.bytes(); }
+  // The activations and the matrix engine's scratch (which is sized by the
+  // first pass: measure after one).
+  std::size_t bytes() const { return buffer_.bytes() + matmul.bytes(); }
   const TensorLayout& layout() const { return layout_; }
 
   float* encoded;  // (B,T,C)
@@ -67,6 +71,7 @@ class GptActivations {
   float* attn_scratch;  // kernels::attention_scratch_floats(): one tile of scores and its gradient
 
   KernelSeconds seconds;  // accumulated by gpt_forward and gpt_forward_backward
+  kernels::MatrixEngine matmul;  // this thread's: every product of its passes
 
  private:
   int B_;
@@ -88,7 +93,7 @@ double gpt_forward(const Model& model, GptActivations& acts, const std::int32_t*
 
 // Logits (rows, V) of the positions first .. first + rows - 1 (b * T + t)
 // into out, from the gpt_forward just run on these activations.
-void gpt_logits(const Model& model, const GptActivations& acts, int first, int rows, float* out);
+void gpt_logits(const Model& model, GptActivations& acts, int first, int rows, float* out);
 
 // Training's pass: the forward pass with targets, and the backward pass of
 // dloss * (the sum of the losses), added into grads (the model's layout).

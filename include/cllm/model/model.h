@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/matmul.h"
 #include "cllm/model/model_config.h"
 #include "cllm/model/tensor_layout.h"
 
@@ -55,10 +56,24 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const TensorLayout& layout() const { return layout_; }
   std::span<const float> params() const { return params_.span(); }
-  std::span<float> params() { return params_.span(); }
+  std::span<float> params() {
+    bf16_current_ = false;
+    return params_.span();
+  }
   GptTensors<const float> tensors() const;
   std::span<const float> tensor(std::string_view name) const;
   std::span<float> tensor(std::string_view name);
+
+  // The parameters rounded to bf16, which bf16 products read instead of
+  // rounding the weights again in every thread (kernels/matmul.h). Made by
+  // update_bf16_copy() between steps, with `threads` threads; any non-const
+  // access to the parameters drops it, so a stale copy is never read:
+  // bf16_tensors() is then all null, and the products round the fp32
+  // weights themselves.
+  void update_bf16_copy(int threads);
+  bool has_bf16_copy() const { return bf16_current_; }
+  GptTensors<const kernels::bf16> bf16_tensors() const;
+  std::size_t bf16_copy_bytes() const { return params_bf16_.bytes(); }
 
   // GPT-2 initialisation: weights N(0, 0.02), residual output projections
   // scaled by 1/sqrt(2L), biases 0, LayerNorm gains 1.
@@ -68,6 +83,8 @@ class Model {
   ModelConfig config_;
   TensorLayout layout_;
   AlignedBuffer<float> params_;
+  AlignedBuffer<kernels::bf16> params_bf16_;  // allocated by the first update_bf16_copy
+  bool bf16_current_ = false;
 };
 
 }  // namespace cllm

@@ -35,7 +35,8 @@ struct BenchmarkResult {
   // while they wait count as busy, as in top), and of the whole machine's
   // CPU time stolen by a hypervisor.
   double cpu_busy = 0, cpu_steal = 0;
-  std::string blas;  // kernels::blas_name()
+  std::string matmul;  // kernels::matmul_engine_name(): the engine and its kernels
+  kernels::Precision precision = kernels::Precision::fp32;
   BenchmarkTimeSplit time_split;
 };
 

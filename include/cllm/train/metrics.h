@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "cllm/kernels/matmul.h"
 #include "cllm/train/trainer.h"
 
 namespace cllm {
@@ -22,6 +23,7 @@ struct LogRecord {
   double ms_per_step = 0;
   double eta_s = 0;
   std::optional<double> val_loss;
+  kernels::Precision precision = kernels::Precision::fp32;  // of the matrix products
 };
 
 std::string format_log_line(const LogRecord& r);

@@ -15,7 +15,8 @@ namespace cllm {
 struct ThreadContext {
   // Construct on the thread that will own it: its first touch places the
   // pages near that thread's cores.
-  ThreadContext(const Model& model, int micro_batch, Recompute recompute);
+  ThreadContext(const Model& model, int micro_batch, Recompute recompute,
+                kernels::MatmulOptions matmul);
 
   GptActivations acts;
   AlignedBuffer<float> grads;  // the model's layout; summed over own micro-batches

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cllm/kernels/matmul.h"
 #include "cllm/model/model_config.h"
 
 namespace cllm {
@@ -36,6 +37,7 @@ struct BatchConfig {
   int threads = 1;         // OpenMP threads per rank
   double bucket_mb = 4.0;  // gradient allreduce bucket size, MiB
   Recompute recompute = Recompute::none;  // memory for compute; the results are the same
+  kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
 
   int micro_batches_per_step() const { return global_batch / micro_batch; }
   // The global batch must split into whole micro-batches on each of

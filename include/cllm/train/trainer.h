@@ -67,6 +67,9 @@ class Trainer {
   std::span<const float> gradients() const { return grads_.span(); }
 
  private:
+  // bf16 products read the model's bf16 copy of its weights, made once
+  // after each update, between the parallel regions.
+  void update_bf16_weights();
   // Token windows of this rank's micro-batches first .. first + count - 1
   // into batch_inputs_/batch_targets_, by the main thread.
   void read_training_windows(int step);
