@@ -6,7 +6,15 @@ thread; PyTorch: the same global batch in one step), --repeats interleaved
 rounds with the median of each case. Prints a table and writes the figures
 as JSON (--json-out).
 
+--precision fp32|bf16 and --matmul onednn|openblas go to `cllm bench` and to
+cllm_gemm_ceiling (so the ceiling is measured on the same engine and
+precision); PyTorch gets --precision only: fp32 runs its products on
+OpenBLAS, bf16 runs forward and loss under torch.autocast (bfloat16), whose
+products go to oneDNN. The table's first line and every JSON row name the
+precision and the engines.
+
   /usr/bin/python3 bench/compare.py [--cllm build/release/cllm] [--steps 10]
+  /usr/bin/python3 bench/compare.py --precision bf16   # cllm bf16 vs PyTorch autocast bf16
   /usr/bin/python3 bench/compare.py --layouts 1x2,2x1,2x2 --no-torch   # MPI layouts
 """
 import argparse
@@ -35,16 +43,26 @@ def main():
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds over all cases; each figure is the median of its rounds")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="inputs of the matrix products (cllm and its GEMM ceiling: --precision; "
+                         "PyTorch: bf16 runs forward and loss under torch.autocast)")
+    ap.add_argument("--matmul", choices=("onednn", "openblas"), default="onednn",
+                    help="cllm's matrix engine (cllm and its GEMM ceiling); openblas is fp32 only")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
+    if args.precision == "bf16" and args.matmul == "openblas":
+        ap.error("--precision bf16 needs --matmul onednn: OpenBLAS has no bf16 product")
+    engine_args = ["--matmul", args.matmul, "--precision", args.precision]
 
     env = dict(os.environ, OMP_PROC_BIND="close", OMP_PLACES="cores")
-    # The machine's GEMM ceiling at the models' shapes (one sgemm per thread).
+    # The machine's GEMM ceiling at the models' shapes: a training pass's
+    # products on one matrix engine per thread, same engine and precision.
     ceiling_bin = os.path.join(os.path.dirname(args.cllm), "cllm_gemm_ceiling")
     threads_used = sorted({l.split("x")[1] for l in args.layouts.split(",")})
-    ceiling = (run_json([ceiling_bin, "--threads", ",".join(threads_used)], env)
-               ["gemm_ceiling_gflops"] if os.path.exists(ceiling_bin) else {})
+    ceiling_run = (run_json([ceiling_bin, "--threads", ",".join(threads_used)] + engine_args, env)
+                   if os.path.exists(ceiling_bin) else {})
+    ceiling = ceiling_run.get("gemm_ceiling_gflops", {})
     # PyTorch at its best here: OpenBLAS's OpenMP build (not the pthread build
     # or the reference BLAS that Debian's alternatives may select).
     torch_env = dict(env, LD_LIBRARY_PATH=OPENBLAS_OPENMP)
@@ -64,13 +82,14 @@ def main():
                          str(t), "--"] if ranks > 1 else [args.cllm])
             runs[(preset, (ranks, t))]["cllm"].append(run_json(
                 launcher + ["bench", "--preset", preset, "--threads", str(t), "--micro-batch",
-                            str(args.micro_batch), "--steps", str(args.steps), "--json"],
+                            str(args.micro_batch), "--steps", str(args.steps), "--json"]
+                + engine_args,
                 dict(env, CLLM_BINARY=args.cllm)))
             if not args.no_torch and ranks == 1:
                 runs[(preset, (ranks, t))]["pytorch"].append(run_json(
                     [sys.executable, os.path.join(HERE, "pytorch_train.py"), "--preset", preset,
                      "--threads", str(t), "--batch", str(args.micro_batch * t),
-                     "--steps", str(args.steps)], torch_env))
+                     "--steps", str(args.steps), "--precision", args.precision], torch_env))
             print(f"round {round_ + 1}: measured {preset} {ranks}x{t}", file=sys.stderr)
 
     def median_run(results):
@@ -83,14 +102,19 @@ def main():
 
     rows = []
     for preset, (ranks, t) in cases:
-        row = {"preset": preset, "ranks": ranks, "threads": t,
+        row = {"preset": preset, "ranks": ranks, "threads": t, "precision": args.precision,
                "cllm": median_run(runs[(preset, (ranks, t))]["cllm"])}
+        row["matmul"] = row["cllm"].get("matmul")  # cllm's engine, as cllm bench names it
         if not args.no_torch and ranks == 1:
             row["pytorch"] = median_run(runs[(preset, (ranks, t))]["pytorch"])
         rows.append(row)
 
     base = {r["preset"]: r["cllm"]["tokens_per_s"]
             for r in rows if r["ranks"] == 1 and r["threads"] == 1}
+    torch_rows = [r for r in rows if r.get("pytorch")]
+    torch_matmul = (f", PyTorch {torch_rows[0]['pytorch'].get('matmul')}"
+                    + (" under autocast" if args.precision == "bf16" else "")) if torch_rows else ""
+    print(f"precision {args.precision}; matmul: cllm {rows[0]['matmul']}{torch_matmul}")
     print(f"{'preset':8} {'layout':>6} {'cllm tok/s':>11} {'GFLOP/s':>8} {'of GEMM':>7} "
           f"{'speed-up':>8} {'effic.':>6} {'CPU %':>5} {'steal %':>7} {'comm %':>6} {'ctx MiB':>8} {'torch tok/s':>11} "
           f"{'cllm/torch':>10}")
@@ -125,9 +149,9 @@ def main():
         print(f"{r['preset']:8} {str(r['ranks']) + 'x' + str(r['threads']):>6}"
               + "".join(f"{100 * split.get(k, 0):>10.1f}" for k in split_keys))
     if ceiling:
-        print("GEMM ceiling (GFLOP/s, one sgemm per thread):", json.dumps(ceiling))
-    print("cllm BLAS:", rows[0]["cllm"].get("blas"))
-    torch_rows = [r for r in rows if r.get("pytorch")]
+        print(f"GEMM ceiling (GFLOP/s, {ceiling_run.get('matmul')} {ceiling_run.get('precision')}, "
+              "one engine per thread):", json.dumps(ceiling))
+    print("cllm matmul:", rows[0]["matmul"], rows[0]["cllm"].get("precision"))
     if torch_rows:
         t = torch_rows[0]["pytorch"]
         print("PyTorch BLAS:", ", ".join(t["blas"]), f"({t.get('openblas_kernels')} kernels)",

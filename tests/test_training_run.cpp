@@ -140,7 +140,9 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
 TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
   RunPolicy p = policy("run");
   p.stop_at = 2;
-  TrainingRun(config(), p, data_, one_rank_).run();
+  TrainConfig bf16 = config();
+  bf16.batch.matmul.precision = kernels::Precision::bf16;
+  TrainingRun(bf16, p, data_, one_rank_).run();
   p.stop_at = 4;
   const CheckpointStore store(p.out);
   const auto refusal = [&](const TrainConfig& c, const DataSpec& d) -> std::string {
@@ -173,7 +175,8 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
                              "data " + data_.path + " (checkpoint) vs " + other.path + " (now)"));
   EXPECT_EQ(store.list().size(), 1u);
 
-  // The data file moved (same contents, another path), the schedule and --keep changed: fine.
+  // The data file moved (same contents, another path), the schedule,
+  // --keep and the products' precision changed: fine.
   DataSpec moved = data_;
   moved.path = (dir_ / "moved.txt").string();
   fs::copy_file(data_.path, moved.path);
@@ -189,39 +192,49 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
   EXPECT_EQ(end.step, 4);
   EXPECT_EQ(warnings,
             "cllm: warning: resuming with <lr> 0.001 -> 0.002 (the checkpoint's run used the first)\n"
-            "cllm: warning: resuming with <keep> 3 -> 5 (the checkpoint's run used the first)\n");
+            "cllm: warning: resuming with <keep> 3 -> 5 (the checkpoint's run used the first)\n"
+            "cllm: warning: resuming with <precision> bf16 -> fp32 (the checkpoint's run used the "
+            "first)\n");
 }
 
+// In fp32 and in bf16 (whose weights' bf16 copy a resumed run makes afresh
+// from the loaded fp32 parameters).
 TEST_F(TrainingRunTest, StoppedAndResumedEqualsUninterruptedBitwise) {
-  RunPolicy whole = policy("whole");
-  TrainingRun straight(config(), whole, data_, one_rank_);
-  const RunEnd end = straight.run();
-  EXPECT_EQ(end.why, RunEnd::Why::completed);
-  EXPECT_EQ(end.step, 6);
+  for (const auto precision : {kernels::Precision::fp32, kernels::Precision::bf16}) {
+    SCOPED_TRACE(kernels::to_string(precision));
+    TrainConfig c = config();
+    c.batch.matmul.precision = precision;
+    const std::string name = kernels::to_string(precision);
+    RunPolicy whole = policy(name + "-whole");
+    TrainingRun straight(c, whole, data_, one_rank_);
+    const RunEnd end = straight.run();
+    EXPECT_EQ(end.why, RunEnd::Why::completed);
+    EXPECT_EQ(end.step, 6);
 
-  RunPolicy split = policy("split");
-  split.stop_at = 4;
-  {
-    TrainingRun first(config(), split, data_, one_rank_);
-    const RunEnd stopped = first.run();
-    EXPECT_EQ(stopped.why, RunEnd::Why::stop_at);
-    EXPECT_EQ(stopped.step, 4);
+    RunPolicy split = policy(name + "-split");
+    split.stop_at = 4;
+    {
+      TrainingRun first(c, split, data_, one_rank_);
+      const RunEnd stopped = first.run();
+      EXPECT_EQ(stopped.why, RunEnd::Why::stop_at);
+      EXPECT_EQ(stopped.step, 4);
+    }
+    EXPECT_TRUE(fs::exists(fs::path(split.out) / "checkpoint-00000004.h5"));
+    split.stop_at = 0;
+    {
+      TrainingRun second(c, split, data_, one_rank_);
+      const RunEnd resumed = second.run();
+      EXPECT_EQ(resumed.why, RunEnd::Why::completed);
+      EXPECT_EQ(resumed.step, 6);
+      EXPECT_EQ(checksum(second.trainer().model().params()),
+                checksum(straight.trainer().model().params()));
+      EXPECT_EQ(checksum(second.trainer().optimizer().v()),
+                checksum(straight.trainer().optimizer().v()));
+    }  // its lock on the folder goes with it
+
+    TrainingRun again(c, split, data_, one_rank_);
+    EXPECT_EQ(again.run().why, RunEnd::Why::nothing_to_do);
   }
-  EXPECT_TRUE(fs::exists(fs::path(split.out) / "checkpoint-00000004.h5"));
-  split.stop_at = 0;
-  {
-    TrainingRun second(config(), split, data_, one_rank_);
-    const RunEnd resumed = second.run();
-    EXPECT_EQ(resumed.why, RunEnd::Why::completed);
-    EXPECT_EQ(resumed.step, 6);
-    EXPECT_EQ(checksum(second.trainer().model().params()),
-              checksum(straight.trainer().model().params()));
-    EXPECT_EQ(checksum(second.trainer().optimizer().v()),
-              checksum(straight.trainer().optimizer().v()));
-  }  // its lock on the folder goes with it
-
-  TrainingRun again(config(), split, data_, one_rank_);
-  EXPECT_EQ(again.run().why, RunEnd::Why::nothing_to_do);
 }
 
 // --keep 2 of checkpoints every 3 steps; a truncated newest is set aside as
