@@ -2,8 +2,17 @@
 """PyTorch baseline for `cllm bench`: the same GPT-2 model (byte vocabulary,
 tied output projection, tanh-GELU), the same batch (8 sequences per thread
 step as cllm bench uses: --batch), AdamW with the same hyper-parameters and
-gradient clipping, fp32, random tokens. Prints one JSON object like
-`cllm bench --json`, plus which BLAS library torch actually loaded.
+gradient clipping, random tokens. Prints one JSON object like
+`cllm bench --json`, plus which BLAS library torch actually loaded and which
+engine ran the matrix products.
+
+--precision fp32 (the default) trains in fp32, products on torch's BLAS.
+--precision bf16 runs forward and loss under torch.autocast("cpu",
+dtype=torch.bfloat16), as cllm --precision bf16 rounds the products' inputs:
+the products take bf16 inputs (on oneDNN where the CPU has AVX-512, as
+torch dispatches them); the weights, their gradients and the optimizer stay
+fp32. Backward and optimizer step run outside autocast, as PyTorch
+recommends. Unlike cllm's, autocast's products also return bf16.
 
 Run with Debian's python3-torch: /usr/bin/python3 bench/pytorch_train.py
 --preset small --threads 2. For its best speed use OpenBLAS's OpenMP build
@@ -12,6 +21,7 @@ bench/compare.py sets) and ATEN_CPU_CAPABILITY=avx512 where the CPU has it
 (compare.py sets that too).
 """
 import argparse
+import contextlib
 import ctypes
 import json
 import math
@@ -82,6 +92,18 @@ def openblas_kernels(libs):
     return None
 
 
+def bf16_matmul_engine():
+    """What runs torch's bf16 products on CPU: oneDNN (torch's mkldnn) when
+    it is built in and the CPU has AVX-512 BW/VL/DQ, else ATen's own gemm."""
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    if torch.backends.mkldnn.is_available() and all(
+            f" {flag}" in flags for flag in ("avx512bw", "avx512vl", "avx512dq")):
+        version = re.search(r"MKL-DNN v([\d.]+)", torch.__config__.show())
+        return "oneDNN" + (f" {version.group(1)}" if version else "")
+    return "ATen bf16 gemm (not oneDNN: no AVX-512)"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=PRESETS, default="small")
@@ -89,6 +111,8 @@ def main():
     ap.add_argument("--batch", type=int, default=8, help="sequences per step")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup-steps", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: forward and loss under torch.autocast (bfloat16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -106,7 +130,10 @@ def main():
     for s in range(args.warmup_steps + args.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        model(x, y).backward()
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16"
+              else contextlib.nullcontext()):
+            loss = model(x, y)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if s >= args.warmup_steps:
@@ -115,13 +142,19 @@ def main():
     tokens_per_s = args.batch * T / step_s
     flops_per_token = 6 * (12 * L * C * C + V * C) + 12 * L * C * T
     blas = loaded_blas()
+    kernels = openblas_kernels(blas)
+    # fp32 products run on the BLAS torch loaded (OpenBLAS, as compare.py sets it).
+    fp32_matmul = (f"OpenBLAS ({kernels} kernels)" if kernels
+                   else ", ".join(os.path.basename(p) for p in blas) or "BLAS")
+    matmul = bf16_matmul_engine() if args.precision == "bf16" else fp32_matmul
     print(json.dumps({
         "system": "pytorch", "torch": torch.__version__, "preset": args.preset,
         "threads": args.threads, "batch": args.batch, "steps": args.steps,
         "tokens_per_s": round(tokens_per_s, 1), "ms_per_step": round(1000 * step_s, 3),
         "gflops": round(flops_per_token * tokens_per_s / 1e9, 2),
         "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "default"),
-        "blas": blas, "openblas_kernels": openblas_kernels(blas)}))
+        "precision": args.precision, "matmul": matmul,
+        "blas": blas, "openblas_kernels": kernels}))
 
 
 if __name__ == "__main__":

@@ -47,12 +47,15 @@ struct Layout {
   int ranks, threads;
 };
 
-TEST(Mpi, LayoutsGiveTheSameLossCurveAndIdenticalReplicas) {
+// 1x4, 2x2 and 4x1 ranks x threads: each sums the gradients in its own
+// order, so the loss curves agree to a tolerance, and every layout's
+// replicas are bitwise identical.
+void expect_layouts_agree(const std::vector<std::string>& extra, double tolerance) {
   TempDir dir;
   std::vector<std::vector<double>> curves;
   for (Layout l : {Layout{1, 4}, Layout{2, 2}, Layout{4, 1}}) {
     const std::string out = (dir / ("run" + std::to_string(l.ranks))).string();
-    const auto r = run_cllm_mpi(l.ranks, tiny_run(l.threads, out), dir.path());
+    const auto r = run_cllm_mpi(l.ranks, with(tiny_run(l.threads, out), extra), dir.path());
     // Exit 0 includes the final cross-rank checksum comparison: every rank's
     // parameters were bitwise identical.
     ASSERT_EQ(r.exit_code, 0) << l.ranks << "x" << l.threads << ": " << r.err;
@@ -65,10 +68,18 @@ TEST(Mpi, LayoutsGiveTheSameLossCurveAndIdenticalReplicas) {
     for (std::size_t s = 0; s < curves[0].size(); ++s) {
       const double rel = std::abs(curves[k][s] - curves[0][s]) / std::abs(curves[0][s]);
       worst = std::max(worst, rel);
-      EXPECT_LE(rel, 1e-5) << "layout " << k << " step " << s + 1;
+      EXPECT_LE(rel, tolerance) << "layout " << k << " step " << s + 1;
     }
   std::printf("largest relative loss difference between layouts: %.3g\n", worst);
   EXPECT_LT(curves[0].back(), curves[0].front() - 0.1) << "the loss should fall";
+}
+
+TEST(Mpi, LayoutsGiveTheSameLossCurveAndIdenticalReplicas) { expect_layouts_agree({}, 1e-5); }
+
+// bf16 products round the weights each step, so a last-bit difference in a
+// sum can move a weight by a bf16 step: 2e-4 (about 2e-5 seen).
+TEST(Mpi, Bf16LayoutsAgreeWithinTheirToleranceAndReplicasMatch) {
+  expect_layouts_agree({"--precision", "bf16"}, 2e-4);
 }
 
 TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
