@@ -4,7 +4,8 @@
 #   scripts/setup.sh [build|test|bench|all]     (default: build)
 #
 #   build  compilers, CMake, Open MPI, parallel HDF5 (Open MPI flavour) and
-#          hdf5-tools, CLI11, OpenBLAS (OpenMP build), GoogleTest/GoogleMock,
+#          hdf5-tools, CLI11, oneDNN (the matrix engine) and OpenBLAS (OpenMP
+#          build), GoogleTest/GoogleMock,
 #          Google Benchmark, PCRE2 and nlohmann-json (GPT-2 tokenizer),
 #          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
@@ -21,14 +22,14 @@ set -euo pipefail
 
 mode="${1:-build}"
 case "$mode" in
-  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   build|test|bench|all) ;;
   *) echo "setup.sh: unknown mode '$mode' (expected build, test, bench or all)" >&2; exit 2 ;;
 esac
 
 build_pkgs=(build-essential cmake pkg-config
             openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-            libcli11-dev libopenblas-openmp-dev libssl-dev
+            libcli11-dev libdnnl-dev libopenblas-openmp-dev libssl-dev
             libgtest-dev libgmock-dev libbenchmark-dev
             libpcre2-dev nlohmann-json3-dev)
 test_pkgs=(clang-14 libomp-14-dev libclang-rt-14-dev

@@ -3,6 +3,7 @@
 #include "cllm/kernels/matmul.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
@@ -195,10 +196,15 @@ MatrixEngine& MatrixEngine::operator=(MatrixEngine&&) noexcept = default;
 
 void MatrixEngine::multiply(int M, int N, int K, float alpha, MatrixView a, MatrixView b,
                             float beta, float* c, int ldc) {
-  if (onednn_) return onednn_->multiply(M, N, K, alpha, a, b, beta, c, ldc);
-  cblas_sgemm(CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans,
-              b.transposed ? CblasTrans : CblasNoTrans, M, N, K, alpha, a.values, a.ld, b.values,
-              b.ld, beta, c, ldc);
+  const double start = omp_get_wtime();
+  if (onednn_) {
+    onednn_->multiply(M, N, K, alpha, a, b, beta, c, ldc);
+  } else {
+    cblas_sgemm(CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans,
+                b.transposed ? CblasTrans : CblasNoTrans, M, N, K, alpha, a.values, a.ld,
+                b.values, b.ld, beta, c, ldc);
+  }
+  seconds_ += omp_get_wtime() - start;
 }
 
 std::size_t MatrixEngine::bytes() const { return onednn_ ? onednn_->bytes() : 0; }

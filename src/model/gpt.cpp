@@ -76,33 +76,39 @@ GptActivations::GptActivations(const ModelConfig& c, int batch, Recompute recomp
 
 namespace {
 
-// Splits a pass's time into KernelSeconds: timed(counter, kernel) wraps a
-// kernel so that its calls add their seconds to counter; when the pass ends,
-// the rest of its time goes to `other`.
+// Splits a pass's time into KernelSeconds: the engine times every product;
+// timed(counter, kernel) wraps a kernel so that its calls add their seconds,
+// less their products', to counter; when the pass ends, the rest of its
+// time goes to `other`.
 class KernelClock {
  public:
-  explicit KernelClock(KernelSeconds& seconds)
-      : seconds_(seconds), start_(omp_get_wtime()), timed_before_(timed_total()) {}
+  explicit KernelClock(KernelSeconds& seconds, const k::MatrixEngine& engine)
+      : seconds_(seconds),
+        engine_(engine),
+        start_(omp_get_wtime()),
+        products_before_(engine.seconds()),
+        attention_before_(seconds.attention) {}
   ~KernelClock() {
-    const double timed_now = timed_total() - timed_before_;
-    seconds_.other += omp_get_wtime() - start_ - timed_now;
+    const double products = engine_.seconds() - products_before_;
+    const double attention = seconds_.attention - attention_before_;
+    seconds_.matmul += products;
+    seconds_.other += omp_get_wtime() - start_ - products - attention;
   }
   KernelClock(const KernelClock&) = delete;
   KernelClock& operator=(const KernelClock&) = delete;
 
-  static auto timed(double& counter, auto kernel) {
-    return [&counter, kernel](auto&&... args) {
-      const double t0 = omp_get_wtime();
+  auto timed(double& counter, auto kernel) const {
+    return [this, &counter, kernel](auto&&... args) {
+      const double t0 = omp_get_wtime(), products0 = engine_.seconds();
       kernel(std::forward<decltype(args)>(args)...);
-      counter += omp_get_wtime() - t0;
+      counter += omp_get_wtime() - t0 - (engine_.seconds() - products0);
     };
   }
 
  private:
-  double timed_total() const { return seconds_.matmul + seconds_.attention; }
-
   KernelSeconds& seconds_;
-  double start_, timed_before_;
+  const k::MatrixEngine& engine_;
+  double start_, products_before_, attention_before_;
 };
 
 }  // namespace
@@ -121,18 +127,17 @@ void block_forward(const Model& model, const GptTensors<const float>& p,
   const BlockTensors<const float>& w = p.h[l];
   const BlockTensors<const k::bf16>& lw = low.h[l];
   BlockActivations& s = a.h[l];
-  const auto matmul = clock.timed(a.seconds.matmul, k::matmul_forward);
   const auto attention = clock.timed(a.seconds.attention, k::attention_forward);
   k::MatrixEngine& mm = a.matmul;
   k::layernorm_forward(s.ln_1, s.ln_1_mean, s.ln_1_rstd, x, w.ln_1_w, w.ln_1_b, N, C);
-  matmul(mm, s.qkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), w.attn_b, N, C, 3 * C);
+  k::matmul_forward(mm, s.qkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), w.attn_b, N, C, 3 * C);
   attention(mm, s.atty, s.att_lse, a.attn_scratch, s.qkv, B, T, C, NH);
-  matmul(mm, a.proj, s.atty, k::Weight(w.attn_proj_w, lw.attn_proj_w), w.attn_proj_b, N, C, C);
+  k::matmul_forward(mm, a.proj, s.atty, k::Weight(w.attn_proj_w, lw.attn_proj_w), w.attn_proj_b, N, C, C);
   k::residual_forward(s.res_2, x, a.proj, NC);
   k::layernorm_forward(s.ln_2, s.ln_2_mean, s.ln_2_rstd, s.res_2, w.ln_2_w, w.ln_2_b, N, C);
-  matmul(mm, s.fch, s.ln_2, k::Weight(w.fc_w, lw.fc_w), w.fc_b, N, C, 4 * C);
+  k::matmul_forward(mm, s.fch, s.ln_2, k::Weight(w.fc_w, lw.fc_w), w.fc_b, N, C, 4 * C);
   k::gelu_forward(a.gelu, s.fch, NC * 4);
-  matmul(mm, a.proj, a.gelu, k::Weight(w.mlp_proj_w, lw.mlp_proj_w), w.mlp_proj_b, N, 4 * C, C);
+  k::matmul_forward(mm, a.proj, a.gelu, k::Weight(w.mlp_proj_w, lw.mlp_proj_w), w.mlp_proj_b, N, 4 * C, C);
   k::residual_forward(s.res_3, s.res_2, a.proj, NC);
 }
 
@@ -166,16 +171,15 @@ void by_chunks(int n, Head head) {
 
 double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* inputs,
                    const std::int32_t* targets) {
-  KernelClock clock(a.seconds);
+  KernelClock clock(a.seconds, a.matmul);
   trunk_forward(model, a, inputs, clock);
   if (!targets) return 0.0;
   const ModelConfig& c = model.config();
   const int C = c.n_embd, V = c.vocab_size;
-  const auto matmul = clock.timed(a.seconds.matmul, k::matmul_forward);
   const k::Weight wte(model.tensors().wte, model.bf16_tensors().wte);
   double loss = 0.0;
   by_chunks(a.batch() * c.seq_len, [&](int first, int rows) {
-    matmul(a.matmul, a.logits, a.ln_f + static_cast<std::size_t>(first) * C, wte, nullptr, rows, C,
+    k::matmul_forward(a.matmul, a.logits, a.ln_f + static_cast<std::size_t>(first) * C, wte, nullptr, rows, C,
            V);
     loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
   });
@@ -199,10 +203,8 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   const GptTensors<const k::bf16> low = model.bf16_tensors();
   const GptTensors<float> g = gpt_tensors(model.layout(), c.n_layer, grads.data());
   k::MatrixEngine& mm = a.matmul;
-  KernelClock clock(a.seconds);
+  KernelClock clock(a.seconds, a.matmul);
   trunk_forward(model, a, inputs, clock);
-  const auto matmul_fwd = clock.timed(a.seconds.matmul, k::matmul_forward);
-  const auto matmul = clock.timed(a.seconds.matmul, k::matmul_backward);
   const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
 
   // Output head, chunk by chunk: logits = ln_f @ wte^T, the loss, and their
@@ -213,10 +215,10 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   double loss = 0.0;
   by_chunks(N, [&](int first, int rows) {
     const float* ln_f = a.ln_f + static_cast<std::size_t>(first) * C;
-    matmul_fwd(mm, a.logits, ln_f, wte, nullptr, rows, C, V);
+    k::matmul_forward(mm, a.logits, ln_f, wte, nullptr, rows, C, V);
     loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
     k::crossentropy_backward(a.logits, a.logits, targets + first, dloss, rows, V);
-    matmul(mm, a.dbtc + static_cast<std::size_t>(first) * C, g.wte, nullptr, a.logits, ln_f, wte,
+    k::matmul_backward(mm, a.dbtc + static_cast<std::size_t>(first) * C, g.wte, nullptr, a.logits, ln_f, wte,
            rows, C, V);
   });
   std::fill_n(a.dres, NC, 0.0f);
@@ -241,23 +243,23 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
     // output is recomputed rather than kept, 4C floats a position per layer.
     k::gelu_forward(a.gelu, s.fch, NC * 4);
     std::fill_n(a.dh1, NC * 4, 0.0f);
-    matmul(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
+    k::matmul_backward(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
            k::Weight(w.mlp_proj_w, lw.mlp_proj_w), N, 4 * C, C);
     std::fill_n(a.gelu, NC * 4, 0.0f);
     k::gelu_backward(a.gelu, s.fch, a.dh1, NC * 4);
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N, C, 4 * C);
+    k::matmul_backward(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N, C, 4 * C);
     k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
                           s.ln_2_rstd, N, C);
 
     // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
+    k::matmul_backward(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
            k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
     std::fill_n(a.dqkv, NC * 3, 0.0f);
     attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
     std::fill_n(a.dbtc, NC, 0.0f);
-    matmul(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), N, C,
+    k::matmul_backward(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), N, C,
            3 * C);
     k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
                           s.ln_1_rstd, N, C);

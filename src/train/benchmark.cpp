@@ -117,11 +117,12 @@ std::string bench_table(const BenchmarkResult& r) {
                        "hypervisor steal %.0f%%\n",
                        r.tokens_per_s, r.ms_per_step, r.gflops, 100 * r.cpu_busy,
                        100 * r.cpu_steal) +
-         printf_string("time split  data %.1f%%, forward+backward %.1f%% (matmul %.1f%%, "
-                       "attention %.1f%%, waiting for other threads %.1f%%, other kernels "
-                       "%.1f%%), thread reduce %.1f%%, allreduce %.1f%%, optimizer %.1f%%\n",
+         printf_string("time split  data %.1f%%, forward+backward %.1f%% (matrix products %.1f%%, "
+                       "attention's softmax %.1f%%, other kernels %.1f%%, waiting for other "
+                       "threads %.1f%%), thread reduce %.1f%%, allreduce %.1f%%, optimizer "
+                       "%.1f%%\n",
                        100 * t.data, 100 * t.forward_backward, 100 * t.matmul,
-                       100 * t.attention, 100 * t.waiting, 100 * t.other_forward_backward,
+                       100 * t.attention, 100 * t.other_forward_backward, 100 * t.waiting,
                        100 * t.thread_reduce, 100 * t.allreduce, 100 * t.optimizer) +
          printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                        r.thread_context_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0) +

@@ -70,10 +70,14 @@ class MatrixEngine {
   // shape; after a training step's first micro-batch it stays put.
   std::size_t bytes() const;
 
+  // Seconds spent in multiply() since the engine was made, rounding included.
+  double seconds() const { return seconds_; }
+
  private:
   struct OneDnn;  // oneDNN's types stay out of this header
   MatmulOptions options_;
   std::unique_ptr<OneDnn> onednn_;
+  double seconds_ = 0;
 };
 
 // The engine and the kernels it picked on this CPU, for logs:

@@ -37,9 +37,9 @@ struct BlockActivations {
 // Seconds one thread spent in each kind of kernel, summed over the forward
 // and backward passes since the last reset: where a step's time goes.
 struct KernelSeconds {
-  double matmul = 0;     // every matrix product of the linear layers, forward and backward
-  double attention = 0;  // causal self-attention, forward and backward
-  double other = 0;      // layernorm, GELU, residual adds, embeddings, loss
+  double matmul = 0;     // every matrix product (the engine's time), attention's included
+  double attention = 0;  // the rest of attention: its softmax, forward and backward
+  double other = 0;      // layernorm, GELU, residual adds, biases, embeddings, loss
 };
 
 class GptActivations {

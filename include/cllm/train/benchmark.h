@@ -13,9 +13,10 @@
 
 namespace cllm {
 
-// Shares of the timed steps' time. forward_backward is the sum of matmul,
-// attention, waiting and other_forward_backward (the other kernels); it,
-// data, thread_reduce, allreduce and optimizer add up to about 1.
+// Shares of the timed steps' time. forward_backward is the sum of matmul
+// (every matrix product, attention's included), attention (the rest of
+// attention: its softmax), other_forward_backward (the other kernels) and
+// waiting; it, data, thread_reduce, allreduce and optimizer add up to about 1.
 struct BenchmarkTimeSplit {
   double data = 0, forward_backward = 0, matmul = 0, attention = 0, waiting = 0,
          other_forward_backward = 0, thread_reduce = 0, allreduce = 0, optimizer = 0;

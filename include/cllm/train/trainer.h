@@ -33,9 +33,10 @@ struct StepResult {
   // Seconds spent in each phase of the step.
   double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
          t_total = 0;
-  // Of t_forward_backward: a thread's mean seconds in matrix products, in
-  // attention, and waiting for the slowest thread to finish its micro-batches
-  // (the rest is the other kernels).
+  // Of t_forward_backward: a thread's mean seconds in matrix products (all
+  // of them, attention's included), in the rest of attention (its softmax),
+  // and waiting for the slowest thread to finish its micro-batches (the rest
+  // is the other kernels).
   double t_matmul = 0, t_attention = 0, t_waiting = 0;
 };
 
