@@ -409,5 +409,31 @@ TEST_F(CliTest, SlowBlasKernelsGetOneWarningWithTheFix) {
   EXPECT_EQ(other.err, "");
 }
 
+// bf16 on a CPU without bf16 instructions (as oneDNN sees it): one warning
+// line, then a correct run. ONEDNN_MAX_CPU_ISA=AVX2 leaves oneDNN 2.6
+// without a bf16 product: the engine multiplies bf16-rounded inputs in fp32.
+TEST_F(CliTest, Bf16WithoutBf16InstructionsWarnsOnceAndTrains) {
+  const std::string out = out_dir("bf16-avx2");
+  const ProcessResult r = run(train_args(out, {"--precision", "bf16", "--steps", "4"}),
+                              {"ONEDNN_MAX_CPU_ISA=AVX2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_TRUE(contains(lines[0], "cllm: warning: this CPU has no bf16 instructions")) << lines[0];
+  EXPECT_TRUE(contains(r.out, "matmul: oneDNN ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "(avx2), bf16")) << r.out;
+  EXPECT_TRUE(contains(r.out, "tok/s bf16")) << r.out;
+  // The losses are those of the native bf16 run (the same rounded inputs,
+  // summed in another order).
+  const std::string native = out_dir("bf16-native");
+  ASSERT_EQ(run(train_args(native, {"--precision", "bf16", "--steps", "4"})).exit_code, 0);
+  const auto emulated = test::metric_values(out + "/metrics.jsonl", "loss");
+  const auto expected = test::metric_values(native + "/metrics.jsonl", "loss");
+  ASSERT_EQ(emulated.size(), expected.size());
+  ASSERT_FALSE(emulated.empty());
+  for (std::size_t i = 0; i < emulated.size(); ++i)
+    EXPECT_NEAR(emulated[i], expected[i], 1e-4 * expected[i]) << "record " << i;
+}
+
 }  // namespace
 }  // namespace cllm

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <numbers>
 #include <regex>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -187,6 +188,26 @@ TEST(TrainingThreads, Bf16LossCurveAgreesAcrossThreadCountsAndRepeatsBitwise) {
   EXPECT_TRUE(same_bits(a.model().params(), b.model().params()));
   EXPECT_TRUE(same_bits(a.optimizer().v(), b.optimizer().v()));
   EXPECT_EQ(a.evaluate(), b.evaluate());
+}
+
+// Every product runs on its caller's thread: after steps on 3 threads in
+// fp32 and bf16, the process has the 3 threads of its OpenMP team and no
+// more (oneDNN, OpenBLAS and the OpenMP runtime started none of their own).
+// ctest runs each test in a process of its own; ThreadSanitizer's runtime
+// adds a thread, so this one is not in the tsan run.
+TEST(TrainingEngine, NoThreadsBeyondTheTeam) {
+  const auto& data = synthetic_data();
+  for (const auto precision : {kernels::Precision::fp32, kernels::Precision::bf16}) {
+    TrainConfig cfg = tiny_train_config(3);
+    cfg.batch.matmul.precision = precision;
+    Trainer trainer(cfg, data, kOneProcess);
+    trainer.train_step(0);
+    trainer.train_step(1);
+    trainer.evaluate();
+  }
+  const auto tasks = std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                   std::filesystem::directory_iterator{});
+  EXPECT_EQ(tasks, 3);
 }
 
 TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {
