@@ -89,6 +89,22 @@ void add_bucket_option(CLI::App& app, BatchConfig& batch) {
                  "in-rank reduction of the next");
 }
 
+// Reads a key of names (in any case) as its enum value, else says "must be
+// a or b, not c".
+template <typename Value>
+CLI::Validator one_of(const std::map<std::string, Value>& names) {
+  std::string keys;
+  for (const auto& [key, value] : names) keys += (keys.empty() ? "" : " or ") + key;
+  return CLI::Validator(
+      [names, keys](std::string& text) -> std::string {
+        const auto found = names.find(CLI::detail::to_lower(text));
+        if (found == names.end()) return "must be " + keys + ", not " + text;
+        text = std::to_string(static_cast<int>(found->second));
+        return "";
+      },
+      "");
+}
+
 void add_recompute_option(CLI::App& app, BatchConfig& batch) {
   const std::map<std::string, Recompute> names = {{"none", Recompute::none},
                                                   {"block", Recompute::block}};
@@ -96,7 +112,8 @@ void add_recompute_option(CLI::App& app, BatchConfig& batch) {
                  "none: keep every block's activations for the backward pass; block: keep "
                  "each block's input and recompute the rest in backward (about a third more "
                  "compute, much less memory, the same results)")
-      ->transform(CLI::CheckedTransformer(names, CLI::ignore_case))
+      ->transform(one_of(names))
+      ->type_name("none|block")
       ->default_str("none");
 }
 
@@ -107,14 +124,16 @@ void add_matmul_options(CLI::App& app, BatchConfig& batch) {
   app.add_option("--matmul", batch.matmul.engine,
                  "Matrix engine: onednn (kernels chosen by CPU features) or openblas (sgemm, "
                  "kernels chosen by CPU model; fp32 only)")
-      ->transform(CLI::CheckedTransformer(engines, CLI::ignore_case))
+      ->transform(one_of(engines))
+      ->type_name("onednn|openblas")
       ->default_str("onednn");
   const std::map<std::string, Precision> precisions = {{"fp32", Precision::fp32},
                                                        {"bf16", Precision::bf16}};
   app.add_option("--precision", batch.matmul.precision,
                  "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation (weights, "
                  "optimizer, norms, softmax and loss stay fp32)")
-      ->transform(CLI::CheckedTransformer(precisions, CLI::ignore_case))
+      ->transform(one_of(precisions))
+      ->type_name("fp32|bf16")
       ->default_str("fp32");
 }
 
