@@ -101,8 +101,8 @@ void matmul_forward(MatrixEngine& engine, float* out, const float* inp, Weight w
 
 void matmul_backward(MatrixEngine& engine, float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, Weight weight, int N, int C, int OC) {
-  // dinp (N,C) += dout (N,OC) @ weight (OC,C)
-  engine.multiply(N, C, OC, 1.0f, {dout, OC}, {weight.values, C, false, weight.low}, 1.0f, dinp,
+  // dinp (N,C) = dout (N,OC) @ weight (OC,C)
+  engine.multiply(N, C, OC, 1.0f, {dout, OC}, {weight.values, C, false, weight.low}, 0.0f, dinp,
                   C);
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
   engine.multiply(OC, C, N, 1.0f, {dout, OC, true}, {inp, C}, 1.0f, dweight, C);
@@ -333,7 +333,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t
     const float th = fast_tanh(kGeluScale * (x + 0.044715f * x * x * x));
     const float dtanh_arg = kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
     const float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * dtanh_arg;
-    dinp[i] += local * dout[i];
+    dinp[i] = local * dout[i];
   }
 }
 

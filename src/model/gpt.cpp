@@ -210,7 +210,6 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   // Output head, chunk by chunk: logits = ln_f @ wte^T, the loss, and their
   // gradients at once, so wte gets its second gradient here and a.dbtc
   // d(loss)/d(ln_f).
-  std::fill_n(a.dbtc, NC, 0.0f);
   const k::Weight wte(p.wte, low.wte);
   double loss = 0.0;
   by_chunks(N, [&](int first, int rows) {
@@ -242,23 +241,18 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
     // MLP branch: res_3 = res_2 + c_proj(gelu(c_fc(ln_2(res_2)))); the GELU
     // output is recomputed rather than kept, 4C floats a position per layer.
     k::gelu_forward(a.gelu, s.fch, NC * 4);
-    std::fill_n(a.dh1, NC * 4, 0.0f);
     k::matmul_backward(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
            k::Weight(w.mlp_proj_w, lw.mlp_proj_w), N, 4 * C, C);
-    std::fill_n(a.gelu, NC * 4, 0.0f);
     k::gelu_backward(a.gelu, s.fch, a.dh1, NC * 4);
-    std::fill_n(a.dbtc, NC, 0.0f);
     k::matmul_backward(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N, C, 4 * C);
     k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
                           s.ln_2_rstd, N, C);
 
     // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
-    std::fill_n(a.dbtc, NC, 0.0f);
     k::matmul_backward(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
            k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
     std::fill_n(a.dqkv, NC * 3, 0.0f);
     attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
-    std::fill_n(a.dbtc, NC, 0.0f);
     k::matmul_backward(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), N, C,
            3 * C);
     k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
