@@ -282,7 +282,10 @@ std::pair<double, double> train_on_austen(const TokenDataset& data, kernels::Pre
   cfg.batch.matmul.precision = precision;
   cfg.steps = 300;
   cfg.batch.threads = 2;
-  cfg.optim.lr = 3e-3f;
+  // At 3e-3 this model's runs are unstable in either precision: some seeds
+  // stall near 2.85 (fp32) or 3.0 (bf16). At 2e-3, four seeds gave bf16
+  // within 0.4% of fp32; at 1e-3, within 0.02%.
+  cfg.optim.lr = 2e-3f;
   cfg.optim.warmup_steps = 10;
   cfg.eval_batches = 8;
   Trainer trainer(cfg, data, kOneProcess);

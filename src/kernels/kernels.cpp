@@ -353,11 +353,13 @@ double crossentropy_forward(float* probs, float* losses, const float* logits,
     const float* z = logits + static_cast<std::size_t>(n) * V;
     float* p = probs + static_cast<std::size_t>(n) * V;
     float maxv = z[0];
+#pragma omp simd reduction(max : maxv)
     for (int j = 1; j < V; ++j) maxv = std::max(maxv, z[j]);
     const float target_logit = z[targets[n]];  // read before p overwrites z
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; ++j) {
-      p[j] = std::exp(z[j] - maxv);
+      p[j] = exp_nonpositive(z[j] - maxv);
       sum += p[j];
     }
     const float inv = 1.0f / sum;
