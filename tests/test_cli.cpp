@@ -70,7 +70,7 @@ TEST_F(CliTest, InvalidInputGivesOneErrorLineNamingTheCulprit) {
       {{"--data", "/nonexistent/file.txt"}, "/nonexistent/file.txt", 1},
       {{"--bogus", ""}, "--bogus", 2},
       {{"--preset", "huge"}, "--preset", 2},
-      {{"--precision", "fp16"}, "--precision: must be bf16 or fp32, not fp16", 2},
+      {{"--precision", "fp16"}, "--precision: must be fp32 or bf16, not fp16", 2},
       {{"--matmul", "openblas", "--precision", "bf16"}, "--precision bf16 needs --matmul onednn", 2},
       {{"--out", "/proc/forbidden"}, "/proc/forbidden", 1},
   };

@@ -89,52 +89,52 @@ void add_bucket_option(CLI::App& app, BatchConfig& batch) {
                  "in-rank reduction of the next");
 }
 
-// Reads a key of names (in any case) as its enum value, else says "must be
-// a or b, not c".
+// An option whose value is one of choices' names (in any case), read as
+// its enum value; the first choice is the default. Help shows "a|b"; an
+// error says "must be a or b, not c".
 template <typename Value>
-CLI::Validator one_of(const std::map<std::string, Value>& names) {
-  std::string keys;
-  for (const auto& [key, value] : names) keys += (keys.empty() ? "" : " or ") + key;
-  return CLI::Validator(
-      [names, keys](std::string& text) -> std::string {
-        const auto found = names.find(CLI::detail::to_lower(text));
-        if (found == names.end()) return "must be " + keys + ", not " + text;
-        text = std::to_string(static_cast<int>(found->second));
-        return "";
+void add_choice_option(CLI::App& app, const std::string& name, Value& target,
+                       const std::vector<std::pair<std::string, Value>>& choices,
+                       const std::string& help) {
+  std::string alternatives, either;
+  for (const auto& [key, value] : choices) {
+    alternatives += (alternatives.empty() ? "" : "|") + key;
+    either += (either.empty() ? "" : " or ") + key;
+  }
+  const CLI::Validator read_choice(
+      [choices, either](std::string& text) -> std::string {
+        for (const auto& [key, value] : choices)
+          if (CLI::detail::to_lower(text) == key) {
+            text = std::to_string(static_cast<int>(value));
+            return "";
+          }
+        return "must be " + either + ", not " + text;
       },
       "");
+  app.add_option(name, target, help)
+      ->transform(read_choice)
+      ->type_name(alternatives)
+      ->default_str(choices.front().first);
 }
 
 void add_recompute_option(CLI::App& app, BatchConfig& batch) {
-  const std::map<std::string, Recompute> names = {{"none", Recompute::none},
-                                                  {"block", Recompute::block}};
-  app.add_option("--recompute", batch.recompute,
-                 "none: keep every block's activations for the backward pass; block: keep "
-                 "each block's input and recompute the rest in backward (about a third more "
-                 "compute, much less memory, the same results)")
-      ->transform(one_of(names))
-      ->type_name("none|block")
-      ->default_str("none");
+  add_choice_option(app, "--recompute", batch.recompute,
+                    {{"none", Recompute::none}, {"block", Recompute::block}},
+                    "none: keep every block's activations for the backward pass; block: keep "
+                    "each block's input and recompute the rest in backward (about a third more "
+                    "compute, much less memory, the same results)");
 }
 
 void add_matmul_options(CLI::App& app, BatchConfig& batch) {
   using kernels::MatmulEngine, kernels::Precision;
-  const std::map<std::string, MatmulEngine> engines = {{"onednn", MatmulEngine::onednn},
-                                                       {"openblas", MatmulEngine::openblas}};
-  app.add_option("--matmul", batch.matmul.engine,
-                 "Matrix engine: onednn (kernels chosen by CPU features) or openblas (sgemm, "
-                 "kernels chosen by CPU model; fp32 only)")
-      ->transform(one_of(engines))
-      ->type_name("onednn|openblas")
-      ->default_str("onednn");
-  const std::map<std::string, Precision> precisions = {{"fp32", Precision::fp32},
-                                                       {"bf16", Precision::bf16}};
-  app.add_option("--precision", batch.matmul.precision,
-                 "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation (weights, "
-                 "optimizer, norms, softmax and loss stay fp32)")
-      ->transform(one_of(precisions))
-      ->type_name("fp32|bf16")
-      ->default_str("fp32");
+  add_choice_option(app, "--matmul", batch.matmul.engine,
+                    {{"onednn", MatmulEngine::onednn}, {"openblas", MatmulEngine::openblas}},
+                    "Matrix engine: onednn (kernels chosen by CPU features) or openblas (sgemm, "
+                    "kernels chosen by CPU model; fp32 only)");
+  add_choice_option(app, "--precision", batch.matmul.precision,
+                    {{"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
+                    "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation "
+                    "(weights, optimizer, norms, softmax and loss stay fp32)");
 }
 
 void add_check_option(CLI::App& app, RunPolicy& policy) {
