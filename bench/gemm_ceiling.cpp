@@ -125,7 +125,7 @@ ThreadBuffers make_buffers(const std::vector<Weight>& weights, int N) {
 // the blocks' forwards, the head chunk by chunk (forward, dX, dW), then the
 // blocks' backwards from the last. Operands as in kernels.cpp:
 //   forward: out (N,OC)   = inp (N,C) @ W (OC,C)^T         beta 0
-//   dX:      dinp (N,C)  += dout (N,OC) @ W (OC,C)          beta 1
+//   dX:      dinp (N,C)   = dout (N,OC) @ W (OC,C)          beta 0
 //   dW:      dW (OC,C)   += dout^T (OC,N) @ inp (N,C)       beta 1
 std::vector<Product> training_pass(const std::vector<Weight>& weights, ThreadBuffers& t, int N) {
   std::vector<Product> pass;
@@ -137,7 +137,7 @@ std::vector<Product> training_pass(const std::vector<Weight>& weights, ThreadBuf
   auto backward = [&](const Weight& w, float* dweight, const float* dout, const float* inp,
                       float* dinp, int rows) {
     pass.push_back({kDInput, rows, w.C, w.OC, {dout, w.OC},
-                    {w.values.data(), w.C, false, w.low.size() ? w.low.data() : nullptr}, 1.0f,
+                    {w.values.data(), w.C, false, w.low.size() ? w.low.data() : nullptr}, 0.0f,
                     dinp, w.C});
     pass.push_back({kDWeight, w.OC, w.C, rows, {dout, w.OC, true}, {inp, w.C}, 1.0f, dweight, w.C});
   };
