@@ -210,6 +210,18 @@ TEST(Bf16Support, WarnsWhenOneDnnRunsNoBf16Instructions) {
             std::string::npos);
 }
 
+// round_once: the engine's own bf16 copy for several products (bf16), or
+// nothing to use (fp32).
+TEST(MatmulRoundOnce, HoldsTheBf16CopyOnlyForBf16Products) {
+  const std::vector<float> values = {1.0f, 1.0f + 0x1p-8f, -3.14159f, 1e-3f, 65504.0f};
+  k::MatrixEngine fp32, bf16({k::MatmulEngine::onednn, k::Precision::bf16});
+  EXPECT_EQ(fp32.round_once(values.data(), values.size()), nullptr);
+  const k::bf16* low = bf16.round_once(values.data(), values.size());
+  if (!k::bf16_support_warning().empty() && !low) GTEST_SKIP() << "bf16 is emulated here";
+  ASSERT_NE(low, nullptr);
+  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_EQ(low[i], k::to_bf16(values[i])) << i;
+}
+
 TEST(MatmulOptions, OpenBlasHasNoBf16) {
   EXPECT_THROW(k::MatrixEngine({k::MatmulEngine::openblas, k::Precision::bf16}),
                std::invalid_argument);

@@ -101,11 +101,13 @@ void matmul_forward(MatrixEngine& engine, float* out, const float* inp, Weight w
 
 void matmul_backward(MatrixEngine& engine, float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, Weight weight, int N, int C, int OC) {
+  // dout feeds both products: in bf16, round it once.
+  const bf16* dout_low = engine.round_once(dout, static_cast<std::size_t>(N) * OC);
   // dinp (N,C) = dout (N,OC) @ weight (OC,C)
-  engine.multiply(N, C, OC, 1.0f, {dout, OC}, {weight.values, C, false, weight.low}, 0.0f, dinp,
-                  C);
+  engine.multiply(N, C, OC, 1.0f, {dout, OC, false, dout_low},
+                  {weight.values, C, false, weight.low}, 0.0f, dinp, C);
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
-  engine.multiply(OC, C, N, 1.0f, {dout, OC, true}, {inp, C}, 1.0f, dweight, C);
+  engine.multiply(OC, C, N, 1.0f, {dout, OC, true, dout_low}, {inp, C}, 1.0f, dweight, C);
   if (!dbias) return;
   for (int n = 0; n < N; ++n) {
     const float* d = dout + static_cast<std::size_t>(n) * OC;

@@ -167,9 +167,15 @@ struct MatrixEngine::OneDnn {
         dnnl_primitive_execute(e.primitive.get(), stream.get(), 4, args), "matmul");
   }
 
+  const bf16* round_once(const float* values, std::size_t n) {
+    if (precision == Precision::fp32 || emulated_bf16) return nullptr;
+    to_bf16(reserve(held, n), values, n);
+    return held.data();
+  }
+
   std::size_t bytes() const {
-    return scratchpad.bytes() + low_a.bytes() + low_b.bytes() + rounded_a.bytes() +
-           rounded_b.bytes();
+    return scratchpad.bytes() + low_a.bytes() + low_b.bytes() + held.bytes() +
+           rounded_a.bytes() + rounded_b.bytes();
   }
 
   Precision precision;
@@ -179,7 +185,7 @@ struct MatrixEngine::OneDnn {
   std::map<Key, Entry> entries;
   std::size_t scratchpad_bytes = 0;
   AlignedBuffer<std::uint8_t> scratchpad;
-  AlignedBuffer<bf16> low_a, low_b;
+  AlignedBuffer<bf16> low_a, low_b, held;  // held: round_once's
   AlignedBuffer<float> rounded_a, rounded_b;
 };
 
@@ -205,6 +211,14 @@ void MatrixEngine::multiply(int M, int N, int K, float alpha, MatrixView a, Matr
                 b.values, b.ld, beta, c, ldc);
   }
   seconds_ += omp_get_wtime() - start;
+}
+
+const bf16* MatrixEngine::round_once(const float* values, std::size_t n) {
+  if (!onednn_) return nullptr;
+  const double start = omp_get_wtime();
+  const bf16* low = onednn_->round_once(values, n);
+  seconds_ += omp_get_wtime() - start;
+  return low;
 }
 
 std::size_t MatrixEngine::bytes() const { return onednn_ ? onednn_->bytes() : 0; }

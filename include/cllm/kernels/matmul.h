@@ -65,6 +65,12 @@ class MatrixEngine {
   void multiply(int M, int N, int K, float alpha, MatrixView a, MatrixView b, float beta, float* c,
                 int ldc);
 
+  // The n contiguous values rounded to bf16 once, for several products that
+  // read them (matmul_backward's dout feeds two): a copy the engine holds
+  // until the next call, to pass as MatrixView::low. nullptr when the
+  // products are fp32, or emulate bf16 (they round their inputs themselves).
+  const bf16* round_once(const float* values, std::size_t n);
+
   // Memory the engine holds: its primitives' scratchpads and bf16 copies
   // of the operands it rounds. It grows with the first product of each
   // shape; after a training step's first micro-batch it stays put.
