@@ -11,7 +11,11 @@
 //   TrainingSampler.*  unlabelled (the window starts, no model)
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -20,11 +24,13 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cllm/data/sampler.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/kernels/rng.h"
+#include "cllm/train/stop_signal.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/trainer.h"
 #include "support/bitwise.h"
@@ -208,6 +214,44 @@ TEST(TrainingEngine, NoThreadsBeyondTheTeam) {
   const auto tasks = std::distance(std::filesystem::directory_iterator("/proc/self/task"),
                                    std::filesystem::directory_iterator{});
   EXPECT_EQ(tasks, 3);
+}
+
+// oneDNN 2.6's JIT GEMM kernels (gemm:jit, which runs attention's tile
+// products) point rsp into the heap while they run; a signal handler that
+// runs on such a thread writes its frame there and corrupts the heap
+// (oneDNN issue 4845, fixed in 3.x). Slurm and mpirun send SIGUSR1 and
+// SIGTERM at any moment. Here the process signals itself thousands of times
+// while two threads train, and the run must finish with the bits of an
+// undisturbed one.
+TEST(TrainingEngine, StopSignalsDuringProductsCorruptNothing) {
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_train_config(2);
+  cfg.model.n_embd = 128;  // 64 channels a head: attention's tiles run on gemm:jit
+  cfg.model.seq_len = 128;
+  cfg.steps = 6;
+  auto train = [&] {
+    Trainer trainer(cfg, data, kOneProcess);
+    for (int s = 0; s < cfg.steps; ++s) trainer.train_step(s);
+    return checksum(trainer.model().params());
+  };
+  const auto undisturbed = train();
+  install_stop_signal_handlers();
+  std::atomic<bool> done = false;
+  int sent = 0;
+  std::thread signaller([&] {
+    while (!done) {
+      kill(getpid(), SIGUSR1);
+      ++sent;
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  });
+  const auto disturbed = train();
+  done = true;
+  signaller.join();
+  std::printf("%d signals during training\n", sent);
+  EXPECT_EQ(stop_signal_received(), SIGUSR1);
+  EXPECT_GT(sent, 100);
+  EXPECT_EQ(disturbed, undisturbed);
 }
 
 TEST(TrainingThreads, NonFiniteStepsAreSkippedAndLeaveTheModelUntouched) {

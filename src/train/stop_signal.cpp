@@ -1,9 +1,11 @@
 #include "cllm/train/stop_signal.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <initializer_list>
 
 namespace cllm {
 
@@ -42,5 +44,18 @@ void install_stop_signal_handlers() {
 }
 
 int stop_signal_received() { return g_stop_signal; }
+
+StopSignalsHeld::StopSignalsHeld() {
+  sigset_t held;
+  sigemptyset(&held);
+  for (int signal : {SIGUSR1, SIGTERM, SIGINT}) {
+    struct sigaction current = {};
+    if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler == record_stop_signal)
+      sigaddset(&held, signal);
+  }
+  pthread_sigmask(SIG_BLOCK, &held, &previous_);
+}
+
+StopSignalsHeld::~StopSignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
 
 }  // namespace cllm

@@ -11,6 +11,7 @@
 #include "cllm/data/sampler.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/model/gpt.h"
+#include "cllm/train/stop_signal.h"
 
 namespace cllm {
 
@@ -116,6 +117,7 @@ StepResult Trainer::train_step(int step) {
   const Model& model = model_;
 #pragma omp parallel num_threads(n_threads)
   {
+    const StopSignalsHeld while_multiplying;  // see stop_signal.h
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     ctx.grads.zero();
     ctx.acts.seconds = {};
@@ -203,6 +205,7 @@ double Trainer::evaluate() {
   read_validation_windows(ours.begin, ours.end - ours.begin, n_batches);
 #pragma omp parallel num_threads(n_threads)
   {
+    const StopSignalsHeld while_multiplying;
     ThreadContext& ctx = *contexts_[omp_get_thread_num()];
     const Range mine = static_block(ours.end - ours.begin, n_threads, omp_get_thread_num());
     for (int i = mine.begin; i < mine.end; ++i)

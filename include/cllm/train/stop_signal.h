@@ -10,6 +10,8 @@
 // interface.
 #pragma once
 
+#include <signal.h>
+
 namespace cllm {
 
 // Installs the handlers for SIGUSR1, SIGTERM and SIGINT (once per process).
@@ -17,5 +19,25 @@ void install_stop_signal_handlers();
 
 // The signal received since installation (SIGUSR1, SIGTERM or SIGINT), or 0.
 int stop_signal_received();
+
+// While one lives, the calling thread leaves the stop signals that have our
+// handler pending instead of running it: a thread holds one while it runs
+// matrix products. oneDNN 2.6's JIT GEMM kernels (gemm:jit, which runs
+// attention's tile products) point rsp into the heap while they run, and a
+// handler run on that thread writes its frame there, corrupting the heap
+// (oneDNN issue 4845, fixed in 3.x). A signal sent meanwhile goes to a
+// thread that does not hold it (MPI's, say) or waits for the end of the
+// hold: either way the run sees it at the next step boundary, as always. A
+// second SIGINT, whose action is to kill, is not held.
+class StopSignalsHeld {
+ public:
+  StopSignalsHeld();
+  ~StopSignalsHeld();
+  StopSignalsHeld(const StopSignalsHeld&) = delete;
+  StopSignalsHeld& operator=(const StopSignalsHeld&) = delete;
+
+ private:
+  sigset_t previous_;
+};
 
 }  // namespace cllm
