@@ -226,7 +226,10 @@ void TrainingRun::print_sample() const {
   so.tokens = policy_.sample_tokens;
   so.seed = config_.seed;
   const auto prompt = tok->encode("\n");
-  const auto ids = generate(trainer_->model(), prompt, so);
+  const auto ids = [&] {
+    const StopSignalsHeld while_multiplying;  // see stop_signal.h
+    return generate(trainer_->model(), prompt, so);
+  }();
   // Written by size, not with %s: byte-level text may hold NUL bytes.
   const std::string sample = tok->decode(std::span(ids).subspan(prompt.size()));
   std::printf("sample (temperature %g, top-k %d):\n", so.temperature, so.top_k);
