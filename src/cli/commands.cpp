@@ -128,11 +128,13 @@ void add_recompute_option(CLI::App& app, BatchConfig& batch) {
 void add_matmul_options(CLI::App& app, BatchConfig& batch) {
   using kernels::MatmulEngine, kernels::Precision;
   add_choice_option(app, "--matmul", batch.matmul.engine,
-                    {{"onednn", MatmulEngine::onednn}, {"openblas", MatmulEngine::openblas}},
+                    {{kernels::to_string(MatmulEngine::onednn), MatmulEngine::onednn},
+                     {kernels::to_string(MatmulEngine::openblas), MatmulEngine::openblas}},
                     "Matrix engine: onednn (kernels chosen by CPU features) or openblas (sgemm, "
                     "kernels chosen by CPU model; fp32 only)");
   add_choice_option(app, "--precision", batch.matmul.precision,
-                    {{"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
+                    {{kernels::to_string(Precision::fp32), Precision::fp32},
+                     {kernels::to_string(Precision::bf16), Precision::bf16}},
                     "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation "
                     "(weights, optimizer, norms, softmax and loss stay fp32)");
 }

@@ -192,7 +192,8 @@ struct MatrixEngine::OneDnn {
 // ------------------------------------------------------------------ engine
 
 MatrixEngine::MatrixEngine(MatmulOptions options) : options_(options) {
-  check_matmul_options(options);
+  if (!is_implemented(options))
+    throw std::invalid_argument("bf16 products need the onednn engine: OpenBLAS has none");
   if (options.engine == MatmulEngine::onednn) onednn_ = std::make_unique<OneDnn>(options.precision);
 }
 
@@ -223,9 +224,8 @@ const bf16* MatrixEngine::round_once(const float* values, std::size_t n) {
 
 std::size_t MatrixEngine::bytes() const { return onednn_ ? onednn_->bytes() : 0; }
 
-void check_matmul_options(const MatmulOptions& options) {
-  if (options.engine == MatmulEngine::openblas && options.precision == Precision::bf16)
-    throw std::invalid_argument("bf16 products need the onednn engine: OpenBLAS has none");
+bool is_implemented(const MatmulOptions& options) {
+  return !(options.engine == MatmulEngine::openblas && options.precision == Precision::bf16);
 }
 
 // ------------------------------------------------------------------ names

@@ -28,8 +28,7 @@ void BatchConfig::validate(int ranks) const {
   require_setting(threads > 0, "{threads} must be positive");
   require_setting(bucket_mb > 0, "{bucket_mb} must be positive");
   require_setting(
-      !(matmul.engine == kernels::MatmulEngine::openblas &&
-        matmul.precision == kernels::Precision::bf16),
+      kernels::is_implemented(matmul),
       "{precision} bf16 needs {matmul} onednn: OpenBLAS has no bf16 matrix product");
 }
 

@@ -95,8 +95,8 @@ std::string matmul_engine_name(MatmulEngine engine);
 // bf16 products are emulated and slower than fp32.
 std::string bf16_support_warning();
 
-// Throws std::invalid_argument for a pair that has no implementation:
-// OpenBLAS has no bf16 product.
-void check_matmul_options(const MatmulOptions& options);
+// False for the pair that has no implementation: OpenBLAS has no bf16
+// product. (The engine refuses it; BatchConfig::validate names the settings.)
+bool is_implemented(const MatmulOptions& options);
 
 }  // namespace cllm::kernels
