@@ -4,14 +4,15 @@
 #   scripts/setup.sh [build|test|bench|all]     (default: build)
 #
 #   build  compilers, CMake, Open MPI, parallel HDF5 (Open MPI flavour) and
-#          hdf5-tools, CLI11, oneDNN (the matrix engine) and OpenBLAS (OpenMP
+#          hdf5-tools, CLI11, oneDNN (the matrix engine; its CMake package
+#          needs the OpenCL headers, ocl-icd-opencl-dev) and OpenBLAS (OpenMP
 #          build), GoogleTest/GoogleMock,
 #          Google Benchmark, PCRE2 and nlohmann-json (GPT-2 tokenizer),
 #          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
 #          (the tsan preset; libclang-rt-14-dev also has libFuzzer, for the
 #          fuzz preset), Python 3 with NumPy, PyTorch and h5py (reference
-#          checks; tests/fuzz/triage.py), Slurm and munge (tests/slurm: batch
+#          checks; tests/fuzz/triage.py) and matplotlib (scripts/plot.py), Slurm and munge (tests/slurm: batch
 #          jobs on a real Slurm)
 #   bench  test + hyperfine (if the archive has it)
 #   all    same as bench
@@ -29,11 +30,11 @@ esac
 
 build_pkgs=(build-essential cmake pkg-config
             openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-            libcli11-dev libdnnl-dev libopenblas-openmp-dev libssl-dev
+            libcli11-dev libdnnl-dev ocl-icd-opencl-dev libopenblas-openmp-dev libssl-dev
             libgtest-dev libgmock-dev libbenchmark-dev
             libpcre2-dev nlohmann-json3-dev)
 test_pkgs=(clang-14 libomp-14-dev libclang-rt-14-dev
-           python3 python3-numpy python3-torch python3-h5py
+           python3 python3-numpy python3-torch python3-h5py python3-matplotlib
            slurmctld slurmd slurm-client munge)
 optional_bench_pkgs=(hyperfine)
 

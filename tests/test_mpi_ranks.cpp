@@ -84,7 +84,7 @@ TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
   Trainer trainer(cfg, corpus(), comm);
   const StepResult r = trainer.train_step(step);
   // Every rank holds the same summed gradient, bit for bit.
-  const auto sums = comm.all_gather(checksum(trainer.gradients()));
+  const auto sums = comm.all_gather(checksum(trainer.gradients()), Collective::replica_check);
   for (int k = 1; k < comm.size(); ++k)
     EXPECT_EQ(sums[k], sums[0]) << "rank " << k << "'s gradient differs from rank 0's";
 
@@ -138,7 +138,7 @@ TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
     }
     EXPECT_TRUE(threw) << "check_replicas returned on this rank";
     // Every rank, not only the drifted one or rank 0, must stop.
-    EXPECT_TRUE(comm.all_ok(threw)) << "some rank's check_replicas returned";
+    EXPECT_TRUE(comm.all_ok(threw, Collective::agreement)) << "some rank's check_replicas returned";
     if (threw) {
       EXPECT_TRUE(contains(message, "step " + std::to_string(step))) << message;
       EXPECT_TRUE(contains(message, "rank 0 checksum " + hex(victim == 0 ? nudged : agreed)))

@@ -83,7 +83,7 @@ std::optional<int> agreed(const Comm& comm, const std::function<void()>& work) {
   }
   // Each rank's exit code + 1; 0 where it goes on.
   const std::vector<std::uint64_t> codes =
-      comm.all_gather(mine ? static_cast<std::uint64_t>(mine->code) + 1 : 0);
+      comm.all_gather(mine ? static_cast<std::uint64_t>(mine->code) + 1 : 0, Collective::agreement);
   const auto first = std::find_if(codes.begin(), codes.end(), [](auto c) { return c != 0; });
   if (first == codes.end()) return std::nullopt;
   if (first - codes.begin() == comm.rank()) print(*mine);

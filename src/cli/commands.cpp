@@ -144,12 +144,34 @@ void add_check_option(CLI::App& app, RunPolicy& policy) {
                  "Steps between cross-rank parameter checksums (0: at the end only)");
 }
 
+// Watching the run: its timeline, and the ranks that keep the others waiting.
+void add_watch_options(CLI::App& app, std::string& trace, StallPolicy& stall) {
+  app.add_option("--trace", trace,
+                 "Write a Chrome trace of every rank's and thread's work to FILE (open it in "
+                 "Perfetto or chrome://tracing)")
+      ->type_name("FILE");
+  app.add_option("--stall-warn", stall.warn_s,
+                 "Seconds a rank may wait in a collective before rank 0 names the ranks that "
+                 "have not arrived (0: off)");
+  app.add_option("--stall-abort", stall.abort_s,
+                 "Seconds a rank may wait in a collective before every rank ends with exit "
+                 "code 5, naming the missing ranks (0: off)");
+}
+
+// Validates the stall policy and watches comm's collectives with it; every rank agrees.
+std::optional<int> watch_stalls(Comm& comm, const StallPolicy& stall) {
+  if (auto code = agreed(comm, [&] { stall.validate(); })) return code;
+  comm.watch_stalls(stall, option_name);
+  return std::nullopt;
+}
+
 struct Train {
   static constexpr const char* kAbout = "Train a model on a text corpus";
   ModelOptions model;
   TrainConfig cfg;
   DataSpec data;
   RunPolicy policy;
+  StallPolicy stall;
 
   void add(CLI::App& app) {
     model.add(app);
@@ -188,6 +210,7 @@ struct Train {
     add_matmul_options(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
+    add_watch_options(app, policy.trace, stall);
   }
 
   TrainConfig config() const {
@@ -196,10 +219,11 @@ struct Train {
     return c;
   }
 
-  int run(const Comm& comm) {
+  int run(Comm& comm) {
     install_stop_signal_handlers();
     TrainConfig c;
     if (auto code = agreed(comm, [&] { c = config(); })) return *code;
+    if (auto code = watch_stalls(comm, stall)) return *code;
     try {
       TrainingRun run(c, policy, data, comm, option_name);
       return run.run().exit_code();
@@ -217,6 +241,7 @@ struct Bench {
   std::optional<int> vocab;
   BenchmarkConfig bench;
   RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
+  StallPolicy stall;
   bool json = false;
 
   void add(CLI::App& app) {
@@ -234,9 +259,11 @@ struct Bench {
     add_matmul_options(app, cfg.batch);
     add_bucket_option(app, cfg.batch);
     add_check_option(app, policy);
+    add_watch_options(app, bench.trace, stall);
   }
 
-  int run(const Comm& comm) {
+  int run(Comm& comm) {
+    if (auto code = watch_stalls(comm, stall)) return *code;
     try {
       TrainConfig c = cfg;
       if (auto code = agreed(comm, [&] {
@@ -270,7 +297,7 @@ struct Prepare {
                    "Tail of the tokens held out for validation, in [0, 0.5]");
   }
 
-  int run(const Comm& comm) {
+  int run(Comm& comm) {
     PrepareSummary done;
     if (auto code = agreed(comm, [&] {
           spec.validate();  // on every rank: each one's own --out and inputs
@@ -304,7 +331,7 @@ struct Generate {
     app.add_option("--seed", spec.sampling.seed, "Sampling seed");
   }
 
-  int run(const Comm& comm) {
+  int run(Comm& comm) {
     std::string text;
     if (auto code = agreed(comm, [&] {
           spec.validate();
@@ -340,7 +367,7 @@ void parse(CLI::App& app, int argc, char** argv) {
 }
 
 template <class Command>
-int run_command(int argc, char** argv, const Comm& world) {
+int run_command(int argc, char** argv, Comm& world) {
   Command command;
   CLI::App app{Command::kAbout, std::string("cllm ") + argv[1]};
   add_options(app, command);
@@ -351,7 +378,7 @@ int run_command(int argc, char** argv, const Comm& world) {
 struct Subcommand {
   const char* name;
   const char* about;
-  int (*run)(int argc, char** argv, const Comm& world);
+  int (*run)(int argc, char** argv, Comm& world);
 };
 constexpr Subcommand kSubcommands[] = {
     {"prepare", Prepare::kAbout, run_command<Prepare>},
@@ -365,7 +392,7 @@ constexpr Subcommand kSubcommands[] = {
 int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   // Every rank takes part in each agreement, whatever its arguments (MPMD
   // launches may give ranks different ones).
-  const Comm world = Comm::world();
+  Comm world = Comm::world();
   const std::string name = argc > 1 ? argv[1] : "";
   for (const Subcommand& s : kSubcommands)
     if (name == s.name) return s.run(argc, argv, world);
@@ -389,6 +416,7 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   const TrainConfig cfg = train.config();
   cfg.validate(1);
   train.policy.validate();
+  train.stall.validate();
   return cfg;
 }
 

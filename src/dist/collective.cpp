@@ -7,7 +7,7 @@
 
 namespace cllm {
 
-void collectively(const Comm& comm, const std::function<void()>& work) {
+void collectively(const Comm& comm, const std::function<void()>& work, Collective what) {
   enum : std::uint64_t { kOk = 0, kError = 1, kInvalidSetting = 2 };
   std::uint64_t mine = kOk;
   std::string reason;
@@ -27,7 +27,7 @@ void collectively(const Comm& comm, const std::function<void()>& work) {
     reason = e.what();
     cause = std::current_exception();
   }
-  const std::vector<std::uint64_t> outcomes = comm.all_gather(mine);
+  const std::vector<std::uint64_t> outcomes = comm.all_gather(mine, what);
   const auto first = std::find_if(outcomes.begin(), outcomes.end(), [](auto o) { return o != kOk; });
   if (first == outcomes.end()) return;
   const int failed = static_cast<int>(first - outcomes.begin());

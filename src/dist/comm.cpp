@@ -1,13 +1,20 @@
 #include "cllm/dist/comm.h"
 
-#include <algorithm>
+#include <omp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "mpi_check.h"
+#include "stall_inspector.h"
 
 namespace cllm {
+
+Comm::Comm() = default;
 
 Comm Comm::duplicate(MPI_Comm parent) {
   Comm c;
@@ -19,71 +26,208 @@ Comm Comm::duplicate(MPI_Comm parent) {
 
 Comm Comm::world() { return duplicate(MPI_COMM_WORLD); }
 
+Comm::Comm(Comm&& o) noexcept
+    : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
+      rank_(o.rank_),
+      size_(o.size_),
+      inspector_(std::move(o.inspector_)),
+      step_(o.step_),
+      current_(o.current_),
+      waits_(std::move(o.waits_)) {}
+
 Comm& Comm::operator=(Comm&& o) noexcept {
   if (this != &o) {
+    inspector_.reset();
     if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
     comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
     rank_ = o.rank_;
     size_ = o.size_;
+    inspector_ = std::move(o.inspector_);
+    step_ = o.step_;
+    current_ = o.current_;
+    waits_ = std::move(o.waits_);
   }
   return *this;
 }
 
 Comm::~Comm() {
+  inspector_.reset();
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-bool Comm::all_ok(bool ok) const {
-  if (comm_ == MPI_COMM_NULL) return ok;
-  int mine = ok ? 1 : 0, all = 0;
-  check_mpi(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_), "MPI_Allreduce");
-  return all != 0;
+void Comm::watch_stalls(const StallPolicy& policy, SettingNames name_of) {
+  inspector_.reset();
+  if (comm_ != MPI_COMM_NULL && size_ > 1 && policy.on())
+    inspector_ = std::make_unique<StallInspector>(comm_, policy, std::move(name_of));
 }
 
-void Comm::sum(std::span<double> v) const {
-  if (comm_ == MPI_COMM_NULL || v.empty()) return;
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE,
-                          MPI_SUM, comm_),
-            "MPI_Allreduce");
+void Comm::arrive(Collective what) const {
+  current_ = what;
+  if (inspector_) inspector_->arrive(what, step_);
 }
 
-void Comm::sum(std::span<float> v) const {
-  if (comm_ == MPI_COMM_NULL || v.empty()) return;
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT,
-                          MPI_SUM, comm_),
-            "MPI_Allreduce");
+void Comm::complete(std::span<MPI_Request> requests, std::span<double> completed_at) const {
+  if (comm_ == MPI_COMM_NULL) return;
+  const double begin = omp_get_wtime();
+  if (!inspector_ && completed_at.empty()) {
+    check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
+              "MPI_Waitall");
+  } else {
+    // MPI_Waitall's own loop, with the inspector's look every few
+    // milliseconds. A long wait (another rank is late) yields the core, then
+    // sleeps a little between tests: the ranks may share cores.
+    std::vector<int> done(requests.size());
+    std::size_t open = 0;
+    for (const MPI_Request& r : requests) open += r != MPI_REQUEST_NULL;
+    double next_look = begin;
+    while (open > 0) {
+      int n = 0;
+      check_mpi(MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &n, done.data(),
+                             MPI_STATUSES_IGNORE),
+                "MPI_Testsome");
+      if (n == MPI_UNDEFINED) break;
+      const double now = omp_get_wtime();
+      for (int i = 0; i < n; ++i)
+        if (!completed_at.empty()) completed_at[done[i]] = now;
+      open -= static_cast<std::size_t>(n);
+      if (open == 0) break;
+      if (inspector_ && now >= next_look) {
+        inspector_->poll();
+        next_look = now + 0.005;
+      }
+      const double waited = now - begin;
+      if (waited > 0.05)
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      else if (waited > 0.001)
+        std::this_thread::yield();
+    }
+  }
+  waits_.push_back({current_, step_, begin, omp_get_wtime()});
 }
 
 namespace {
-// MPI counts are int: send long buffers in pieces.
+
+// One nonblocking collective's request, started by start(request), then
+// completed through the Comm.
+template <typename Start>
+void run_collective(const Comm& comm, Collective what, Start start) {
+  comm.arrive(what);
+  MPI_Request request = MPI_REQUEST_NULL;
+  start(&request);
+  comm.complete(std::span(&request, 1));
+}
+
+}  // namespace
+
+bool Comm::all_ok(bool ok, Collective what) const {
+  if (comm_ == MPI_COMM_NULL) return ok;
+  int mine = ok ? 1 : 0, all = 0;
+  run_collective(*this, what, [&](MPI_Request* r) {
+    check_mpi(MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_, r), "MPI_Iallreduce");
+  });
+  return all != 0;
+}
+
+void Comm::sum(std::span<double> v, Collective what) const {
+  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  run_collective(*this, what, [&](MPI_Request* r) {
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE,
+                             MPI_SUM, comm_, r),
+              "MPI_Iallreduce");
+  });
+}
+
+void Comm::sum(std::span<float> v, Collective what) const {
+  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  run_collective(*this, what, [&](MPI_Request* r) {
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT,
+                             MPI_SUM, comm_, r),
+              "MPI_Iallreduce");
+  });
+}
+
+namespace {
+// MPI counts are int: send long buffers in pieces, each broadcast started
+// at once and all completed together.
 template <typename T>
-void broadcast_pieces(MPI_Comm comm, std::span<T> v, MPI_Datatype type) {
+void broadcast_pieces(const Comm& comm, std::span<T> v, MPI_Datatype type, Collective what) {
   constexpr std::size_t kPiece = std::size_t{1} << 28;
-  for (std::size_t off = 0; off < v.size(); off += kPiece)
-    check_mpi(MPI_Bcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type,
-                        0, comm),
-              "MPI_Bcast");
+  comm.arrive(what);
+  std::vector<MPI_Request> requests;
+  for (std::size_t off = 0; off < v.size(); off += kPiece) {
+    MPI_Request& r = requests.emplace_back(MPI_REQUEST_NULL);
+    check_mpi(MPI_Ibcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type,
+                         0, comm.get(), &r),
+              "MPI_Ibcast");
+  }
+  comm.complete(requests);
 }
 }  // namespace
 
-void Comm::broadcast(std::span<float> v) const {
-  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_FLOAT);
+void Comm::broadcast(std::span<float> v, Collective what) const {
+  if (comm_ != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_FLOAT, what);
 }
 
-void Comm::broadcast(std::span<std::int64_t> v) const {
-  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_INT64_T);
+void Comm::broadcast(std::span<std::byte> v, Collective what) const {
+  if (comm_ != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_BYTE, what);
 }
 
-void Comm::broadcast(std::span<std::byte> v) const {
-  if (comm_ != MPI_COMM_NULL) broadcast_pieces(comm_, v, MPI_BYTE);
-}
-
-std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value) const {
+std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value, Collective what) const {
   std::vector<std::uint64_t> all(size_, value);
   if (comm_ != MPI_COMM_NULL)
-    check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_),
-              "MPI_Allgather");
+    run_collective(*this, what, [&](MPI_Request* r) {
+      check_mpi(MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, r),
+                "MPI_Iallgather");
+    });
   return all;
+}
+
+std::vector<double> Comm::all_gather(double value, Collective what) const {
+  std::vector<double> all(size_, value);
+  if (comm_ != MPI_COMM_NULL)
+    run_collective(*this, what, [&](MPI_Request* r) {
+      check_mpi(MPI_Iallgather(&value, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm_, r),
+                "MPI_Iallgather");
+    });
+  return all;
+}
+
+std::vector<std::string> Comm::gather_text(const std::string& mine, Collective what) const {
+  if (comm_ == MPI_COMM_NULL) return {mine};
+  // Sizes first, then the texts, into one buffer on rank 0.
+  if (mine.size() > static_cast<std::size_t>(INT32_MAX))
+    throw std::runtime_error("gather_text: " + std::to_string(mine.size()) + " bytes on rank " +
+                             std::to_string(rank_) + " (at most 2 GiB)");
+  int size = static_cast<int>(mine.size());
+  std::vector<int> sizes(is_root() ? size_ : 0), offsets(sizes.size());
+  run_collective(*this, what, [&](MPI_Request* r) {
+    check_mpi(MPI_Igather(&size, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm_, r),
+              "MPI_Igather");
+  });
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    offsets[i] = static_cast<int>(total);
+    total += static_cast<std::size_t>(sizes[i]);
+  }
+  if (total > static_cast<std::size_t>(INT32_MAX))
+    throw std::runtime_error("gather_text: " + std::to_string(total) + " bytes (at most 2 GiB)");
+  std::string all(total, '\0');
+  run_collective(*this, what, [&](MPI_Request* r) {
+    check_mpi(MPI_Igatherv(mine.data(), size, MPI_CHAR, all.data(), sizes.data(), offsets.data(),
+                           MPI_CHAR, 0, comm_, r),
+              "MPI_Igatherv");
+  });
+  std::vector<std::string> texts;
+  for (std::size_t i = 0; i < sizes.size(); ++i) texts.push_back(all.substr(offsets[i], sizes[i]));
+  return texts;
+}
+
+double Comm::synchronized_now(Collective what) const {
+  if (comm_ != MPI_COMM_NULL)
+    run_collective(*this, what, [&](MPI_Request* r) {
+      check_mpi(MPI_Ibarrier(comm_, r), "MPI_Ibarrier");
+    });
+  return omp_get_wtime();
 }
 
 std::uint64_t checksum(std::span<const float> values) {

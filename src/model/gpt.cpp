@@ -205,6 +205,7 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   k::MatrixEngine& mm = a.matmul;
   KernelClock clock(a.seconds, a.matmul);
   trunk_forward(model, a, inputs, clock);
+  a.marks.forward_end = omp_get_wtime();
   const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
 
   // Output head, chunk by chunk: logits = ln_f @ wte^T, the loss, and their
@@ -223,6 +224,7 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   std::fill_n(a.dres, NC, 0.0f);
   k::layernorm_backward(a.dres, g.ln_f_w, g.ln_f_b, a.dbtc, block_input(a, c.n_layer), p.ln_f_w,
                         a.ln_f_mean, a.ln_f_rstd, N, C);
+  a.marks.head_end = omp_get_wtime();
 
   // a.dres holds d(loss)/d(residual stream) and flows down through the blocks;
   // each residual add passes it through unchanged and each branch adds to it.

@@ -25,6 +25,7 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
                                    const Comm& comm) {
   TokenDataset data;
   std::unique_ptr<Trainer> trainer;
+  Timeline timeline;
   collectively(comm, [&] {
     config.steps = bench.warmup_steps + bench.steps;
     config.optim.warmup_steps = 0;
@@ -37,13 +38,19 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
     for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
     data.val.assign(data.train.begin(), data.train.begin() + 4 * config.model.seq_len);
     trainer = std::make_unique<Trainer>(config, data, comm);
+    if (!bench.trace.empty()) timeline = Timeline(bench.trace, config.batch.threads, comm);
   });
   if (comm.is_root()) warn_about_matmul(config.batch.matmul);
-  return run_benchmark(*trainer, comm, bench.warmup_steps, bench.steps);
+  timeline.start(comm);
+  trainer->trace_into(&timeline);
+  BenchmarkResult result =
+      run_benchmark(*trainer, comm, bench.warmup_steps, bench.steps, &timeline);
+  timeline.flush(comm);
+  return result;
 }
 
 BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
-                              int timed_steps) {
+                              int timed_steps, Timeline* timeline) {
   const TrainConfig& cfg = trainer.config();
   StepResult sum;
   double cpu_at_start = 0;
@@ -54,6 +61,8 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
       machine_at_start = machine_cpu_ticks();
     }
     const StepResult r = trainer.train_step(s);
+    const std::vector<CollectiveWait> waits = comm.take_waits();
+    if (timeline) timeline->waits(waits);
     if (s < warmup_steps) continue;
     sum.t_data += r.t_data;
     sum.t_matmul += r.t_matmul;

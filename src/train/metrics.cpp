@@ -32,6 +32,12 @@ std::string format_log_line(const LogRecord& r) {
       static_cast<int>(std::to_string(r.total_steps).size()), r.step, r.total_steps, r.loss,
       r.lr, r.grad_norm, r.tokens_per_s, kernels::to_string(r.precision), r.ms_per_step,
       format_duration(r.eta_s).c_str());
+  if (r.ranks > 1) {
+    s += printf_string(" | comm wait %.1f ms", 1000.0 * r.comm_wait_s);
+    // Waits of a tenth of the step are no jitter: the others wait for one rank.
+    if (r.comm_wait_s >= 0.1 * r.ms_per_step / 1000.0)
+      s += printf_string(" (rank %d slowest)", r.slowest_rank);
+  }
   if (r.val_loss) s += printf_string(" | val loss %.4f", *r.val_loss);
   return s;
 }
@@ -50,6 +56,8 @@ std::string format_json_line(const LogRecord& r) {
   j["eta_s"] = json_number(r.eta_s, "%.1f");
   if (r.val_loss) j["val_loss"] = json_number(*r.val_loss, "%.8g");
   j["precision"] = kernels::to_string(r.precision);
+  j["comm_wait_s"] = json_number(r.comm_wait_s, "%.6f");
+  if (r.ranks > 1) j["slowest_rank"] = r.slowest_rank;
   return j.dump();
 }
 

@@ -107,34 +107,56 @@ StepResult Trainer::train_step(int step) {
   r.step = step;
   r.lr = learning_rate(cfg_.optim, step, cfg_.steps);
   const int n_threads = cfg_.batch.threads;
+  const int label = step + 1;  // the log's step number
+  comm_.label_step(label);
+  Timeline* const timeline = timeline_ && timeline_->on() ? timeline_ : nullptr;
   const double t_start = omp_get_wtime();
   read_training_windows(step);
   const double t0 = omp_get_wtime();
+  if (timeline) timeline->span(0, "read windows", t_start, t0, label);
 
   // ---- forward + backward: threads share the model read-only, no lock.
   update_bf16_weights();
   std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
   const Model& model = model_;
+  const double t_parallel = omp_get_wtime();
 #pragma omp parallel num_threads(n_threads)
   {
     const StopSignalsHeld while_multiplying;  // see stop_signal.h
-    ThreadContext& ctx = *contexts_[omp_get_thread_num()];
+    const int me = omp_get_thread_num();
+    ThreadContext& ctx = *contexts_[me];
     ctx.grads.zero();
     ctx.acts.seconds = {};
-    const Range mine = static_block(micro_per_rank_, n_threads, omp_get_thread_num());
+    const Range mine = static_block(micro_per_rank_, n_threads, me);
     for (int i = mine.begin; i < mine.end; ++i) {
       const std::int32_t* inputs = batch_inputs(i);
       const std::int32_t* targets = batch_targets(i);
+      const double m0 = timeline ? omp_get_wtime() : 0.0;
       micro_losses_[first_micro_ + i] =
           gpt_forward_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
+      if (timeline) {
+        const double m1 = omp_get_wtime();
+        const PassMarks& at = ctx.acts.marks;
+        const int micro = first_micro_ + i;
+        timeline->span(me, "micro-batch", m0, m1, label, "micro_batch", micro);
+        timeline->span(me, "forward", m0, at.forward_end, label, "micro_batch", micro);
+        timeline->span(me, "output head", at.forward_end, at.head_end, label, "micro_batch", micro);
+        timeline->span(me, "backward", at.head_end, m1, label, "micro_batch", micro);
+      }
     }
-    thread_finished_[omp_get_thread_num()] = omp_get_wtime();
+    thread_finished_[me] = omp_get_wtime();
   }
   const double t1 = omp_get_wtime();
+  if (timeline) {
+    if (cfg_.batch.matmul.precision == kernels::Precision::bf16)
+      timeline->span(0, "bf16 weights", t0, t_parallel, label);
+    for (int t = 0; t < n_threads; ++t)
+      timeline->span(t, "wait for threads", thread_finished_[t], t1, label);
+  }
 
   // ---- in-rank reduce, overlapped with the cross-rank allreduce.
-  r.t_allreduce = reducer_.reduce(thread_grads_, grads_.span(), n_threads);
-  comm_.sum(micro_losses_);  // each slot has one contributor: exact
+  r.t_allreduce = reducer_.reduce(thread_grads_, grads_.span(), n_threads, timeline, label);
+  comm_.sum(micro_losses_, Collective::loss_sum);  // each slot has one contributor: exact
   const double t2 = omp_get_wtime();
   const std::vector<Chunk>& chunks = optimizer_.chunks();
 
@@ -149,6 +171,10 @@ StepResult Trainer::train_step(int step) {
     r.applied = optimizer_.step(model_.params(), grads_.span(), clip, r.lr, n_threads);
   }
   const double t3 = omp_get_wtime();
+  if (timeline) {
+    timeline->span(0, "optimizer", t2, t3, label);
+    timeline->span(0, "step", t_start, t3, label);
+  }
   r.t_data = t0 - t_start;
   for (int t = 0; t < n_threads; ++t) {
     r.t_matmul += contexts_[t]->acts.seconds.matmul / n_threads;
@@ -211,14 +237,14 @@ double Trainer::evaluate() {
     for (int i = mine.begin; i < mine.end; ++i)
       losses[ours.begin + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
   }
-  comm_.sum(losses);  // each slot has one contributor: exact
+  comm_.sum(losses, Collective::evaluation);  // each slot has one contributor: exact
   double sum = 0.0;
   for (double l : losses) sum += l;
   return sum / (static_cast<double>(n_batches) * B * T);
 }
 
 void Trainer::check_replicas(int step) const {
-  const std::vector<std::uint64_t> sums = comm_.all_gather(checksum(model_.params()));
+  const std::vector<std::uint64_t> sums = comm_.all_gather(checksum(model_.params()), Collective::replica_check);
   for (int r = 1; r < comm_.size(); ++r)
     if (sums[r] != sums[0]) {
       char buf[160];

@@ -113,7 +113,10 @@ TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, co
     }
     settings_ = run_settings(config_, policy_, data_spec_, *data_.source);
     trainer_ = std::make_unique<Trainer>(config_, *data_.source, comm_);
+    if (!policy_.trace.empty()) timeline_ = Timeline(policy_.trace, config_.batch.threads, comm_);
   });
+  timeline_.start(comm_);
+  trainer_->trace_into(&timeline_);
 }
 
 // Loads the checkpoint at path into the trainer, after checking that it
@@ -169,16 +172,16 @@ std::optional<TrainingState> TrainingRun::share_resume_point(
     const std::optional<TrainingState>& mine) {
   ResumePoint point;
   if (mine) point = {true, *mine, trainer_->optimizer().steps_taken()};
-  comm_.broadcast_value(point);
+  comm_.broadcast_value(point, Collective::resume);
   if (!point.found) return std::nullopt;
   if (comm_.size() > 1) {
-    comm_.broadcast(trainer_->mutable_model().params());
+    comm_.broadcast(trainer_->mutable_model().params(), Collective::resume);
     const std::size_t n = trainer_->model().layout().total();
     AlignedBuffer<float> m(n), v(n);
     std::copy_n(trainer_->optimizer().m().data(), n, m.data());
     std::copy_n(trainer_->optimizer().v().data(), n, v.data());
-    comm_.broadcast(m.span());
-    comm_.broadcast(v.span());
+    comm_.broadcast(m.span(), Collective::resume);
+    comm_.broadcast(v.span(), Collective::resume);
     trainer_->mutable_optimizer().restore(m.span(), v.span(), point.optimizer_steps);
   }
   return point.state;
@@ -206,6 +209,7 @@ void TrainingRun::print_header() const {
 
 // Rank 0 writes; every rank agrees on the outcome.
 void TrainingRun::save_checkpoint(const TrainingState& state) {
+  const TimedSpan span(timeline_, 0, "checkpoint", static_cast<int>(state.step));
   collectively(comm_, [&] {
     if (!comm_.is_root()) return;
     const double t0 = omp_get_wtime();
@@ -217,7 +221,7 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
     std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
                 static_cast<double>(fs::file_size(path, ec)) / 1048576.0, omp_get_wtime() - t0);
     std::fflush(stdout);
-  });
+  }, Collective::checkpoint_agreement);
 }
 
 void TrainingRun::print_sample() const {
@@ -241,7 +245,9 @@ int RunEnd::exit_code() const {
   return why == Why::diverged ? kExitDiverged : why == Why::interrupted ? kExitInterrupted : 0;
 }
 
-RunEnd TrainingRun::ended(RunEnd end) const {
+RunEnd TrainingRun::ended(RunEnd end) {
+  timeline_.waits(comm_.take_waits());
+  timeline_.flush(comm_);
   if (!comm_.is_root()) return end;
   const auto step = static_cast<long long>(end.step);
   if (end.why == RunEnd::Why::stop_at)
@@ -267,7 +273,7 @@ RunEnd TrainingRun::run() {
   std::optional<TrainingState> resumed;
   collectively(comm_, [&] {
     if (root) resumed = load_resume_point();
-  });
+  }, Collective::resume);
   const TrainingState start = share_resume_point(resumed).value_or(TrainingState{});
   const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
   if (start.step >= end) {
@@ -284,7 +290,7 @@ RunEnd TrainingRun::run() {
   if (root) print_header();
 
   TrainingState state = start;
-  double interval_s = 0, total_s = 0;
+  double interval_s = 0, total_s = 0, interval_wait_s = 0;
   int interval_steps = 0;
   for (int step = static_cast<int>(start.step); step < end; ++step) {
     const StepResult r = trainer_->train_step(step);
@@ -313,6 +319,10 @@ RunEnd TrainingRun::run() {
     const int done = step + 1;
     const StepActions act = step_actions(config_, policy_, done, end);
     if (act.check_replicas) trainer_->check_replicas(done);
+    // This step's waits for other ranks (and the last step boundary's).
+    const std::vector<CollectiveWait> waits = comm_.take_waits();
+    for (const CollectiveWait& w : waits) interval_wait_s += w.end - w.begin;
+    timeline_.waits(waits);
     if (act.log) {
       LogRecord rec;
       rec.step = done;
@@ -325,13 +335,24 @@ RunEnd TrainingRun::run() {
           static_cast<double>(config_.tokens_per_step()) * interval_steps / interval_s;
       rec.eta_s = total_s / (done - start.step) * (config_.steps - done);
       rec.precision = config_.batch.matmul.precision;
-      if (act.evaluate) rec.val_loss = trainer_->evaluate();
+      // The rank that waits least is the one the others wait for.
+      const std::vector<double> rank_waits =
+          comm_.all_gather(interval_wait_s / interval_steps, Collective::log);
+      rec.ranks = comm_.size();
+      rec.comm_wait_s = *std::max_element(rank_waits.begin(), rank_waits.end());
+      rec.slowest_rank = static_cast<int>(std::min_element(rank_waits.begin(), rank_waits.end()) -
+                                          rank_waits.begin());
+      if (act.evaluate) {
+        const TimedSpan span(timeline_, 0, "evaluate", done);
+        rec.val_loss = trainer_->evaluate();
+      }
       if (root) {
         std::printf("%s\n", format_log_line(rec).c_str());
         std::fflush(stdout);
         metrics_->write(rec);
       }
       interval_s = 0;
+      interval_wait_s = 0;
       interval_steps = 0;
       if (done == config_.steps && root)
         std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
@@ -339,15 +360,18 @@ RunEnd TrainingRun::run() {
                     *rec.val_loss,
                     static_cast<unsigned long long>(checksum(trainer_->model().params())),
                     comm_.size());
+      timeline_.flush(comm_);
     }
     // A stop signal on any rank: all ranks agree on it here, at the step
     // boundary (after the last step there is nothing left to interrupt).
-    const bool interrupted = done < end && !comm_.all_ok(stop_signal_received() == 0);
+    const bool interrupted =
+        done < end && !comm_.all_ok(stop_signal_received() == 0, Collective::stop_agreement);
     if (interrupted && !act.checkpoint) trainer_->check_replicas(done);
     if (act.checkpoint || interrupted) save_checkpoint(state);
     if (interrupted) return ended({RunEnd::Why::interrupted, state.step, stop_signal_received()});
   }
   if (end < config_.steps) return ended({RunEnd::Why::stop_at, end});
+  ended({RunEnd::Why::completed, end});
   if (root && policy_.sample_tokens > 0) print_sample();
   return {RunEnd::Why::completed, end};
 }

@@ -42,7 +42,9 @@ class CollectiveFailure : public std::runtime_error {
 };
 
 // Runs work on this rank, then agrees with every rank of comm on whether
-// any failed. Throws CollectiveFailure on every rank when one did.
-void collectively(const Comm& comm, const std::function<void()>& work);
+// any failed (the agreement is the collective `what`, as the stall
+// inspector names it). Throws CollectiveFailure on every rank when one did.
+void collectively(const Comm& comm, const std::function<void()>& work,
+                  Collective what = Collective::agreement);
 
 }  // namespace cllm

@@ -3,31 +3,41 @@
 // collectives the trainer needs (the gradient allreduce is GradientReducer's,
 // gradient_reducer.h). Only the main thread calls MPI (MPI_THREAD_FUNNELED):
 // OpenMP threads never touch a Comm.
+//
+// Every collective is named (stall.h's Collective) and run nonblocking, then
+// waited for in one place, complete(): there the stall inspector watches
+// (watch_stalls), and each wait is recorded for comm_wait_s and the trace
+// (take_waits). That bookkeeping is the only state a const Comm changes.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "cllm/dist/stall.h"
+#include "cllm/model/setting_error.h"
+
 namespace cllm {
+
+class StallInspector;  // src/dist/stall_inspector.h
 
 class Comm {
  public:
   // A communicator of one process that needs no MPI: for tests and tools.
-  Comm() = default;
+  Comm();
   // Duplicates parent (MPI_Comm_dup) and owns the duplicate.
   static Comm duplicate(MPI_Comm parent);
   // A duplicate of MPI_COMM_WORLD: every rank of the launch. Collective.
   static Comm world();
 
-  Comm(Comm&& o) noexcept
-      : comm_(std::exchange(o.comm_, MPI_COMM_NULL)), rank_(o.rank_), size_(o.size_) {}
+  Comm(Comm&& o) noexcept;
   Comm& operator=(Comm&& o) noexcept;
   Comm(const Comm&) = delete;
   Comm& operator=(const Comm&) = delete;
@@ -39,29 +49,58 @@ class Comm {
   // MPI_COMM_NULL for the one-process Comm.
   MPI_Comm get() const { return comm_; }
 
+  // Watches every collective from now on (stall.h); off when the policy is
+  // off or there is one rank. Collective. name_of names the settings in its
+  // messages.
+  void watch_stalls(const StallPolicy& policy, SettingNames name_of = recorded_name);
+  // The step that warnings and recorded waits name, from now on (0: setting up).
+  void label_step(int step) const { step_ = step; }
+  // The waits recorded since the last call, oldest first; clears them.
+  std::vector<CollectiveWait> take_waits() const { return std::exchange(waits_, {}); }
+
+  // All collectives, nonblocking then waited for, go through these two:
+  // arrive() when this rank enters collective `what` (the stall inspector
+  // learns of it), complete() to wait for the requests it started. A caller
+  // may do other work between the two (GradientReducer reduces the next
+  // bucket in-rank). completed_at, when given, receives when each request
+  // was seen complete (omp_get_wtime()); requests already complete are left
+  // as they are.
+  void arrive(Collective what) const;
+  void complete(std::span<MPI_Request> requests, std::span<double> completed_at = {}) const;
+
   // True on every rank if ok is true on every rank.
-  bool all_ok(bool ok) const;
+  bool all_ok(bool ok, Collective what) const;
   // In-place elementwise sums over ranks.
-  void sum(std::span<double> values) const;
-  void sum(std::span<float> values) const;
+  void sum(std::span<double> values, Collective what) const;
+  void sum(std::span<float> values, Collective what) const;
   // Rank 0's values, on every rank (in pieces: any length).
-  void broadcast(std::span<float> values) const;
-  void broadcast(std::span<std::int64_t> values) const;
-  void broadcast(std::span<std::byte> bytes) const;
+  void broadcast(std::span<float> values, Collective what) const;
+  void broadcast(std::span<std::byte> bytes, Collective what) const;
   // Rank 0's value of a plain struct, on every rank: a snapshot travels as
   // itself, not packed into an array of numbers.
   template <typename T>
-  void broadcast_value(T& value) const {
+  void broadcast_value(T& value, Collective what) const {
     static_assert(std::is_trivially_copyable_v<T>, "broadcast_value copies bytes");
-    broadcast(std::as_writable_bytes(std::span(&value, 1)));
+    broadcast(std::as_writable_bytes(std::span(&value, 1)), what);
   }
   // Every rank's value, in rank order.
-  std::vector<std::uint64_t> all_gather(std::uint64_t value) const;
+  std::vector<std::uint64_t> all_gather(std::uint64_t value, Collective what) const;
+  std::vector<double> all_gather(double value, Collective what) const;
+  // Every rank's text, in rank order, on rank 0 (elsewhere: empty).
+  std::vector<std::string> gather_text(const std::string& mine, Collective what) const;
+  // A barrier, then this rank's omp_get_wtime(): the ranks' common zero of time, to
+  // within the barrier's skew (microseconds on one node).
+  double synchronized_now(Collective what) const;
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<StallInspector> inspector_;  // null: not watching
+  // The main thread's bookkeeping of its waits (see above).
+  mutable int step_ = 0;
+  mutable Collective current_ = Collective::agreement;
+  mutable std::vector<CollectiveWait> waits_;
 };
 
 // A 64-bit fingerprint of a float buffer's bits (FNV-1a over 64-bit words):

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cllm/dist/comm.h"
+#include "cllm/dist/timeline.h"
 #include "cllm/model/tensor_layout.h"
 
 namespace cllm {
@@ -51,9 +52,11 @@ class GradientReducer {
   // failing MPI call must not throw out of a region, so the main thread
   // records the exception and it is rethrown here, after the region and
   // after the allreduces already started have completed. Returns the
-  // seconds the main thread spent in MPI.
+  // seconds the main thread spent in MPI. The timeline, when on, gets each
+  // thread's in-rank reduce of each bucket and each bucket's allreduce from
+  // its start to its completion, labelled with step.
   double reduce(std::span<const std::span<const float>> sources, std::span<float> rank_sum,
-                int threads);
+                int threads, Timeline* timeline = nullptr, int step = 0);
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
 
@@ -62,6 +65,8 @@ class GradientReducer {
   std::size_t total_;  // elements of every buffer
   std::vector<GradientBucket> buckets_;
   std::vector<MPI_Request> requests_;  // one per bucket, reused every step
+  std::vector<double> started_at_, completed_at_;  // each bucket's allreduce, for the timeline
+  std::vector<int> done_;                          // MPI_Testsome's indices
 };
 
 }  // namespace cllm

@@ -45,6 +45,7 @@ struct BenchmarkResult {
 struct BenchmarkConfig {
   int steps = 10;        // timed
   int warmup_steps = 2;  // untimed, first
+  std::string trace;     // Chrome trace file of every step's timeline (empty: off)
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
 };
@@ -58,9 +59,10 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
 
 // Runs steps 0 .. warmup_steps - 1 of trainer's run untimed, then
 // timed_steps more, and returns this rank's figures for the timed ones.
-// Collective: every rank of comm (the trainer's) calls it.
+// Collective: every rank of comm (the trainer's) calls it. The timeline, when
+// given, gets the waits of every step.
 BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
-                              int timed_steps);
+                              int timed_steps, Timeline* timeline = nullptr);
 
 // The figures as cllm bench prints them: a table of six lines, or one line
 // of JSON (the keys in the order of the struct, time_split nested); both end

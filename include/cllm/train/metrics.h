@@ -24,6 +24,12 @@ struct LogRecord {
   double eta_s = 0;
   std::optional<double> val_loss;
   kernels::Precision precision = kernels::Precision::fp32;  // of the matrix products
+  // Seconds per step the rank that waited most spent waiting for the others
+  // in collectives (0 on one rank), and the rank that waited least: the
+  // slowest, which the others wait for.
+  double comm_wait_s = 0;
+  int ranks = 1;
+  int slowest_rank = 0;
 };
 
 std::string format_log_line(const LogRecord& r);

@@ -16,6 +16,7 @@
 #include "cllm/data/token_source.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/gradient_reducer.h"
+#include "cllm/dist/timeline.h"
 #include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/model.h"
 #include "cllm/train/optimizer.h"
@@ -49,8 +50,11 @@ class Trainer {
   Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm);
 
   // Runs optimizer step `step` (0-based); the data it sees depends only on
-  // (seed, step, micro-batch index).
+  // (seed, step, micro-batch index). The comm's step label becomes step + 1.
   StepResult train_step(int step);
+  // Spans of each step's work go to timeline from now on (nullptr: none);
+  // it must outlive the trainer, or the next call.
+  void trace_into(Timeline* timeline) { timeline_ = timeline; }
   // Mean loss over the fixed validation windows (all ranks share the work).
   double evaluate();
   // Throws std::runtime_error naming the step and the ranks when the
@@ -89,6 +93,7 @@ class Trainer {
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
   std::vector<std::span<const float>> thread_grads_;      // their gradients, in thread order
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
+  Timeline* timeline_ = nullptr;
   std::vector<double> thread_finished_;  // when each thread ended its micro-batches
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
   int eval_per_rank_;                 // the most validation micro-batches a rank runs

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "cllm/dist/comm.h"
+#include "cllm/dist/timeline.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
@@ -40,6 +41,7 @@ struct RunPolicy {
   int stop_at = 0;              // end after this step with a checkpoint (0: off)
   int max_bad_steps = 5;        // consecutive non-finite steps before giving up
   int sample_tokens = 200;      // text sampled at the end (0: none)
+  std::string trace;            // Chrome trace file of the run's timeline (empty: off)
 
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
@@ -95,7 +97,8 @@ class TrainingRun {
   void print_header() const;
   void save_checkpoint(const TrainingState& state);
   void print_sample() const;
-  RunEnd ended(RunEnd end) const;  // says why (rank 0)
+  // Flushes the timeline (collective), then says why the run ends (rank 0).
+  RunEnd ended(RunEnd end);
 
   TrainConfig config_;
   RunPolicy policy_;
@@ -108,6 +111,7 @@ class TrainingRun {
   RunSettings settings_;
   std::unique_ptr<Trainer> trainer_;
   std::optional<MetricsFile> metrics_;  // rank 0
+  Timeline timeline_;                   // off unless policy_.trace names a file
 };
 
 // What happens after step `done` (1-based) of a run that ends at `end`

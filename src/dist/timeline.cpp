@@ -1,0 +1,154 @@
+// The timeline and its Chrome trace file (include/cllm/dist/timeline.h).
+#include "cllm/dist/timeline.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace cllm {
+
+namespace {
+
+template <typename... Args>
+void append(std::string& out, const char* format, Args... args) {
+  char buf[512];
+  const int n = std::snprintf(buf, sizeof buf, format, args...);
+  if (n > 0) out.append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1));
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "?";
+  return name;
+}
+
+}  // namespace
+
+Timeline::Timeline(const std::string& path, int threads, const Comm& comm)
+    : threads_(static_cast<std::size_t>(std::max(threads, 1))), path_(path) {
+  for (auto& events : threads_) events.reserve(1024);
+  if (!comm.is_root()) return;
+  file_.reset(std::fopen(path.c_str(), "w"));
+  if (!file_) throw std::runtime_error(path + ": cannot write the trace: " + std::strerror(errno));
+  std::fputs("[\n", file_.get());
+}
+
+void Timeline::CloseTraceFile::operator()(std::FILE* file) const {
+  std::fputs("\n]\n", file);
+  std::fclose(file);
+}
+
+void Timeline::start(const Comm& comm) {
+  if (on()) zero_ = comm.synchronized_now(Collective::trace);
+}
+
+void Timeline::span(int thread, const char* name, double begin, double end, int step,
+                    const char* arg_name, int arg) {
+  if (!on()) return;
+  threads_[thread].push_back({name, arg_name, arg, step, -1, begin, end});
+}
+
+void Timeline::async_span(const char* name, int id, double begin, double end, int step) {
+  if (!on()) return;
+  threads_[0].push_back({name, "bucket", id, step, id, begin, end});
+}
+
+void Timeline::waits(const std::vector<CollectiveWait>& waits) {
+  if (!on()) return;
+  // "the gradient allreduce" -> "wait: gradient allreduce": to_string's
+  // names are string literals, and so are these.
+  static constexpr const char* kNames[] = {
+      "wait: set-up agreement",    "wait: gradient allreduce", "wait: loss sum",
+      "wait: evaluation",          "wait: replica check",      "wait: stop agreement",
+      "wait: checkpoint agreement", "wait: resume broadcast",  "wait: log gather",
+      "wait: trace gather"};
+  static_assert(std::size(kNames) == static_cast<std::size_t>(Collective::trace) + 1);
+  for (const CollectiveWait& w : waits)
+    if (w.begin >= zero_)  // not those of setting up, before the zero was agreed
+      threads_[0].push_back(
+          {kNames[static_cast<int>(w.what)], nullptr, 0, w.step, -1, w.begin, w.end});
+}
+
+std::string Timeline::take_json(int rank) {
+  std::string out;
+  const auto separate = [&] {
+    if (!out.empty()) out += ",\n";
+  };
+  if (!described_) {
+    described_ = true;
+    separate();
+    append(out, R"J({"name":"process_name","ph":"M","pid":%d,"args":{"name":"rank %d (%s)"}})J",
+           rank, rank, host_name().c_str());
+    separate();
+    append(out, R"J({"name":"process_sort_index","ph":"M","pid":%d,"args":{"sort_index":%d}})J",
+           rank, rank);
+    for (std::size_t t = 0; t < threads_.size(); ++t) {
+      separate();
+      append(out, R"J({"name":"thread_name","ph":"M","pid":%d,"tid":%zu,"args":{"name":"thread %zu%s"}})J",
+             rank, t, t, t == 0 ? " (main)" : "");
+    }
+  }
+  const auto us = [&](double t) { return (t - zero_) * 1e6; };
+  for (std::size_t t = 0; t < threads_.size(); ++t) {
+    std::vector<Event>& events = threads_[t];
+    // In time order, an enclosing span before the spans it holds.
+    std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) {
+      return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
+    });
+    for (const Event& e : events) {
+      std::string args;
+      append(args, R"J({"step":%d)J", e.step);
+      if (e.arg_name) append(args, R"J(,"%s":%d)J", e.arg_name, e.arg);
+      args += "}";
+      separate();
+      if (e.async_id < 0) {
+        append(out, R"J({"name":"%s","ph":"X","pid":%d,"tid":%zu,"ts":%.3f,"dur":%.3f,"args":%s})J",
+               e.name, rank, t, us(e.begin), us(e.end) - us(e.begin), args.c_str());
+      } else {
+        // Async events pair by category and id: one id per span of the run.
+        append(out,
+               R"J({"name":"%s","cat":"allreduce","ph":"b","id2":{"local":"%d.%d"},"pid":%d,"tid":%zu,"ts":%.3f,"args":%s})J",
+               e.name, e.step, e.async_id, rank, t, us(e.begin), args.c_str());
+        out += ",\n";
+        append(out,
+               R"J({"name":"%s","cat":"allreduce","ph":"e","id2":{"local":"%d.%d"},"pid":%d,"tid":%zu,"ts":%.3f})J",
+               e.name, e.step, e.async_id, rank, t, us(e.end));
+      }
+    }
+    events.clear();
+  }
+  return out;
+}
+
+void Timeline::flush(const Comm& comm) {
+  if (!on()) return;
+  const std::vector<std::string> texts = comm.gather_text(take_json(comm.rank()), Collective::trace);
+  if (!file_) return;
+  for (const std::string& text : texts) {
+    if (text.empty()) continue;
+    if (!first_event_) std::fputs(",\n", file_.get());
+    first_event_ = false;
+    std::fwrite(text.data(), 1, text.size(), file_.get());
+  }
+  if (std::fflush(file_.get()) != 0)
+    throw std::runtime_error(path_ + ": cannot write the trace: " + std::strerror(errno));
+}
+
+TimedSpan::TimedSpan(Timeline& timeline, int thread, const char* name, int step,
+                     const char* arg_name, int arg)
+    : timeline_(timeline), thread_(thread), step_(step), arg_(arg), name_(name),
+      arg_name_(arg_name) {
+  if (timeline_.on()) begin_ = omp_get_wtime();
+}
+
+TimedSpan::~TimedSpan() {
+  if (timeline_.on())
+    timeline_.span(thread_, name_, begin_, omp_get_wtime(), step_, arg_name_, arg_);
+}
+
+}  // namespace cllm
