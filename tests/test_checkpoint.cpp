@@ -541,6 +541,28 @@ LogRecord log_record(int step) {
   return r;
 }
 
+// The log line names the wait only with several ranks, and the slowest rank
+// only when the others waited a tenth of the step or more.
+TEST(MetricsFormat, LogLineShowsTheWaitForOtherRanks) {
+  LogRecord r;
+  r.step = 10;
+  r.total_steps = 100;
+  r.ms_per_step = 200;
+  r.comm_wait_s = 0.05;
+  EXPECT_FALSE(test::contains(format_log_line(r), "comm wait")) << format_log_line(r);
+  r.ranks = 4;
+  r.slowest_rank = 3;
+  r.comm_wait_s = 0.0199;
+  EXPECT_TRUE(test::contains(format_log_line(r), "| comm wait 19.9 ms")) << format_log_line(r);
+  EXPECT_FALSE(test::contains(format_log_line(r), "slowest")) << format_log_line(r);
+  r.comm_wait_s = 0.05;
+  EXPECT_TRUE(test::contains(format_log_line(r), "| comm wait 50.0 ms (rank 3 slowest)"))
+      << format_log_line(r);
+  r.val_loss = 2.5;
+  EXPECT_TRUE(test::contains(format_log_line(r), "(rank 3 slowest) | val loss 2.5000"))
+      << format_log_line(r);
+}
+
 // One JSON object a record, keys in a fixed order, each number with the
 // digits the log has always given it; JSON has no NaN: null.
 TEST(MetricsFormat, RecordsKeepTheirKeysOrderAndDigits) {
@@ -557,15 +579,19 @@ TEST(MetricsFormat, RecordsKeepTheirKeysOrderAndDigits) {
   EXPECT_EQ(format_json_line(r),
             "{\"step\":100,\"loss\":2.4012346,\"lr\":0.001,\"grad_norm\":0.412346,"
             "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,\"val_loss\":2.3871,"
-            "\"precision\":\"fp32\"}");
+            "\"precision\":\"fp32\",\"comm_wait_s\":0.0}");
   r.loss = std::numeric_limits<double>::quiet_NaN();
   r.grad_norm = std::numeric_limits<double>::infinity();
   r.val_loss.reset();
   r.precision = kernels::Precision::bf16;
+  // Several ranks: the longest wait to the microsecond, and who kept the others waiting.
+  r.ranks = 3;
+  r.comm_wait_s = 0.01234567;
+  r.slowest_rank = 2;
   EXPECT_EQ(format_json_line(r),
             "{\"step\":100,\"loss\":null,\"lr\":0.001,\"grad_norm\":null,"
             "\"tokens_per_s\":5282.1,\"ms_per_step\":775.2,\"eta_s\":698.0,"
-            "\"precision\":\"bf16\"}");
+            "\"precision\":\"bf16\",\"comm_wait_s\":0.012346,\"slowest_rank\":2}");
 }
 
 // A resumed run's MetricsFile keeps the records through the checkpoint's

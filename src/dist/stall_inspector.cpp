@@ -188,8 +188,11 @@ void StallInspector::poll() {
     ++question_;
     for (int r : asked()) send(r, kQuestionTag, question_);
     asking_ = true;
+    asked_at_ = waited;
   }
-  if (!asking_ || waited < check_at_) return;
+  // The ranks get their time to answer, also when this rank itself comes
+  // back late (stopped, it asks only now).
+  if (!asking_ || waited < std::max(check_at_, asked_at_ + kAnswerSeconds)) return;
   asking_ = false;
   const std::vector<int> missing = silent();
   if (check_is_abort_) {

@@ -84,6 +84,7 @@ class StallInspector {
   double next_warning_ = 0, next_abort_ = 0, check_at_ = 0;
   bool check_is_abort_ = false;
   bool asking_ = false;          // the question went out
+  double asked_at_ = 0;          // when, in seconds after arrival
   std::int64_t question_ = 0;    // its number (questions of this rank, all waits)
   std::vector<std::int64_t> answered_;  // per rank: the last question it answered
   // Receives always posted: a question, an answer, a give-up notice.

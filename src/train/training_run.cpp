@@ -292,6 +292,13 @@ RunEnd TrainingRun::run() {
   TrainingState state = start;
   double interval_s = 0, total_s = 0, interval_wait_s = 0;
   int interval_steps = 0;
+  // The waits for other ranks since the last call: into the log interval's
+  // sum and the timeline.
+  const auto collect_waits = [&] {
+    const std::vector<CollectiveWait> waits = comm_.take_waits();
+    for (const CollectiveWait& w : waits) interval_wait_s += w.end - w.begin;
+    timeline_.waits(waits);
+  };
   for (int step = static_cast<int>(start.step); step < end; ++step) {
     const StepResult r = trainer_->train_step(step);
     interval_s += r.t_total;
@@ -319,10 +326,7 @@ RunEnd TrainingRun::run() {
     const int done = step + 1;
     const StepActions act = step_actions(config_, policy_, done, end);
     if (act.check_replicas) trainer_->check_replicas(done);
-    // This step's waits for other ranks (and the last step boundary's).
-    const std::vector<CollectiveWait> waits = comm_.take_waits();
-    for (const CollectiveWait& w : waits) interval_wait_s += w.end - w.begin;
-    timeline_.waits(waits);
+    collect_waits();  // this step's, and those of the last step boundary
     if (act.log) {
       LogRecord rec;
       rec.step = done;
@@ -360,6 +364,7 @@ RunEnd TrainingRun::run() {
                     *rec.val_loss,
                     static_cast<unsigned long long>(checksum(trainer_->model().params())),
                     comm_.size());
+      collect_waits();  // the log's own, before the timeline goes out
       timeline_.flush(comm_);
     }
     // A stop signal on any rank: all ranks agree on it here, at the step

@@ -1,0 +1,371 @@
+// Watching a run, end to end on real ranks: the Chrome trace (--trace) parses,
+// its spans nest, every step has every rank's and thread's spans, and time
+// runs forward within a thread; the stall inspector names a rank stopped by
+// SIGSTOP (--stall-warn), and the run then ends bitwise as an undisturbed
+// one; with --stall-abort every process ends with exit code 5; the log line
+// and metrics.jsonl show the wait.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/metrics.h"
+#include "support/process.h"
+#include "support/run_args.h"
+#include "support/text.h"
+
+namespace cllm {
+namespace {
+
+using nlohmann::json;
+using test::contains;
+using test::TempDir;
+using test::with;
+
+const std::string kData = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+
+// ---- the trace
+
+struct Span {
+  std::string name;
+  double begin, end;  // microseconds
+  int step;
+};
+
+// Reads a trace file; every event must have what Chrome's format requires.
+json read_trace(const std::filesystem::path& path) {
+  const std::string text = test::read_file(path);
+  json trace = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(trace.is_array()) << path << " is not a JSON array:\n" << text.substr(0, 2000);
+  if (!trace.is_array()) return json::array();
+  for (const json& e : trace) {
+    EXPECT_TRUE(e.contains("name") && e.contains("ph") && e.contains("pid")) << e.dump();
+    const std::string ph = e.value("ph", "");
+    EXPECT_TRUE(ph == "X" || ph == "M" || ph == "b" || ph == "e") << e.dump();
+    if (ph == "X") {
+      EXPECT_TRUE(e.contains("ts") && e.contains("dur") && e.contains("tid")) << e.dump();
+    }
+  }
+  return trace;
+}
+
+// The complete events of each (rank, thread), in file order.
+std::map<std::pair<int, int>, std::vector<Span>> spans_by_thread(const json& trace) {
+  std::map<std::pair<int, int>, std::vector<Span>> threads;
+  for (const json& e : trace)
+    if (e.value("ph", "") == "X") {
+      const double ts = e["ts"].get<double>();
+      threads[{e["pid"].get<int>(), e["tid"].get<int>()}].push_back(
+          {e["name"].get<std::string>(), ts, ts + e["dur"].get<double>(),
+           e["args"].value("step", -1)});
+    }
+  return threads;
+}
+
+// Within each thread: start times never go back, and any two spans are
+// nested or disjoint (the microsecond figures are rounded to 1 ns).
+void expect_monotonic_and_nested(const json& trace) {
+  constexpr double kRounding = 0.002;
+  for (const auto& [where, spans] : spans_by_thread(trace)) {
+    const std::string who = "rank " + std::to_string(where.first) + " thread " +
+                            std::to_string(where.second);
+    std::vector<const Span*> open;
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+      const Span& s = spans[i];
+      EXPECT_GE(s.end, s.begin) << who << ": " << s.name;
+      if (i > 0) {
+        EXPECT_GE(s.begin, spans[i - 1].begin)
+            << who << ": " << s.name << " starts before the span before it";
+      }
+      while (!open.empty() && s.begin >= open.back()->end - kRounding) open.pop_back();
+      if (!open.empty()) {
+        EXPECT_LE(s.end, open.back()->end + kRounding)
+            << who << ": " << s.name << " [" << s.begin << ", " << s.end << ") overlaps "
+            << open.back()->name << " [" << open.back()->begin << ", " << open.back()->end
+            << ") without nesting in it";
+      }
+      open.push_back(&s);
+    }
+  }
+}
+
+// How many spans of each (name, rank, thread, step) the trace holds.
+using SpanKey = std::tuple<std::string, int, int, int>;
+std::map<SpanKey, int> span_counts(const json& trace) {
+  std::map<SpanKey, int> counts;
+  for (const auto& [where, spans] : spans_by_thread(trace))
+    for (const Span& s : spans) ++counts[{s.name, where.first, where.second, s.step}];
+  return counts;
+}
+
+// A tiny model over 2 ranks x 2 threads: 4 micro-batches a step, several
+// allreduce buckets, an evaluation and a checkpoint at step 4.
+std::vector<std::string> traced_run(const std::string& out, const std::string& trace) {
+  return with(test::tiny_run(kData, out, 2, 6),
+              {"--eval-every", "4", "--checkpoint-every", "4", "--log-every", "2", "--bucket-mb",
+               "0.01", "--trace", trace});
+}
+
+TEST(Trace, EveryStepHasEveryRanksAndThreadsSpansNestedInTimeOrder) {
+  TempDir dir;
+  const auto trace_path = dir / "trace.json";
+  const auto r = test::run_cllm_mpi(2, traced_run((dir / "out").string(), trace_path), dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json trace = read_trace(trace_path);
+  ASSERT_FALSE(trace.empty());
+  expect_monotonic_and_nested(trace);
+
+  const auto counts = span_counts(trace);
+  const auto count = [&](const std::string& name, int rank, int thread, int step) {
+    const auto it = counts.find({name, rank, thread, step});
+    return it == counts.end() ? 0 : it->second;
+  };
+  for (int step = 1; step <= 6; ++step)
+    for (int rank = 0; rank < 2; ++rank) {
+      const std::string at = "rank " + std::to_string(rank) + " step " + std::to_string(step);
+      for (const char* main_span : {"step", "read windows", "optimizer", "wait: gradient allreduce",
+                                    "wait: loss sum"})
+        EXPECT_EQ(count(main_span, rank, 0, step), 1) << main_span << ", " << at;
+      // After the last step there is nothing left to stop.
+      EXPECT_EQ(count("wait: stop agreement", rank, 0, step), step < 6 ? 1 : 0) << at;
+      for (int thread = 0; thread < 2; ++thread) {
+        // 4 micro-batches over 2 ranks x 2 threads: one each.
+        for (const char* name : {"micro-batch", "forward", "output head", "backward",
+                                 "wait for threads"})
+          EXPECT_EQ(count(name, rank, thread, step), 1) << name << ", thread " << thread << ", " << at;
+        EXPECT_GE(count("reduce bucket", rank, thread, step), 2) << "thread " << thread << ", " << at;
+      }
+    }
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_EQ(count("evaluate", rank, 0, 4), 1) << "rank " << rank;
+    EXPECT_EQ(count("checkpoint", rank, 0, 4), 1) << "rank " << rank;
+    EXPECT_EQ(count("wait: checkpoint agreement", rank, 0, 4), 1) << "rank " << rank;
+  }
+
+  // Each step's micro-batches, 0-3, each run once over the ranks.
+  std::map<int, std::multiset<int>> micro_batches;
+  std::map<std::string, int> async_open;  // allreduce spans: "b" and "e" pair up
+  std::set<int> named_ranks;
+  for (const json& e : trace) {
+    if (e["name"] == "micro-batch") micro_batches[e["args"]["step"]].insert(e["args"]["micro_batch"].get<int>());
+    if (e["ph"] == "b") ++async_open[e["id2"].dump() + e["pid"].dump()];
+    if (e["ph"] == "e") --async_open[e["id2"].dump() + e["pid"].dump()];
+    if (e["name"] == "process_name") named_ranks.insert(e["pid"].get<int>());
+  }
+  EXPECT_EQ(micro_batches.size(), 6u);
+  for (const auto& [step, ids] : micro_batches)
+    EXPECT_EQ(ids, (std::multiset<int>{0, 1, 2, 3})) << "step " << step;
+  EXPECT_GE(async_open.size(), 2u * 6 * 2) << "an allreduce span per bucket, step and rank";
+  for (const auto& [id, balance] : async_open) EXPECT_EQ(balance, 0) << id;
+  EXPECT_EQ(named_ranks, (std::set<int>{0, 1}));
+}
+
+// A trace must not change what the run computes.
+TEST(Trace, TracedRunEqualsAnUntracedOneBitwise) {
+  TempDir dir;
+  const auto traced = traced_run((dir / "a").string(), (dir / "trace.json").string());
+  std::vector<std::string> untraced = traced;
+  untraced.resize(untraced.size() - 2);  // drop --trace FILE
+  untraced = with(untraced, {"--out", (dir / "b").string()});
+  ASSERT_EQ(test::run_cllm_mpi(2, traced, dir.path()).exit_code, 0);
+  ASSERT_EQ(test::run_cllm_mpi(2, untraced, dir.path()).exit_code, 0);
+  EXPECT_EQ(test::loss_texts(dir / "a" / "metrics.jsonl"),
+            test::loss_texts(dir / "b" / "metrics.jsonl"));
+}
+
+TEST(Trace, BenchWritesEveryTimedAndWarmUpStep) {
+  TempDir dir;
+  const auto trace_path = dir / "bench.json";
+  const auto r = test::run_cllm({"bench", "--layers", "1", "--heads", "2", "--embd", "32",
+                                 "--seq-len", "32", "--micro-batch", "2", "--threads", "2",
+                                 "--steps", "3", "--warmup-steps", "1", "--trace",
+                                 trace_path.string()},
+                                dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json trace = read_trace(trace_path);
+  expect_monotonic_and_nested(trace);
+  const auto counts = span_counts(trace);
+  for (int step = 1; step <= 4; ++step) {
+    EXPECT_EQ(counts.count({"step", 0, 0, step}), 1u) << step;
+    for (int thread = 0; thread < 2; ++thread)
+      EXPECT_EQ(counts.count({"micro-batch", 0, thread, step}), 1u) << step;
+  }
+}
+
+TEST(Trace, UnwritableTraceFileIsOneLineNamingIt) {
+  TempDir dir;
+  const std::string bad = (dir / "no-such-folder" / "trace.json").string();
+  const auto r = test::run_cllm(with(test::one_layer_run(kData, (dir / "out").string()),
+                                     {"--trace", bad}),
+                                dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(test::split_lines(r.err).size(), 1u) << r.err;
+  EXPECT_TRUE(contains(r.err, bad + ": cannot write the trace")) << r.err;
+}
+
+TEST(Trace, StallOptionsMustNotBeNegative) {
+  TempDir dir;
+  for (const char* option : {"--stall-warn", "--stall-abort"}) {
+    const auto r = test::run_cllm(with(test::one_layer_run(kData, (dir / "out").string()),
+                                       {option, "-1"}),
+                                  dir.path());
+    EXPECT_EQ(r.exit_code, 2) << option;
+    EXPECT_TRUE(contains(r.err, std::string(option) + " must be 0 (off) or positive")) << r.err;
+  }
+}
+
+// Two threads record into one timeline: the tsan preset runs this (label threads).
+TEST(TraceThreads, TwoThreadsRecordWithoutARace) {
+  TempDir dir;
+  const auto trace_path = dir / "trace.json";
+  const auto r = test::run_cllm(traced_run((dir / "out").string(), trace_path.string()), dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(contains(r.err, "ThreadSanitizer")) << r.err;
+  expect_monotonic_and_nested(read_trace(trace_path));
+}
+
+// ---- the stall inspector
+
+// Three ranks of the tiny model, long enough to be stopped midway; each
+// rank runs under a shell that says its pid and, at the end, its exit code.
+// The shell ignores SIGTERM, and mpiexec waits, so that a rank's own exit
+// code is seen even when mpiexec ends the job (it does once a rank ends
+// without MPI_Finalize, as a rank that gives up must).
+struct ThreeRanks {
+  test::Running mpiexec;
+  std::filesystem::path err;
+
+  ThreeRanks(const std::vector<std::string>& args, const TempDir& dir) {
+    std::vector<std::string> full = {"-n", "3", "--oversubscribe", "--bind-to", "none",
+                                     "--mca", "orte_abort_on_non_zero_status", "0",
+                                     "--mca", "odls_base_sigkill_timeout", "5",
+                                     "-x", "ASAN_OPTIONS", "-x", "OMP_WAIT_POLICY=passive"};
+    if (std::getenv("TSAN_OPTIONS")) full.insert(full.end(), {"-x", "TSAN_OPTIONS"});
+    full.insert(full.end(),
+                {"sh", "-c",
+                 "trap '' TERM; \"$0\" \"$@\" & echo \"test: rank $OMPI_COMM_WORLD_RANK pid $!\" "
+                 ">&2; wait $!; echo \"test: rank $OMPI_COMM_WORLD_RANK exit $?\" >&2",
+                 test::cllm_binary()});
+    full.insert(full.end(), args.begin(), args.end());
+    mpiexec = test::start_program(CLLM_MPIEXEC, full, dir.path());
+    err = mpiexec.err_path;
+  }
+
+  // Waits for the run's first log line, then returns rank `rank`'s pid.
+  pid_t pid_once_training(int rank) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    const std::regex pid_line("test: rank " + std::to_string(rank) + " pid ([0-9]+)");
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::smatch m;
+      const std::string err_text = test::read_file(err);
+      if (contains(test::read_file(mpiexec.out_path), "| loss ") &&
+          std::regex_search(err_text, m, pid_line))
+        return static_cast<pid_t>(std::stoi(m[1]));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ADD_FAILURE() << "no first log line within 60 s:\n" << test::read_file(err);
+    return -1;
+  }
+
+  test::ProcessResult wait() { return test::wait_program(mpiexec, std::chrono::seconds(120)); }
+};
+
+std::vector<std::string> long_run(const std::string& out) {
+  return {"train", "--data", kData, "--out", out, "--layers", "1", "--heads", "2", "--embd", "32",
+          "--seq-len", "32", "--micro-batch", "2", "--global-batch", "6", "--steps", "1500",
+          "--log-every", "50", "--eval-every", "0", "--checkpoint-every", "0", "--threads", "1",
+          "--sample-tokens", "0"};
+}
+
+std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
+  std::vector<std::string> found;
+  for (const auto& line : test::split_lines(text))
+    if (contains(line, what)) found.push_back(line);
+  return found;
+}
+
+TEST(Stall, WarningNamesTheStoppedRankAndTheRunEndsAsIfUndisturbed) {
+  TempDir dir;
+  const auto undisturbed = test::run_cllm_mpi(3, long_run((dir / "calm").string()), dir.path());
+  ASSERT_EQ(undisturbed.exit_code, 0) << undisturbed.err;
+
+  ThreeRanks run(with(long_run((dir / "stalled").string()), {"--stall-warn", "1"}), dir);
+  const pid_t rank1 = run.pid_once_training(1);
+  ASSERT_GT(rank1, 0);
+  ASSERT_EQ(kill(rank1, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  ASSERT_EQ(kill(rank1, SIGCONT), 0);
+  const auto r = run.wait();
+  ASSERT_FALSE(r.timed_out) << r.err;
+  for (int rank = 0; rank < 3; ++rank)
+    EXPECT_TRUE(contains(r.err, "test: rank " + std::to_string(rank) + " exit 0")) << r.err;
+
+  // One warning a second while rank 1 is stopped, each naming rank 1 alone.
+  const auto warnings = lines_with(r.err, "cllm: warning:");
+  EXPECT_GE(warnings.size(), 2u) << r.err;
+  EXPECT_LE(warnings.size(), 4u) << r.err;
+  const std::regex named(R"(cllm: warning: step [0-9]+: waiting ([0-9.]+) s in the [a-z -]+ for rank 1, which does not answer \(--stall-warn 1\))");
+  double last = 0;
+  for (const auto& w : warnings) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(w, m, named)) << w;
+    const double waited = std::stod(m[1]);
+    EXPECT_GE(waited, last + 0.95) << "warned twice within an interval:\n" << r.err;
+    last = waited;
+  }
+
+  // Bitwise the run that was not stopped.
+  EXPECT_EQ(test::loss_texts(dir / "stalled" / "metrics.jsonl"),
+            test::loss_texts(dir / "calm" / "metrics.jsonl"));
+  std::smatch a, b;
+  const std::regex checksum("parameter checksum ([0-9a-f]{16})");
+  ASSERT_TRUE(std::regex_search(undisturbed.out, a, checksum));
+  ASSERT_TRUE(std::regex_search(r.out, b, checksum)) << r.out;
+  EXPECT_EQ(a[1], b[1]);
+
+  // The log interval that held the stop shows the wait: 3.5 s over 50 steps.
+  double most = 0;
+  for (const auto& record : test::read_metrics(dir / "stalled" / "metrics.jsonl"))
+    most = std::max(most, test::number_at(record, "comm_wait_s").value_or(0));
+  EXPECT_GT(most, 0.03) << "comm_wait_s of the interval with the stall";
+  EXPECT_FALSE(lines_with(r.out, "slowest)").empty()) << r.out;
+}
+
+TEST(Stall, AbortEndsEveryProcessWithExitCode5NamingTheStoppedRank) {
+  TempDir dir;
+  ThreeRanks run(with(long_run((dir / "out").string()), {"--stall-abort", "2"}), dir);
+  const pid_t rank1 = run.pid_once_training(1);
+  ASSERT_GT(rank1, 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(rank1, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  kill(rank1, SIGCONT);  // mpiexec may have continued and ended it already
+  const auto r = run.wait();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  ASSERT_FALSE(r.timed_out) << r.err;
+  for (int rank = 0; rank < 3; ++rank)
+    EXPECT_TRUE(contains(r.err, "test: rank " + std::to_string(rank) + " exit 5")) << r.err;
+  EXPECT_LT(seconds, 15.0) << r.err;
+  // Rank 0 names rank 1; each other rank says so too, once.
+  const auto gave_up = lines_with(r.err, "gave up after");
+  ASSERT_EQ(gave_up.size(), 1u) << r.err;
+  EXPECT_TRUE(std::regex_search(gave_up[0], std::regex(R"(^cllm: error: rank 0: step [0-9]+: gave up after 2\.[0-9] s waiting in the [a-z -]+ for rank 1, which does not answer \(--stall-abort 2\); every rank ends with exit code 5$)")))
+      << gave_up[0];
+  for (int rank : {1, 2})
+    EXPECT_EQ(lines_with(r.err, "cllm: error: rank " + std::to_string(rank) +
+                                    ": step").size(), 1u) << r.err;
+  EXPECT_EQ(lines_with(r.err, "rank 0 gave up waiting in").size(), 2u) << r.err;
+}
+
+}  // namespace
+}  // namespace cllm
