@@ -11,7 +11,9 @@
 #            requeues itself (resuming from that checkpoint), unless the
 #            batch shell got SIGTERM (scancel, or Slurm ending the job: it
 #            decides) or SLURM_RESTART_COUNT reached CLLM_MAX_REQUEUES
-#   other    the job ends FAILED with that code, never requeued
+#   other    the job ends FAILED with that code, never requeued (5: the
+#            ranks gave up waiting for a stalled one, --stall-abort; the
+#            log names it)
 #
 # Environment:
 #   CLLM_BINARY        the cllm executable (default: ROOT/build/release/cllm)
@@ -80,7 +82,11 @@ cllm_job_train() {
   case $CLLM_LAUNCHER in
     srun)
       # Slurm 22.05's srun no longer reads SLURM_CPUS_PER_TASK: pass it.
-      launch=(srun --mpi=pmix --cpu-bind=cores --ntasks="$ntasks" --cpus-per-task="$cpt")
+      # --kill-on-bad-exit: when ranks give up on a stalled one (exit 5,
+      # --stall-abort), srun ends the stalled one too instead of waiting for
+      # it until the time limit (mpirun does so by itself).
+      launch=(srun --mpi=pmix --cpu-bind=cores --kill-on-bad-exit=1 --ntasks="$ntasks"
+              --cpus-per-task="$cpt")
       # shellcheck disable=SC2206
       launch+=(${SRUN_ARGS:-}) ;;
     mpirun)
@@ -153,6 +159,9 @@ cllm_job_train() {
       scontrol update JobId="$SLURM_JOB_ID" StartTime="now+$delay" ||
         cllm_log "warning: could not set the start time: the restart may take ~2 minutes"
       return 0 ;;
+    5)
+      cllm_log "cllm exited 5 (the ranks gave up waiting for a stalled rank): failed; not requeueing"
+      return 5 ;;
     *)
       cllm_log "cllm exited $rc: failed; not requeueing"
       return "$rc" ;;

@@ -18,6 +18,9 @@
 #   d-limit     CLLM_MAX_REQUEUES=0 and a signal: FAILED 4:0, not requeued
 #   e-sweep     jobs/sweep.sbatch as a 2-task array: one folder per rate,
 #               each checkpoint records its rate
+#   f-stall     rank 1 stopped (SIGSTOP) in a run with --stall-abort 2:
+#               rank 0 names it, every rank exits 5, srun ends the step,
+#               FAILED 5:0, not requeued
 # Exits 1 if any case fails. CLLM_SLURM_TEST_CASES="b-preempt ..." runs only
 # those cases; CLLM_SLURM_TEST_KEEP=1 keeps the work folder;
 # CLLM_SLURM_TEST_REF_ARGS adds options to b-preempt's uninterrupted reference
@@ -385,12 +388,34 @@ case_e_sweep() {
   return "$ok"
 }
 
+case_f_stall() {
+  local id out=$jobs/f-stall.out ok=0 pid rank1=
+  id=$(submit f-stall -n 2 -c 1 "$root/jobs/train.sbatch" "${tiny[@]}" --steps 100000 --checkpoint-every 0 --stall-abort 2) || return 1
+  wait_log "$out" '^step +20/' 30 || return 1
+  for pid in $(pgrep -f "$cllm train"); do
+    tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'SLURM_PROCID=1' && rank1=$pid
+  done
+  [[ -n $rank1 ]] || { echo "rank 1's process not found"; return 1; }
+  kill -STOP "$rank1"
+  # Stopped for good: srun, not a SIGCONT, must end it.
+  wait_gone "$id" 60 || { kill -CONT "$rank1"; return 1; }
+  expect JobState "$(field "$id" JobState)" FAILED || ok=1
+  expect ExitCode "$(field "$id" ExitCode)" 5:0 || ok=1
+  expect Restarts "$(field "$id" Restarts)" 0 || ok=1
+  grep -qE '^cllm: error: rank 0: step [0-9]+: gave up after 2\.[0-9] s waiting in .* for rank 1, which does not answer' "$out" ||
+    { echo "log: rank 0 did not name rank 1"; ok=1; }
+  grep -q 'cllm exited 5 (the ranks gave up waiting for a stalled rank): failed; not requeueing' "$out" ||
+    { echo "log: no 'not requeueing' decision for exit 5"; ok=1; }
+  return "$ok"
+}
+
 run_case a-srun case_a_srun
 run_case a-mpirun case_a_mpirun
 run_case b-preempt case_b_preempt
 run_case c-bad-data case_c_bad_data
 run_case d-limit case_d_limit
 run_case e-sweep case_e_sweep
+run_case f-stall case_f_stall
 
 if (( failed )); then
   log "FAILED (logs in $work; slurmctld.log, slurmd.log)"
