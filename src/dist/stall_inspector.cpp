@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <tuple>
 #include <utility>
 
 #include "mpi_check.h"
@@ -70,13 +71,13 @@ StallInspector::StallInspector(MPI_Comm parent, StallPolicy policy, SettingNames
   check_mpi(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  // Ranks above 1 never warn: rank 0 names the missing ranks, rank 1 a missing rank 0.
+  warns_ = policy_.warn_s > 0 && rank_ <= 1;
+  aborts_ = policy_.abort_s > 0;
   answered_.assign(size_, 0);
-  check_mpi(MPI_Irecv(&question_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQuestionTag, comm_,
-                      &question_request_),
-            "MPI_Irecv");
-  check_mpi(MPI_Irecv(&answer_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kAnswerTag, comm_,
-                      &answer_request_),
-            "MPI_Irecv");
+  for (auto [word, tag, request] : {std::tuple{&question_in_, kQuestionTag, &question_request_},
+                                     std::tuple{&answer_in_, kAnswerTag, &answer_request_}})
+    check_mpi(MPI_Irecv(word, 1, MPI_INT64_T, MPI_ANY_SOURCE, tag, comm_, request), "MPI_Irecv");
   check_mpi(MPI_Irecv(notice_, kNoticeWords, MPI_INT64_T, MPI_ANY_SOURCE, kNoticeTag, comm_,
                       &notice_request_),
             "MPI_Irecv");
@@ -129,36 +130,33 @@ void StallInspector::arrive(Collective what, int step) {
 }
 
 void StallInspector::schedule_next_check() {
-  const bool warn = policy_.warn_s > 0, abort = policy_.abort_s > 0;
-  check_is_abort_ = abort && (!warn || next_abort_ <= next_warning_);
+  check_is_abort_ = aborts_ && (!warns_ || next_abort_ <= next_warning_);
   check_at_ = check_is_abort_ ? next_abort_ : next_warning_;
 }
 
-void StallInspector::answer_questions() {
+// Each message that has come in on a receive always posted (word, from
+// any rank, with tag): on_message(source), then the receive again.
+template <typename OnMessage>
+void StallInspector::drain(MPI_Request& request, std::int64_t& word, int tag,
+                           OnMessage on_message) {
   for (;;) {
     int done = 0;
     MPI_Status status;
-    check_mpi(MPI_Test(&question_request_, &done, &status), "MPI_Test");
+    check_mpi(MPI_Test(&request, &done, &status), "MPI_Test");
     if (!done) return;
-    send(status.MPI_SOURCE, kAnswerTag, question_in_);
-    check_mpi(MPI_Irecv(&question_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQuestionTag, comm_,
-                        &question_request_),
-              "MPI_Irecv");
+    on_message(status.MPI_SOURCE);
+    check_mpi(MPI_Irecv(&word, 1, MPI_INT64_T, MPI_ANY_SOURCE, tag, comm_, &request), "MPI_Irecv");
   }
 }
 
+void StallInspector::answer_questions() {
+  drain(question_request_, question_in_, kQuestionTag,
+        [&](int from) { send(from, kAnswerTag, question_in_); });
+}
+
 void StallInspector::read_answers() {
-  for (;;) {
-    int done = 0;
-    MPI_Status status;
-    check_mpi(MPI_Test(&answer_request_, &done, &status), "MPI_Test");
-    if (!done) return;
-    std::int64_t& last = answered_[status.MPI_SOURCE];
-    last = std::max(last, answer_in_);
-    check_mpi(MPI_Irecv(&answer_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kAnswerTag, comm_,
-                        &answer_request_),
-              "MPI_Irecv");
-  }
+  drain(answer_request_, answer_in_, kAnswerTag,
+        [&](int from) { answered_[from] = std::max(answered_[from], answer_in_); });
 }
 
 std::vector<int> StallInspector::asked() const {
@@ -182,7 +180,7 @@ void StallInspector::poll() {
   if (noticed) end_on_notice();
   read_answers();
   reap_sends();
-  if (!policy_.on()) return;
+  if (!warns_ && !aborts_) return;  // this rank only answers
   const double waited = omp_get_wtime() - arrived_at_;
   if (!asking_ && waited >= check_at_ - kAnswerSeconds) {
     ++question_;
@@ -199,8 +197,7 @@ void StallInspector::poll() {
     if (!missing.empty()) give_up(waited, missing);
     next_abort_ = waited + policy_.abort_s;  // everyone answered: ask again later
   } else {
-    const bool tell = rank_ == 0 || rank_ == 1;  // rank 1 for a silent rank 0
-    if (!missing.empty() && tell) {
+    if (!missing.empty()) {
       std::fprintf(stderr, "cllm: warning: %s%s: waiting %.1f s in %s for %s, which %s not answer (%s)\n",
                    rank_ == 0 ? "" : "rank 1: ", where(step_).c_str(), waited, to_string(what_),
                    rank_list(missing).c_str(), missing.size() == 1 ? "does" : "do",

@@ -59,6 +59,8 @@ class StallInspector {
   };
   void send(int to, int tag, std::int64_t word);
   void reap_sends();
+  template <typename OnMessage>
+  void drain(MPI_Request& request, std::int64_t& word, int tag, OnMessage on_message);
   void answer_questions();
   void read_answers();
   // The ranks this one asks, and those of them that have not answered the
@@ -75,6 +77,7 @@ class StallInspector {
   int rank_ = 0, size_ = 1;
   StallPolicy policy_;
   SettingNames name_of_;
+  bool warns_ = false, aborts_ = false;  // the checks this rank makes
   // The collective waited for.
   Collective what_ = Collective::agreement;
   int step_ = 0;
