@@ -223,11 +223,13 @@ TEST(Trace, StallOptionsMustNotBeNegative) {
   }
 }
 
-// Two threads record into one timeline: the tsan preset runs this (label threads).
+// Two ranks of two threads record their timelines, the main threads also
+// the allreduces in flight: the tsan preset runs this (label threads).
 TEST(TraceThreads, TwoThreadsRecordWithoutARace) {
   TempDir dir;
   const auto trace_path = dir / "trace.json";
-  const auto r = test::run_cllm(traced_run((dir / "out").string(), trace_path.string()), dir.path());
+  const auto r =
+      test::run_cllm_mpi(2, traced_run((dir / "out").string(), trace_path.string()), dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(contains(r.err, "ThreadSanitizer")) << r.err;
   expect_monotonic_and_nested(read_trace(trace_path));
