@@ -87,8 +87,8 @@ void Comm::complete(std::span<MPI_Request> requests, std::span<double> completed
                 "MPI_Testsome");
       if (n == MPI_UNDEFINED) break;
       const double now = omp_get_wtime();
-      for (int i = 0; i < n; ++i)
-        if (!completed_at.empty()) completed_at[done[i]] = now;
+      if (!completed_at.empty())
+        for (int i = 0; i < n; ++i) completed_at[done[i]] = now;
       open -= static_cast<std::size_t>(n);
       if (open == 0) break;
       if (inspector_ && now >= next_look) {

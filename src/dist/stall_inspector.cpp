@@ -214,7 +214,6 @@ void StallInspector::give_up(double waited, const std::vector<int>& missing) {
   notice[kSender] = rank_;
   notice[kWhat] = static_cast<std::int64_t>(what_);
   notice[kStep] = step_;
-  notice[kRank0Missing] = rank_ != 0;
   notice[kMissing] = static_cast<std::int64_t>(missing.size());
   for (std::size_t i = 0; i < missing.size() && i < static_cast<std::size_t>(kMaxNamed); ++i)
     notice[kFirstMissing + i] = missing[i];

@@ -47,9 +47,9 @@ class StallInspector {
   void poll();
 
  private:
-  // A give-up notice: who gives up, in which collective and step, whether
-  // the missing rank is rank 0 (which names the others), and the missing ranks.
-  enum NoticeWord { kSender, kWhat, kStep, kRank0Missing, kMissing, kFirstMissing };
+  // A give-up notice: who gives up, in which collective and step, and the
+  // missing ranks.
+  enum NoticeWord { kSender, kWhat, kStep, kMissing, kFirstMissing };
   static constexpr int kNoticeWords = 64;
   static constexpr int kMaxNamed = kNoticeWords - kFirstMissing;
 

@@ -58,20 +58,30 @@ void Timeline::async_span(const char* name, int id, double begin, double end, in
   threads_[0].push_back({name, "bucket", id, step, id, begin, end});
 }
 
+namespace {
+
+// "the gradient allreduce" (to_string) -> "wait: gradient allreduce", made
+// once for every collective: events keep a pointer to their name.
+const char* wait_span_name(Collective what) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> made;
+    for (int c = 0; c <= static_cast<int>(Collective::trace); ++c) {
+      std::string name = to_string(static_cast<Collective>(c));
+      if (name.rfind("the ", 0) == 0) name.erase(0, 4);
+      made.push_back("wait: " + name);
+    }
+    return made;
+  }();
+  return names[static_cast<std::size_t>(what)].c_str();
+}
+
+}  // namespace
+
 void Timeline::waits(const std::vector<CollectiveWait>& waits) {
   if (!on()) return;
-  // "the gradient allreduce" -> "wait: gradient allreduce": to_string's
-  // names are string literals, and so are these.
-  static constexpr const char* kNames[] = {
-      "wait: set-up agreement",    "wait: gradient allreduce", "wait: loss sum",
-      "wait: evaluation",          "wait: replica check",      "wait: stop agreement",
-      "wait: checkpoint agreement", "wait: resume broadcast",  "wait: log gather",
-      "wait: trace gather"};
-  static_assert(std::size(kNames) == static_cast<std::size_t>(Collective::trace) + 1);
   for (const CollectiveWait& w : waits)
     if (w.begin >= zero_)  // not those of setting up, before the zero was agreed
-      threads_[0].push_back(
-          {kNames[static_cast<int>(w.what)], nullptr, 0, w.step, -1, w.begin, w.end});
+      threads_[0].push_back({wait_span_name(w.what), nullptr, 0, w.step, -1, w.begin, w.end});
 }
 
 std::string Timeline::take_json(int rank) {

@@ -1,12 +1,12 @@
 // The stall inspector's settings and records (after Horovod's stall
 // inspector). Every collective a Comm runs is watched while this rank waits
-// in it: each rank tells rank 0 when it arrives at a collective, and when
-// rank 0 has waited warn_s seconds for ranks that have not arrived, it names
-// them, with the step and the collective, again once per interval. After
-// abort_s seconds every rank ends with kExitStalled, naming them, instead of
-// hanging until the job's time limit. The inspector only watches, with
-// messages of its own on a communicator of its own: a run's results are the
-// same with it or without it.
+// in it: when rank 0 has waited warn_s seconds, it names the ranks that have
+// not arrived (those that do not answer its question, see
+// src/dist/stall_inspector.h), with the step and the collective, again once
+// per interval. After abort_s seconds every rank ends with kExitStalled,
+// naming them, instead of hanging until the job's time limit. The inspector
+// only watches, with messages of its own on a communicator of its own: a
+// run's results are the same with it or without it.
 #pragma once
 
 namespace cllm {
