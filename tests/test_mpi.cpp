@@ -47,14 +47,15 @@ struct Layout {
   int ranks, threads;
 };
 
-// 1x4, 2x2 and 4x1 ranks x threads: each sums the gradients in its own
-// order, so the loss curves agree to a tolerance, and every layout's
+// 1x2, 2x1, 1x4, 2x2 and 4x1 ranks x threads: each sums the gradients in
+// its own order, so the loss curves agree to a tolerance, and every layout's
 // replicas are bitwise identical.
 void expect_layouts_agree(const std::vector<std::string>& extra, double tolerance) {
   TempDir dir;
   std::vector<std::vector<double>> curves;
-  for (Layout l : {Layout{1, 4}, Layout{2, 2}, Layout{4, 1}}) {
-    const std::string out = (dir / ("run" + std::to_string(l.ranks))).string();
+  for (Layout l : {Layout{1, 4}, Layout{1, 2}, Layout{2, 1}, Layout{2, 2}, Layout{4, 1}}) {
+    const std::string out =
+        (dir / ("run" + std::to_string(l.ranks) + "x" + std::to_string(l.threads))).string();
     const auto r = run_cllm_mpi(l.ranks, with(tiny_run(l.threads, out), extra), dir.path());
     // Exit 0 includes the final cross-rank checksum comparison: every rank's
     // parameters were bitwise identical.
@@ -82,12 +83,16 @@ TEST(Mpi, Bf16LayoutsAgreeWithinTheirToleranceAndReplicasMatch) {
   expect_layouts_agree({"--precision", "bf16"}, 2e-4);
 }
 
-TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
+// Two runs of one layout, the second with `second_extra`: the same final
+// parameters (checksum) and the same metrics, bit for bit.
+void expect_bitwise_same_runs(int ranks, int threads, const std::vector<std::string>& second_extra) {
   TempDir dir;
   std::string checksums[2], metrics[2];
   for (int i = 0; i < 2; ++i) {
     const std::string out = (dir / ("run" + std::to_string(i))).string();
-    const auto r = run_cllm_mpi(2, tiny_run(2, out), dir.path());
+    const auto r = run_cllm_mpi(
+        ranks, with(tiny_run(threads, out), i == 1 ? second_extra : std::vector<std::string>{}),
+        dir.path());
     ASSERT_EQ(r.exit_code, 0) << r.err;
     checksums[i] = final_checksum(r.out);
     // Losses, learning rates and norms; timings differ, so drop them.
@@ -101,6 +106,16 @@ TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) {
   EXPECT_EQ(checksums[0], checksums[1]);
   EXPECT_EQ(metrics[0], metrics[1]);
   EXPECT_FALSE(metrics[0].empty());
+}
+
+TEST(Mpi, SameLayoutTwiceIsBitwiseReproducible) { expect_bitwise_same_runs(2, 2, {}); }
+
+// The allreduce posted layer by layer during backward, or all of it after:
+// the same buckets summed in the same order. 2 ranks x 1 thread run two
+// rounds of micro-batches a step; 2 x 3, one round with thread 2 idle.
+TEST(Mpi, OverlapOffGivesTheBitsOfOverlapOn) {
+  expect_bitwise_same_runs(2, 1, {"--overlap", "off"});
+  expect_bitwise_same_runs(2, 3, {"--overlap", "off"});
 }
 
 // Runs rank 0 with `good` and rank 1 with `bad` arguments (an MPMD launch);

@@ -1,11 +1,8 @@
-// The gradient reducer in one process: its bucket plan (plan_buckets) and its
-// in-rank sum on a one-rank Comm, which must make no MPI call (this
-// executable never initialises MPI, so one would fail). The reduction across
-// real ranks is tested by test_mpi_ranks.cpp and the end-to-end MPI tests.
-//
-// Suites and their labels:
-//   ReducerPlan.*     none (single-threaded)
-//   ReducerThreads.*  "threads" (the sum runs on OpenMP threads; also run under ThreadSanitizer)
+// The gradient reducer in one process: its bucket plan (plan_buckets) and,
+// on a one-rank Comm, that it makes no MPI call (this executable never
+// initialises MPI, so one would fail). The in-rank sum is the trainer's
+// (test_training.cpp); the reduction across real ranks is tested by
+// test_mpi_ranks.cpp and the end-to-end MPI tests.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -189,86 +186,70 @@ TEST(ReducerPlan, GptLayoutInDefaultBucketsCoversEveryParameter) {
   EXPECT_EQ(elements, layout.numel());
 }
 
-// ---------------------------------------------------------------- reduction
-
-// Buffers of the layout with values of very different magnitudes (and zero
-// padding), so that adding them in another order changes the bits.
-std::vector<std::vector<float>> gradient_buffers(const TensorLayout& layout, int count) {
-  std::vector<std::vector<float>> buffers(count, std::vector<float>(layout.total(), 0.0f));
-  Rng rng(99);
-  for (auto& buffer : buffers)
-    for (const TensorSpec& t : layout.tensors())
-      for (std::size_t i = 0; i < t.numel; ++i)
-        buffer[t.offset + i] =
-            rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.uniform() * 40) - 20);
-  return buffers;
-}
-
-std::vector<std::span<const float>> spans(const std::vector<std::vector<float>>& buffers) {
-  return std::vector<std::span<const float>>(buffers.begin(), buffers.end());
-}
-
-TEST(ReducerThreads, OneRankSumsTheBuffersBitwiseAsAPlainLoopInBufferOrder) {
-  const TensorLayout layout = mixed_layout();
-  const Comm one_rank;  // MPI_COMM_NULL: any MPI call would fail here (no MPI_Init)
-  for (int n_buffers : {1, 2, 3, 5}) {
-    const std::vector<std::vector<float>> buffers = gradient_buffers(layout, n_buffers);
-    std::vector<float> want = buffers[0];
-    for (int s = 1; s < n_buffers; ++s)
-      for (std::size_t i = 0; i < want.size(); ++i) want[i] += buffers[s][i];
-    if (n_buffers >= 3) {
-      // The values tell the order apart: summed backwards, some bits differ.
-      std::vector<float> backwards = buffers[n_buffers - 1];
-      for (int s = n_buffers - 2; s >= 0; --s)
-        for (std::size_t i = 0; i < backwards.size(); ++i) backwards[i] += buffers[s][i];
-      ASSERT_NE(backwards, want);
+TEST(ReducerPlan, BucketsNeverSpanTwoUnitsOfTheGptLayout) {
+  // The units of backward (embeddings, each block, ln_f): every bucket lies
+  // in one, whatever the size, and each unit's buckets cover exactly its
+  // tensors, in buffer order.
+  ModelConfig cfg;
+  cfg.vocab_size = 256, cfg.seq_len = 128, cfg.n_layer = 3, cfg.n_head = 4, cfg.n_embd = 64;
+  const TensorLayout layout = gpt_parameter_layout(cfg);
+  const std::vector<std::size_t> starts = gpt_unit_starts(cfg.n_layer);
+  ASSERT_EQ(starts.size(), 5u);  // embeddings, 3 blocks, ln_f
+  EXPECT_EQ(layout[starts[gpt_block_unit(1)]].name, "transformer.h.1.ln_1.weight");
+  EXPECT_EQ(layout[starts[gpt_ln_f_unit(3)]].name, "transformer.ln_f.weight");
+  for (std::size_t bytes : bucket_sizes(layout)) {
+    const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes, starts);
+    std::vector<std::size_t> elements(starts.size(), 0);
+    int previous_unit = 0;
+    for (const GradientBucket& b : buckets) {
+      ASSERT_GE(b.unit, previous_unit) << bytes << " bytes: units out of buffer order";
+      previous_unit = b.unit;
+      const std::size_t first = starts[b.unit];
+      const std::size_t end = b.unit + 1 < static_cast<int>(starts.size()) ? starts[b.unit + 1]
+                                                                            : layout.count();
+      const std::size_t unit_begin = layout[first].offset;
+      const std::size_t unit_end = layout[end - 1].offset + layout[end - 1].numel;
+      EXPECT_GE(b.offset, unit_begin) << bytes << " bytes, unit " << b.unit;
+      EXPECT_LE(b.offset + b.size, unit_end) << bytes << " bytes, unit " << b.unit;
+      for (const Chunk& c : b.chunks) elements[b.unit] += c.size;
     }
-    for (std::size_t bytes : {std::size_t{0}, kChunkBytes + 64, std::size_t{4} << 20}) {
-      GradientReducer reducer(one_rank, layout, bytes);
-      for (int threads : {1, 2, 3, 4}) {
-        const std::string what = std::to_string(n_buffers) + " buffers, bucket of " +
-                                 std::to_string(bytes) + " bytes, " + std::to_string(threads) +
-                                 " threads";
-        std::vector<float> sum(layout.total(), 0.0f);
-        EXPECT_EQ(reducer.reduce(spans(buffers), sum, threads), 0.0) << what << ": time in MPI";
-        EXPECT_TRUE(test::same_bits(sum, want)) << what;
-      }
+    for (std::size_t u = 0; u < starts.size(); ++u) {
+      const std::size_t end = u + 1 < starts.size() ? starts[u + 1] : layout.count();
+      std::size_t want = 0;
+      for (std::size_t t = starts[u]; t < end; ++t) want += layout[t].numel;
+      EXPECT_EQ(elements[u], want) << bytes << " bytes, unit " << u;
     }
   }
+  // Without units, the whole buffer fits one bucket; with them, one a unit.
+  const std::size_t whole = layout.total() * sizeof(float);
+  EXPECT_EQ(plan_buckets(layout, whole).size(), 1u);
+  EXPECT_EQ(plan_buckets(layout, whole, starts).size(), starts.size());
+  const std::vector<std::size_t> descending{0, 14, 2};
+  EXPECT_THROW(plan_buckets(layout, whole, descending), std::invalid_argument);
 }
 
-TEST(ReducerThreads, SumOfEveryStepIsComplete) {
-  // The reducer is reused every step: a second reduction of other buffers
-  // overwrites the first in full.
-  const TensorLayout layout = mixed_layout();
-  const Comm one_rank;
-  GradientReducer reducer(one_rank, layout, kChunkBytes);
-  std::vector<float> sum(layout.total(), 0.0f);
-  const auto first = gradient_buffers(layout, 2);
-  reducer.reduce(spans(first), sum, 2);
-  std::vector<std::vector<float>> second(2, std::vector<float>(layout.total(), 0.0f));
-  for (const TensorSpec& t : layout.tensors())
-    for (std::size_t i = 0; i < t.numel; ++i) {
-      second[0][t.offset + i] = 1.0f;
-      second[1][t.offset + i] = 2.0f;
-    }
-  reducer.reduce(spans(second), sum, 2);
-  for (const TensorSpec& t : layout.tensors())
-    for (std::size_t i = 0; i < t.numel; ++i)
-      ASSERT_EQ(sum[t.offset + i], 3.0f) << t.name << "[" << i << "]";
-}
+// ---------------------------------------------------------------- one rank
 
-TEST(ReducerThreads, BuffersOfAnotherSizeAreRefused) {
+TEST(ReducerOneRank, MakesNoMpiCallAndWaitsForNothing) {
+  // MPI_COMM_NULL: any MPI call would fail here (no MPI_Init).
   const TensorLayout layout = mixed_layout();
   const Comm one_rank;
-  GradientReducer reducer(one_rank, layout, kChunkBytes);
-  std::vector<std::vector<float>> buffers(2, std::vector<float>(layout.total(), 0.0f));
-  std::vector<float> sum(layout.total(), 0.0f);
+  const std::vector<std::size_t> starts{0, 2, 4};
+  GradientReducer reducer(one_rank, layout, kChunkBytes, starts);
+  EXPECT_EQ(reducer.units(), 3);
+  std::vector<float> sum(layout.total(), 1.5f);
+  for (int step = 0; step < 2; ++step) {
+    reducer.start(sum);
+    reducer.post(2);
+    reducer.progress();
+    reducer.post(0);
+    reducer.post(7);  // no such unit: ignored
+    EXPECT_EQ(reducer.finish(), 0.0);
+    EXPECT_EQ(reducer.mpi_seconds(), 0.0);
+  }
+  for (float x : sum) ASSERT_EQ(x, 1.5f);  // the one rank's sum is the sum
   std::vector<float> short_sum(layout.total() - 1, 0.0f);
-  EXPECT_THROW(reducer.reduce(spans(buffers), short_sum, 2), std::invalid_argument);
-  buffers[1].pop_back();
-  EXPECT_THROW(reducer.reduce(spans(buffers), sum, 2), std::invalid_argument);
-  EXPECT_THROW(reducer.reduce({}, sum, 2), std::invalid_argument);
+  EXPECT_THROW(reducer.start(short_sum), std::invalid_argument);
 }
 
 }  // namespace

@@ -83,11 +83,6 @@ CLI::Option* add_batch_options(CLI::App& app, BatchConfig& batch, const char* gl
   return global;
 }
 
-void add_bucket_option(CLI::App& app, BatchConfig& batch) {
-  app.add_option("--bucket-mb", batch.bucket_mb,
-                 "Gradient allreduce bucket (MiB); one bucket's allreduce overlaps the "
-                 "in-rank reduction of the next");
-}
 
 // An option whose value is one of choices' names (in any case), read as
 // its enum value; the first choice is the default. Help shows "a|b"; an
@@ -115,6 +110,15 @@ void add_choice_option(CLI::App& app, const std::string& name, Value& target,
       ->transform(read_choice)
       ->type_name(alternatives)
       ->default_str(choices.front().first);
+}
+
+void add_allreduce_options(CLI::App& app, BatchConfig& batch) {
+  app.add_option("--bucket-mb", batch.bucket_mb,
+                 "Gradient allreduce bucket (MiB): the most one MPI_Iallreduce sends");
+  add_choice_option(app, "--overlap", batch.overlap, {{"on", Overlap::on}, {"off", Overlap::off}},
+                    "on: each layer's gradient allreduce starts as soon as backward is done with "
+                    "it, behind the layers below; off: all of it after backward (the same "
+                    "results, to measure what on hides)");
 }
 
 void add_recompute_option(CLI::App& app, BatchConfig& batch) {
@@ -208,7 +212,7 @@ struct Train {
     app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
     add_recompute_option(app, cfg.batch);
     add_matmul_options(app, cfg.batch);
-    add_bucket_option(app, cfg.batch);
+    add_allreduce_options(app, cfg.batch);
     add_check_option(app, policy);
     add_watch_options(app, policy.trace, stall);
   }
@@ -257,7 +261,7 @@ struct Bench {
     app.add_option("--seed", cfg.seed, "Seed");
     add_recompute_option(app, cfg.batch);
     add_matmul_options(app, cfg.batch);
-    add_bucket_option(app, cfg.batch);
+    add_allreduce_options(app, cfg.batch);
     add_check_option(app, policy);
     add_watch_options(app, bench.trace, stall);
   }

@@ -3,6 +3,7 @@
 #include "cllm/kernels/kernels.h"
 
 #include <algorithm>
+#include <climits>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -22,18 +23,28 @@ void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, c
     }
 }
 
-void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
-                      int B, int T, int C) {
+void encoder_backward_rows(float* dwte, float* dwpe, const float* dout,
+                           const std::int32_t* tokens, int B, int T, int C, Rows tokens_owned,
+                           Rows positions_owned) {
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
-      const float* d = dout + (static_cast<std::size_t>(b) * T + t) * C;
-      float* dte = dwte + static_cast<std::size_t>(tokens[b * T + t]) * C;
-      float* dpe = dwpe + static_cast<std::size_t>(t) * C;
-      for (int c = 0; c < C; ++c) {
-        dte[c] += d[c];
-        dpe[c] += d[c];
+      const std::size_t n = static_cast<std::size_t>(b) * T + t;
+      const float* d = dout + n * C;
+      const int token = tokens[n];
+      if (token >= tokens_owned.begin && token < tokens_owned.end) {
+        float* dte = dwte + static_cast<std::size_t>(token) * C;
+        for (int c = 0; c < C; ++c) dte[c] += d[c];
+      }
+      if (t >= positions_owned.begin && t < positions_owned.end) {
+        float* dpe = dwpe + static_cast<std::size_t>(t) * C;
+        for (int c = 0; c < C; ++c) dpe[c] += d[c];
       }
     }
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
+                      int B, int T, int C) {
+  encoder_backward_rows(dwte, dwpe, dout, tokens, B, T, C, {0, INT_MAX}, {0, T});
 }
 
 // ---------------------------------------------------------------- layernorm

@@ -193,74 +193,129 @@ void gpt_logits(const Model& model, GptActivations& a, int first, int rows, floa
                     c.n_embd, c.vocab_size);
 }
 
+void gpt_trunk_forward(const Model& model, GptActivations& a, const std::int32_t* inputs) {
+  KernelClock clock(a.seconds, a.matmul);
+  trunk_forward(model, a, inputs, clock);
+}
+
+int gpt_head_chunks(const Model& model, const GptActivations& a) {
+  return (a.batch() * model.config().seq_len + kLogitRows - 1) / kLogitRows;
+}
+
+namespace {
+
+// The rows [first, first + rows) of head chunk `chunk`.
+struct ChunkRows {
+  int first, rows;
+};
+ChunkRows head_chunk_rows(const Model& model, const GptActivations& a, int chunk) {
+  const int first = chunk * kLogitRows;
+  return {first, std::min(kLogitRows, a.batch() * model.config().seq_len - first)};
+}
+
+}  // namespace
+
+double gpt_head_chunk(const Model& model, GptActivations& a, int chunk,
+                      const std::int32_t* targets, float dloss) {
+  KernelClock clock(a.seconds, a.matmul);
+  const int C = model.config().n_embd, V = model.config().vocab_size;
+  const auto [first, rows] = head_chunk_rows(model, a, chunk);
+  const k::Weight wte(model.tensors().wte, model.bf16_tensors().wte);
+  const float* ln_f = a.ln_f + static_cast<std::size_t>(first) * C;
+  k::matmul_forward(a.matmul, a.logits, ln_f, wte, nullptr, rows, C, V);
+  const double loss =
+      k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
+  k::crossentropy_backward(a.logits, a.logits, targets + first, dloss, rows, V);
+  // d(ln_f) (rows,C) = dlogits (rows,V) @ wte (V,C); wte's gradient is
+  // gpt_head_weight_gradient's, so that threads can share it out by rows.
+  a.matmul.multiply(rows, C, V, 1.0f, {a.logits, V}, {wte.values, C, false, wte.low}, 0.0f,
+                    a.dbtc + static_cast<std::size_t>(first) * C, C);
+  return loss;
+}
+
+void gpt_head_weight_gradient(const Model& model, GptActivations& mine,
+                              const GptActivations& chunk_owner, int chunk, kernels::Rows vocab,
+                              float* dwte) {
+  const int C = model.config().n_embd, V = model.config().vocab_size;
+  const auto [first, rows] = head_chunk_rows(model, chunk_owner, chunk);
+  if (vocab.end <= vocab.begin) return;
+  KernelClock clock(mine.seconds, mine.matmul);
+  // dwte[vocab] (n,C) += dlogits[:, vocab]^T (n,rows) @ ln_f (rows,C)
+  mine.matmul.multiply(vocab.end - vocab.begin, C, rows, 1.0f,
+                  {chunk_owner.logits + vocab.begin, V, true},
+                  {chunk_owner.ln_f + static_cast<std::size_t>(first) * C, C}, 1.0f,
+                  dwte + static_cast<std::size_t>(vocab.begin) * C, C);
+}
+
+void gpt_head_finish(const Model& model, GptActivations& a, float* dln_f_w, float* dln_f_b) {
+  KernelClock clock(a.seconds, a.matmul);
+  const ModelConfig& c = model.config();
+  const int N = a.batch() * c.seq_len;
+  std::fill_n(a.dres, static_cast<std::size_t>(N) * c.n_embd, 0.0f);
+  k::layernorm_backward(a.dres, dln_f_w, dln_f_b, a.dbtc, block_input(a, c.n_layer),
+                        model.tensors().ln_f_w, a.ln_f_mean, a.ln_f_rstd, N, c.n_embd);
+}
+
+void gpt_block_backward(const Model& model, GptActivations& a, int l,
+                        const BlockTensors<float>& dw) {
+  const ModelConfig& c = model.config();
+  const int B = a.batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
+  const int N = B * T;
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  KernelClock clock(a.seconds, a.matmul);
+  const GptTensors<const float> p = model.tensors();
+  const GptTensors<const k::bf16> low = model.bf16_tensors();
+  const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
+  k::MatrixEngine& mm = a.matmul;
+  const BlockTensors<const float>& w = p.h[l];
+  const BlockTensors<const k::bf16>& lw = low.h[l];
+  BlockActivations& s = a.h[l];
+  const float* x = block_input(a, l);
+  // Recompute::block: the one set of block activations holds the last
+  // block's; run this block's forward again. Same kernels, same inputs:
+  // the same bits as if they had been kept.
+  if (a.recompute() == Recompute::block && l != c.n_layer - 1)
+    block_forward(model, p, low, a, l, x, clock);
+
+  // a.dres holds d(loss)/d(block output); each residual add passes it
+  // through unchanged and each branch adds to it.
+  // MLP branch: res_3 = res_2 + c_proj(gelu(c_fc(ln_2(res_2)))); the GELU
+  // output is recomputed rather than kept, 4C floats a position per layer.
+  k::gelu_forward(a.gelu, s.fch, NC * 4);
+  k::matmul_backward(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
+                     k::Weight(w.mlp_proj_w, lw.mlp_proj_w), N, 4 * C, C);
+  k::gelu_backward(a.gelu, s.fch, a.dh1, NC * 4);
+  k::matmul_backward(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N,
+                     C, 4 * C);
+  k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
+                        s.ln_2_rstd, N, C);
+
+  // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
+  k::matmul_backward(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
+                     k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
+  std::fill_n(a.dqkv, NC * 3, 0.0f);
+  attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
+  k::matmul_backward(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1,
+                     k::Weight(w.attn_w, lw.attn_w), N, C, 3 * C);
+  k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
+                        s.ln_1_rstd, N, C);
+}
+
 double gpt_forward_backward(const Model& model, GptActivations& a, std::span<float> grads,
                             const std::int32_t* inputs, const std::int32_t* targets, float dloss) {
   const ModelConfig& c = model.config();
-  const int B = a.batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
-  const int N = B * T;
-  const std::size_t NC = static_cast<std::size_t>(N) * C;
-  const GptTensors<const float> p = model.tensors();
-  const GptTensors<const k::bf16> low = model.bf16_tensors();
   const GptTensors<float> g = gpt_tensors(model.layout(), c.n_layer, grads.data());
-  k::MatrixEngine& mm = a.matmul;
-  KernelClock clock(a.seconds, a.matmul);
-  trunk_forward(model, a, inputs, clock);
+  gpt_trunk_forward(model, a, inputs);
   a.marks.forward_end = omp_get_wtime();
-  const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
-
-  // Output head, chunk by chunk: logits = ln_f @ wte^T, the loss, and their
-  // gradients at once, so wte gets its second gradient here and a.dbtc
-  // d(loss)/d(ln_f).
-  const k::Weight wte(p.wte, low.wte);
   double loss = 0.0;
-  by_chunks(N, [&](int first, int rows) {
-    const float* ln_f = a.ln_f + static_cast<std::size_t>(first) * C;
-    k::matmul_forward(mm, a.logits, ln_f, wte, nullptr, rows, C, V);
-    loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
-    k::crossentropy_backward(a.logits, a.logits, targets + first, dloss, rows, V);
-    k::matmul_backward(mm, a.dbtc + static_cast<std::size_t>(first) * C, g.wte, nullptr, a.logits, ln_f, wte,
-           rows, C, V);
-  });
-  std::fill_n(a.dres, NC, 0.0f);
-  k::layernorm_backward(a.dres, g.ln_f_w, g.ln_f_b, a.dbtc, block_input(a, c.n_layer), p.ln_f_w,
-                        a.ln_f_mean, a.ln_f_rstd, N, C);
-  a.marks.head_end = omp_get_wtime();
-
-  // a.dres holds d(loss)/d(residual stream) and flows down through the blocks;
-  // each residual add passes it through unchanged and each branch adds to it.
-  for (int l = c.n_layer - 1; l >= 0; --l) {
-    const BlockTensors<const float>& w = p.h[l];
-    const BlockTensors<const k::bf16>& lw = low.h[l];
-    const BlockTensors<float>& dw = g.h[l];
-    BlockActivations& s = a.h[l];
-    const float* x = block_input(a, l);
-    // Recompute::block: the one set of block activations holds the last
-    // block's; run this block's forward again. Same kernels, same inputs:
-    // the same bits as if they had been kept.
-    if (a.recompute() == Recompute::block && l != c.n_layer - 1)
-      block_forward(model, p, low, a, l, x, clock);
-
-    // MLP branch: res_3 = res_2 + c_proj(gelu(c_fc(ln_2(res_2)))); the GELU
-    // output is recomputed rather than kept, 4C floats a position per layer.
-    k::gelu_forward(a.gelu, s.fch, NC * 4);
-    k::matmul_backward(mm, a.dh1, dw.mlp_proj_w, dw.mlp_proj_b, a.dres, a.gelu,
-           k::Weight(w.mlp_proj_w, lw.mlp_proj_w), N, 4 * C, C);
-    k::gelu_backward(a.gelu, s.fch, a.dh1, NC * 4);
-    k::matmul_backward(mm, a.dbtc, dw.fc_w, dw.fc_b, a.gelu, s.ln_2, k::Weight(w.fc_w, lw.fc_w), N, C, 4 * C);
-    k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
-                          s.ln_2_rstd, N, C);
-
-    // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
-    k::matmul_backward(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
-           k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
-    std::fill_n(a.dqkv, NC * 3, 0.0f);
-    attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
-    k::matmul_backward(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1, k::Weight(w.attn_w, lw.attn_w), N, C,
-           3 * C);
-    k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
-                          s.ln_1_rstd, N, C);
+  for (int chunk = 0; chunk < gpt_head_chunks(model, a); ++chunk) {
+    loss += gpt_head_chunk(model, a, chunk, targets, dloss);
+    gpt_head_weight_gradient(model, a, a, chunk, {0, c.vocab_size}, g.wte);
   }
-  k::encoder_backward(g.wte, g.wpe, a.dres, inputs, B, T, C);
+  gpt_head_finish(model, a, g.ln_f_w, g.ln_f_b);
+  a.marks.head_end = omp_get_wtime();
+  for (int l = c.n_layer - 1; l >= 0; --l) gpt_block_backward(model, a, l, g.h[l]);
+  k::encoder_backward(g.wte, g.wpe, a.dres, inputs, a.batch(), c.seq_len, c.n_embd);
   return loss;
 }
 

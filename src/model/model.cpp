@@ -34,27 +34,50 @@ TensorLayout gpt_parameter_layout(const ModelConfig& c) {
   return l;
 }
 
-// Walks the layout in the order gpt_parameter_layout added the tensors.
+namespace {
+// gpt_parameter_layout's order: wte, wpe, then 12 tensors a block, then ln_f.
+constexpr std::size_t kEmbeddingTensors = 2, kTensorsPerBlock = 12;
+}  // namespace
+
+std::vector<std::size_t> gpt_unit_starts(int n_layer) {
+  std::vector<std::size_t> starts{0};
+  for (int l = 0; l <= n_layer; ++l) starts.push_back(kEmbeddingTensors + kTensorsPerBlock * l);
+  return starts;
+}
+
+template <typename F>
+BlockTensors<F> gpt_block_tensors(const TensorLayout& layout, int l, F* base) {
+  std::size_t i = kEmbeddingTensors + kTensorsPerBlock * l;
+  const std::size_t first = layout[i].offset;
+  auto next = [&] { return base + (layout[i++].offset - first); };
+  BlockTensors<F> b{};
+  b.ln_1_w = next(), b.ln_1_b = next();
+  b.attn_w = next(), b.attn_b = next();
+  b.attn_proj_w = next(), b.attn_proj_b = next();
+  b.ln_2_w = next(), b.ln_2_b = next();
+  b.fc_w = next(), b.fc_b = next();
+  b.mlp_proj_w = next(), b.mlp_proj_b = next();
+  return b;
+}
+
 template <typename F>
 GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base) {
-  std::size_t i = 0;
-  auto next = [&] { return base + layout[i++].offset; };
+  const auto tensor = [&](std::size_t i) { return base + layout[i].offset; };
   GptTensors<F> t{};
-  t.wte = next();
-  t.wpe = next();
-  t.h.resize(n_layer);
-  for (auto& b : t.h) {
-    b.ln_1_w = next(), b.ln_1_b = next();
-    b.attn_w = next(), b.attn_b = next();
-    b.attn_proj_w = next(), b.attn_proj_b = next();
-    b.ln_2_w = next(), b.ln_2_b = next();
-    b.fc_w = next(), b.fc_b = next();
-    b.mlp_proj_w = next(), b.mlp_proj_b = next();
-  }
-  t.ln_f_w = next();
-  t.ln_f_b = next();
+  t.wte = tensor(0);
+  t.wpe = tensor(1);
+  for (int l = 0; l < n_layer; ++l)
+    t.h.push_back(gpt_block_tensors(layout, l, tensor(kEmbeddingTensors + kTensorsPerBlock * l)));
+  const std::size_t ln_f = kEmbeddingTensors + kTensorsPerBlock * n_layer;
+  t.ln_f_w = tensor(ln_f);
+  t.ln_f_b = tensor(ln_f + 1);
   return t;
 }
+
+template BlockTensors<float> gpt_block_tensors(const TensorLayout&, int, float*);
+template BlockTensors<const float> gpt_block_tensors(const TensorLayout&, int, const float*);
+template BlockTensors<const kernels::bf16> gpt_block_tensors(const TensorLayout&, int,
+                                                             const kernels::bf16*);
 
 template GptTensors<float> gpt_tensors(const TensorLayout&, int, float*);
 template GptTensors<const float> gpt_tensors(const TensorLayout&, int, const float*);

@@ -85,6 +85,8 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.steps = timed_steps;
   const double step_s = sum.t_total / timed_steps;
   b.ms_per_step = 1000 * step_s;
+  b.overlap = cfg.batch.overlap;
+  b.comm_exposed_ms = 1000 * sum.t_allreduce / timed_steps;
   b.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
   b.flops_per_token = cfg.model.flops_per_token();
   b.gflops = b.flops_per_token * b.tokens_per_s / 1e9;
@@ -133,6 +135,8 @@ std::string bench_table(const BenchmarkResult& r) {
                        100 * t.data, 100 * t.forward_backward, 100 * t.matmul,
                        100 * t.attention, 100 * t.other_forward_backward, 100 * t.waiting,
                        100 * t.thread_reduce, 100 * t.allreduce, 100 * t.optimizer) +
+         printf_string("allreduce   overlap %s: %.1f ms/step exposed after backward\n",
+                       r.overlap == Overlap::on ? "on" : "off", r.comm_exposed_ms) +
          printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                        r.thread_context_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0) +
          printf_string("matmul      %s, %s\n", r.matmul.c_str(), kernels::to_string(r.precision));
@@ -174,6 +178,8 @@ std::string bench_json(const BenchmarkResult& r) {
   j["tokens_per_s"] = json_number(r.tokens_per_s, "%.1f");
   j["ms_per_step"] = json_number(r.ms_per_step, "%.3f");
   j["gflops"] = json_number(r.gflops, "%.2f");
+  j["overlap"] = r.overlap == Overlap::on ? "on" : "off";
+  j["comm_exposed_ms"] = json_number(r.comm_exposed_ms, "%.3f");
   j["flops_per_token"] = whole(r.flops_per_token);
   j["thread_context_bytes"] = r.thread_context_bytes;
   j["peak_rss_bytes"] = whole(r.peak_rss_bytes);

@@ -2,10 +2,23 @@
 
 namespace cllm {
 
+std::size_t unit_span(const TensorLayout& layout, std::span<const std::size_t> unit_starts,
+                      int unit) {
+  const std::size_t first = unit_starts[unit];
+  const std::size_t end = unit + 1 < static_cast<int>(unit_starts.size()) ? unit_starts[unit + 1]
+                                                                          : layout.count();
+  return layout[end - 1].offset + layout[end - 1].numel - layout[first].offset;
+}
+
 ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute,
                              kernels::MatmulOptions matmul)
-    : acts(model.config(), micro_batch, recompute, matmul), grads(model.layout().total()) {
-  grads.zero();
+    : acts(model.config(), micro_batch, recompute, matmul) {
+  const std::vector<std::size_t> units = gpt_unit_starts(model.config().n_layer);
+  const int L = model.config().n_layer;
+  block_grads = AlignedBuffer<float>(unit_span(model.layout(), units, gpt_block_unit(0)));
+  ln_f_grads = AlignedBuffer<float>(unit_span(model.layout(), units, gpt_ln_f_unit(L)));
+  block_grads.zero();
+  ln_f_grads.zero();
 }
 
 }  // namespace cllm

@@ -42,10 +42,13 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       first_micro_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
-      reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb)),
+      unit_starts_(gpt_unit_starts(config.model.n_layer)),
+      reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb), unit_starts_),
+      unit_chunks_(reducer_.units()),
       contexts_(config.batch.threads),
       grads_(model_.layout().total()),
-      thread_finished_(config.batch.threads),
+      reduce_seconds_(config.batch.threads),
+      wait_seconds_(config.batch.threads),
       micro_losses_(config.batch.micro_batches_per_step()),
       // The largest share of the fixed validation micro-batches a rank gets.
       eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
@@ -61,6 +64,9 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
   kernels::use_single_threaded_blas();
   model_.init_gpt2(cfg_.seed);
   grads_.zero();
+  for (const GradientBucket& bucket : reducer_.buckets())
+    unit_chunks_[bucket.unit].insert(unit_chunks_[bucket.unit].end(), bucket.chunks.begin(),
+                                     bucket.chunks.end());
   const Model& model = model_;
   // An exception must not leave an OpenMP region (the process would abort):
   // each thread notes its failure, and the first is rethrown after it.
@@ -82,13 +88,12 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
     if (!failures[t].empty())
       throw std::runtime_error("out of memory: thread " + std::to_string(t) + ": " + failures[t] +
                                " (activations of --micro-batch " +
-                               std::to_string(cfg_.batch.micro_batch) + " and a gradient buffer; " +
+                               std::to_string(cfg_.batch.micro_batch) + " and one block's gradient; " +
                                std::to_string(cfg_.batch.threads) + " threads need one each)");
   for (const auto& ctx : contexts_)
     if (!ctx)  // OMP_THREAD_LIMIT or OMP_DYNAMIC gave a smaller team
       throw std::runtime_error("OpenMP started fewer threads than --threads " +
                                std::to_string(cfg_.batch.threads));
-  for (const auto& ctx : contexts_) thread_grads_.push_back(ctx->grads.span());
 } catch (const AllocationError& e) {
   // The model's parameters, moments, gradient sum or token buffers.
   throw std::runtime_error(
@@ -115,47 +120,20 @@ StepResult Trainer::train_step(int step) {
   const double t0 = omp_get_wtime();
   if (timeline) timeline->span(0, "read windows", t_start, t0, label);
 
-  // ---- forward + backward: threads share the model read-only, no lock.
+  // ---- forward + backward: threads share the model read-only, no lock;
+  // each layer's gradient is summed in-rank, and posted, as it is done.
   update_bf16_weights();
   std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
-  const Model& model = model_;
+  reducer_.start(grads_.span());
   const double t_parallel = omp_get_wtime();
 #pragma omp parallel num_threads(n_threads)
-  {
-    const StopSignalsHeld while_multiplying;  // see stop_signal.h
-    const int me = omp_get_thread_num();
-    ThreadContext& ctx = *contexts_[me];
-    ctx.grads.zero();
-    ctx.acts.seconds = {};
-    const Range mine = static_block(micro_per_rank_, n_threads, me);
-    for (int i = mine.begin; i < mine.end; ++i) {
-      const std::int32_t* inputs = batch_inputs(i);
-      const std::int32_t* targets = batch_targets(i);
-      const double m0 = timeline ? omp_get_wtime() : 0.0;
-      micro_losses_[first_micro_ + i] =
-          gpt_forward_backward(model, ctx.acts, ctx.grads.span(), inputs, targets, 1.0f);
-      if (timeline) {
-        const double m1 = omp_get_wtime();
-        const PassMarks& at = ctx.acts.marks;
-        const int micro = first_micro_ + i;
-        timeline->span(me, "micro-batch", m0, m1, label, "micro_batch", micro);
-        timeline->span(me, "forward", m0, at.forward_end, label, "micro_batch", micro);
-        timeline->span(me, "output head", at.forward_end, at.head_end, label, "micro_batch", micro);
-        timeline->span(me, "backward", at.head_end, m1, label, "micro_batch", micro);
-      }
-    }
-    thread_finished_[me] = omp_get_wtime();
-  }
+  run_rounds(omp_get_thread_num(), label, timeline);
   const double t1 = omp_get_wtime();
-  if (timeline) {
-    if (cfg_.batch.matmul.precision == kernels::Precision::bf16)
-      timeline->span(0, "bf16 weights", t0, t_parallel, label);
-    for (int t = 0; t < n_threads; ++t)
-      timeline->span(t, "wait for threads", thread_finished_[t], t1, label);
-  }
+  if (timeline && cfg_.batch.matmul.precision == kernels::Precision::bf16)
+    timeline->span(0, "bf16 weights", t0, t_parallel, label);
 
-  // ---- in-rank reduce, overlapped with the cross-rank allreduce.
-  r.t_allreduce = reducer_.reduce(thread_grads_, grads_.span(), n_threads, timeline, label);
+  // ---- what the allreduce has left to do (all of it with --overlap off).
+  r.t_allreduce = reducer_.finish(timeline, label);
   comm_.sum(micro_losses_, Collective::loss_sum);  // each slot has one contributor: exact
   const double t2 = omp_get_wtime();
   const std::vector<Chunk>& chunks = optimizer_.chunks();
@@ -179,13 +157,144 @@ StepResult Trainer::train_step(int step) {
   for (int t = 0; t < n_threads; ++t) {
     r.t_matmul += contexts_[t]->acts.seconds.matmul / n_threads;
     r.t_attention += contexts_[t]->acts.seconds.attention / n_threads;
-    r.t_waiting += (t1 - thread_finished_[t]) / n_threads;
+    r.t_waiting += wait_seconds_[t] / n_threads;
+    r.t_reduce += reduce_seconds_[t] / n_threads;
   }
-  r.t_forward_backward = t1 - t0;
-  r.t_reduce = t2 - t1 - r.t_allreduce;
-  r.t_optimizer = t3 - t2;
+  r.t_forward_backward = t1 - t0 - r.t_reduce;
+  r.t_optimizer = t3 - t1 - r.t_allreduce;  // the loss sum's moment included
   r.t_total = t3 - t_start;
   return r;
+}
+
+namespace {
+
+// An OpenMP barrier whose wait is added to `waited`.
+void timed_barrier(double& waited) {
+  const double w0 = omp_get_wtime();
+#pragma omp barrier
+  waited += omp_get_wtime() - w0;
+}
+
+}  // namespace
+
+template <class Copy>
+void Trainer::add_unit(int unit, int contributors, bool first, Copy copy) {
+  const std::vector<Chunk>& chunks = unit_chunks_[unit];
+  const std::size_t unit_offset = chunks.front().offset;
+  float* const sum = grads_.data();
+  const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+#pragma omp for schedule(static) nowait
+  for (std::int64_t c = 0; c < n_chunks; ++c) {
+    const std::size_t off = chunks[c].offset, size = chunks[c].size;
+    float* dst = sum + off;
+    for (int t = 0; t < contributors; ++t) {
+      const float* src = copy(t) + (off - unit_offset);
+      if (first && t == 0)
+        std::copy_n(src, size, dst);
+      else
+        for (std::size_t i = 0; i < size; ++i) dst[i] += src[i];
+    }
+  }
+}
+
+void Trainer::run_rounds(int me, int label, Timeline* timeline) {
+  const StopSignalsHeld while_multiplying;  // see stop_signal.h
+  const ModelConfig& mc = cfg_.model;
+  const int n_threads = cfg_.batch.threads, L = mc.n_layer;
+  const int B = cfg_.batch.micro_batch, T = mc.seq_len, C = mc.n_embd;
+  const bool overlap = cfg_.batch.overlap == Overlap::on;
+  const Model& model = model_;
+  ThreadContext& ctx = *contexts_[me];
+  ctx.acts.seconds = {};
+  double& waited = wait_seconds_[me];
+  double& reducing = reduce_seconds_[me];
+  waited = reducing = 0.0;
+  const auto post = [&](int unit) {
+#pragma omp master
+    reducer_.post(unit);
+  };
+  const auto progress = [&] {
+#pragma omp master
+    if (overlap) reducer_.progress();
+  };
+  // wte and wpe have no per-thread copy: each thread owns rows of them in
+  // the rank's sum and adds every thread's part of those rows, in order.
+  const GptTensors<float> g = gpt_tensors(model.layout(), L, grads_.data());
+  const Range vocab_rows = static_block(mc.vocab_size, n_threads, me);
+  const kernels::Rows vocab{vocab_rows.begin, vocab_rows.end};
+  const Range position_rows = static_block(T, n_threads, me);
+  const kernels::Rows positions{position_rows.begin, position_rows.end};
+  std::fill(g.wte + static_cast<std::size_t>(vocab.begin) * C,
+            g.wte + static_cast<std::size_t>(vocab.end) * C, 0.0f);
+  std::fill(g.wpe + static_cast<std::size_t>(positions.begin) * C,
+            g.wpe + static_cast<std::size_t>(positions.end) * C, 0.0f);
+  const int n_chunks = gpt_head_chunks(model, ctx.acts);
+  const int rounds = (micro_per_rank_ + n_threads - 1) / n_threads;
+  for (int round = 0; round < rounds; ++round) {
+    // Round `round` runs micro-batches first .. first + contributors - 1 of
+    // this rank, one a thread; in the last, some threads may have none.
+    const int first = round * n_threads;
+    const int contributors = std::min(n_threads, micro_per_rank_ - first);
+    const bool mine = me < contributors, last = round + 1 == rounds;
+    const int i = first + me, micro = first_micro_ + i;
+    const double m0 = omp_get_wtime();
+    if (mine) gpt_trunk_forward(model, ctx.acts, batch_inputs(i));
+    const double m1 = omp_get_wtime();
+    // The output head, chunk by chunk: each thread its own logits and loss,
+    // then every thread wte's gradient of its rows from every thread's chunk.
+    double loss = 0.0;
+    for (int chunk = 0; chunk < n_chunks; ++chunk) {
+      if (mine) loss += gpt_head_chunk(model, ctx.acts, chunk, batch_targets(i), 1.0f);
+      timed_barrier(waited);
+      for (int t = 0; t < contributors; ++t)
+        gpt_head_weight_gradient(model, ctx.acts, contexts_[t]->acts, chunk, vocab, g.wte);
+      timed_barrier(waited);  // before any thread's next chunk overwrites its logits
+    }
+    if (mine) {
+      micro_losses_[micro] = loss;
+      ctx.ln_f_grads.zero();
+      float* const d_ln_f = ctx.ln_f_grads.data();  // the unit's span: weight, then bias
+      gpt_head_finish(model, ctx.acts, d_ln_f, d_ln_f + (g.ln_f_b - g.ln_f_w));
+    }
+    const double m2 = omp_get_wtime();
+    for (int l = L - 1; l >= 0; --l) {
+      if (mine) {
+        ctx.block_grads.zero();
+        gpt_block_backward(model, ctx.acts, l, ctx.block(model, l));
+      }
+      timed_barrier(waited);  // every thread has block l's gradient
+      const double r0 = omp_get_wtime();
+      add_unit(gpt_block_unit(l), contributors, round == 0,
+               [&](int t) { return contexts_[t]->block_grads.data(); });
+      if (l == L - 1)
+        add_unit(gpt_ln_f_unit(L), contributors, round == 0,
+                 [&](int t) { return contexts_[t]->ln_f_grads.data(); });
+      const double r1 = omp_get_wtime();
+      reducing += r1 - r0;
+      if (timeline)
+        timeline->span(me, "reduce layer", r0, r1, label, "layer", l);
+      timed_barrier(waited);  // block l is summed in-rank; the buffers are free
+      if (last && overlap) {
+        if (l == L - 1) post(gpt_ln_f_unit(L));
+        post(gpt_block_unit(l));
+      }
+      progress();
+    }
+    // The embeddings' gradient: every thread's d(encoded), final since the
+    // barrier after block 0, into the rows this thread owns.
+    for (int t = 0; t < contributors; ++t)
+      kernels::encoder_backward_rows(g.wte, g.wpe, contexts_[t]->acts.dres,
+                                     batch_inputs(first + t), B, T, C, vocab, positions);
+    const double m3 = omp_get_wtime();
+    if (timeline && mine) {
+      timeline->span(me, "micro-batch", m0, m3, label, "micro_batch", micro);
+      timeline->span(me, "forward", m0, m1, label, "micro_batch", micro);
+      timeline->span(me, "output head", m1, m2, label, "micro_batch", micro);
+      timeline->span(me, "backward", m2, m3, label, "micro_batch", micro);
+    }
+  }
+  timed_barrier(waited);  // every row of wte and wpe is summed
+  if (overlap) post(gpt_embedding_unit());
 }
 
 void Trainer::update_bf16_weights() {

@@ -1,19 +1,21 @@
-// GradientReducer: sums the OpenMP threads' gradient buffers into the rank's
-// gradient, then across ranks, bucket by bucket: while the threads sum bucket
-// b + 1 in-rank, the main thread's MPI_Iallreduce of bucket b is already on
-// the wire (after flashlight's CoalescingReducer, which coalesces gradients
-// into buckets of a byte size and allreduces each bucket as it fills).
+// GradientReducer: the cross-rank sum of the rank's gradient, posted unit by
+// unit while backward runs. A unit is a run of whole tensors whose gradient
+// is complete at one moment of backward (a block, the final layernorm, the
+// embeddings); as soon as the threads have summed a unit in-rank, the main
+// thread posts an MPI_Iallreduce of each of its buckets, and tests the ones
+// in flight between layers so that Open MPI moves them on (it progresses a
+// nonblocking collective only inside MPI calls). After flashlight's
+// CoalescingReducer and PyTorch DDP's buckets.
 //
-// The result is bitwise independent of the thread count: every element is
-// the sum of the thread buffers in buffer order, whichever thread adds it,
-// and the buckets (hence the MPI messages) depend only on the layout and the
-// bucket size. Only the main thread calls MPI (MPI_THREAD_FUNNELED); on one
-// rank no MPI call is made.
+// Only the main thread calls it (MPI_THREAD_FUNNELED); on one rank no MPI
+// call is made. The buckets, hence the MPI messages and the bits of the sum,
+// depend only on the layout, the units and the bucket size.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <vector>
 
@@ -23,50 +25,70 @@
 
 namespace cllm {
 
-// A run of consecutive chunks of the layout whose gradient is summed across
-// ranks in one MPI_Iallreduce. In-rank, the threads share out its chunks.
+// A run of consecutive chunks of one unit whose gradient is summed across
+// ranks in one MPI_Iallreduce.
 struct GradientBucket {
   std::size_t offset = 0;     // first element of the flat buffer it spans
   std::size_t size = 0;       // elements, from its first chunk's start to its last one's end
                               // (the zero padding between tensors included)
   std::vector<Chunk> chunks;  // make_chunks(layout)'s, in buffer order
+  int unit = 0;               // the unit it belongs to
 };
 
 // Groups make_chunks(layout) in buffer order into buckets whose span is at
 // most bucket_bytes (rounded down to whole floats): a bucket takes the next
-// chunk while its span, padding included, stays within the size; a chunk
-// larger than the size is a bucket of its own, so a size of 0, or one smaller
-// than a chunk, gives one bucket per chunk. Every element of every tensor is
-// in exactly one bucket; the padding between two buckets is in none. The plan
-// depends on nothing else (not on the thread count).
-std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t bucket_bytes);
+// chunk while its span, padding included, stays within the size and the
+// chunk is of the same unit; a chunk larger than the size is a bucket of its
+// own, so a size of 0 gives one bucket per chunk. unit_starts: the indices of
+// the tensors that begin a unit, ascending (unit i runs from unit_starts[i]
+// to the next; tensors before the first are unit 0); empty: one unit. Every
+// element of every tensor is in exactly one bucket; the padding between two
+// buckets is in none.
+std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t bucket_bytes,
+                                         std::span<const std::size_t> unit_starts = {});
 
 class GradientReducer {
  public:
   // comm must outlive us.
-  GradientReducer(const Comm& comm, const TensorLayout& layout, std::size_t bucket_bytes);
+  GradientReducer(const Comm& comm, const TensorLayout& layout, std::size_t bucket_bytes,
+                  std::vector<std::size_t> unit_starts = {});
 
-  // rank_sum = sum over ranks of (sources[0] + sources[1] + ...), added in
-  // that order, each buffer of the layout's total() elements. Opens its own
-  // OpenMP region of `threads` threads (call it outside any region): a
-  // failing MPI call must not throw out of a region, so the main thread
-  // records the exception and it is rethrown here, after the region and
-  // after the allreduces already started have completed. Returns the
-  // seconds the main thread spent in MPI. The timeline, when on, gets each
-  // thread's in-rank reduce of each bucket and each bucket's allreduce from
-  // its start to its completion, labelled with step.
-  double reduce(std::span<const std::span<const float>> sources, std::span<float> rank_sum,
-                int threads, Timeline* timeline = nullptr, int step = 0);
+  // One step, on the main thread. start() before the step's first post:
+  // the allreduces run in place on rank_sum (the layout's total() elements).
+  // post(u) when unit u's in-rank sum is complete; progress() whenever the
+  // main thread can spare a moment. Neither throws (they run inside an OpenMP
+  // region): a failed MPI call is kept, nothing more is posted, and finish()
+  // rethrows it.
+  void start(std::span<float> rank_sum);
+  void post(int unit) noexcept;
+  void progress() noexcept;
+  // Posts the units not posted yet, then waits for every allreduce; also
+  // after a failure, since those in flight write rank_sum. Returns the
+  // seconds it waited. The timeline, when on, gets each bucket's allreduce
+  // from its post to the completion a test saw, labelled with step.
+  double finish(Timeline* timeline = nullptr, int step = 0);
+  // The main thread's seconds in MPI calls since start().
+  double mpi_seconds() const { return mpi_seconds_; }
 
+  int units() const { return n_units_; }
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
 
  private:
+  bool distributed() const { return comm_.size() > 1; }
+
   const Comm& comm_;
-  std::size_t total_;  // elements of every buffer
+  std::size_t total_;  // elements of the summed buffer
+  int n_units_ = 1;
   std::vector<GradientBucket> buckets_;
-  std::vector<MPI_Request> requests_;  // one per bucket, reused every step
+  std::vector<std::vector<int>> unit_buckets_;  // each unit's buckets
+  std::vector<bool> posted_;                    // per unit, this step
+  float* sum_ = nullptr;                        // start()'s rank_sum
+  std::vector<MPI_Request> requests_;           // one per bucket, reused every step
   std::vector<double> started_at_, completed_at_;  // each bucket's allreduce, for the timeline
   std::vector<int> done_;                          // MPI_Testsome's indices
+  std::exception_ptr failure_;                     // the first failed MPI call of the step
+  double mpi_seconds_ = 0;
+  bool arrived_ = false;  // Comm::arrive called this step
 };
 
 }  // namespace cllm

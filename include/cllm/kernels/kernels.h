@@ -26,6 +26,16 @@ void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, c
                      int B, int T, int C);
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
                       int B, int T, int C);
+// Rows [begin, end) of a matrix.
+struct Rows {
+  int begin, end;
+};
+// encoder_backward restricted to the rows of dwte and dwpe a thread owns:
+// threads owning disjoint rows add one micro-batch each, in turn, without a
+// lock, and every row gets its additions in (micro-batch, position) order.
+void encoder_backward_rows(float* dwte, float* dwpe, const float* dout,
+                           const std::int32_t* tokens, int B, int T, int C, Rows tokens_owned,
+                           Rows positions_owned);
 
 // out (N,C) = (inp - mean) * rstd * weight + bias; saves mean (N), rstd (N).
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cllm/kernels/aligned_buffer.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/kernels/matmul.h"
 #include "cllm/model/model.h"
 #include "cllm/model/tensor_layout.h"
@@ -103,6 +104,35 @@ double gpt_forward(const Model& model, GptActivations& acts, const std::int32_t*
 // Logits (rows, V) of the positions first .. first + rows - 1 (b * T + t)
 // into out, from the gpt_forward just run on these activations.
 void gpt_logits(const Model& model, GptActivations& acts, int first, int rows, float* out);
+
+// ---- Training's pass in pieces. The trainer's threads run them in step,
+// each on its own micro-batch, so that every layer's gradient is summed over
+// the threads (and sent to the other ranks) as soon as all of them have it;
+// gpt_forward_backward below is their composition on one thread.
+
+// The embeddings, the blocks and the final layernorm (acts.ln_f).
+void gpt_trunk_forward(const Model& model, GptActivations& acts, const std::int32_t* inputs);
+// The output head runs over the B*T positions in this many chunks of kLogitRows.
+int gpt_head_chunks(const Model& model, const GptActivations& acts);
+// Chunk `chunk` of the output head: its logits, the sum of its positions'
+// losses (returned), acts.logits = the gradient of dloss x that sum w.r.t.
+// the logits, and the chunk's rows of d(loss)/d(ln_f) into acts.dbtc.
+double gpt_head_chunk(const Model& model, GptActivations& acts, int chunk,
+                      const std::int32_t* targets, float dloss);
+// wte's gradient from that chunk, rows `vocab` only: dwte[v] += the sum over
+// the chunk's positions of dlogits[pos][v] * ln_f[pos]. chunk_owner (read
+// only, maybe another thread's) ran gpt_head_chunk; `mine` multiplies.
+void gpt_head_weight_gradient(const Model& model, GptActivations& mine,
+                              const GptActivations& chunk_owner, int chunk, kernels::Rows vocab,
+                              float* dwte);
+// After the last chunk: the final layernorm's backward (its gradients added
+// into dln_f_w, dln_f_b); acts.dres = d(loss)/d(last block's output).
+void gpt_head_finish(const Model& model, GptActivations& acts, float* dln_f_w, float* dln_f_b);
+// Block l's backward: its gradients added into dw, acts.dres carried from
+// the block's output to its input. Blocks go from n_layer - 1 down to 0;
+// then kernels::encoder_backward(_rows) takes acts.dres to wte and wpe.
+void gpt_block_backward(const Model& model, GptActivations& acts, int l,
+                        const BlockTensors<float>& dw);
 
 // Training's pass: the forward pass with targets, and the backward pass of
 // dloss * (the sum of the losses), added into grads (the model's layout).

@@ -48,6 +48,19 @@ TensorLayout gpt_parameter_layout(const ModelConfig& config);
 template <typename F>
 GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base);
 
+// The layout's units of backward, whose gradients are complete together
+// (dist/gradient_reducer.h), in buffer order: the embeddings (wte and wpe),
+// block 0 .. n_layer - 1, the final layernorm. Each one's first tensor's index.
+std::vector<std::size_t> gpt_unit_starts(int n_layer);
+inline int gpt_embedding_unit() { return 0; }
+inline int gpt_block_unit(int l) { return 1 + l; }
+inline int gpt_ln_f_unit(int n_layer) { return 1 + n_layer; }
+
+// Views of block l's tensors in a buffer that holds only block l's span of
+// the layout (base: its first element): every block has the same shape.
+template <typename F>
+BlockTensors<F> gpt_block_tensors(const TensorLayout& layout, int l, F* base);
+
 class Model {
  public:
   // Parameters are zero until init_gpt2 or a load writes them.

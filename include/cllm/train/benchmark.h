@@ -16,7 +16,9 @@ namespace cllm {
 // Shares of the timed steps' time. forward_backward is the sum of matmul
 // (every matrix product, attention's included), attention (the rest of
 // attention: its softmax), other_forward_backward (the other kernels) and
-// waiting; it, data, thread_reduce, allreduce and optimizer add up to about 1.
+// waiting; it, data, thread_reduce, allreduce (the wait for the gradient
+// allreduce after backward: what the overlap left exposed) and optimizer add
+// up to about 1.
 struct BenchmarkTimeSplit {
   double data = 0, forward_backward = 0, matmul = 0, attention = 0, waiting = 0,
          other_forward_backward = 0, thread_reduce = 0, allreduce = 0, optimizer = 0;
@@ -29,7 +31,11 @@ struct BenchmarkResult {
   int ranks = 0, threads = 0, micro_batch = 0, global_batch = 0;
   Recompute recompute = Recompute::none;
   int steps = 0;  // timed
+  Overlap overlap = Overlap::on;
   double tokens_per_s = 0, ms_per_step = 0, gflops = 0, flops_per_token = 0;
+  // Milliseconds a step waited for the gradient allreduce after its threads
+  // were done: the communication backward did not hide.
+  double comm_exposed_ms = 0;
   std::size_t thread_context_bytes = 0;
   double peak_rss_bytes = 0;
   // The share of this rank's cores that were busy (OpenMP threads that spin
@@ -64,7 +70,7 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
 BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
                               int timed_steps, Timeline* timeline = nullptr);
 
-// The figures as cllm bench prints them: a table of six lines, or one line
+// The figures as cllm bench prints them: a table of seven lines, or one line
 // of JSON (the keys in the order of the struct, time_split nested); both end
 // with a newline.
 std::string bench_table(const BenchmarkResult& r);

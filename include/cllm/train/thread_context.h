@@ -1,7 +1,10 @@
 // ThreadContext: everything one OpenMP thread writes during forward and
-// backward - the activations of one micro-batch and a full gradient buffer,
-// nothing more. The shared model is only ever seen through const Model&, and
-// the token windows are read by the main thread before the parallel region.
+// backward - the activations of one micro-batch and the gradient of the one
+// block it is back-propagating, nothing more. Each block's gradient goes into
+// the rank's sum as soon as every thread has it (trainer.h); wte's and wpe's
+// are added there directly, by row owners. The shared model is only ever seen
+// through const Model&, and the token windows are read by the main thread
+// before the parallel region.
 #pragma once
 
 #include <cstddef>
@@ -19,9 +22,18 @@ struct ThreadContext {
                 kernels::MatmulOptions matmul);
 
   GptActivations acts;
-  AlignedBuffer<float> grads;  // the model's layout; summed over own micro-batches
+  AlignedBuffer<float> block_grads;  // one block's span of the layout, block after block
+  AlignedBuffer<float> ln_f_grads;   // the final layernorm's span of the layout
 
-  std::size_t bytes() const { return acts.bytes() + grads.bytes(); }
+  // Views of block_grads as block l's gradient.
+  BlockTensors<float> block(const Model& model, int l) {
+    return gpt_block_tensors(model.layout(), l, block_grads.data());
+  }
+  std::size_t bytes() const { return acts.bytes() + block_grads.bytes() + ln_f_grads.bytes(); }
 };
+
+// Elements of one unit of the layout (gpt_unit_starts), padding within included.
+std::size_t unit_span(const TensorLayout& layout, std::span<const std::size_t> unit_starts,
+                      int unit);
 
 }  // namespace cllm

@@ -29,6 +29,11 @@ struct OptimizerConfig {
 // lr * min_lr_ratio at the last step.
 float learning_rate(const OptimizerConfig& o, int step, int total_steps);
 
+// When the gradient allreduce runs: on, each layer's as soon as backward is
+// done with it (behind the layers below); off, all of it after backward.
+// Either gives the same bits; off is for measuring what on hides.
+enum class Overlap { on, off };
+
 // A step's sequences: micro-batches spread over ranks, then threads; the
 // rank gradient summed across ranks in buckets.
 struct BatchConfig {
@@ -36,6 +41,7 @@ struct BatchConfig {
   int global_batch = 32;   // sequences per optimizer step, over all ranks
   int threads = 1;         // OpenMP threads per rank
   double bucket_mb = 4.0;  // gradient allreduce bucket size, MiB
+  Overlap overlap = Overlap::on;
   Recompute recompute = Recompute::none;  // memory for compute; the results are the same
   kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
 

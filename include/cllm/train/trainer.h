@@ -1,10 +1,14 @@
 // Trainer: one rank's part of data-parallel training. The global batch's
-// micro-batches are split over ranks, then over OpenMP threads. Each thread
-// owns a ThreadContext and runs forward and backward on its micro-batches over
-// the shared model, which it sees only as const. Then the GradientReducer
-// sums the thread gradients in a fixed order (parallel over parameter chunks),
-// bucket by bucket, and across ranks while the threads reduce the next bucket.
-// Then every rank clips and applies the same AdamW step to its replica.
+// micro-batches are split over ranks, then dealt to the rank's OpenMP threads
+// in rounds (thread t runs micro-batch t of each round). Each thread owns a
+// ThreadContext and runs forward and backward on the shared model, which it
+// sees only as const. The threads go down the backward pass in step, layer by
+// layer: when all of them are done with a block, they sum its gradient into
+// the rank's (in thread order, parallel over chunks), and in the last round
+// the main thread posts that block's allreduce at once, so the communication
+// of block l runs while block l - 1 computes (GradientReducer). No thread
+// holds more than one block's gradient. Then every rank clips and applies
+// the same AdamW step to its replica.
 #pragma once
 
 #include <cstdint>
@@ -32,12 +36,16 @@ struct StepResult {
   double grad_norm = 0;     // before clipping
   bool applied = false;     // false: non-finite loss or norm, update skipped
   // Seconds spent in each phase of the step.
+  // t_reduce: a thread's mean seconds summing layers in-rank (inside the
+  // threads' pass, t_forward_backward excludes it); t_allreduce: the
+  // seconds the step waited for the allreduce after the threads were done
+  // (the communication left exposed).
   double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
          t_total = 0;
   // Of t_forward_backward: a thread's mean seconds in matrix products (all
   // of them, attention's included), in the rest of attention (its softmax),
-  // and waiting for the slowest thread to finish its micro-batches (the rest
-  // is the other kernels).
+  // and waiting for the other threads at the layers' meeting points (the
+  // rest is the other kernels).
   double t_matmul = 0, t_attention = 0, t_waiting = 0;
 };
 
@@ -66,7 +74,7 @@ class Trainer {
   const AdamW& optimizer() const { return optimizer_; }
   AdamW& mutable_optimizer() { return optimizer_; }
   const TrainConfig& config() const { return cfg_; }
-  // Bytes of one thread's context (activations of one micro-batch, gradients).
+  // Bytes of one thread's context (activations of one micro-batch, one block's gradient).
   std::size_t thread_context_bytes() const { return contexts_.front()->bytes(); }
   // The rank gradient of the last step (scaled to a mean, before clipping).
   std::span<const float> gradients() const { return grads_.span(); }
@@ -81,6 +89,14 @@ class Trainer {
   void read_validation_windows(int first_batch, int count, int n_batches);
   std::int32_t* batch_inputs(int i) { return batch_inputs_.data() + i * batch_tokens_; }
   std::int32_t* batch_targets(int i) { return batch_targets_.data() + i * batch_tokens_; }
+  // Thread `me`'s part of a step's forward and backward: called by every
+  // thread of the team. Returns its seconds in in-rank sums.
+  void run_rounds(int me, int label, Timeline* timeline);
+  // grads_'s chunks of `unit`, = (or += unless first) the threads' copies
+  // 0 .. contributors - 1 in thread order; the team shares out the chunks.
+  // copy(t) is thread t's buffer holding just that unit.
+  template <class Copy>
+  void add_unit(int unit, int contributors, bool first, Copy copy);
 
   TrainConfig cfg_;
   const TokenSource& data_;
@@ -89,12 +105,14 @@ class Trainer {
   int first_micro_;       // global index of the first
   Model model_;
   AdamW optimizer_;
-  GradientReducer reducer_;  // contexts_' gradients into grads_, over --bucket-mb buckets
+  std::vector<std::size_t> unit_starts_;   // gpt_unit_starts: the layout's units
+  GradientReducer reducer_;                // grads_ across ranks, unit by unit, in --bucket-mb buckets
+  std::vector<std::vector<Chunk>> unit_chunks_;  // each unit's chunks, in buffer order
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
-  std::vector<std::span<const float>> thread_grads_;      // their gradients, in thread order
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
   Timeline* timeline_ = nullptr;
-  std::vector<double> thread_finished_;  // when each thread ended its micro-batches
+  // Per thread, this step: seconds in in-rank sums and in waiting for the others.
+  std::vector<double> reduce_seconds_, wait_seconds_;
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
   int eval_per_rank_;                 // the most validation micro-batches a rank runs
   std::size_t batch_tokens_;          // B x T
