@@ -135,6 +135,39 @@ TEST(TrainingThreads, GradientIsTheMeanLossGradientOverAllMicroBatches) {
   test::expect_step_matches_reference(r, trainer.gradients(), ref);
 }
 
+TEST(TrainingThreads, GradientMatchesTheReferenceOverAPartialRoundAndSeveralHeadChunks) {
+  // 5 micro-batches of 3 x 48 positions over 3 threads: a full round, then
+  // one where thread 2 idles; 144 positions make three head chunks (the last
+  // short), and 32 vocabulary rows and 48 positions split 11/11/10 and
+  // 16/16/16 between the threads that own them in the rank's wte and wpe.
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_train_config(3);
+  cfg.model.seq_len = 48;
+  cfg.batch.micro_batch = 3;
+  cfg.batch.global_batch = 15;
+  ASSERT_EQ(cfg.batch.micro_batches_per_step(), 5);
+  Trainer trainer(cfg, data, kOneProcess);
+  const StepResult r = trainer.train_step(2);
+  EXPECT_TRUE(r.applied);
+  test::expect_step_matches_reference(r, trainer.gradients(), test::reference_step(cfg, data, 2));
+}
+
+TEST(TrainingThreads, AThreadHoldsOneBlocksGradientNotTheModels) {
+  // The context is the activations of one micro-batch plus one block's and
+  // the final layernorm's gradients: with 4 layers, under a third of what a
+  // full gradient buffer would add.
+  TrainConfig cfg = tiny_train_config(2);
+  cfg.model.n_layer = 4;
+  const Trainer trainer(cfg, synthetic_data(), kOneProcess);
+  const GptActivations acts(cfg.model, cfg.batch.micro_batch);
+  const TensorLayout& layout = trainer.model().layout();
+  const std::vector<std::size_t> units = gpt_unit_starts(cfg.model.n_layer);
+  const std::size_t grads = sizeof(float) * (unit_span(layout, units, gpt_block_unit(0)) +
+                                             unit_span(layout, units, gpt_ln_f_unit(4)));
+  EXPECT_EQ(trainer.thread_context_bytes(), acts.bytes() + grads);
+  EXPECT_LT(3 * grads, sizeof(float) * layout.total());
+}
+
 TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
   const auto& data = synthetic_data();
   TrainConfig cfg = tiny_train_config(2);
