@@ -13,7 +13,8 @@
 #          (the tsan preset; libclang-rt-14-dev also has libFuzzer, for the
 #          fuzz preset), Python 3 with NumPy, PyTorch and h5py (reference
 #          checks; tests/fuzz/triage.py) and matplotlib (scripts/plot.py), Slurm and munge (tests/slurm: batch
-#          jobs on a real Slurm)
+#          jobs on a real Slurm), iproute2 and iptables (tests/netns: an
+#          emulated cluster network of network namespaces)
 #   bench  test + hyperfine (if the archive has it)
 #   all    same as bench
 #
@@ -23,7 +24,7 @@ set -euo pipefail
 
 mode="${1:-build}"
 case "$mode" in
-  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   build|test|bench|all) ;;
   *) echo "setup.sh: unknown mode '$mode' (expected build, test, bench or all)" >&2; exit 2 ;;
 esac
@@ -35,7 +36,8 @@ build_pkgs=(build-essential cmake pkg-config
             libpcre2-dev nlohmann-json3-dev)
 test_pkgs=(clang-14 libomp-14-dev libclang-rt-14-dev
            python3 python3-numpy python3-torch python3-h5py python3-matplotlib
-           slurmctld slurmd slurm-client munge)
+           slurmctld slurmd slurm-client munge
+           iproute2 iptables)
 optional_bench_pkgs=(hyperfine)
 
 required=("${build_pkgs[@]}")

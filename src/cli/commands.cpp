@@ -119,6 +119,10 @@ void add_allreduce_options(CLI::App& app, BatchConfig& batch) {
                     "on: each layer's gradient allreduce starts as soon as backward is done with "
                     "it, behind the layers below; off: all of it after backward (the same "
                     "results, to measure what on hides)");
+  app.add_option("--progress-us", batch.progress_us,
+                 "With --overlap on and several ranks: microseconds between a progress thread's "
+                 "tests of the allreduces in flight, which Open MPI moves only inside MPI calls "
+                 "(0: no thread; the main thread tests between layers)");
 }
 
 void add_recompute_option(CLI::App& app, BatchConfig& batch) {

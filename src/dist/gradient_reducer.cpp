@@ -42,7 +42,8 @@ std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t
 }
 
 GradientReducer::GradientReducer(const Comm& comm, const TensorLayout& layout,
-                                 std::size_t bucket_bytes, std::vector<std::size_t> unit_starts)
+                                 std::size_t bucket_bytes, std::vector<std::size_t> unit_starts,
+                                 double progress_interval_us)
     : comm_(comm),
       total_(layout.total()),
       n_units_(std::max<int>(1, static_cast<int>(unit_starts.size()))),
@@ -52,9 +53,40 @@ GradientReducer::GradientReducer(const Comm& comm, const TensorLayout& layout,
       requests_(buckets_.size(), MPI_REQUEST_NULL),
       started_at_(buckets_.size()),
       completed_at_(buckets_.size()),
-      done_(buckets_.size()) {
+      done_(buckets_.size()),
+      interval_(progress_interval_us),
+      queue_(n_units_) {
   for (std::size_t b = 0; b < buckets_.size(); ++b)
     unit_buckets_[buckets_[b].unit].push_back(static_cast<int>(b));
+  if (distributed() && progress_interval_us > 0) thread_ = std::thread([this] { progress_loop(); });
+}
+
+GradientReducer::~GradientReducer() {
+  if (!thread_.joinable()) return;
+  {
+    const std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void GradientReducer::progress_loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return active_ || quit_; });
+    if (quit_) return;
+    working_ = true;
+    while (active_) {
+      lock.unlock();
+      post_queued();
+      test_now();
+      std::this_thread::sleep_for(interval_);
+      lock.lock();
+    }
+    working_ = false;
+    idle_.notify_one();
+  }
 }
 
 void GradientReducer::start(std::span<float> rank_sum) {
@@ -68,10 +100,37 @@ void GradientReducer::start(std::span<float> rank_sum) {
   failure_ = nullptr;
   mpi_seconds_ = 0;
   arrived_ = false;
+  queued_.store(0, std::memory_order_relaxed);
+  taken_ = 0;
+  if (thread_.joinable()) {
+    {
+      const std::lock_guard lock(mutex_);
+      active_ = true;
+    }
+    wake_.notify_one();
+  }
 }
 
 void GradientReducer::post(int unit) noexcept {
-  if (unit < 0 || unit >= n_units_ || posted_[unit]) return;
+  if (unit < 0 || unit >= n_units_) return;
+  if (!thread_.joinable()) return post_now(unit);
+  const int n = queued_.load(std::memory_order_relaxed);  // only this thread appends
+  if (n >= n_units_) return;
+  queue_[n] = unit;
+  queued_.store(n + 1, std::memory_order_release);  // the progress thread posts it
+}
+
+void GradientReducer::post_queued() {
+  const int n = queued_.load(std::memory_order_acquire);
+  while (taken_ < n) post_now(queue_[taken_++]);
+}
+
+void GradientReducer::progress() noexcept {
+  if (!thread_.joinable()) test_now();
+}
+
+void GradientReducer::post_now(int unit) {
+  if (posted_[unit]) return;
   posted_[unit] = true;
   if (!distributed() || failure_) return;
   const double m0 = omp_get_wtime();
@@ -91,10 +150,10 @@ void GradientReducer::post(int unit) noexcept {
     failure_ = std::current_exception();
   }
   mpi_seconds_ += omp_get_wtime() - m0;
-  progress();
+  test_now();
 }
 
-void GradientReducer::progress() noexcept {
+void GradientReducer::test_now() {
   if (!distributed() || failure_) return;
   const double m0 = omp_get_wtime();
   try {
@@ -112,7 +171,16 @@ void GradientReducer::progress() noexcept {
 
 double GradientReducer::finish(Timeline* timeline, int step) {
   if (!distributed()) return 0.0;
-  for (int u = 0; u < n_units_; ++u) post(u);
+  if (thread_.joinable()) {
+    // Take MPI back from the progress thread.
+    std::unique_lock lock(mutex_);
+    active_ = false;
+    idle_.wait(lock, [this] { return !working_; });
+  }
+  // What the progress thread had not taken yet, in its order; then what was
+  // never posted (--overlap off: all), in buffer order. The same on every rank.
+  post_queued();
+  for (int u = 0; u < n_units_; ++u) post_now(u);
   const double w0 = omp_get_wtime();
   std::exception_ptr waiting;
   try {

@@ -13,10 +13,10 @@ MpiEnvironment::MpiEnvironment(int& argc, char**& argv) {
   // it. A value in the environment wins.
   setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  if (provided < MPI_THREAD_FUNNELED) {
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  if (provided < MPI_THREAD_SERIALIZED) {
     MPI_Finalize();
-    throw std::runtime_error("MPI does not provide MPI_THREAD_FUNNELED");
+    throw std::runtime_error("MPI does not provide MPI_THREAD_SERIALIZED");
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);

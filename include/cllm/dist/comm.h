@@ -1,8 +1,9 @@
 // Comm: an MPI communicator that this process owns (a duplicate, so our
 // collectives never match a library's), freed on scope exit; and the few
 // collectives the trainer needs (the gradient allreduce is GradientReducer's,
-// gradient_reducer.h). Only the main thread calls MPI (MPI_THREAD_FUNNELED):
-// OpenMP threads never touch a Comm.
+// gradient_reducer.h). Only the main thread calls it (the reducer's
+// progress thread too, while the main thread does not): OpenMP threads never
+// touch a Comm.
 //
 // Every collective is named (stall.h's Collective) and run nonblocking, then
 // waited for in one place, complete(): there the stall inspector watches

@@ -1,22 +1,31 @@
 // GradientReducer: the cross-rank sum of the rank's gradient, posted unit by
 // unit while backward runs. A unit is a run of whole tensors whose gradient
 // is complete at one moment of backward (a block, the final layernorm, the
-// embeddings); as soon as the threads have summed a unit in-rank, the main
-// thread posts an MPI_Iallreduce of each of its buckets, and tests the ones
-// in flight between layers so that Open MPI moves them on (it progresses a
-// nonblocking collective only inside MPI calls). After flashlight's
-// CoalescingReducer and PyTorch DDP's buckets.
+// embeddings); as soon as the threads have summed a unit in-rank, an
+// MPI_Iallreduce of each of its buckets is posted, and the ones in flight are
+// tested so that Open MPI moves them on: it progresses a nonblocking
+// collective only inside MPI calls. After flashlight's CoalescingReducer and
+// PyTorch DDP's buckets.
 //
-// Only the main thread calls it (MPI_THREAD_FUNNELED); on one rank no MPI
-// call is made. The buckets, hence the MPI messages and the bits of the sum,
-// depend only on the layout, the units and the bucket size.
+// Who calls MPI: with a progress interval, a progress thread of ours posts
+// and tests every interval between start() and finish(), sleeping between
+// (the main thread only marks units ready); without, the main thread posts
+// and tests between layers. Never both at once (MPI_THREAD_SERIALIZED). On
+// one rank no MPI call is made. The buckets, hence the MPI messages and the
+// bits of the sum, depend only on the layout, the units and the bucket size.
 #pragma once
 
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "cllm/dist/comm.h"
@@ -49,20 +58,25 @@ std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t
 
 class GradientReducer {
  public:
-  // comm must outlive us.
+  // comm must outlive us. progress_interval_us > 0 on more than one rank
+  // starts the progress thread.
   GradientReducer(const Comm& comm, const TensorLayout& layout, std::size_t bucket_bytes,
-                  std::vector<std::size_t> unit_starts = {});
+                  std::vector<std::size_t> unit_starts = {}, double progress_interval_us = 0);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
   // One step, on the main thread. start() before the step's first post:
   // the allreduces run in place on rank_sum (the layout's total() elements).
   // post(u) when unit u's in-rank sum is complete; progress() whenever the
-  // main thread can spare a moment. Neither throws (they run inside an OpenMP
-  // region): a failed MPI call is kept, nothing more is posted, and finish()
-  // rethrows it.
+  // main thread can spare a moment (with a progress thread both only tell
+  // it). Neither throws (they run inside an OpenMP region): a failed MPI
+  // call is kept, nothing more is posted, and finish() rethrows it.
   void start(std::span<float> rank_sum);
   void post(int unit) noexcept;
   void progress() noexcept;
-  // Posts the units not posted yet, then waits for every allreduce; also
+  // Stops the progress thread's work for this step, posts the units not
+  // posted yet, then waits for every allreduce; also
   // after a failure, since those in flight write rank_sum. Returns the
   // seconds it waited. The timeline, when on, gets each bucket's allreduce
   // from its post to the completion a test saw, labelled with step.
@@ -75,6 +89,11 @@ class GradientReducer {
 
  private:
   bool distributed() const { return comm_.size() > 1; }
+  // The MPI work of post() and progress(), on whichever thread calls MPI now.
+  void post_now(int unit);
+  void post_queued();  // the queued units not posted yet, in queue order
+  void test_now();
+  void progress_loop();  // the progress thread
 
   const Comm& comm_;
   std::size_t total_;  // elements of the summed buffer
@@ -89,6 +108,20 @@ class GradientReducer {
   std::exception_ptr failure_;                     // the first failed MPI call of the step
   double mpi_seconds_ = 0;
   bool arrived_ = false;  // Comm::arrive called this step
+
+  // The progress thread, and its hand-over with the main thread: between
+  // start() and finish() (active_) only it calls MPI.
+  std::chrono::duration<double, std::micro> interval_;
+  // Units summed in-rank, in the order post() was called: every rank must
+  // start its collectives in one order, so the progress thread posts them in
+  // this one. post() appends (main thread), the progress thread takes.
+  std::vector<int> queue_;
+  std::atomic<int> queued_{0};
+  int taken_ = 0;
+  std::mutex mutex_;
+  std::condition_variable wake_, idle_;
+  bool active_ = false, working_ = false, quit_ = false;
+  std::thread thread_;
 };
 
 }  // namespace cllm

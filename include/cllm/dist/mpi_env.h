@@ -1,6 +1,7 @@
 // MpiEnvironment: MPI's lifetime as a scope in main. Initialises MPI with
-// MPI_THREAD_FUNNELED (only the main thread calls MPI; OpenMP threads never
-// do) and finalises it on scope exit. A run without mpirun is one rank.
+// MPI_THREAD_SERIALIZED (the main thread calls MPI, but for the gradient
+// reducer's progress thread while backward runs; OpenMP threads never do)
+// and finalises it on scope exit. A run without mpirun is one rank.
 #pragma once
 
 namespace cllm {

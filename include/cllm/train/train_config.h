@@ -42,6 +42,9 @@ struct BatchConfig {
   int threads = 1;         // OpenMP threads per rank
   double bucket_mb = 4.0;  // gradient allreduce bucket size, MiB
   Overlap overlap = Overlap::on;
+  // With overlap, microseconds between a progress thread's tests of the
+  // allreduces in flight (0: no thread; the main thread tests between layers).
+  double progress_us = 100;
   Recompute recompute = Recompute::none;  // memory for compute; the results are the same
   kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
 
