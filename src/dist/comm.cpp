@@ -20,6 +20,11 @@ Comm Comm::duplicate(MPI_Comm parent) {
   check_mpi(MPI_Comm_dup(parent, &c.comm_), "MPI_Comm_dup");
   MPI_Comm_rank(c.comm_, &c.rank_);
   MPI_Comm_size(c.comm_, &c.size_);
+  MPI_Comm node = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split_type(c.comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type");
+  MPI_Comm_size(node, &c.node_size_);
+  MPI_Comm_free(&node);
   return c;
 }
 
@@ -29,6 +34,7 @@ Comm::Comm(Comm&& o) noexcept
     : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
       rank_(o.rank_),
       size_(o.size_),
+      node_size_(o.node_size_),
       inspector_(std::move(o.inspector_)),
       step_(o.step_),
       current_(o.current_),
@@ -41,6 +47,7 @@ Comm& Comm::operator=(Comm&& o) noexcept {
     comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
     rank_ = o.rank_;
     size_ = o.size_;
+    node_size_ = o.node_size_;
     inspector_ = std::move(o.inspector_);
     step_ = o.step_;
     current_ = o.current_;

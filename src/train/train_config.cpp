@@ -27,7 +27,7 @@ void BatchConfig::validate(int ranks) const {
                       std::to_string(micro_batch) + ")");
   require_setting(threads > 0, "{threads} must be positive");
   require_setting(bucket_mb > 0, "{bucket_mb} must be positive");
-  require_setting(progress_us >= 0 && progress_us <= 1e6,
+  require_setting(!progress_us || (*progress_us >= 0 && *progress_us <= 1e6),
                   "{progress_us} must be from 0 to 1000000 microseconds");
   require_setting(
       kernels::is_implemented(matmul),

@@ -47,6 +47,9 @@ class Comm {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool is_root() const { return rank_ == 0; }
+  // Every rank shares this rank's node (MPI_COMM_TYPE_SHARED): messages are
+  // memory copies, not a network.
+  bool on_one_node() const { return node_size_ == size_; }
   // MPI_COMM_NULL for the one-process Comm.
   MPI_Comm get() const { return comm_; }
 
@@ -97,6 +100,7 @@ class Comm {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  int node_size_ = 1;  // ranks on this rank's node
   std::unique_ptr<StallInspector> inspector_;  // null: not watching
   // The main thread's bookkeeping of its waits (see above).
   mutable int step_ = 0;

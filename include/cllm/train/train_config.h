@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "cllm/kernels/matmul.h"
 #include "cllm/model/model_config.h"
@@ -29,6 +30,10 @@ struct OptimizerConfig {
 // lr * min_lr_ratio at the last step.
 float learning_rate(const OptimizerConfig& o, int step, int total_steps);
 
+// Measured on an emulated 1 Gbit/s link (README): a test every 100 us hid
+// 83% of the allreduce, against 29% tested between layers only.
+inline constexpr double kDefaultProgressUs = 100;
+
 // When the gradient allreduce runs: on, each layer's as soon as backward is
 // done with it (behind the layers below); off, all of it after backward.
 // Either gives the same bits; off is for measuring what on hides.
@@ -44,7 +49,8 @@ struct BatchConfig {
   Overlap overlap = Overlap::on;
   // With overlap, microseconds between a progress thread's tests of the
   // allreduces in flight (0: no thread; the main thread tests between layers).
-  double progress_us = 100;
+  // Unset: kDefaultProgressUs when the ranks span nodes, 0 on one node.
+  std::optional<double> progress_us;
   Recompute recompute = Recompute::none;  // memory for compute; the results are the same
   kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
 
