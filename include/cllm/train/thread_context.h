@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 
 #include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/gpt.h"

@@ -5,9 +5,9 @@
 // sees only as const. The threads go down the backward pass in step, layer by
 // layer: when all of them are done with a block, they sum its gradient into
 // the rank's (in thread order, parallel over chunks), and in the last round
-// the main thread posts that block's allreduce at once, so the communication
-// of block l runs while block l - 1 computes (GradientReducer). No thread
-// holds more than one block's gradient. Then every rank clips and applies
+// the block's allreduce is posted at once (GradientReducer), so the
+// communication of block l runs while block l - 1 computes. No thread holds
+// more than one block's gradient. Then every rank clips and applies
 // the same AdamW step to its replica.
 #pragma once
 
