@@ -72,6 +72,8 @@ TEST_F(CliTest, InvalidInputGivesOneErrorLineNamingTheCulprit) {
       {{"--preset", "huge"}, "--preset", 2},
       {{"--precision", "fp16"}, "--precision: must be fp32 or bf16, not fp16", 2},
       {{"--matmul", "openblas", "--precision", "bf16"}, "--precision bf16 needs --matmul onednn", 2},
+      {{"--overlap", "sometimes"}, "--overlap: must be on or off, not sometimes", 2},
+      {{"--progress-us", "-5"}, "--progress-us", 2},
       {{"--out", "/proc/forbidden"}, "/proc/forbidden", 1},
   };
   for (const BadInput& c : cases) {
@@ -348,6 +350,9 @@ TEST_F(CliTest, BenchJson) {
   EXPECT_EQ(number_at(obj, "threads"), 2.0);
   EXPECT_EQ(number_at(obj, "ranks"), 1.0);
   EXPECT_EQ(number_at(obj, "layers"), 1.0);
+  // One rank: nothing to wait for after backward, overlap or not.
+  EXPECT_EQ(obj.value("overlap", ""), "on");
+  EXPECT_EQ(number_at(obj, "comm_exposed_ms"), 0.0);
   // 1 layer of width 256 over 256 tokens, 128 positions: 12C^2 + 13C + (V + T + 2) C.
   EXPECT_EQ(number_at(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
   // The time split: shares of the step that add up, and matmul, attention,
