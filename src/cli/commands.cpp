@@ -83,7 +83,6 @@ CLI::Option* add_batch_options(CLI::App& app, BatchConfig& batch, const char* gl
   return global;
 }
 
-
 // An option whose value is one of choices' names (in any case), read as
 // its enum value; the first choice is the default. Help shows "a|b"; an
 // error says "must be a or b, not c".

@@ -19,11 +19,14 @@ std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t
   const std::size_t max_floats =
       std::min<std::size_t>(bucket_bytes / sizeof(float), static_cast<std::size_t>(INT_MAX));
   // Each tensor's unit.
-  std::vector<int> unit_of(layout.count(), 0);
-  for (std::size_t u = 0; u < unit_starts.size(); ++u) {
+  for (std::size_t u = 0; u < unit_starts.size(); ++u)
     if (unit_starts[u] > layout.count() || (u > 0 && unit_starts[u] <= unit_starts[u - 1]))
       throw std::invalid_argument("plan_buckets: unit starts must ascend within the layout");
-    for (std::size_t t = unit_starts[u]; t < layout.count(); ++t) unit_of[t] = static_cast<int>(u);
+  // One pass, linear in the layout (a checkpoint may claim 100,000 layers).
+  std::vector<int> unit_of(layout.count(), 0);
+  for (std::size_t t = 0, u = 0; t < layout.count(); ++t) {
+    while (u + 1 < unit_starts.size() && unit_starts[u + 1] <= t) ++u;
+    if (!unit_starts.empty() && unit_starts[u] <= t) unit_of[t] = static_cast<int>(u);
   }
   std::vector<GradientBucket> buckets;
   std::size_t tensor = 0;

@@ -3,8 +3,8 @@
 #include "cllm/kernels/kernels.h"
 
 #include <algorithm>
-#include <climits>
 #include <bit>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 

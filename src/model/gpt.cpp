@@ -306,14 +306,12 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   const ModelConfig& c = model.config();
   const GptTensors<float> g = gpt_tensors(model.layout(), c.n_layer, grads.data());
   gpt_trunk_forward(model, a, inputs);
-  a.marks.forward_end = omp_get_wtime();
   double loss = 0.0;
   for (int chunk = 0; chunk < gpt_head_chunks(model, a); ++chunk) {
     loss += gpt_head_chunk(model, a, chunk, targets, dloss);
     gpt_head_weight_gradient(model, a, a, chunk, {0, c.vocab_size}, g.wte);
   }
   gpt_head_finish(model, a, g.ln_f_w, g.ln_f_b);
-  a.marks.head_end = omp_get_wtime();
   for (int l = c.n_layer - 1; l >= 0; --l) gpt_block_backward(model, a, l, g.h[l]);
   k::encoder_backward(g.wte, g.wpe, a.dres, inputs, a.batch(), c.seq_len, c.n_embd);
   return loss;

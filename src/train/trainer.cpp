@@ -42,8 +42,8 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       first_micro_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
-      unit_starts_(gpt_unit_starts(config.model.n_layer)),
-      reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb), unit_starts_,
+      reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb),
+               gpt_unit_starts(config.model.n_layer),
                config.batch.overlap == Overlap::off ? 0.0
                : config.batch.progress_us.value_or(comm.on_one_node() ? 0.0 : kDefaultProgressUs)),
       unit_chunks_(reducer_.units()),

@@ -81,7 +81,7 @@ class GradientReducer {
   // seconds it waited. The timeline, when on, gets each bucket's allreduce
   // from its post to the completion a test saw, labelled with step.
   double finish(Timeline* timeline = nullptr, int step = 0);
-  // The main thread's seconds in MPI calls since start().
+  // Seconds in MPI calls since start(), whichever thread made them.
   double mpi_seconds() const { return mpi_seconds_; }
 
   int units() const { return n_units_; }

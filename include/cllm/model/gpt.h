@@ -43,14 +43,6 @@ struct KernelSeconds {
   double other = 0;      // layernorm, GELU, residual adds, biases, embeddings, loss
 };
 
-// When gpt_forward_backward's phases ended (omp_get_wtime() seconds), for
-// the timeline: the trunk's forward pass (embeddings and blocks), then the
-// output head (logits, loss and their gradients, fused chunk by chunk); the
-// blocks' backward pass follows.
-struct PassMarks {
-  double forward_end = 0, head_end = 0;
-};
-
 class GptActivations {
  public:
   GptActivations(const ModelConfig& config, int batch, Recompute recompute = Recompute::none,
@@ -80,7 +72,6 @@ class GptActivations {
   float* attn_scratch;  // kernels::attention_scratch_floats(): one tile of scores and its gradient
 
   KernelSeconds seconds;  // accumulated by gpt_forward and gpt_forward_backward
-  PassMarks marks;        // of the last gpt_forward_backward
   kernels::MatrixEngine matmul;  // this thread's: every product of its passes
 
  private:

@@ -90,7 +90,8 @@ class Trainer {
   std::int32_t* batch_inputs(int i) { return batch_inputs_.data() + i * batch_tokens_; }
   std::int32_t* batch_targets(int i) { return batch_targets_.data() + i * batch_tokens_; }
   // Thread `me`'s part of a step's forward and backward: called by every
-  // thread of the team. Returns its seconds in in-rank sums.
+  // thread of the team; its seconds in in-rank sums and in waits go to
+  // reduce_seconds_[me] and wait_seconds_[me].
   void run_rounds(int me, int label, Timeline* timeline);
   // grads_'s chunks of `unit`, = (or += unless first) the threads' copies
   // 0 .. contributors - 1 in thread order; the team shares out the chunks.
@@ -105,8 +106,7 @@ class Trainer {
   int first_micro_;       // global index of the first
   Model model_;
   AdamW optimizer_;
-  std::vector<std::size_t> unit_starts_;   // gpt_unit_starts: the layout's units
-  GradientReducer reducer_;                // grads_ across ranks, unit by unit, in --bucket-mb buckets
+  GradientReducer reducer_;  // grads_ across ranks, unit by unit (gpt_unit_starts), in --bucket-mb buckets
   std::vector<std::vector<Chunk>> unit_chunks_;  // each unit's chunks, in buffer order
   std::vector<std::unique_ptr<ThreadContext>> contexts_;  // one per thread
   AlignedBuffer<float> grads_;                            // this rank's summed gradient
