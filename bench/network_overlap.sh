@@ -6,14 +6,14 @@
 # with --overlap on, and prints one table.
 #
 #   bench/network_overlap.sh [-p PRESET] [-n RANKS] [-t THREADS] [-s STEPS] [-w WARMUP] [RATE:DELAY...]
-#   bench/network_overlap.sh                               # medium, 2 x 1, 1gbit:1ms and 400mbit:1ms
+#   bench/network_overlap.sh                               # medium, 2 x 1, 1gbit:1ms and 600mbit:1ms
 #   bench/network_overlap.sh -p small 10gbit:100us 1gbit:1ms 100mbit:5ms
 #
 # Defaults: preset medium, 2 ranks, 1 thread per rank, 5 timed steps after
 # 1 warm-up step (each cell is one short run: expect several per cent of
-# noise on a 2-core machine), settings 1gbit:1ms and 400mbit:1ms (the medium
+# noise on a 2-core machine), settings 1gbit:1ms and 600mbit:1ms (the medium
 # preset's allreduce is a third of its step, then about as long as its
-# compute, on the 2-core machine of README's figures). A setting
+# backward, on the 2-core machine of README's figures). A setting
 # is RATE:DELAY in tc's units; leave either side empty for none (":1ms").
 # Needs root (network namespaces; exit 77 otherwise) and /usr/bin/python3.
 #
@@ -45,7 +45,7 @@ while getopts "p:n:t:s:w:h" opt; do
   esac
 done
 shift $((OPTIND - 1))
-(( $# > 0 )) || set -- 1gbit:1ms 400mbit:1ms
+(( $# > 0 )) || set -- 1gbit:1ms 600mbit:1ms
 for v in ranks threads steps; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$me: -${v:0:1} must be a positive integer" >&2; exit 2; }
 done
