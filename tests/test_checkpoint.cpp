@@ -81,7 +81,8 @@ std::string file_bytes(const fs::path& p) { return test::read_file(p); }
 void write_tiny_checkpoint(const fs::path& path, const test::TinyModel& tiny) {
   RunSettings settings = config_settings(tiny.config);
   settings["data"] = std::string("test");
-  write_checkpoint(path, tiny.model, tiny.optimizer.state(), TrainingState{1, 64, 0},
+  const OptimizerState optimizer = tiny.optimizer.state();
+  write_checkpoint(path, tiny.model, &optimizer, TrainingState{1, 64, 0},
                    TokenizerSpec{}, settings);
 }
 

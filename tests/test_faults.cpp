@@ -163,7 +163,8 @@ TEST_F(FaultTest, GenerateRefusesACheckpointWhoseTokenizerDisagreesWithItsVocabu
   TokenizerSpec gpt2 = tokenizer_spec("gpt2-bpe", std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe");
   gpt2.vocab_size = 256;  // GPT-2's ids reach 50256: they would index past wte
   const fs::path path = out("checkpoint-00000001.h5");
-  write_checkpoint(path, tiny.model, tiny.optimizer.state(), TrainingState{1, 8, 0}, gpt2,
+  const OptimizerState optimizer = tiny.optimizer.state();
+  write_checkpoint(path, tiny.model, &optimizer, TrainingState{1, 8, 0}, gpt2,
                    config_settings(tiny.config));
   expect_one_error(cllm({"generate", "--checkpoint", path.string(), "--prompt", "Hello world"}),
                    1, {path.string(), "tokenizer gpt2-bpe has 50257 tokens"});

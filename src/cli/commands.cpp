@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "cllm/dist/comm.h"
 #include "cllm/io/generate_text.h"
+#include "cllm/io/model_transfer.h"
 #include "cllm/io/options_file.h"
 #include "cllm/io/prepare.h"
 #include "cllm/train/benchmark.h"
@@ -356,6 +357,63 @@ struct Generate {
   }
 };
 
+// import and export work on rank 0, as prepare does.
+struct Import {
+  static constexpr const char* kAbout = "Make a checkpoint of a GPT-2 model from Hugging Face or llm.c";
+  ImportSpec spec;
+
+  void add(CLI::App& app) {
+    app.add_option("source", spec.source,
+                   "A Hugging Face GPT2LMHeadModel folder (config.json, model.safetensors) or an llm.c "
+                   "model file (gpt2_124M.bin)")
+        ->required();
+    app.add_option("--out", spec.out, "Checkpoint to write (step 0, fresh optimizer state)")->required();
+    app.add_option("--vocab-dir", spec.vocab_dir, "Folder with GPT-2's encoder.json and vocab.bpe");
+  }
+
+  int run(Comm& comm) {
+    ImportSummary done;
+    if (auto code = agreed(comm, [&] {
+          spec.validate();
+          if (comm.is_root()) done = import_model(spec);
+        }))
+      return *code;
+    if (comm.is_root())
+      std::printf("import: %s -> %s: %s model, %d layers, %d heads, %d wide, %d positions, vocabulary %d "
+                  "(%.2f s)\n",
+                  spec.source.c_str(), spec.out.c_str(), done.format.c_str(), done.model.n_layer,
+                  done.model.n_head, done.model.n_embd, done.model.seq_len, done.model.vocab_size,
+                  done.seconds);
+    return kExitOk;
+  }
+};
+
+struct Export {
+  static constexpr const char* kAbout = "Write a checkpoint's model for Hugging Face or llm.c";
+  ExportSpec spec;
+
+  void add(CLI::App& app) {
+    app.add_option("--checkpoint", spec.checkpoint, "Checkpoint file")->required();
+    app.add_option("--out", spec.out,
+                   "Folder (hf: config.json, model.safetensors, tokenizer files) or file (llmc)")
+        ->required();
+    app.add_option("--format", spec.format,
+                   "hf (Hugging Face GPT2LMHeadModel, from_pretrained reads it) or llmc (llm.c's "
+                   "model file, version 3, fp32)");
+  }
+
+  int run(Comm& comm) {
+    if (auto code = agreed(comm, [&] {
+          spec.validate();
+          if (comm.is_root()) export_model(spec);
+        }))
+      return *code;
+    if (comm.is_root())
+      std::printf("export: %s -> %s (%s)\n", spec.checkpoint.c_str(), spec.out.c_str(), spec.format.c_str());
+    return kExitOk;
+  }
+};
+
 // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
 // --config file only for the top-level app, not for a subcommand.
 template <class Command>
@@ -394,6 +452,8 @@ constexpr Subcommand kSubcommands[] = {
     {"train", Train::kAbout, run_command<Train>},
     {"generate", Generate::kAbout, run_command<Generate>},
     {"bench", Bench::kAbout, run_command<Bench>},
+    {"import", Import::kAbout, run_command<Import>},
+    {"export", Export::kAbout, run_command<Export>},
 };
 
 }  // namespace
@@ -412,7 +472,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
     app.add_subcommand(s.name, std::string(s.about) + " (cllm " + s.name + " --help)");
   return *agreed(world, [&] {
     parse(app, argc, argv);
-    throw std::invalid_argument("a subcommand is required: prepare, train, generate or bench");
+    throw std::invalid_argument("a subcommand is required: prepare, train, generate, bench, import or export");
   });
 }
 

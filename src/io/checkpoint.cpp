@@ -136,7 +136,7 @@ CheckpointContents read_header(hid_t file) {
 }  // namespace
 
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
-                      const OptimizerState& optimizer, const TrainingState& state,
+                      const OptimizerState* optimizer, const TrainingState& state,
                       const TokenizerSpec& tokenizer, const RunSettings& settings) {
   std::vector<unsigned char> image;
   try {
@@ -148,19 +148,27 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
     h5::set_attr(file, "format_version", kCheckpointFormatVersion);
     h5::set_attr(file, "step", state.step);
     h5::set_attr(file, "tokens_seen", state.tokens_seen);
-    write_settings(file, settings);
+    RunSettings all = settings;
+    const ModelConfig& shape = model.config();
+    for (const auto& [name, value] : {std::pair{"vocab_size", shape.vocab_size}, {"seq_len", shape.seq_len},
+                                      {"n_layer", shape.n_layer}, {"n_head", shape.n_head},
+                                      {"n_embd", shape.n_embd}})
+      all[name] = std::int64_t{value};
+    write_settings(file, all);
 
     const TensorLayout& layout = model.layout();
     write_tensors(file, "model", layout, model.params().data());
-    write_tensors(file, "optimizer/m", layout, optimizer.m.data());
-    write_tensors(file, "optimizer/v", layout, optimizer.v.data());
-    h5::Handle opt = h5::open_group(file, "optimizer");
-    h5::set_attr(opt, "name", std::string("AdamW"));
-    h5::set_attr(opt, "step", optimizer.step);
-    h5::set_attr(opt, "beta1", double{optimizer.beta1});
-    h5::set_attr(opt, "beta2", double{optimizer.beta2});
-    h5::set_attr(opt, "eps", double{optimizer.eps});
-    h5::set_attr(opt, "weight_decay", double{optimizer.weight_decay});
+    if (optimizer) {
+      write_tensors(file, "optimizer/m", layout, optimizer->m.data());
+      write_tensors(file, "optimizer/v", layout, optimizer->v.data());
+      h5::Handle opt = h5::open_group(file, "optimizer");
+      h5::set_attr(opt, "name", std::string("AdamW"));
+      h5::set_attr(opt, "step", optimizer->step);
+      h5::set_attr(opt, "beta1", double{optimizer->beta1});
+      h5::set_attr(opt, "beta2", double{optimizer->beta2});
+      h5::set_attr(opt, "eps", double{optimizer->eps});
+      h5::set_attr(opt, "weight_decay", double{optimizer->weight_decay});
+    }
 
     h5::Handle st = h5::create_group(file, "state");
     h5::set_attr(st, "step", state.step);
@@ -216,6 +224,9 @@ void CheckpointReader::read_into(Model& model, CheckpointMoments* moments) const
     const std::vector<OpenTensor> params = open_tensors(file_, "model", layout, theirs);
     std::vector<OpenTensor> m, v;
     if (moments) {
+      if (!h5::has_link(file_, "optimizer"))
+        throw std::runtime_error("holds no optimizer state (cllm import wrote it): start a run "
+                                 "from its weights with --init, not --resume");
       m = open_tensors(file_, "optimizer/m", layout, theirs);
       v = open_tensors(file_, "optimizer/v", layout, theirs);
     }

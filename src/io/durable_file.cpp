@@ -27,21 +27,6 @@ std::runtime_error io_error(const char* what, int err) {
   return std::runtime_error(std::string(what) + ": " + std::strerror(err));
 }
 
-void write_all(const std::filesystem::path& tmp, std::span<const unsigned char> contents) {
-  FileDescriptor f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (f.fd < 0) throw io_error("cannot create its temporary file", errno);
-  std::size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(f.fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw io_error("write failed", errno);
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(f.fd) != 0) throw io_error("fsync failed", errno);
-  const int fd = std::exchange(f.fd, -1);
-  if (::close(fd) != 0) throw io_error("close failed", errno);
-}
-
 }  // namespace
 
 void fsync_path(const std::filesystem::path& path) {
@@ -69,19 +54,48 @@ std::optional<std::string_view> final_name(std::string_view temporary) {
   return temporary;
 }
 
-void write_durably(const std::filesystem::path& path, std::span<const unsigned char> contents) {
-  const auto tmp = temporary_name(path);
-  try {
-    write_all(tmp, contents);
+DurableWriter::DurableWriter(std::filesystem::path path)
+    : path_(std::move(path)), tmp_(temporary_name(path_)) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error(naming_file(path_, io_error("cannot create its temporary file", errno).what()));
+}
+
+DurableWriter::~DurableWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!tmp_.empty()) {
     std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) throw std::runtime_error("cannot rename into place: " + ec.message());
-    fsync_path(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path());
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(naming_file(path, e.what()));
+    std::filesystem::remove(tmp_, ec);
   }
+}
+
+void DurableWriter::write(std::span<const unsigned char> bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error(naming_file(path_, io_error("write failed", errno).what()));
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void DurableWriter::commit() {
+  try {
+    if (::fsync(fd_) != 0) throw io_error("fsync failed", errno);
+    if (::close(std::exchange(fd_, -1)) != 0) throw io_error("close failed", errno);
+    std::error_code ec;
+    std::filesystem::rename(tmp_, path_, ec);
+    if (ec) throw std::runtime_error("cannot rename into place: " + ec.message());
+    tmp_.clear();  // renamed: nothing to remove
+    fsync_path(path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path_, e.what()));
+  }
+}
+
+void write_durably(const std::filesystem::path& path, std::span<const unsigned char> contents) {
+  DurableWriter file(path);
+  file.write(contents);
+  file.commit();
 }
 
 }  // namespace cllm

@@ -254,6 +254,10 @@ bool has_attr(hid_t object, const std::string& name) {
   return H5Aexists(object, name.c_str()) > 0;
 }
 
+bool has_link(hid_t object, const std::string& name) {
+  return H5Lexists(object, name.c_str(), H5P_DEFAULT) > 0;
+}
+
 void write_dataset(hid_t parent, const std::string& name, hid_t file_type, hid_t mem_type,
                    const std::vector<hsize_t>& dims, const void* data, const Storage& storage) {
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),

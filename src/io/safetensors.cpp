@@ -160,13 +160,13 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
   return nullptr;
 }
 
-std::vector<float> SafetensorsFile::to_floats(const SafetensorsTensor& t) const {
+void SafetensorsFile::read_floats(const SafetensorsTensor& t, std::span<float> out) const {
   const char* src = bytes_.data() + data_start_ + t.begin;
   const std::size_t n = (t.end - t.begin) / dtype_bytes(t.dtype);
-  std::vector<float> out(n);
+  if (out.size() != n) throw std::logic_error("SafetensorsFile::read_floats: out is not the tensor's size");
   if (t.dtype == SafetensorsDtype::F32) {
-    if (n > 0) std::memcpy(out.data(), src, n * 4);  // an empty vector's data() may be null
-    return out;
+    if (n > 0) std::memcpy(out.data(), src, n * 4);  // an empty span's data() may be null
+    return;
   }
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
@@ -174,35 +174,59 @@ std::vector<float> SafetensorsFile::to_floats(const SafetensorsTensor& t) const 
     out[i] = t.dtype == SafetensorsDtype::BF16 ? std::bit_cast<float>(std::uint32_t{h} << 16)
                                                : half_to_float(h);
   }
+}
+
+std::vector<float> SafetensorsFile::to_floats(const SafetensorsTensor& t) const {
+  std::vector<float> out((t.end - t.begin) / dtype_bytes(t.dtype));
+  read_floats(t, out);
   return out;
 }
 
-std::string safetensors_bytes(const std::vector<SafetensorsEntry>& entries,
-                              const std::map<std::string, std::string>& metadata) {
+namespace {
+std::size_t numel_of(const std::vector<std::int64_t>& shape) {
+  std::size_t n = 1;
+  for (const std::int64_t d : shape) n *= static_cast<std::size_t>(d);
+  return n;
+}
+}  // namespace
+
+std::string safetensors_header(const std::vector<SafetensorsEntry>& entries,
+                               const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t at = 0;
   for (const SafetensorsEntry& e : entries) {
-    std::size_t numel = 1;
-    for (const std::int64_t d : e.shape) numel *= static_cast<std::size_t>(d);
-    if (numel != e.values.size())
-      throw std::invalid_argument("safetensors: tensor '" + e.name + "' has shape " +
-                                  nlohmann::json(e.shape).dump() + " but " +
-                                  std::to_string(e.values.size()) + " values");
     if (e.name == "__metadata__" || header.contains(e.name))
       throw std::invalid_argument("safetensors: tensor name '" + e.name + "' given twice");
-    header[e.name] = {{"dtype", "F32"}, {"shape", e.shape}, {"data_offsets", {at, at + 4 * numel}}};
-    at += 4 * numel;
+    const std::size_t bytes = 4 * numel_of(e.shape);
+    header[e.name] = {{"dtype", "F32"}, {"shape", e.shape}, {"data_offsets", {at, at + bytes}}};
+    at += bytes;
   }
   std::string json = header.dump();
   json.append((8 - json.size() % 8) % 8, ' ');
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(static_cast<std::uint64_t>(json.size()) >> (8 * i));
-  out += json;
-  out.reserve(out.size() + at);
-  for (const SafetensorsEntry& e : entries)
-    out.append(reinterpret_cast<const char*>(e.values.data()), e.values.size() * 4);
-  return out;
+  return out + json;
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path,
+                                     std::vector<SafetensorsEntry> entries,
+                                     const std::map<std::string, std::string>& metadata)
+    : file_(path), entries_(std::move(entries)) {
+  const std::string header = safetensors_header(entries_, metadata);
+  file_.write({reinterpret_cast<const unsigned char*>(header.data()), header.size()});
+}
+
+void SafetensorsWriter::write(std::span<const float> values) {
+  if (next_ >= entries_.size() || values.size() != numel_of(entries_[next_].shape))
+    throw std::logic_error("SafetensorsWriter: values that are not the next tensor's");
+  file_.write(values);
+  ++next_;
+}
+
+void SafetensorsWriter::commit() {
+  if (next_ != entries_.size()) throw std::logic_error("SafetensorsWriter: tensors left unwritten");
+  file_.commit();
 }
 
 }  // namespace cllm

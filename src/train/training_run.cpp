@@ -214,7 +214,8 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
     if (!comm_.is_root()) return;
     const double t0 = omp_get_wtime();
     const fs::path path = store_.path(state.step);
-    write_checkpoint(path, trainer_->model(), trainer_->optimizer().state(), state,
+    const OptimizerState optimizer = trainer_->optimizer().state();
+    write_checkpoint(path, trainer_->model(), &optimizer, state,
                      data_.tokenizer, settings_);
     store_.prune(policy_.keep, path);
     std::error_code ec;

@@ -2,7 +2,8 @@
 // lines of h5py read them.
 //   /model/<name>                 float32, nanoGPT state_dict names and shapes
 //   /optimizer/m/<name>, v/<name> AdamW moments; /optimizer attributes hold the
-//                                 hyper-parameters and the step count
+//                                 hyper-parameters and the step count (absent
+//                                 from what cllm import writes)
 //   /state                        attributes: next step, tokens seen, seed,
 //                                 consecutive skipped steps, sampler
 //   /tokenizer/<file>             the tokenizer's vocabulary (gpt2-bpe)
@@ -58,8 +59,11 @@ struct CheckpointMismatch : std::runtime_error {
 // The root attributes record settings, all of the run's (the caller merges
 // its configuration's with the options it holds itself, such as the data
 // and the cadences); its "seed" is recorded in /state as well.
+// The root attributes of the model's shape come from the model. With no
+// optimizer (cllm import: no run has trained the weights yet) there is no
+// /optimizer group, and a resume from the file is refused.
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
-                      const OptimizerState& optimizer, const TrainingState& state,
+                      const OptimizerState* optimizer, const TrainingState& state,
                       const TokenizerSpec& tokenizer, const RunSettings& settings);
 
 // AdamW's moments and step count as a checkpoint holds them (owned).

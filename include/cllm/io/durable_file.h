@@ -23,7 +23,30 @@ std::filesystem::path temporary_name(const std::filesystem::path& path);
 // after killed writes asks here which files were theirs.
 std::optional<std::string_view> final_name(std::string_view temporary);
 
-// Writes contents to path durably: to temporary_name(path) with plain
+// A file written piece by piece, durably: to temporary_name(path) with plain
+// write(2)s; commit() fsyncs it, renames it into place and fsyncs the
+// folder. Destroyed uncommitted (an exception on the way), it removes the
+// temporary and leaves any old file at path untouched. Errors are
+// std::runtime_error naming path.
+class DurableWriter {
+ public:
+  explicit DurableWriter(std::filesystem::path path);
+  ~DurableWriter();
+  DurableWriter(const DurableWriter&) = delete;
+  DurableWriter& operator=(const DurableWriter&) = delete;
+
+  void write(std::span<const unsigned char> bytes);
+  void write(std::span<const float> values) {
+    write({reinterpret_cast<const unsigned char*>(values.data()), values.size_bytes()});
+  }
+  void commit();
+
+ private:
+  std::filesystem::path path_, tmp_;
+  int fd_ = -1;
+};
+
+// Writes contents to path durably (a DurableWriter of one write): to temporary_name(path) with plain
 // write(2)s, fsync, rename, fsync of the folder. On any failure (a full disk
 // among them) the temporary is removed and std::runtime_error names path;
 // the old file at path is untouched.

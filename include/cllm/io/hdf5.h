@@ -96,6 +96,8 @@ double double_attr(hid_t object, const std::string& name);
 // The kind of value an attribute holds (H5T_INTEGER, H5T_FLOAT, H5T_STRING, ...).
 H5T_class_t attr_class(hid_t object, const std::string& name);
 bool has_attr(hid_t object, const std::string& name);
+// Whether object has a link (a group or dataset) of this name.
+bool has_link(hid_t object, const std::string& name);
 
 // How a dataset is stored. Filters need a chunked layout; chunk 0 means one
 // chunk along the first dimension for the whole dataset.

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cllm/io/durable_file.h"
+
 namespace cllm {
 
 enum class SafetensorsDtype { F32, BF16, F16 };
@@ -40,7 +42,9 @@ class SafetensorsFile {
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }  // in file order
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const SafetensorsTensor* find(std::string_view name) const;
-  // The tensor's values as fp32; BF16 and F16 widen exactly.
+  // The tensor's values as fp32 into out, which holds exactly its elements
+  // (std::logic_error otherwise); BF16 and F16 widen exactly.
+  void read_floats(const SafetensorsTensor& tensor, std::span<float> out) const;
   std::vector<float> to_floats(const SafetensorsTensor& tensor) const;
 
  private:
@@ -53,14 +57,29 @@ class SafetensorsFile {
 struct SafetensorsEntry {
   std::string name;
   std::vector<std::int64_t> shape;
-  std::span<const float> values;  // as many as the shape holds
 };
 
-// A file of F32 tensors in the given order, the header padded with spaces to
-// a multiple of 8 bytes (as Hugging Face's writer does, so the data stays
-// aligned). Throws std::invalid_argument for a shape that does not hold its
-// values or a name given twice.
-std::string safetensors_bytes(const std::vector<SafetensorsEntry>& entries,
-                              const std::map<std::string, std::string>& metadata);
+// The first bytes of a file of these F32 tensors, back to back in this
+// order: the length and the JSON header, padded with spaces to a multiple
+// of 8 bytes (as Hugging Face's writer does: the data stays aligned).
+// Throws std::invalid_argument for a name given twice.
+std::string safetensors_header(const std::vector<SafetensorsEntry>& entries,
+                               const std::map<std::string, std::string>& metadata);
+
+// Writes such a file durably (durable_file.h), one tensor at a time.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::filesystem::path& path, std::vector<SafetensorsEntry> entries,
+                    const std::map<std::string, std::string>& metadata);
+  // The next tensor's values; std::logic_error if they are not its shape's.
+  void write(std::span<const float> values);
+  // std::logic_error unless every tensor was written.
+  void commit();
+
+ private:
+  DurableWriter file_;
+  std::vector<SafetensorsEntry> entries_;
+  std::size_t next_ = 0;
+};
 
 }  // namespace cllm

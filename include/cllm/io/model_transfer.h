@@ -1,0 +1,44 @@
+// `cllm import` and `cllm export` as library calls: a GPT-2 model from
+// Hugging Face's or llm.c's files into a cllm checkpoint at step 0, and a
+// checkpoint's model back out (gpt2_weights.h has the formats).
+#pragma once
+
+#include <string>
+
+#include "cllm/model/model_config.h"
+
+namespace cllm {
+
+struct ImportSpec {
+  std::string source;  // a Hugging Face folder (config.json, model.safetensors) or an llm.c .bin
+  std::string out;     // the checkpoint to write
+  std::string vocab_dir = "data/gpt2-bpe";  // GPT-2 BPE's encoder.json and vocab.bpe
+
+  // Throws SettingError naming the setting.
+  void validate() const;
+};
+
+struct ImportSummary {
+  std::string format;  // "Hugging Face" or "llm.c"
+  ModelConfig model;
+  double seconds = 0;
+};
+
+// Reads the source, checks it, writes the checkpoint (step 0, no optimizer
+// state, the GPT-2 BPE tokenizer, "imported_from" recorded). Throws
+// std::runtime_error naming the file at fault.
+ImportSummary import_model(const ImportSpec& spec);
+
+struct ExportSpec {
+  std::string checkpoint;
+  std::string out;            // a folder (hf) or a file (llmc)
+  std::string format = "hf";  // hf or llmc
+
+  void validate() const;
+};
+
+// Writes the checkpoint's model in the chosen format. Throws
+// std::runtime_error naming the file at fault.
+void export_model(const ExportSpec& spec);
+
+}  // namespace cllm

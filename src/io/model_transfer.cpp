@@ -1,0 +1,75 @@
+#include "cllm/io/model_transfer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+
+#include "cllm/data/read_file.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/gpt2_weights.h"
+#include "cllm/model/setting_error.h"
+
+namespace cllm {
+
+void ImportSpec::validate() const {
+  require_setting(!source.empty(), "{source}: give a Hugging Face folder or an llm.c model file");
+  require_setting(!out.empty(), "{out}: give the checkpoint file to write");
+  std::error_code ec;
+  require_setting(!std::filesystem::is_directory(out, ec),
+                  "{out} " + SettingError::literal(out) + " is a folder; give a checkpoint file");
+}
+
+ImportSummary import_model(const ImportSpec& spec) {
+  spec.validate();
+  const auto start = std::chrono::steady_clock::now();
+  ImportSummary summary;
+  std::unique_ptr<Model> model;
+  std::error_code ec;
+  if (std::filesystem::is_directory(spec.source, ec)) {
+    summary.format = "Hugging Face";
+    model = read_hf_gpt2(spec.source);
+  } else if (!std::filesystem::exists(spec.source, ec)) {
+    throw std::runtime_error(spec.source + ": no such folder or file");
+  } else if (is_llmc_model_file(spec.source)) {
+    summary.format = "llm.c";
+    model = read_llmc_gpt2(spec.source);
+  } else {
+    throw std::runtime_error(spec.source + ": neither a Hugging Face folder (config.json, "
+                             "model.safetensors) nor an llm.c model file (magic 20240326)");
+  }
+  summary.model = model->config();
+  const TokenizerSpec tokenizer = tokenizer_spec("gpt2-bpe", spec.vocab_dir);
+  if (summary.model.vocab_size < tokenizer.vocab_size)
+    throw std::runtime_error(spec.source + ": a vocabulary of " + std::to_string(summary.model.vocab_size) +
+                             " tokens, fewer than GPT-2 BPE's " + std::to_string(tokenizer.vocab_size));
+
+  // No optimizer state: a run starts from these weights with its own AdamW.
+  const RunSettings settings = {
+      {"seed", std::int64_t{0}},
+      {"imported_from", summary.format + " " + std::filesystem::absolute(spec.source).string()}};
+  write_checkpoint(spec.out, *model, nullptr, TrainingState{}, tokenizer, settings);
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+void ExportSpec::validate() const {
+  require_setting(!checkpoint.empty(), "{checkpoint}: give the checkpoint to export");
+  require_setting(!out.empty(), "{out}: give the folder (hf) or file (llmc) to write");
+  require_setting(format == "hf" || format == "llmc",
+                  "{format}: '" + SettingError::literal(format) + "' is not hf or llmc");
+}
+
+void export_model(const ExportSpec& spec) {
+  spec.validate();
+  const CheckpointReader checkpoint(spec.checkpoint);
+  Model model(checkpoint.header().model);
+  checkpoint.read_into(model);
+  if (spec.format == "hf")
+    write_hf_gpt2(spec.out, model, checkpoint.header().tokenizer);
+  else
+    write_llmc_gpt2(spec.out, model);
+}
+
+}  // namespace cllm
