@@ -14,12 +14,14 @@
 #include <vector>
 
 #include "cllm/data/read_file.h"
+#include "cllm/data/tokenizer.h"
 #include "cllm/io/gpt2_weights.h"
 #include "cllm/io/model_transfer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/model/gpt.h"
 #include "support/process.h"
+#include "support/run_args.h"
 #include "support/tensor_file.h"
 
 namespace cllm {
@@ -291,11 +293,6 @@ TEST(Gpt2WeightsErrors, LlmcFilesWithABadHeaderOrSizeAreRefused) {
   EXPECT_EQ(error(bytes(0)).find('\n'), std::string::npos);
 }
 
-}  // namespace
-}  // namespace cllm
-
-namespace cllm {
-namespace {
 
 // The commands: import a GPT-2-vocabulary model, sample from it, export it
 // back; each file's model is the same bits.
@@ -354,6 +351,71 @@ TEST_F(Gpt2Weights, ImportGenerateAndExportFromTheCommandLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("onnx"), std::string::npos) << r.err;
   for (const std::string& err : {r.err}) EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+
+// The model a checkpoint holds, and one of its root attributes.
+std::unique_ptr<Model> checkpoint_model(const std::filesystem::path& path) {
+  const CheckpointReader checkpoint(path);
+  auto model = std::make_unique<Model>(checkpoint.header().model);
+  checkpoint.read_into(*model);
+  return model;
+}
+
+double max_param_difference(const Model& a, const Model& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.params().size(); ++i)
+    worst = std::max(worst, std::abs(double{a.params()[i]} - double{b.params()[i]}));
+  return worst;
+}
+
+TEST(TrainInit, StartsFromTheCheckpointsWeightsWithAFreshOptimizerRecordsThemAndResumesItsOwn) {
+  test::TempDir dir;
+  const std::string data = std::string(CLLM_SOURCE_DIR) + "/data/austen.txt";
+  test::ProcessResult r = test::run_cllm(test::tiny_run(data, (dir / "a").string(), 1, 10), dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::filesystem::path a = dir / "a" / "checkpoint-00000010.h5";
+
+  // One step at a learning rate of 1e-9 from a's weights: b's are a's, to 1e-6.
+  const std::vector<std::string> b_run = {
+      "train", "--data", data, "--out", (dir / "b").string(), "--init", a.string(), "--steps", "1",
+      "--lr", "1e-9", "--warmup", "0", "--micro-batch", "2", "--global-batch", "8", "--threads", "1",
+      "--sample-tokens", "0", "--eval-batches", "2"};
+  r = test::run_cllm(b_run, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("initialising from " + a.string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model: 2 layers, 2 heads, 32 wide, seq 32"), std::string::npos) << r.out;
+  const std::filesystem::path b = dir / "b" / "checkpoint-00000001.h5";
+  EXPECT_LT(max_param_difference(*checkpoint_model(a), *checkpoint_model(b)), 1e-6);
+  const CheckpointReader b_file(b);
+  CheckpointMoments moments;
+  Model scratch(b_file.header().model);
+  b_file.read_into(scratch, &moments);
+  EXPECT_EQ(moments.step, 1) << "a fresh AdamW: one update, not a's eleven";
+  const RunSettings recorded = b_file.settings({"init"});
+  ASSERT_EQ(recorded.count("init"), 1u);
+  EXPECT_EQ(std::get<std::string>(recorded.at("init")), std::filesystem::absolute(a).string());
+
+  // The same command again (a requeued job): b resumes its own checkpoint.
+  r = test::run_cllm(test::with(b_run, {"--steps", "2"}), dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("resuming from"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("initialising"), std::string::npos) << r.out;
+
+  // The shape is the checkpoint's: shape options are refused (exit 2).
+  r = test::run_cllm(test::with(b_run, {"--out", (dir / "c").string(), "--layers", "3"}), dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--init gives the model's shape"), std::string::npos) << r.err;
+
+  // A model of GPT-2 BPE tokens does not train on byte-level text (exit 1).
+  Model bpe_model(ModelConfig{50257, 8, 1, 2, 8});
+  RunSettings settings = {{"seed", std::int64_t{0}}};
+  write_checkpoint(dir / "bpe.h5", bpe_model, nullptr, TrainingState{},
+                   tokenizer_spec("gpt2-bpe", std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe"), settings);
+  r = test::run_cllm(test::with(b_run, {"--out", (dir / "d").string(), "--init", (dir / "bpe.h5").string()}),
+                     dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is tokenized with byte (256 tokens), but the model of"), std::string::npos) << r.err;
 }
 
 }  // namespace

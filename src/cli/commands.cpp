@@ -54,15 +54,17 @@ void add_config_option(CLI::App& app) {
 struct ModelOptions {
   std::string preset = "small";
   std::optional<int> layers, heads, embd, seq_len;
+  CLI::Option* preset_option = nullptr;
 
   void add(CLI::App& app) {
-    app.add_option("--preset", preset, "Model shape: small (4 layers, 4 heads, 256 wide, seq "
-                                       "128) or medium (6, 6, 384, seq 256)");
+    preset_option = app.add_option("--preset", preset, "Model shape: small (4 layers, 4 heads, 256 wide, seq "
+                                                       "128) or medium (6, 6, 384, seq 256)");
     app.add_option("--layers", layers, "Transformer blocks (overrides the preset)");
     app.add_option("--heads", heads, "Attention heads; must divide --embd");
     app.add_option("--embd", embd, "Model width C");
     app.add_option("--seq-len", seq_len, "Tokens per training window (context length)");
   }
+  bool preset_given() const { return preset_option && preset_option->count() > 0; }
   // Throws SettingError for an unknown preset; TrainConfig::validate checks the shape.
   ModelConfig resolve() const {
     ModelConfig c = preset_config(preset);
@@ -199,6 +201,10 @@ struct Train {
     app.add_option("--resume", policy.resume,
                    "auto: continue from the newest valid checkpoint in --out, if any; none: "
                    "start afresh (refused if --out holds checkpoints); or a checkpoint file");
+    app.add_option("--init", policy.init,
+                   "Start from this checkpoint's weights (cllm import's, or another run's): the "
+                   "model's shape is its, the optimizer starts afresh at step 0 with this run's "
+                   "schedule; a run with checkpoints of its own in --out resumes them instead");
     app.add_option("--stop-at", policy.stop_at,
                    "End after this step with a checkpoint, as an interruption would; the "
                    "learning-rate schedule still follows --steps (0: off)");
@@ -226,6 +232,8 @@ struct Train {
   TrainConfig config() const {
     TrainConfig c = cfg;
     c.model = model.resolve();
+    if (!policy.init.empty() && (model.preset_given() || model.layers || model.heads || model.embd || model.seq_len))
+      throw SettingError("{init} gives the model's shape: drop {preset}, {n_layer}, {n_head}, {n_embd} and {seq_len}");
     return c;
   }
 

@@ -18,6 +18,7 @@
 
 #include "cllm/data/read_file.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/mapped_file.h"
 #include "cllm/io/safetensors.h"
 
 namespace cllm {
@@ -292,7 +293,8 @@ bool is_llmc_model_file(const std::filesystem::path& file) {
 }
 
 std::unique_ptr<Model> read_llmc_gpt2(const std::filesystem::path& path) {
-  const std::string bytes = read_file(path, "llm.c model file");
+  const MappedFile mapped(path, "llm.c model file");
+  const std::string_view bytes = mapped.bytes();
   try {
     if (bytes.size() < kLlmcHeaderInts * 4) throw std::runtime_error("shorter than llm.c's 1024-byte header");
     std::array<std::int32_t, kLlmcHeaderInts> header;

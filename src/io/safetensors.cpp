@@ -53,17 +53,31 @@ float half_to_float(std::uint16_t h) {
 
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(std::string bytes) : bytes_(std::move(bytes)) {
-  if (bytes_.size() < 8) bad("file of " + std::to_string(bytes_.size()) + " bytes has no 8-byte header length");
+SafetensorsFile::SafetensorsFile(std::string bytes) : owned_(std::move(bytes)) { parse(); }
+
+SafetensorsFile::SafetensorsFile(std::unique_ptr<MappedFile> mapped) : mapped_(std::move(mapped)) { parse(); }
+
+SafetensorsFile SafetensorsFile::read(const std::filesystem::path& path) {
+  auto mapped = std::make_unique<MappedFile>(path, "safetensors file");
+  try {
+    return SafetensorsFile(std::move(mapped));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(naming_file(path, e.what()));
+  }
+}
+
+void SafetensorsFile::parse() {
+  const std::string_view all = bytes();
+  if (all.size() < 8) bad("file of " + std::to_string(all.size()) + " bytes has no 8-byte header length");
   std::uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = header_bytes << 8 | static_cast<unsigned char>(bytes_[i]);
-  if (header_bytes > kMaxHeaderBytes || header_bytes > bytes_.size() - 8)
+  for (int i = 7; i >= 0; --i) header_bytes = header_bytes << 8 | static_cast<unsigned char>(all[i]);
+  if (header_bytes > kMaxHeaderBytes || header_bytes > all.size() - 8)
     bad("header length " + std::to_string(header_bytes) + " runs past the file's " +
-        std::to_string(bytes_.size()) + " bytes");
-  const std::string_view header(bytes_.data() + 8, header_bytes);
+        std::to_string(all.size()) + " bytes");
+  const std::string_view header(all.data() + 8, header_bytes);
   if (header.empty() || header.front() != '{') bad("header does not start with '{'");
   data_start_ = 8 + header_bytes;
-  const std::size_t data_bytes = bytes_.size() - data_start_;
+  const std::size_t data_bytes = all.size() - data_start_;
 
   // nlohmann keeps the last of two equal keys: the callback sees each key
   // first. Valid headers nest three deep (file, tensor, shape).
@@ -145,15 +159,6 @@ SafetensorsFile::SafetensorsFile(std::string bytes) : bytes_(std::move(bytes)) {
     bad(std::to_string(data_bytes - at) + " bytes after the last tensor belong to none");
 }
 
-SafetensorsFile SafetensorsFile::read(const std::filesystem::path& path) {
-  std::string bytes = read_file(path, "safetensors file");
-  try {
-    return SafetensorsFile(std::move(bytes));
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(naming_file(path, e.what()));
-  }
-}
-
 const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
   for (const SafetensorsTensor& t : tensors_)
     if (t.name == name) return &t;
@@ -161,7 +166,7 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
 }
 
 void SafetensorsFile::read_floats(const SafetensorsTensor& t, std::span<float> out) const {
-  const char* src = bytes_.data() + data_start_ + t.begin;
+  const char* src = bytes().data() + data_start_ + t.begin;
   const std::size_t n = (t.end - t.begin) / dtype_bytes(t.dtype);
   if (out.size() != n) throw std::logic_error("SafetensorsFile::read_floats: out is not the tensor's size");
   if (t.dtype == SafetensorsDtype::F32) {

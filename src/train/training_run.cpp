@@ -54,6 +54,25 @@ std::string joined(const std::vector<std::string>& lines, const char* separator)
   return s;
 }
 
+// --init: the checkpoint's model must read the data's tokens.
+void check_init_matches_data(const CheckpointReader& init, const TokenizerSpec& data,
+                             const std::string& data_path) {
+  const TokenizerSpec& theirs = init.header().tokenizer;
+  if (theirs.name != data.name || theirs.vocab_size != data.vocab_size)
+    throw std::runtime_error(data_path + " is tokenized with " + data.name + " (" +
+                             std::to_string(data.vocab_size) + " tokens), but the model of " +
+                             init.path().string() + " reads " + theirs.name + " (" +
+                             std::to_string(theirs.vocab_size) + " tokens)");
+}
+
+// Where the weights came from, in every checkpoint of the run.
+void record_init(const CheckpointReader& init, RunSettings& settings) {
+  settings["init"] = fs::absolute(init.path()).string();
+  const RunSettings origin = init.settings({"imported_from", "init"});
+  if (const auto it = origin.find("imported_from"); it != origin.end()) settings["init_imported_from"] = it->second;
+  if (const auto it = origin.find("init"); it != origin.end()) settings["init_init"] = it->second;
+}
+
 // The point a run continues from, as rank 0 hands it to the others with the
 // parameters and moments.
 struct ResumePoint {
@@ -104,14 +123,24 @@ TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, co
       prepare_output_folder(policy_.out);
       lock_.emplace(policy_.out);
     }
+    std::optional<CheckpointReader> init;
+    if (!policy_.init.empty()) {
+      init.emplace(policy_.init);  // every rank reads the header: the model's shape
+      config_.model = init->header().model;
+    }
     data_ = open_training_data(data_spec_, config_.model.seq_len);
-    config_.model.vocab_size = data_.source->vocab();
+    if (init) {
+      check_init_matches_data(*init, data_.tokenizer, data_spec_.path);
+    } else {
+      config_.model.vocab_size = data_.source->vocab();
+    }
     try {
       config_.model.validate();  // the vocabulary came from the file
     } catch (const std::invalid_argument& e) {
       throw std::runtime_error(data_spec_.path + ": " + e.what());
     }
     settings_ = run_settings(config_, policy_, data_spec_, *data_.source);
+    if (init) record_init(*init, settings_);
     trainer_ = std::make_unique<Trainer>(config_, *data_.source, comm_);
     if (!policy_.trace.empty()) timeline_ = Timeline(policy_.trace, config_.batch.threads, comm_);
   });
@@ -275,7 +304,17 @@ RunEnd TrainingRun::run() {
   collectively(comm_, [&] {
     if (root) resumed = load_resume_point();
   }, Collective::resume);
-  const TrainingState start = share_resume_point(resumed).value_or(TrainingState{});
+  const std::optional<TrainingState> point = share_resume_point(resumed);  // on every rank
+  const TrainingState start = point.value_or(TrainingState{});
+  if (!point && !policy_.init.empty()) {
+    collectively(comm_, [&] {
+      if (!root) return;
+      const double t0 = omp_get_wtime();
+      CheckpointReader(policy_.init).read_into(trainer_->mutable_model());
+      std::printf("initialising from %s (read in %.2f s)\n", policy_.init.c_str(), omp_get_wtime() - t0);
+    }, Collective::resume);
+    if (comm_.size() > 1) comm_.broadcast(trainer_->mutable_model().params(), Collective::resume);
+  }
   const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
   if (start.step >= end) {
     if (root)

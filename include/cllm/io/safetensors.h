@@ -10,12 +10,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "cllm/io/durable_file.h"
+#include "cllm/io/mapped_file.h"
 
 namespace cllm {
 
@@ -36,7 +38,8 @@ class SafetensorsFile {
   // shapes whose bytes are not their offsets' span, offsets out of the data,
   // overlapping, or leaving bytes no tensor owns.
   explicit SafetensorsFile(std::string bytes);
-  // read_file, then the above; errors start with the path.
+  // The file mapped into memory (mapped_file.h), then the above; errors
+  // start with the path.
   static SafetensorsFile read(const std::filesystem::path& path);
 
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }  // in file order
@@ -48,7 +51,12 @@ class SafetensorsFile {
   std::vector<float> to_floats(const SafetensorsTensor& tensor) const;
 
  private:
-  std::string bytes_;
+  explicit SafetensorsFile(std::unique_ptr<MappedFile> mapped);
+  std::string_view bytes() const { return mapped_ ? mapped_->bytes() : std::string_view(owned_); }
+  void parse();
+
+  std::string owned_;                   // the bytes given, or
+  std::unique_ptr<MappedFile> mapped_;  // the file's
   std::size_t data_start_ = 0;
   std::vector<SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;

@@ -38,6 +38,10 @@ struct RunPolicy {
   int checkpoint_every = 100;   // steps between checkpoints (0: only at the end and at stop_at)
   int keep = 3;                 // newest checkpoints kept in out (0: all)
   std::string resume = "auto";  // auto, none, or a checkpoint file
+  // A checkpoint whose weights (and model shape) a new run starts from, with
+  // its own step 0 and fresh AdamW state; empty: random weights. A run that
+  // finds checkpoints of its own in out resumes them instead.
+  std::string init;
   int stop_at = 0;              // end after this step with a checkpoint (0: off)
   int max_bad_steps = 5;        // consecutive non-finite steps before giving up
   int sample_tokens = 200;      // text sampled at the end (0: none)
