@@ -2,9 +2,11 @@
 // structs, and its call to the library. An option's default is the value
 // its struct starts with, shown in --help.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -19,6 +21,7 @@
 #include "cllm/io/options_file.h"
 #include "cllm/io/prepare.h"
 #include "cllm/train/benchmark.h"
+#include "cllm/train/evaluation.h"
 #include "cllm/train/stop_signal.h"
 #include "cllm/train/training_run.h"
 
@@ -365,6 +368,52 @@ struct Generate {
   }
 };
 
+struct Eval {
+  static constexpr const char* kAbout = "Mean loss and perplexity of a checkpoint over a whole split";
+  EvalSpec spec;
+  StallPolicy stall;
+  bool json = false;
+
+  void add(CLI::App& app) {
+    spec.threads = omp_get_max_threads();
+    app.add_option("--checkpoint", spec.checkpoint, "Checkpoint file")->required();
+    app.add_option("--data", spec.data, "Dataset (cllm prepare's .h5, or a text file) in the "
+                                        "checkpoint's tokenizer")->required();
+    app.add_option("--split", spec.split, "val or train");
+    app.add_option("--max-tokens", spec.max_tokens, "Score the first N predictions only (0: all)");
+    app.add_option("--threads", spec.threads, "OpenMP threads [default: OMP_NUM_THREADS]")->default_str("");
+    app.add_flag("--json", json, "Print one JSON object instead of a line");
+  }
+
+  int run(Comm& comm) {
+    if (auto code = watch_stalls(comm, stall)) return *code;
+    try {
+      const SplitEvaluation e = evaluate_checkpoint(spec, comm);
+      if (comm.is_root()) {
+        const double tps = e.seconds > 0 ? static_cast<double>(e.tokens) / e.seconds : 0.0;
+        if (json) {
+          nlohmann::ordered_json j = {{"checkpoint", spec.checkpoint}, {"data", spec.data},
+                                      {"split", spec.split},           {"tokens", e.tokens},
+                                      {"windows", e.windows},          {"loss", e.loss},
+                                      {"perplexity", std::exp(e.loss)}, {"seconds", e.seconds},
+                                      {"tokens_per_s", tps},            {"ranks", comm.size()},
+                                      {"threads", spec.threads}};
+          std::printf("%s\n", j.dump().c_str());
+        } else {
+          std::printf("eval: %s on %s (%s): %llu tokens in %llu windows, loss %.6f, perplexity %.4f "
+                      "(%.2f s, %.0f tokens/s)\n",
+                      spec.checkpoint.c_str(), spec.data.c_str(), spec.split.c_str(),
+                      static_cast<unsigned long long>(e.tokens), static_cast<unsigned long long>(e.windows),
+                      e.loss, std::exp(e.loss), e.seconds, tps);
+        }
+      }
+      return kExitOk;
+    } catch (const CollectiveFailure& failure) {
+      return report(comm, failure);
+    }
+  }
+};
+
 // import and export work on rank 0, as prepare does.
 struct Import {
   static constexpr const char* kAbout = "Make a checkpoint of a GPT-2 model from Hugging Face or llm.c";
@@ -460,6 +509,7 @@ constexpr Subcommand kSubcommands[] = {
     {"train", Train::kAbout, run_command<Train>},
     {"generate", Generate::kAbout, run_command<Generate>},
     {"bench", Bench::kAbout, run_command<Bench>},
+    {"eval", Eval::kAbout, run_command<Eval>},
     {"import", Import::kAbout, run_command<Import>},
     {"export", Export::kAbout, run_command<Export>},
 };
@@ -480,7 +530,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
     app.add_subcommand(s.name, std::string(s.about) + " (cllm " + s.name + " --help)");
   return *agreed(world, [&] {
     parse(app, argc, argv);
-    throw std::invalid_argument("a subcommand is required: prepare, train, generate, bench, import or export");
+    throw std::invalid_argument("a subcommand is required: prepare, train, generate, eval, bench, import or export");
   });
 }
 

@@ -217,6 +217,15 @@ RunSettings CheckpointReader::settings(const std::vector<std::string>& names) co
   }
 }
 
+void CheckpointReader::check_reads(const TokenizerSpec& data, const std::string& data_path) const {
+  const TokenizerSpec& ours = header_.tokenizer;
+  if (ours.name != data.name || ours.vocab_size != data.vocab_size)
+    throw std::runtime_error(data_path + " is tokenized with " + data.name + " (" +
+                             std::to_string(data.vocab_size) + " tokens), but the model of " +
+                             path_.string() + " reads " + ours.name + " (" +
+                             std::to_string(ours.vocab_size) + " tokens)");
+}
+
 void CheckpointReader::read_into(Model& model, CheckpointMoments* moments) const {
   try {
     const TensorLayout& layout = model.layout();

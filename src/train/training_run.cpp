@@ -54,17 +54,6 @@ std::string joined(const std::vector<std::string>& lines, const char* separator)
   return s;
 }
 
-// --init: the checkpoint's model must read the data's tokens.
-void check_init_matches_data(const CheckpointReader& init, const TokenizerSpec& data,
-                             const std::string& data_path) {
-  const TokenizerSpec& theirs = init.header().tokenizer;
-  if (theirs.name != data.name || theirs.vocab_size != data.vocab_size)
-    throw std::runtime_error(data_path + " is tokenized with " + data.name + " (" +
-                             std::to_string(data.vocab_size) + " tokens), but the model of " +
-                             init.path().string() + " reads " + theirs.name + " (" +
-                             std::to_string(theirs.vocab_size) + " tokens)");
-}
-
 // Where the weights came from, in every checkpoint of the run.
 void record_init(const CheckpointReader& init, RunSettings& settings) {
   settings["init"] = fs::absolute(init.path()).string();
@@ -130,7 +119,7 @@ TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, co
     }
     data_ = open_training_data(data_spec_, config_.model.seq_len);
     if (init) {
-      check_init_matches_data(*init, data_.tokenizer, data_spec_.path);
+      init->check_reads(data_.tokenizer, data_spec_.path);
     } else {
       config_.model.vocab_size = data_.source->vocab();
     }

@@ -89,6 +89,9 @@ class CheckpointReader {
   // The root attributes of these names that the file records, as their
   // types say (by name: the caller knows which settings it compares).
   RunSettings settings(const std::vector<std::string>& names) const;
+  // Throws std::runtime_error unless the data (data_path, made with
+  // tokenizer data) is in the tokens this checkpoint's model reads.
+  void check_reads(const TokenizerSpec& data, const std::string& data_path) const;
   // Reads every tensor into model, and AdamW's moments into moments when
   // given, after checking the shape of each against the model's: the first
   // that differs throws CheckpointMismatch naming it and the checkpoint's
