@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
-#include <cstdio>
+#include <fstream>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "cllm/io/durable_file.h"
 #include "cllm/io/mapped_file.h"
 #include "cllm/io/safetensors.h"
+#include "cllm/kernels/matmul.h"
 
 namespace cllm {
 namespace {
@@ -186,7 +186,7 @@ std::unique_ptr<Model> read_hf_gpt2(const std::filesystem::path& folder) {
     if (lm_head) {
       const std::span<const float> wte = model->tensor("transformer.wte.weight");
       if (lm_head->shape != std::vector<std::int64_t>{config.vocab_size, config.n_embd} ||
-          file.to_floats(*lm_head) != std::vector<float>(wte.begin(), wte.end()))
+          !std::ranges::equal(file.to_floats(*lm_head), wte))
         throw std::runtime_error("lm_head.weight differs from wte.weight: an untied output head, "
                                  "which cllm's model does not have");
     }
@@ -284,12 +284,9 @@ int padded_vocab(int vocab) { return (vocab + 127) / 128 * 128; }
 }  // namespace
 
 bool is_llmc_model_file(const std::filesystem::path& file) {
-  std::FILE* f = std::fopen(file.c_str(), "rb");
-  if (!f) return false;
+  std::ifstream in(file, std::ios::binary);
   std::int32_t magic = 0;
-  const bool read = std::fread(&magic, sizeof magic, 1, f) == 1;
-  std::fclose(f);
-  return read && magic == kLlmcMagic;
+  return in.read(reinterpret_cast<char*>(&magic), sizeof magic) && magic == kLlmcMagic;
 }
 
 std::unique_ptr<Model> read_llmc_gpt2(const std::filesystem::path& path) {
@@ -335,7 +332,7 @@ std::unique_ptr<Model> read_llmc_gpt2(const std::filesystem::path& path) {
         for (std::size_t i = 0; i < out.size(); ++i) {
           std::uint16_t h;
           std::memcpy(&h, at + 2 * i, 2);
-          out[i] = std::bit_cast<float>(std::uint32_t{h} << 16);
+          out[i] = kernels::from_bf16(h);
         }
       }
       at += out.size() * element;

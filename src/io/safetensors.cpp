@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cllm/data/read_file.h"
+#include "cllm/kernels/matmul.h"
 
 namespace cllm {
 namespace {
@@ -176,8 +177,7 @@ void SafetensorsFile::read_floats(const SafetensorsTensor& t, std::span<float> o
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
-    out[i] = t.dtype == SafetensorsDtype::BF16 ? std::bit_cast<float>(std::uint32_t{h} << 16)
-                                               : half_to_float(h);
+    out[i] = t.dtype == SafetensorsDtype::BF16 ? kernels::from_bf16(h) : half_to_float(h);
   }
 }
 

@@ -16,6 +16,44 @@
 
 namespace cllm {
 
+namespace {
+
+// losses[w] = the loss sum of window w, for the windows [begin, end) of
+// `scored` predictions in windows of T.
+void score_windows(const Model& model, const TokenSource& source, Split split, std::uint64_t scored,
+                   Range windows, int threads, std::vector<double>& losses) {
+  const int T = model.config().seq_len;
+  kernels::use_single_threaded_blas();  // each window's products run on its own thread
+  std::vector<std::unique_ptr<GptActivations>> acts(threads);
+  for (auto& a : acts) a = std::make_unique<GptActivations>(model.config(), 1);
+  // Windows are read in rounds (HDF5 is read from this thread only): a
+  // split of billions of tokens never sits in memory.
+  const int per_round = threads * 16;
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(per_round) * (T + 1));
+  for (int first = windows.begin; first < windows.end; first += per_round) {
+    const int count = std::min(per_round, windows.end - first);
+    std::fill(tokens.begin(), tokens.end(), 0);  // the tail window's padding
+    for (int w = 0; w < count; ++w) {
+      const std::uint64_t start = static_cast<std::uint64_t>(first + w) * T;
+      const std::uint64_t n = std::min<std::uint64_t>(T + 1, scored + 1 - start);
+      source.read_tokens(split, start, n, tokens.data() + static_cast<std::size_t>(w) * (T + 1));
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int w = 0; w < count; ++w) {
+      GptActivations& a = *acts[omp_get_thread_num()];
+      const std::int32_t* window = tokens.data() + static_cast<std::size_t>(w) * (T + 1);
+      gpt_forward(model, a, window, window + 1);
+      const std::uint64_t start = static_cast<std::uint64_t>(first + w) * T;
+      const int positions = static_cast<int>(std::min<std::uint64_t>(T, scored - start));
+      double sum = 0;
+      for (int t = 0; t < positions; ++t) sum += a.losses[t];
+      losses[first + w] = sum;
+    }
+  }
+}
+
+}  // namespace
+
 SplitEvaluation evaluate_split(const Model& model, const TokenSource& source, Split split,
                                std::uint64_t max_tokens, int threads, const Comm& comm) {
   const double t0 = omp_get_wtime();
@@ -25,40 +63,11 @@ SplitEvaluation evaluate_split(const Model& model, const TokenSource& source, Sp
   result.tokens = size > 1 ? size - 1 : 0;
   if (max_tokens > 0) result.tokens = std::min(result.tokens, max_tokens);
   result.windows = (result.tokens + T - 1) / T;
-  const int n_windows = static_cast<int>(result.windows);
   std::vector<double> losses(result.windows, 0.0);
-  const Range ours = static_block(n_windows, comm.size(), comm.rank());
-
+  const Range ours = static_block(static_cast<int>(result.windows), comm.size(), comm.rank());
   // A rank that cannot read its windows fails every rank, not a hang in the sum.
-  collectively(comm, [&] {
-  kernels::use_single_threaded_blas();  // each window's products run on its own thread
-  std::vector<std::unique_ptr<GptActivations>> acts(threads);
-  for (auto& a : acts) a = std::make_unique<GptActivations>(model.config(), 1);
-  // Windows are read in rounds (HDF5 is read from this thread only): a
-  // split of billions of tokens never sits in memory.
-  const int per_round = threads * 16;
-  std::vector<std::int32_t> tokens(static_cast<std::size_t>(per_round) * (T + 1));
-  for (int first = ours.begin; first < ours.end; first += per_round) {
-    const int count = std::min(per_round, ours.end - first);
-    std::fill(tokens.begin(), tokens.end(), 0);  // the tail window's padding
-    for (int w = 0; w < count; ++w) {
-      const std::uint64_t start = static_cast<std::uint64_t>(first + w) * T;
-      const std::uint64_t n = std::min<std::uint64_t>(T + 1, result.tokens + 1 - start);
-      source.read_tokens(split, start, n, tokens.data() + static_cast<std::size_t>(w) * (T + 1));
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int w = 0; w < count; ++w) {
-      GptActivations& a = *acts[omp_get_thread_num()];
-      const std::int32_t* window = tokens.data() + static_cast<std::size_t>(w) * (T + 1);
-      gpt_forward(model, a, window, window + 1);
-      const std::uint64_t start = static_cast<std::uint64_t>(first + w) * T;
-      const int scored = static_cast<int>(std::min<std::uint64_t>(T, result.tokens - start));
-      double sum = 0;
-      for (int t = 0; t < scored; ++t) sum += a.losses[t];
-      losses[first + w] = sum;
-    }
-  }
-  }, Collective::evaluation);
+  collectively(comm, [&] { score_windows(model, source, split, result.tokens, ours, threads, losses); },
+               Collective::evaluation);
   comm.sum(losses, Collective::evaluation);  // each slot has one contributor: exact
   double total = 0;
   for (const double l : losses) total += l;
@@ -78,22 +87,19 @@ void EvalSpec::validate() const {
 SplitEvaluation evaluate_checkpoint(const EvalSpec& spec, const Comm& comm) {
   std::unique_ptr<Model> model;
   TrainingData data;
+  const Split split = spec.split == "val" ? Split::val : Split::train;
   collectively(comm, [&] {
     spec.validate();
     const CheckpointReader checkpoint(spec.checkpoint);  // every rank: the header
     model = std::make_unique<Model>(checkpoint.header().model);
     data = open_training_data(DataSpec{spec.data}, model->config().seq_len);
     checkpoint.check_reads(data.tokenizer, spec.data);
+    if (data.source->split_size(split) < 2)
+      throw std::runtime_error(spec.data + ": the " + spec.split + " split holds fewer than 2 tokens");
     if (comm.is_root()) checkpoint.read_into(*model);
   }, Collective::resume);
   if (comm.size() > 1) comm.broadcast(model->params(), Collective::resume);
-  SplitEvaluation result;
-  collectively(comm, [&] {
-    if (data.source->split_size(spec.split == "val" ? Split::val : Split::train) < 2)
-      throw std::runtime_error(spec.data + ": the " + spec.split + " split holds fewer than 2 tokens");
-  });
-  return evaluate_split(*model, *data.source, spec.split == "val" ? Split::val : Split::train,
-                        spec.max_tokens, spec.threads, comm);
+  return evaluate_split(*model, *data.source, split, spec.max_tokens, spec.threads, comm);
 }
 
 }  // namespace cllm
