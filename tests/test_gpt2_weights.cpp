@@ -10,14 +10,19 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cllm/data/read_file.h"
+#include "cllm/data/sampler.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/gpt2_weights.h"
 #include "cllm/io/model_transfer.h"
 #include "cllm/io/checkpoint.h"
+#include "cllm/io/dataset_file.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/model/gpt.h"
 #include "support/process.h"
@@ -285,7 +290,7 @@ TEST(Gpt2WeightsErrors, LlmcFilesWithABadHeaderOrSizeAreRefused) {
   header[1] = 3;
   EXPECT_NE(error(bytes(0)).find("max_seq_len is 0"), std::string::npos);
   // T 4, V 11, L 1, NH 2, C 8, Vp 10 < V
-  for (const auto [i, v] : std::vector<std::pair<int, int>>{{2, 4}, {3, 11}, {4, 1}, {5, 2}, {6, 8}, {7, 10}})
+  for (const auto& [i, v] : std::vector<std::pair<int, int>>{{2, 4}, {3, 11}, {4, 1}, {5, 2}, {6, 8}, {7, 10}})
     header[i] = v;
   EXPECT_NE(error(bytes(0)).find("padded_vocab_size is smaller than vocab_size"), std::string::npos);
   header[7] = 128;
@@ -353,6 +358,70 @@ TEST_F(Gpt2Weights, ImportGenerateAndExportFromTheCommandLine) {
   for (const std::string& err : {r.err}) EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+
+// The last line of a run's metrics.jsonl of each step logged.
+std::vector<nlohmann::json> metrics(const std::filesystem::path& out) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(read_file(out / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+double eval_loss(const std::filesystem::path& checkpoint, const std::filesystem::path& data,
+                 const std::vector<std::string>& more, const test::TempDir& dir) {
+  std::vector<std::string> args = {"eval", "--checkpoint", checkpoint.string(), "--data", data.string(), "--json"};
+  args.insert(args.end(), more.begin(), more.end());
+  const test::ProcessResult r = test::run_cllm(args, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.exit_code == 0 ? nlohmann::json::parse(r.out).at("loss").get<double>() : NAN;
+}
+
+// Fine-tuning as the README walks it: import, prepare Austen as GPT-2 BPE,
+// 20 steps from the imported weights. The first step's loss is the
+// imported model's on that step's windows as cllm eval scores them (each
+// window put alone in a dataset of its own), and the run learns.
+TEST_F(Gpt2Weights, FineTuningStartsFromTheImportedModelsLossOnItsWindowsAndLearns) {
+  test::TempDir dir;
+  make_files(dir, {"--layers", "2", "--heads", "2", "--embd", "16", "--positions", "32", "--vocab", "50257"});
+  const std::string vocab = std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe";
+  const auto cllm_ok = [&](const std::vector<std::string>& args) {
+    const test::ProcessResult r = test::run_cllm(args, dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  const std::filesystem::path imported = dir / "imported.h5", data = dir / "austen.h5", run = dir / "run";
+  cllm_ok({"import", (dir / "hf").string(), "--out", imported.string(), "--vocab-dir", vocab});
+  cllm_ok({"prepare", std::string(CLLM_SOURCE_DIR) + "/data/austen.txt", "--tokenizer", "gpt2-bpe",
+           "--vocab-dir", vocab, "--out", data.string()});
+  constexpr int kSeed = 11, kMicro = 2, kGlobal = 4;
+  cllm_ok({"train", "--data", data.string(), "--out", run.string(), "--init", imported.string(), "--steps", "20",
+           "--lr", "3e-3", "--warmup", "0", "--micro-batch", std::to_string(kMicro), "--global-batch",
+           std::to_string(kGlobal), "--threads", "2", "--seed", std::to_string(kSeed), "--log-every", "1",
+           "--eval-every", "20", "--eval-batches", "2", "--sample-tokens", "0", "--checkpoint-every", "20"});
+  const std::vector<nlohmann::json> logged = metrics(run);
+  ASSERT_EQ(logged.size(), 20u);
+
+  // Step 0's windows, as the sampler chose them, each scored by cllm eval.
+  const TrainingData austen = open_training_data(DataSpec{data.string()}, 32);
+  const std::uint64_t n = austen.source->split_size(Split::train);
+  double sum = 0;
+  for (int m = 0; m < kGlobal / kMicro; ++m) {
+    for (int b = 0; b < kMicro; ++b) {
+      std::vector<std::int32_t> window(33);
+      austen.source->read_tokens(Split::train, training_window_start(n, 32, kSeed, 0, m, b), window.size(),
+                                 window.data());
+      const std::filesystem::path one = dir / ("window-" + std::to_string(m) + std::to_string(b) + ".h5");
+      write_token_dataset(one, window, window, austen.tokenizer, {}, 0.5);
+      sum += eval_loss(imported, one, {"--split", "train"}, dir);
+    }
+  }
+  const double first = logged.front().at("loss").get<double>();
+  EXPECT_NEAR(first, sum / kGlobal, 1e-5);
+
+  // The run learns: its model scores Austen's validation split better.
+  const std::vector<std::string> val = {"--split", "val", "--max-tokens", "4096"};
+  EXPECT_LT(eval_loss(run / "checkpoint-00000020.h5", data, val, dir), eval_loss(imported, data, val, dir) - 0.1);
+}
 
 // The model a checkpoint holds, and one of its root attributes.
 std::unique_ptr<Model> checkpoint_model(const std::filesystem::path& path) {

@@ -65,17 +65,22 @@ std::vector<OpenTensor> open_tensors(hid_t file, const std::string& group_name,
   return tensors;
 }
 
-// Reads tensors that open_tensors checked into one buffer of their layout.
-AlignedBuffer<float> read_tensors(const std::vector<OpenTensor>& tensors, std::size_t total) {
-  AlignedBuffer<float> data(total);
-  data.zero();  // the layout's padding
+// Reads tensors that open_tensors checked to their places in data, a
+// buffer of their layout.
+void read_tensors(const std::vector<OpenTensor>& tensors, float* data) {
   for (const OpenTensor& t : tensors) {
     try {
-      h5::read_dataset(t.dataset, H5T_NATIVE_FLOAT, data.data() + t.spec->offset);
+      h5::read_dataset(t.dataset, H5T_NATIVE_FLOAT, data + t.spec->offset);
     } catch (const std::exception& e) {
       throw std::runtime_error("tensor " + t.where + ": " + e.what());
     }
   }
+}
+
+AlignedBuffer<float> read_tensors(const std::vector<OpenTensor>& tensors, std::size_t total) {
+  AlignedBuffer<float> data(total);
+  data.zero();  // the layout's padding
+  read_tensors(tensors, data.data());
   return data;
 }
 
@@ -138,12 +143,11 @@ CheckpointContents read_header(hid_t file) {
 void write_checkpoint(const std::filesystem::path& path, const Model& model,
                       const OptimizerState* optimizer, const TrainingState& state,
                       const TokenizerSpec& tokenizer, const RunSettings& settings) {
-  std::vector<unsigned char> image;
-  try {
-    const auto seed = settings.find("seed");
-    if (seed == settings.end() || !std::holds_alternative<std::int64_t>(seed->second))
-      throw std::logic_error("write_checkpoint: the settings hold no integer seed");
-    h5::Handle file = h5::create_memory_file(path.string());
+  const auto seed = settings.find("seed");
+  if (seed == settings.end() || !std::holds_alternative<std::int64_t>(seed->second))
+    throw std::logic_error("write_checkpoint: the settings hold no integer seed");
+  const TensorLayout& layout = model.layout();
+  const auto write_contents = [&](hid_t file) {
     h5::set_attr(file, "format", std::string(kCheckpointFormat));
     h5::set_attr(file, "format_version", kCheckpointFormatVersion);
     h5::set_attr(file, "step", state.step);
@@ -156,7 +160,6 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
       all[name] = std::int64_t{value};
     write_settings(file, all);
 
-    const TensorLayout& layout = model.layout();
     write_tensors(file, "model", layout, model.params().data());
     if (optimizer) {
       write_tensors(file, "optimizer/m", layout, optimizer->m.data());
@@ -181,11 +184,33 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
 
     h5::Handle tok = h5::create_group(file, "tokenizer");
     write_tokenizer(file, tok, tokenizer);
-    image = h5::file_image(file);
-  } catch (const std::exception& e) {  // the in-memory file is freed before the bytes go to disk
+  };
+
+  try {
+    DurableWriter out(path);
+    // HDF5 writes the file itself where room for it (the tensors, the
+    // tokenizer's files and generously for HDF5's own structures) could be
+    // reserved; else, as on a nearly full disk, the file is built in memory,
+    // at the cost of a copy of it, and written with write(2).
+    const std::size_t copies = optimizer ? 3 : 1;
+    if (out.try_reserve(copies * (layout.total() * sizeof(float) + layout.tensors().size() * 16384) +
+                        tokenizer.encoder_json.size() + tokenizer.vocab_bpe.size() + (4u << 20))) {
+      h5::Handle file = h5::create_file(out.temporary_path());
+      write_contents(file);
+      h5::flush(file);
+    } else {
+      std::vector<unsigned char> image;
+      {
+        h5::Handle file = h5::create_memory_file(path.string());
+        write_contents(file);
+        image = h5::file_image(file);
+      }  // the in-memory file is freed before the bytes go to disk
+      out.write(image);
+    }
+    out.commit();
+  } catch (const std::exception& e) {
     rethrow_naming(path, e);
   }
-  write_durably(path, image);
 }
 
 CheckpointReader::CheckpointReader(std::filesystem::path path) : path_(std::move(path)) {
@@ -251,6 +276,16 @@ void CheckpointReader::read_into(Model& model, CheckpointMoments* moments) const
     }
     std::copy(read_params.span().begin(), read_params.span().end(), model.params().begin());
     if (moments) *moments = std::move(read_moments);
+  } catch (const std::exception& e) {
+    rethrow_naming(path_, e);
+  }
+}
+
+std::unique_ptr<Model> CheckpointReader::read_model() const {
+  try {
+    auto model = std::make_unique<Model>(header_.model);
+    read_tensors(open_tensors(file_, "model", model->layout(), header_.model), model->params().data());
+    return model;
   } catch (const std::exception& e) {
     rethrow_naming(path_, e);
   }

@@ -1,6 +1,7 @@
 #include "cllm/io/durable_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +69,11 @@ DurableWriter::~DurableWriter() {
   }
 }
 
+bool DurableWriter::try_reserve(std::uint64_t bytes) noexcept {
+  reserved_ = ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) == 0;
+  return reserved_;
+}
+
 void DurableWriter::write(std::span<const unsigned char> bytes) {
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -80,6 +86,10 @@ void DurableWriter::write(std::span<const unsigned char> bytes) {
 
 void DurableWriter::commit() {
   try {
+    struct stat st {};
+    // Gives back the reserved room the file did not use.
+    if (reserved_ && (::fstat(fd_, &st) != 0 || ::ftruncate(fd_, st.st_size) != 0))
+      throw io_error("cannot trim", errno);
     if (::fsync(fd_) != 0) throw io_error("fsync failed", errno);
     if (::close(std::exchange(fd_, -1)) != 0) throw io_error("close failed", errno);
     std::error_code ec;

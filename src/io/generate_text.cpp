@@ -25,16 +25,9 @@ std::string generate_text(const GenerateSpec& spec) {
   spec.validate();
   const CheckpointReader checkpoint(spec.checkpoint);
   const CheckpointContents& header = checkpoint.header();
-  Model model = [&] {
-    try {
-      return Model(header.model);
-    } catch (const std::exception& e) {  // out of memory: say for which checkpoint
-      throw std::runtime_error(naming_file(spec.checkpoint, e.what()));
-    }
-  }();
-  checkpoint.read_into(model);
+  const std::unique_ptr<Model> model = checkpoint.read_model();
   const auto tok = make_tokenizer(header.tokenizer);
-  const std::vector<std::int32_t> ids = generate(model, tok->encode(spec.prompt), spec.sampling);
+  const std::vector<std::int32_t> ids = generate(*model, tok->encode(spec.prompt), spec.sampling);
   return tok->decode(ids);
 }
 

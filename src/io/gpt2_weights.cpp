@@ -335,7 +335,9 @@ std::unique_ptr<Model> read_llmc_gpt2(const std::filesystem::path& path) {
           out[i] = kernels::from_bf16(h);
         }
       }
+      const std::size_t begin = static_cast<std::size_t>(at - bytes.data());
       at += out.size() * element;
+      mapped.release(begin, static_cast<std::size_t>(at - bytes.data()));
       require_finite(out, name);
     };
     for (const char* kind : kLlmcOrder) {

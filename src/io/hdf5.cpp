@@ -89,6 +89,10 @@ Handle create_memory_file(const std::string& name) {
                 "cannot create HDF5 file in memory");
 }
 
+Handle create_file(const std::filesystem::path& path) {
+  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "cannot create HDF5 file");
+}
+
 std::vector<unsigned char> file_image(hid_t file) {
   flush(file);
   const ssize_t size = H5Fget_file_image(file, nullptr, 0);

@@ -64,12 +64,11 @@ void ExportSpec::validate() const {
 void export_model(const ExportSpec& spec) {
   spec.validate();
   const CheckpointReader checkpoint(spec.checkpoint);
-  Model model(checkpoint.header().model);
-  checkpoint.read_into(model);
+  const std::unique_ptr<Model> model = checkpoint.read_model();
   if (spec.format == "hf")
-    write_hf_gpt2(spec.out, model, checkpoint.header().tokenizer);
+    write_hf_gpt2(spec.out, *model, checkpoint.header().tokenizer);
   else
-    write_llmc_gpt2(spec.out, model);
+    write_llmc_gpt2(spec.out, *model);
 }
 
 }  // namespace cllm

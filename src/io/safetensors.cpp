@@ -172,13 +172,14 @@ void SafetensorsFile::read_floats(const SafetensorsTensor& t, std::span<float> o
   if (out.size() != n) throw std::logic_error("SafetensorsFile::read_floats: out is not the tensor's size");
   if (t.dtype == SafetensorsDtype::F32) {
     if (n > 0) std::memcpy(out.data(), src, n * 4);  // an empty span's data() may be null
-    return;
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      out[i] = t.dtype == SafetensorsDtype::BF16 ? kernels::from_bf16(h) : half_to_float(h);
+    }
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    out[i] = t.dtype == SafetensorsDtype::BF16 ? kernels::from_bf16(h) : half_to_float(h);
-  }
+  if (mapped_) mapped_->release(data_start_ + t.begin, data_start_ + t.end);
 }
 
 std::vector<float> SafetensorsFile::to_floats(const SafetensorsTensor& t) const {

@@ -91,12 +91,11 @@ SplitEvaluation evaluate_checkpoint(const EvalSpec& spec, const Comm& comm) {
   collectively(comm, [&] {
     spec.validate();
     const CheckpointReader checkpoint(spec.checkpoint);  // every rank: the header
-    model = std::make_unique<Model>(checkpoint.header().model);
-    data = open_training_data(DataSpec{spec.data}, model->config().seq_len);
+    data = open_training_data(DataSpec{spec.data}, checkpoint.header().model.seq_len);
     checkpoint.check_reads(data.tokenizer, spec.data);
     if (data.source->split_size(split) < 2)
       throw std::runtime_error(spec.data + ": the " + spec.split + " split holds fewer than 2 tokens");
-    if (comm.is_root()) checkpoint.read_into(*model);
+    model = comm.is_root() ? checkpoint.read_model() : std::make_unique<Model>(checkpoint.header().model);
   }, Collective::resume);
   if (comm.size() > 1) comm.broadcast(model->params(), Collective::resume);
   return evaluate_split(*model, *data.source, split, spec.max_tokens, spec.threads, comm);

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -97,6 +98,9 @@ class CheckpointReader {
   // that differs throws CheckpointMismatch naming it and the checkpoint's
   // model. On any failure model and moments are unchanged.
   void read_into(Model& model, CheckpointMoments* moments = nullptr) const;
+  // A new model of the checkpoint's shape with its weights, read straight
+  // into it (no old model to keep: half the peak of read_into).
+  std::unique_ptr<Model> read_model() const;
 
  private:
   std::filesystem::path path_;

@@ -3,6 +3,7 @@
 // folder (the rename is durable only once the folder's entry is).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -35,6 +36,12 @@ class DurableWriter {
   DurableWriter(const DurableWriter&) = delete;
   DurableWriter& operator=(const DurableWriter&) = delete;
 
+  // Reserves room for bytes in the file (fallocate, the size unchanged), so
+  // that writes others make through temporary_path() cannot meet a full
+  // disk (HDF5 crashes at exit after a failed write). False where the room
+  // is not there or the file system cannot reserve it.
+  bool try_reserve(std::uint64_t bytes) noexcept;
+  const std::filesystem::path& temporary_path() const { return tmp_; }
   void write(std::span<const unsigned char> bytes);
   void write(std::span<const float> values) {
     write({reinterpret_cast<const unsigned char*>(values.data()), values.size_bytes()});
@@ -44,6 +51,7 @@ class DurableWriter {
  private:
   std::filesystem::path path_, tmp_;
   int fd_ = -1;
+  bool reserved_ = false;
 };
 
 // Writes contents to path durably (a DurableWriter of one write): to temporary_name(path) with plain

@@ -53,12 +53,16 @@ void silence_error_stack();
 // Throws std::runtime_error(what + HDF5's reason) when status is negative.
 void check(herr_t status, const std::string& what);
 
-// A new file built in memory (HDF5's core driver, no backing store); its
-// bytes go to disk through file_image() and write_durably. HDF5 itself never
-// writes to disk, on purpose: when a write fails there (a full disk), HDF5
-// 1.10 keeps objects it could not close and crashes on them when it shuts
-// down inside MPI_Finalize. name is for messages only.
+// When a write fails (a full disk), HDF5 1.10 keeps objects it could not
+// close and crashes on them when it shuts down inside MPI_Finalize. So HDF5
+// writes only where room is certain: into a file built in memory (HDF5's
+// core driver, no backing store; name is for messages only), whose bytes go
+// to disk through file_image() and write_durably, or into the temporary of
+// a DurableWriter whose room was reserved (create_file).
 Handle create_memory_file(const std::string& name);
+// A new file on disk, replacing any at path: give it DurableWriter's
+// temporary_path() once try_reserve() holds room, and flush it before commit().
+Handle create_file(const std::filesystem::path& path);
 // The bytes of a file made by create_memory_file, flushed.
 std::vector<unsigned char> file_image(hid_t file);
 // open_file fails on a file that is not HDF5.

@@ -17,6 +17,10 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
+  // Gives the pages of bytes [begin, end) back to the page cache; they are
+  // read again if touched. A file read once, front to back, then costs
+  // memory for one piece at a time, not for the whole file.
+  void release(std::size_t begin, std::size_t end) const;
 
  private:
   void* data_ = nullptr;
