@@ -110,14 +110,25 @@ TEST_F(Gpt2Weights, HuggingFaceImportGivesPyTorchsLogitsAndExportRoundTripsBitwi
   EXPECT_TRUE(same_bits(*model, *read_hf_gpt2(dir / "out"))) << "import(export(x)) is not x";
 }
 
-TEST_F(Gpt2Weights, AModelOfGpt2124MsShapeImportsWithPyTorchsLogits) {
+TEST_F(Gpt2Weights, AModelOfGpt2124MsShapeGivesPyTorchsLogitsInAndOut) {
   test::TempDir dir;
   make_files(dir, {"--layers", "12", "--heads", "12", "--embd", "768", "--positions", "1024", "--vocab",
                    "50257", "--ref-positions", "16", "--no-llmc"});
   const auto model = read_hf_gpt2(dir / "hf");
   const auto reference = test::read_tensor_file(dir / "reference.tns");
   EXPECT_EQ(model->layout().numel(), 124439808u);
-  EXPECT_LT(max_difference(cllm_logits(*model, reference_tokens(dir)), reference.at("logits").f32), 1e-5);
+  const std::vector<float> ours = cllm_logits(*model, reference_tokens(dir));
+  EXPECT_LT(max_difference(ours, reference.at("logits").f32), 1e-5);
+
+  // And back: PyTorch's logits of the exported folder are cllm's.
+  write_hf_gpt2(dir / "out", *model, TokenizerSpec{});
+  const test::ProcessResult r = test::run_program(
+      kPython, {kScript, "logits", (dir / "out").string(), (dir / "reference.tns").string(),
+                (dir / "exported.tns").string(), "--positions", "16"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<float> theirs = test::read_tensor_file(dir / "exported.tns").at("logits").f32;
+  EXPECT_EQ(theirs.size(), 16u * 50257u);
+  EXPECT_LT(max_difference(ours, theirs), 1e-5);
 }
 
 TEST_F(Gpt2Weights, NamesWithoutThePrefixAndBf16AndF16TensorsImportAsWell) {
@@ -338,18 +349,30 @@ TEST_F(Gpt2Weights, ImportGenerateAndExportFromTheCommandLine) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(read_file(dir / "again.bin") == read_file(dir / "gpt2.bin"));
 
-  // One line: not a model, a vocabulary too small for GPT-2 BPE (bad input:
-  // exit 1); a format export does not write (a bad option: exit 2).
+  // One line and exit 2 (the command must name another source or format):
+  // not a model, a vocabulary too small for GPT-2 BPE, a format export does
+  // not write.
   write_text(dir / "notes.txt", "hello");
   r = test::run_cllm({"import", (dir / "notes.txt").string(), "--out", (dir / "x.h5").string()}, dir.path());
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("neither a Hugging Face folder"), std::string::npos) << r.err;
   test::TempDir small;
   make_files(small, kSmall);
   r = test::run_cllm({"import", (small / "hf").string(), "--out", (dir / "x.h5").string(), "--vocab-dir", vocab},
                      dir.path());
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("a vocabulary of 97 tokens, fewer than GPT-2 BPE's 50257"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.h5"));
+  // A hostile tensor: its offsets run past the file.
+  const std::string header = R"({"wte.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,99]}})";
+  std::string hostile(8, '\0');
+  hostile[0] = static_cast<char>(header.size());
+  write_text(small / "hf" / "model.safetensors", hostile + header + std::string(8, '\0'));
+  r = test::run_cllm({"import", (small / "hf").string(), "--out", (dir / "x.h5").string(), "--vocab-dir", vocab},
+                     dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("model.safetensors: safetensors: tensor 'wte.weight': data_offsets [0, 99]"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "x.h5"));
   r = test::run_cllm({"export", "--checkpoint", (dir / "imported.h5").string(), "--out", (dir / "y").string(),
                       "--format", "onnx"}, dir.path());

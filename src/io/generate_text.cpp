@@ -1,11 +1,10 @@
 #include "cllm/io/generate_text.h"
 
 #include <cstdint>
-#include <exception>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
-#include "cllm/data/read_file.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/model/model.h"

@@ -9,6 +9,7 @@
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/gpt2_weights.h"
+#include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/setting_error.h"
 
 namespace cllm {
@@ -26,24 +27,34 @@ ImportSummary import_model(const ImportSpec& spec) {
   const auto start = std::chrono::steady_clock::now();
   ImportSummary summary;
   std::unique_ptr<Model> model;
-  std::error_code ec;
-  if (std::filesystem::is_directory(spec.source, ec)) {
-    summary.format = "Hugging Face";
-    model = read_hf_gpt2(spec.source);
-  } else if (!std::filesystem::exists(spec.source, ec)) {
-    throw std::runtime_error(spec.source + ": no such folder or file");
-  } else if (is_llmc_model_file(spec.source)) {
-    summary.format = "llm.c";
-    model = read_llmc_gpt2(spec.source);
-  } else {
-    throw std::runtime_error(spec.source + ": neither a Hugging Face folder (config.json, "
-                             "model.safetensors) nor an llm.c model file (magic 20240326)");
+  TokenizerSpec tokenizer;
+  try {
+    std::error_code ec;
+    if (std::filesystem::is_directory(spec.source, ec)) {
+      summary.format = "Hugging Face";
+      model = read_hf_gpt2(spec.source);
+    } else if (!std::filesystem::exists(spec.source, ec)) {
+      throw std::runtime_error(spec.source + ": no such folder or file");
+    } else if (is_llmc_model_file(spec.source)) {
+      summary.format = "llm.c";
+      model = read_llmc_gpt2(spec.source);
+    } else {
+      throw std::runtime_error(spec.source + ": neither a Hugging Face folder (config.json, "
+                               "model.safetensors) nor an llm.c model file (magic 20240326)");
+    }
+    summary.model = model->config();
+    tokenizer = tokenizer_spec("gpt2-bpe", spec.vocab_dir);
+    if (summary.model.vocab_size < tokenizer.vocab_size)
+      throw std::runtime_error(spec.source + ": a vocabulary of " + std::to_string(summary.model.vocab_size) +
+                               " tokens, fewer than GPT-2 BPE's " + std::to_string(tokenizer.vocab_size));
+  } catch (const OutOfMemory&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    // A source cllm cannot import (malformed, hostile, or a model it computes
+    // otherwise) fails as a bad argument does, exit 2: nothing was written,
+    // and only another source will do.
+    throw std::invalid_argument(e.what());
   }
-  summary.model = model->config();
-  const TokenizerSpec tokenizer = tokenizer_spec("gpt2-bpe", spec.vocab_dir);
-  if (summary.model.vocab_size < tokenizer.vocab_size)
-    throw std::runtime_error(spec.source + ": a vocabulary of " + std::to_string(summary.model.vocab_size) +
-                             " tokens, fewer than GPT-2 BPE's " + std::to_string(tokenizer.vocab_size));
 
   // No optimizer state: a run starts from these weights with its own AdamW.
   const RunSettings settings = {

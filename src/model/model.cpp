@@ -94,7 +94,7 @@ Model::Model(const ModelConfig& config) try
     : config_(validated(config)), layout_(gpt_parameter_layout(config)), params_(layout_.total()) {
   params_.zero();
 } catch (const AllocationError& e) {
-  throw std::runtime_error("out of memory: " + std::string(e.what()) +
+  throw OutOfMemory("out of memory: " + std::string(e.what()) +
                            " for the parameters of a model of " +
                            std::to_string(gpt_parameter_layout(config).numel()) + " parameters");
 }

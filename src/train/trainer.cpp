@@ -88,7 +88,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
   }
   for (int t = 0; t < cfg_.batch.threads; ++t)
     if (!failures[t].empty())
-      throw std::runtime_error("out of memory: thread " + std::to_string(t) + ": " + failures[t] +
+      throw OutOfMemory("out of memory: thread " + std::to_string(t) + ": " + failures[t] +
                                " (activations of --micro-batch " +
                                std::to_string(cfg_.batch.micro_batch) + " and one block's gradient; " +
                                std::to_string(cfg_.batch.threads) + " threads need one each)");

@@ -203,6 +203,9 @@ def logits(args):
     with open(os.path.join(args.folder, "config.json")) as f:
         config = json.load(f)
     assert config["model_type"] == "gpt2" and config["architectures"] == ["GPT2LMHeadModel"], config
+    for field in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon",
+                  "activation_function"):
+        assert field in config, f"config.json lacks {field}"
     assert config["activation_function"] == "gelu_new" and config["layer_norm_epsilon"] == 1e-5, config
     tensors, metadata = read_safetensors(os.path.join(args.folder, "model.safetensors"))
     assert metadata == {"format": "pt"}, metadata  # transformers refuses other metadata
@@ -210,6 +213,7 @@ def logits(args):
     expected = hf_shapes(config["n_layer"], config["n_embd"], config["n_positions"], config["vocab_size"])
     assert {k: tuple(v.shape) for k, v in params.items()} == expected, "names or shapes differ from HF's"
     tokens = tensorfile.read(args.tokens)["tokens"].reshape(-1)
+    tokens = tokens[:args.positions] if args.positions else tokens
     with torch.no_grad():
         out = forward(params, torch.from_numpy(tokens).long(), config["n_layer"], config["n_head"])
     tensorfile.write(args.out, [("logits", out.numpy().astype(np.float32))])
@@ -232,6 +236,7 @@ def main():
     g.add_argument("folder")
     g.add_argument("tokens")
     g.add_argument("out")
+    g.add_argument("--positions", type=int, default=0, help="logits of the first N positions only")
     args = parser.parse_args()
     make(args) if args.command == "make" else logits(args)
 

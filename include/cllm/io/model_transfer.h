@@ -25,8 +25,10 @@ struct ImportSummary {
 };
 
 // Reads the source, checks it, writes the checkpoint (step 0, no optimizer
-// state, the GPT-2 BPE tokenizer, "imported_from" recorded). Throws
-// std::runtime_error naming the file at fault.
+// state, the GPT-2 BPE tokenizer, "imported_from" recorded). A source it
+// cannot import throws std::invalid_argument naming the file and the
+// tensor or field at fault (the command's error, exit 2); writing the
+// checkpoint throws std::runtime_error (exit 1), memory OutOfMemory.
 ImportSummary import_model(const ImportSpec& spec);
 
 struct ExportSpec {
