@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""A dataset written by h5py with the README's schema trains.
+"""A dataset written by h5py with the schema of docs/architecture.md trains.
 
 Run with Debian's interpreter, which has numpy and h5py:
 
     /usr/bin/python3 tests/python/test_h5py_dataset.py --cllm build/release/cllm
 
-The README documents the dataset file so that other tools can write one.
+docs/architecture.md documents the dataset file so that other tools can write one.
 This test writes it the way a Python user would: root attributes as plain
 Python str, int and float values (h5py stores a str as a variable-length
 UTF-8 string, an int as int64), the byte tokenizer's tokens stored as uint8
@@ -41,7 +41,7 @@ TRAIN_ARGS = ["--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16"
 
 
 def write_dataset(path, dtype):
-    """The README's schema, with h5py's defaults for every attribute."""
+    """The documented schema, with h5py's defaults for every attribute."""
     vocab_size = 256
     rng = np.random.default_rng(1)
     tokens = rng.integers(0, vocab_size, size=4000).astype(dtype)
