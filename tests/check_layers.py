@@ -2,9 +2,10 @@
 """The layers' rule, checked: each layer includes only its own headers and
 those of the layers below it, and only src/dist calls MPI.
 
-    kernels -> model -> dist, data -> io -> train -> cli
+    base; kernels -> model -> dist, data -> io -> train -> cli
 
-(dist and data are side by side: neither includes the other.) A header
+(base is below every layer; dist and data are side by side: neither
+includes the other.) A header
 include/cllm/<layer>/x.h and a source src/<layer>/x.cpp belong to <layer>;
 src/cli/ may include every layer. Exit status 0 when the rule holds, 1 with
 a line per breach.
@@ -16,13 +17,14 @@ import re
 import sys
 
 BELOW = {
-    "kernels": set(),
-    "model": {"kernels"},
-    "dist": {"kernels", "model"},
-    "data": {"kernels", "model"},
-    "io": {"kernels", "model", "data"},
-    "train": {"kernels", "model", "dist", "data", "io"},
-    "cli": {"kernels", "model", "dist", "data", "io", "train"},
+    "base": set(),
+    "kernels": {"base"},
+    "model": {"base", "kernels"},
+    "dist": {"base", "kernels", "model"},
+    "data": {"base", "kernels", "model"},
+    "io": {"base", "kernels", "model", "data"},
+    "train": {"base", "kernels", "model", "dist", "data", "io"},
+    "cli": {"base", "kernels", "model", "dist", "data", "io", "train"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"cllm/([a-z]+)/[^"]+"', re.M)
 # A call: MPI_Name( - not a constant (MPI_COMM_WORLD) or a name in a comment.

@@ -28,12 +28,12 @@
 
 #include "agreement.h"
 #include "cli.h"
+#include "cllm/base/setting_error.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/mpi_env.h"
 #include "cllm/kernels/rng.h"
-#include "cllm/model/setting_error.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/trainer.h"
 #include "support/reference_step.h"

@@ -13,7 +13,7 @@
 
 #include <filesystem>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 #include "cllm/io/safetensors.h"
 
 namespace cllm {

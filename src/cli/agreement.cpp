@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cli.h"
-#include "cllm/model/setting_error.h"
+#include "cllm/base/setting_error.h"
 
 namespace cllm {
 

@@ -6,16 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "cllm/base/exit_codes.h"
 #include "cllm/dist/mpi_env.h"
 #include "cllm/train/train_config.h"
 
 namespace cllm {
-
-// Exit codes, documented in the README; a training run's own (3 and 4) are
-// in cllm/train/training_run.h.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitError = 1;  // bad input, I/O error, internal error
-inline constexpr int kExitUsage = 2;  // invalid command line
 
 // Parses argv and runs the chosen subcommand; returns the exit code.
 // Errors are reported as one line on stderr. Needs MPI initialised (the

@@ -11,7 +11,7 @@
 #include <tuple>
 #include <utility>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 
 namespace cllm {
 

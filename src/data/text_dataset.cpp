@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 #include "cllm/data/sha256.h"
 
 namespace cllm {

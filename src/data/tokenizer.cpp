@@ -2,9 +2,9 @@
 
 #include <stdexcept>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/data/bpe_tokenizer.h"
 #include "cllm/data/text_dataset.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/dist/stall.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

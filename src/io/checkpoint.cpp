@@ -6,7 +6,8 @@
 #include <utility>
 #include <variant>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/format.h"
+#include "cllm/base/read_file.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/durable_file.h"
 

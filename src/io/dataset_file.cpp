@@ -6,12 +6,12 @@
 #include <limits>
 #include <stdexcept>
 
+#include "cllm/base/read_file.h"
+#include "cllm/base/setting_error.h"
 #include "cllm/data/bpe_tokenizer.h"
-#include "cllm/data/read_file.h"
 #include "cllm/data/sha256.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/io/durable_file.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <utility>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 
 namespace cllm {
 

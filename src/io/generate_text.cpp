@@ -5,10 +5,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/model/model.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

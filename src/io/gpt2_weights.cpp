@@ -15,7 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/format.h"
+#include "cllm/base/read_file.h"
 #include "cllm/io/durable_file.h"
 #include "cllm/io/mapped_file.h"
 #include "cllm/io/safetensors.h"

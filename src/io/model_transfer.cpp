@@ -5,12 +5,12 @@
 #include <memory>
 #include <stdexcept>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/out_of_memory.h"
+#include "cllm/base/read_file.h"
+#include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/gpt2_weights.h"
-#include "cllm/kernels/aligned_buffer.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

@@ -6,12 +6,12 @@
 #include <filesystem>
 #include <system_error>
 
+#include "cllm/base/read_file.h"
+#include "cllm/base/setting_error.h"
 #include "cllm/data/parallel_encode.h"
-#include "cllm/data/read_file.h"
 #include "cllm/data/sha256.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 #include "cllm/kernels/matmul.h"
 
 namespace cllm {

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "cllm/model/setting_error.h"
+#include "cllm/base/setting_error.h"
 
 namespace cllm {
 

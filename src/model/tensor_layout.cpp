@@ -27,12 +27,6 @@ const TensorSpec* TensorLayout::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::vector<Chunk> make_chunks(const TensorLayout& layout) {
   std::vector<Chunk> chunks;
   for (const TensorSpec& t : layout.tensors())

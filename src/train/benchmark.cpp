@@ -6,11 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/rng.h"
-#include "cllm/model/setting_error.h"
 #include "cllm/train/cpu_usage.h"
 #include "report_format.h"
 
@@ -143,9 +143,9 @@ std::string bench_table(const BenchmarkResult& r) {
 }
 
 std::string bench_json(const BenchmarkResult& r) {
-  // The digits of the hand-written format this replaced: counts as
-  // integers, speeds to 0.1 token/s, 1 us and 0.01 GFLOP/s, CPU shares to
-  // 0.1%, the time split to 0.01%.
+  // Digits a reader can use, no more: counts as integers, speeds to 0.1
+  // token/s, 1 us and 0.01 GFLOP/s, CPU shares to 0.1%, the time split to
+  // 0.01%.
   const auto whole = [](double v) -> nlohmann::ordered_json {
     if (!std::isfinite(v)) return nullptr;
     return std::llround(v);

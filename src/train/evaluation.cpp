@@ -6,12 +6,12 @@
 #include <memory>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/dist/collective.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/model/gpt.h"
-#include "cllm/model/setting_error.h"
 #include "cllm/train/trainer.h"
 
 namespace cllm {

@@ -18,14 +18,6 @@
 
 namespace cllm {
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const long t = std::lround(s);
-  if (t >= 3600) return printf_string("%ldh%02ldm", t / 3600, t % 3600 / 60);
-  if (t >= 60) return printf_string("%ldm%02lds", t / 60, t % 60);
-  return printf_string("%lds", t);
-}
-
 std::string format_log_line(const LogRecord& r) {
   std::string s = printf_string(
       "step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s %s | %.1f ms/step | ETA %s",
@@ -43,9 +35,8 @@ std::string format_log_line(const LogRecord& r) {
 }
 
 std::string format_json_line(const LogRecord& r) {
-  // The digits of each field as the hand-written format had them: losses to
-  // 8 significant digits, lr and the norm to 6, timings to 0.1 token/s,
-  // 1 us and 0.1 s.
+  // Digits a reader can use, no more: losses to 8 significant digits, lr
+  // and the norm to 6, timings to 0.1 token/s, 1 us and 0.1 s.
   nlohmann::ordered_json j;
   j["step"] = r.step;
   j["loss"] = json_number(r.loss, "%.8g");

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/base/format.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/matmul.h"
 
@@ -23,17 +24,6 @@ inline void warn_about_matmul(const kernels::MatmulOptions& matmul) {
   if (matmul.engine == kernels::MatmulEngine::openblas) warning = kernels::blas_kernel_warning();
   if (matmul.precision == kernels::Precision::bf16) warning = kernels::bf16_support_warning();
   if (!warning.empty()) std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
-}
-
-// printf into a std::string, of any length.
-template <typename... Args>
-std::string printf_string(const char* format, Args... args) {
-  const int n = std::snprintf(nullptr, 0, format, args...);
-  if (n <= 0) return {};
-  std::string s(static_cast<std::size_t>(n) + 1, '\0');
-  std::snprintf(s.data(), s.size(), format, args...);
-  s.pop_back();  // the terminating NUL
-  return s;
 }
 
 // v as a JSON number with the digits printf's format would print ("%.1f":

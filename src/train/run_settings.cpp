@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "cllm/model/setting_error.h"
+#include "cllm/base/setting_error.h"
 
 namespace cllm {
 

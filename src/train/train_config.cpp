@@ -5,7 +5,7 @@
 #include <numbers>
 #include <string>
 
-#include "cllm/model/setting_error.h"
+#include "cllm/base/setting_error.h"
 
 namespace cllm {
 

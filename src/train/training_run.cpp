@@ -11,11 +11,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/dist/collective.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/model/generate.h"
-#include "cllm/model/setting_error.h"
 #include "cllm/train/stop_signal.h"
 #include "report_format.h"
 

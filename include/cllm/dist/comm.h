@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/dist/stall.h"
-#include "cllm/model/setting_error.h"
 
 namespace cllm {
 

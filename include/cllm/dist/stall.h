@@ -9,10 +9,9 @@
 // run's results are the same with it or without it.
 #pragma once
 
-namespace cllm {
+#include "cllm/base/exit_codes.h"
 
-// The exit code of a run whose ranks gave up waiting for a missing one.
-inline constexpr int kExitStalled = 5;
+namespace cllm {
 
 // What a rank waits in; named in warnings, errors and the trace.
 enum class Collective {

@@ -22,12 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "cllm/base/optimizer_state.h"
+#include "cllm/base/recorded_settings.h"
 #include "cllm/data/tokenizer_spec.h"
 #include "cllm/io/hdf5.h"
 #include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/model.h"
-#include "cllm/model/optimizer_state.h"
-#include "cllm/model/recorded_settings.h"
 
 namespace cllm {
 

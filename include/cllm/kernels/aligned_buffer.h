@@ -16,28 +16,18 @@
 #include <string>
 #include <type_traits>
 
+#include "cllm/base/format.h"
+#include "cllm/base/out_of_memory.h"
+
 namespace cllm {
 
 inline constexpr std::size_t kCacheLine = 64;
-
-// Memory that cannot be had: a fault of the machine, never of the input,
-// whatever the input was (a caller that turns bad input into exit 2 lets it by).
-struct OutOfMemory : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // An allocation that failed, with its size: callers add what it was for
 // ("thread 3's context: cannot allocate 451.8 MiB").
 struct AllocationError : OutOfMemory {
   explicit AllocationError(std::size_t bytes)
-      : OutOfMemory("cannot allocate " + describe_bytes(bytes)), bytes(bytes) {}
-  static std::string describe_bytes(std::size_t bytes) {
-    char text[48];
-    const double b = static_cast<double>(bytes);
-    if (b >= 1024.0 * 1048576.0) std::snprintf(text, sizeof text, "%.1f GiB", b / 1073741824.0);
-    else std::snprintf(text, sizeof text, "%.1f MiB", b / 1048576.0);
-    return text;
-  }
+      : OutOfMemory("cannot allocate " + format_bytes(bytes)), bytes(bytes) {}
   std::size_t bytes;
 };
 

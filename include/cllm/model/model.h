@@ -86,7 +86,6 @@ class Model {
   void update_bf16_copy(int threads);
   bool has_bf16_copy() const { return bf16_current_; }
   GptTensors<const kernels::bf16> bf16_tensors() const;
-  std::size_t bf16_copy_bytes() const { return params_bf16_.bytes(); }
 
   // GPT-2 initialisation: weights N(0, 0.02), residual output projections
   // scaled by 1/sqrt(2L), biases 0, LayerNorm gains 1.

@@ -14,7 +14,6 @@ struct ModelConfig {
   int n_head = 4;        // NH
   int n_embd = 256;      // C
 
-  int head_size() const { return n_embd / n_head; }
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
   // Model FLOPs per trained token (forward + backward): 6 x matmul

@@ -51,8 +51,6 @@ class TensorLayout {
   std::size_t total_ = 0;
 };
 
-std::string shape_string(const std::vector<std::int64_t>& shape);
-
 // ---- chunks: the unit of work of every pass over a flat buffer
 // Pieces of at most kChunkFloats elements of one tensor each, in buffer order;
 // the padding between tensors is in none. The in-rank gradient reduction

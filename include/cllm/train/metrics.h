@@ -34,7 +34,6 @@ struct LogRecord {
 
 std::string format_log_line(const LogRecord& r);
 std::string format_json_line(const LogRecord& r);
-std::string format_duration(double seconds);
 
 class MetricsFile {
  public:

@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
+#include "cllm/base/optimizer_state.h"
 #include "cllm/kernels/aligned_buffer.h"
-#include "cllm/model/optimizer_state.h"
 #include "cllm/model/tensor_layout.h"
 #include "cllm/train/train_config.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cllm/model/recorded_settings.h"
+#include "cllm/base/recorded_settings.h"
 #include "cllm/train/train_config.h"
 
 namespace cllm {

@@ -15,13 +15,14 @@
 #include <optional>
 #include <string>
 
+#include "cllm/base/exit_codes.h"
+#include "cllm/base/setting_error.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/timeline.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/output_lock.h"
-#include "cllm/model/setting_error.h"
 #include "cllm/train/metrics.h"
 #include "cllm/train/run_settings.h"
 #include "cllm/train/train_config.h"
@@ -50,11 +51,6 @@ struct RunPolicy {
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
 };
-
-// The exit codes of a run that ends early (README: Exit codes); 0 is a
-// success, and src/cli/cli.h holds the codes of the command line's errors.
-inline constexpr int kExitDiverged = 3;     // max_bad_steps non-finite steps in a row
-inline constexpr int kExitInterrupted = 4;  // a stop signal: checkpoint written, resume to go on
 
 // Which step a run ends at, and why.
 struct RunEnd {

@@ -1,4 +1,4 @@
-#include "cllm/model/setting_error.h"
+#include "cllm/base/setting_error.h"
 
 namespace cllm {
 

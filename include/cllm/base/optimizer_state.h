@@ -1,7 +1,5 @@
 // The optimizer's state as a checkpoint records it, as plain data: train's
-// AdamW exports it and is restored from it, io writes and reads it, and
-// neither needs the other's headers (a model-layer header: no code, only
-// what both layers above share).
+// AdamW exports it and is restored from it, io writes and reads it.
 #pragma once
 
 #include <cstdint>

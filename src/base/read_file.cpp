@@ -1,4 +1,4 @@
-#include "cllm/data/read_file.h"
+#include "cllm/base/read_file.h"
 
 #include <fstream>
 #include <iterator>

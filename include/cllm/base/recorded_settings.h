@@ -1,6 +1,6 @@
-// A run's settings by name, as a checkpoint records them (root attributes).
-// Plain data, shared by train (run_settings.h makes and compares them) and io
-// (checkpoint.h writes and reads them), so that neither includes the other.
+// A run's settings by name, as a checkpoint records them (root attributes):
+// train's run_settings.h makes and compares them, io's checkpoint.h writes
+// and reads them.
 #pragma once
 
 #include <cstdint>
