@@ -2,7 +2,7 @@
 """The layers' rule, checked: each layer includes only its own headers and
 those of the layers below it, and only src/dist calls MPI.
 
-    base; kernels -> model -> dist, data -> io -> train -> cli
+    base; kernels -> model -> dist, data -> io -> train -> app -> cli
 
 (base is below every layer; dist and data are side by side: neither
 includes the other.) A header
@@ -24,7 +24,8 @@ BELOW = {
     "data": {"base", "kernels", "model"},
     "io": {"base", "kernels", "model", "data"},
     "train": {"base", "kernels", "model", "dist", "data", "io"},
-    "cli": {"base", "kernels", "model", "dist", "data", "io", "train"},
+    "app": {"base", "kernels", "model", "dist", "data", "io", "train"},
+    "cli": {"base", "kernels", "model", "dist", "data", "io", "train", "app"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"cllm/([a-z]+)/[^"]+"', re.M)
 # A call: MPI_Name( - not a constant (MPI_COMM_WORLD) or a name in a comment.

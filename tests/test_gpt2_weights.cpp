@@ -16,13 +16,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/app/model_transfer.h"
 #include "cllm/base/read_file.h"
 #include "cllm/data/sampler.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/gpt2_weights.h"
-#include "cllm/io/model_transfer.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/model/gpt.h"
 #include "support/process.h"

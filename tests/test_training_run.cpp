@@ -8,11 +8,11 @@
 #include <limits>
 #include <string>
 
+#include "cllm/app/training_run.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/io/checkpoint_store.h"
-#include "cllm/train/training_run.h"
 #include "support/metrics.h"
 #include "support/text.h"
 

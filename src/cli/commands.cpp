@@ -15,15 +15,15 @@
 
 #include "agreement.h"
 #include "cli.h"
+#include "cllm/app/benchmark.h"
+#include "cllm/app/evaluation.h"
+#include "cllm/app/generate_text.h"
+#include "cllm/app/model_transfer.h"
+#include "cllm/app/prepare.h"
+#include "cllm/app/training_run.h"
 #include "cllm/dist/comm.h"
-#include "cllm/io/generate_text.h"
-#include "cllm/io/model_transfer.h"
-#include "cllm/io/options_file.h"
-#include "cllm/io/prepare.h"
-#include "cllm/train/benchmark.h"
-#include "cllm/train/evaluation.h"
 #include "cllm/train/stop_signal.h"
-#include "cllm/train/training_run.h"
+#include "options_file.h"
 
 namespace cllm {
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cllm/io/durable_file.h"
-#include "report_format.h"
+#include "cllm/train/report_format.h"
 
 namespace cllm {
 

@@ -1,4 +1,4 @@
-#include "cllm/io/options_file.h"
+#include "options_file.h"
 
 #include <sys/stat.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/io/generate_text.h"
+#include "cllm/app/generate_text.h"
 
 #include <cstdint>
 #include <memory>

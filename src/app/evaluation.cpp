@@ -1,4 +1,4 @@
-#include "cllm/train/evaluation.h"
+#include "cllm/app/evaluation.h"
 
 #include <omp.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/train/benchmark.h"
+#include "cllm/app/benchmark.h"
 
 #include <cmath>
 #include <memory>
@@ -12,7 +12,7 @@
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/rng.h"
 #include "cllm/train/cpu_usage.h"
-#include "report_format.h"
+#include "cllm/train/report_format.h"
 
 namespace cllm {
 

@@ -1,5 +1,5 @@
-// Text and JSON formatting shared by the train layer's reports (the log line
-// and metrics.jsonl, cllm bench); not part of the public headers.
+// Text and JSON formatting of reports: the log line and metrics.jsonl
+// (train), cllm bench and the run's messages (app).
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "cllm/io/prepare.h"
+#include "cllm/app/prepare.h"
 
 #include <omp.h>
 

@@ -1,4 +1,4 @@
-#include "cllm/io/model_transfer.h"
+#include "cllm/app/model_transfer.h"
 
 #include <chrono>
 #include <filesystem>

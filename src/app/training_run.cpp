@@ -1,4 +1,4 @@
-#include "cllm/train/training_run.h"
+#include "cllm/app/training_run.h"
 
 #include <omp.h>
 
@@ -16,8 +16,8 @@
 #include "cllm/dist/collective.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/model/generate.h"
+#include "cllm/train/report_format.h"
 #include "cllm/train/stop_signal.h"
-#include "report_format.h"
 
 namespace cllm {
 
