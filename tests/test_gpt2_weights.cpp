@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +24,7 @@
 #include "cllm/io/gpt2_weights.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/model/gpt.h"
+#include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"
 #include "support/tensor_file.h"
@@ -382,15 +382,6 @@ TEST_F(Gpt2Weights, ImportGenerateAndExportFromTheCommandLine) {
 }
 
 
-// The last line of a run's metrics.jsonl of each step logged.
-std::vector<nlohmann::json> metrics(const std::filesystem::path& out) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(read_file(out / "metrics.jsonl"));
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
 double eval_loss(const std::filesystem::path& checkpoint, const std::filesystem::path& data,
                  const std::vector<std::string>& more, const test::TempDir& dir) {
   std::vector<std::string> args = {"eval", "--checkpoint", checkpoint.string(), "--data", data.string(), "--json"};
@@ -421,7 +412,7 @@ TEST_F(Gpt2Weights, FineTuningStartsFromTheImportedModelsLossOnItsWindowsAndLear
            "--lr", "3e-3", "--warmup", "0", "--micro-batch", std::to_string(kMicro), "--global-batch",
            std::to_string(kGlobal), "--threads", "2", "--seed", std::to_string(kSeed), "--log-every", "1",
            "--eval-every", "20", "--eval-batches", "2", "--sample-tokens", "0", "--checkpoint-every", "20"});
-  const std::vector<nlohmann::json> logged = metrics(run);
+  const std::vector<nlohmann::ordered_json> logged = test::read_metrics(run / "metrics.jsonl");
   ASSERT_EQ(logged.size(), 20u);
 
   // Step 0's windows, as the sampler chose them, each scored by cllm eval.

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "cllm/base/out_of_memory.h"
+
 namespace cllm {
 
 std::string read_file(const std::filesystem::path& path, const std::string& kind) {
@@ -19,7 +21,7 @@ std::string read_file(const std::filesystem::path& path, const std::string& kind
   try {
     if (!ec) bytes.resize(size);
   } catch (const std::exception&) {  // bad_alloc, or length_error past max_size
-    throw std::runtime_error(name + ": out of memory: cannot allocate " +
+    throw OutOfMemory(name + ": out of memory: cannot allocate " +
                              std::to_string(size / 1048576) + " MiB to read the " + kind);
   }
   // One read of the size the file had (a character at a time ran at a few

@@ -9,7 +9,8 @@ namespace cllm {
 
 // The file's bytes. kind names it in messages ("data file", "input file"):
 // throws std::runtime_error "PATH: no such KIND", "PATH: cannot open KIND" or
-// "PATH: read error".
+// "PATH: read error", and OutOfMemory (out_of_memory.h) for a file too big
+// to hold.
 std::string read_file(const std::filesystem::path& path, const std::string& kind = "file");
 
 // "PATH: what", unless what already starts with the path: errors name their
