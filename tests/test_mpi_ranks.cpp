@@ -14,7 +14,6 @@
 //   MpiRanks.*         "mpi" (and the CLI's agreement on early exits)
 #include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cmath>
 #include <cstdint>
@@ -77,7 +76,7 @@ TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
   // ranks. The reference runs all of the step's micro-batches on one thread
   // with dloss 1/N. Scaling by a rank's tokens instead of the step's, or not
   // at all, or losing a bucket's allreduce, is off by a factor.
-  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  const Comm comm = Comm::world();
   SCOPED_TRACE("rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()));
   const TrainConfig cfg = tiny_config(comm.size(), 2, 4);
   const int step = 3;
@@ -97,7 +96,7 @@ TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
 }
 
 TEST(MpiRanks, ReplicaCheckPassesWhileReplicasAgree) {
-  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  const Comm comm = Comm::world();
   SCOPED_TRACE("rank " + std::to_string(comm.rank()));
   Trainer trainer(tiny_config(comm.size(), 1, 1), corpus(), comm);
   EXPECT_NO_THROW(trainer.check_replicas(0)) << "freshly initialised replicas";
@@ -106,7 +105,7 @@ TEST(MpiRanks, ReplicaCheckPassesWhileReplicasAgree) {
 }
 
 TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
-  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  const Comm comm = Comm::world();
   SCOPED_TRACE("rank " + std::to_string(comm.rank()));
   Trainer trainer(tiny_config(comm.size(), 1, 1), corpus(), comm);
   EXPECT_TRUE(trainer.train_step(0).applied);
@@ -158,7 +157,7 @@ TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
 // The CLI's early exits (src/cli/agreement.h): whichever ranks stop, every
 // rank returns the exit code of the lowest one, which alone prints why.
 TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
-  const Comm comm = Comm::duplicate(MPI_COMM_WORLD);
+  const Comm comm = Comm::world();
   SCOPED_TRACE("rank " + std::to_string(comm.rank()));
   const int last = comm.size() - 1;
   struct Outcome {

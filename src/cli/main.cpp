@@ -8,7 +8,7 @@
 
 #include "cli.h"
 #include "cllm/dist/mpi_env.h"
-#include "cllm/io/hdf5.h"
+#include "cllm/io/hdf5_handle.h"
 
 int main(int argc, char** argv) {
   std::optional<cllm::MpiEnvironment> mpi;

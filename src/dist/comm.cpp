@@ -7,75 +7,56 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
+#include "comm_mpi.h"
 #include "mpi_check.h"
-#include "stall_inspector.h"
 
 namespace cllm {
 
-Comm::Comm() = default;
+Comm::Comm() : mpi_(std::make_unique<Mpi>()) {}
 
-Comm Comm::duplicate(MPI_Comm parent) {
+Comm Comm::world() {
   Comm c;
-  check_mpi(MPI_Comm_dup(parent, &c.comm_), "MPI_Comm_dup");
-  MPI_Comm_rank(c.comm_, &c.rank_);
-  MPI_Comm_size(c.comm_, &c.size_);
+  check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &c.mpi_->comm), "MPI_Comm_dup");
+  MPI_Comm_rank(c.mpi_->comm, &c.rank_);
+  MPI_Comm_size(c.mpi_->comm, &c.size_);
   MPI_Comm node = MPI_COMM_NULL;
-  check_mpi(MPI_Comm_split_type(c.comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+  check_mpi(MPI_Comm_split_type(c.mpi_->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
             "MPI_Comm_split_type");
   MPI_Comm_size(node, &c.node_size_);
   MPI_Comm_free(&node);
   return c;
 }
 
-Comm Comm::world() { return duplicate(MPI_COMM_WORLD); }
+Comm::Comm(Comm&&) noexcept = default;
+Comm& Comm::operator=(Comm&&) noexcept = default;
+Comm::~Comm() = default;
 
-Comm::Comm(Comm&& o) noexcept
-    : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
-      rank_(o.rank_),
-      size_(o.size_),
-      node_size_(o.node_size_),
-      inspector_(std::move(o.inspector_)),
-      step_(o.step_),
-      current_(o.current_),
-      waits_(std::move(o.waits_)) {}
-
-Comm& Comm::operator=(Comm&& o) noexcept {
-  if (this != &o) {
-    inspector_.reset();
-    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-    comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
-    rank_ = o.rank_;
-    size_ = o.size_;
-    node_size_ = o.node_size_;
-    inspector_ = std::move(o.inspector_);
-    step_ = o.step_;
-    current_ = o.current_;
-    waits_ = std::move(o.waits_);
-  }
-  return *this;
-}
-
-Comm::~Comm() {
-  inspector_.reset();
-  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+Comm::Mpi::~Mpi() {
+  inspector.reset();  // it frees a duplicate of comm
+  if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
 }
 
 void Comm::watch_stalls(const StallPolicy& policy, SettingNames name_of) {
-  inspector_.reset();
-  if (comm_ != MPI_COMM_NULL && size_ > 1 && policy.on())
-    inspector_ = std::make_unique<StallInspector>(comm_, policy, std::move(name_of));
+  mpi_->inspector.reset();
+  if (mpi_->comm != MPI_COMM_NULL && size_ > 1 && policy.on())
+    mpi_->inspector = std::make_unique<StallInspector>(mpi_->comm, policy, std::move(name_of));
 }
+
+void Comm::label_step(int step) const { mpi_->step = step; }
+
+std::vector<CollectiveWait> Comm::take_waits() const { return std::exchange(mpi_->waits, {}); }
 
 void Comm::arrive(Collective what) const {
-  current_ = what;
-  if (inspector_) inspector_->arrive(what, step_);
+  mpi_->current = what;
+  if (mpi_->inspector) mpi_->inspector->arrive(what, mpi_->step);
 }
 
-void Comm::complete(std::span<MPI_Request> requests, std::span<double> completed_at) const {
-  if (comm_ == MPI_COMM_NULL) return;
+void Comm::Mpi::complete(std::span<MPI_Request> requests, std::span<double> completed_at) {
+  if (comm == MPI_COMM_NULL) return;
   const double begin = omp_get_wtime();
-  if (!inspector_ && completed_at.empty()) {
+  if (!inspector && completed_at.empty()) {
     check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE),
               "MPI_Waitall");
   } else {
@@ -98,14 +79,14 @@ void Comm::complete(std::span<MPI_Request> requests, std::span<double> completed
         for (int i = 0; i < n; ++i) completed_at[done[i]] = now;
       open -= static_cast<std::size_t>(n);
       if (open == 0) break;
-      if (inspector_ && now >= next_look) {
-        inspector_->poll();
+      if (inspector && now >= next_look) {
+        inspector->poll();
         next_look = now + 0.005;
       }
       if (now - begin > 0.001) std::this_thread::yield();
     }
   }
-  waits_.push_back({current_, step_, begin, omp_get_wtime()});
+  waits.push_back({current, step, begin, omp_get_wtime()});
 }
 
 namespace {
@@ -117,34 +98,34 @@ void run_collective(const Comm& comm, Collective what, Start start) {
   comm.arrive(what);
   MPI_Request request = MPI_REQUEST_NULL;
   start(&request);
-  comm.complete(std::span(&request, 1));
+  comm.mpi().complete(std::span(&request, 1));
 }
 
 }  // namespace
 
 bool Comm::all_ok(bool ok, Collective what) const {
-  if (comm_ == MPI_COMM_NULL) return ok;
+  if (mpi_->comm == MPI_COMM_NULL) return ok;
   int mine = ok ? 1 : 0, all = 0;
   run_collective(*this, what, [&](MPI_Request* r) {
-    check_mpi(MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm_, r), "MPI_Iallreduce");
+    check_mpi(MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_LAND, mpi_->comm, r), "MPI_Iallreduce");
   });
   return all != 0;
 }
 
 void Comm::sum(std::span<double> v, Collective what) const {
-  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  if (mpi_->comm == MPI_COMM_NULL || v.empty()) return;
   run_collective(*this, what, [&](MPI_Request* r) {
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE,
-                             MPI_SUM, comm_, r),
+                             MPI_SUM, mpi_->comm, r),
               "MPI_Iallreduce");
   });
 }
 
 void Comm::sum(std::span<float> v, Collective what) const {
-  if (comm_ == MPI_COMM_NULL || v.empty()) return;
+  if (mpi_->comm == MPI_COMM_NULL || v.empty()) return;
   run_collective(*this, what, [&](MPI_Request* r) {
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_FLOAT,
-                             MPI_SUM, comm_, r),
+                             MPI_SUM, mpi_->comm, r),
               "MPI_Iallreduce");
   });
 }
@@ -160,26 +141,26 @@ void broadcast_pieces(const Comm& comm, std::span<T> v, MPI_Datatype type, Colle
   for (std::size_t off = 0; off < v.size(); off += kPiece) {
     MPI_Request& r = requests.emplace_back(MPI_REQUEST_NULL);
     check_mpi(MPI_Ibcast(v.data() + off, static_cast<int>(std::min(kPiece, v.size() - off)), type,
-                         0, comm.get(), &r),
+                         0, comm.mpi().comm, &r),
               "MPI_Ibcast");
   }
-  comm.complete(requests);
+  comm.mpi().complete(requests);
 }
 }  // namespace
 
 void Comm::broadcast(std::span<float> v, Collective what) const {
-  if (comm_ != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_FLOAT, what);
+  if (mpi_->comm != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_FLOAT, what);
 }
 
 void Comm::broadcast(std::span<std::byte> v, Collective what) const {
-  if (comm_ != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_BYTE, what);
+  if (mpi_->comm != MPI_COMM_NULL) broadcast_pieces(*this, v, MPI_BYTE, what);
 }
 
 std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value, Collective what) const {
   std::vector<std::uint64_t> all(size_, value);
-  if (comm_ != MPI_COMM_NULL)
+  if (mpi_->comm != MPI_COMM_NULL)
     run_collective(*this, what, [&](MPI_Request* r) {
-      check_mpi(MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_, r),
+      check_mpi(MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, mpi_->comm, r),
                 "MPI_Iallgather");
     });
   return all;
@@ -187,16 +168,16 @@ std::vector<std::uint64_t> Comm::all_gather(std::uint64_t value, Collective what
 
 std::vector<double> Comm::all_gather(double value, Collective what) const {
   std::vector<double> all(size_, value);
-  if (comm_ != MPI_COMM_NULL)
+  if (mpi_->comm != MPI_COMM_NULL)
     run_collective(*this, what, [&](MPI_Request* r) {
-      check_mpi(MPI_Iallgather(&value, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm_, r),
+      check_mpi(MPI_Iallgather(&value, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, mpi_->comm, r),
                 "MPI_Iallgather");
     });
   return all;
 }
 
 std::vector<std::string> Comm::gather_text(const std::string& mine, Collective what) const {
-  if (comm_ == MPI_COMM_NULL) return {mine};
+  if (mpi_->comm == MPI_COMM_NULL) return {mine};
   // Sizes first, then the texts, into one buffer on rank 0.
   if (mine.size() > static_cast<std::size_t>(INT32_MAX))
     throw std::runtime_error("gather_text: " + std::to_string(mine.size()) + " bytes on rank " +
@@ -204,7 +185,7 @@ std::vector<std::string> Comm::gather_text(const std::string& mine, Collective w
   int size = static_cast<int>(mine.size());
   std::vector<int> sizes(is_root() ? size_ : 0), offsets(sizes.size());
   run_collective(*this, what, [&](MPI_Request* r) {
-    check_mpi(MPI_Igather(&size, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, comm_, r),
+    check_mpi(MPI_Igather(&size, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, mpi_->comm, r),
               "MPI_Igather");
   });
   std::size_t total = 0;
@@ -217,7 +198,7 @@ std::vector<std::string> Comm::gather_text(const std::string& mine, Collective w
   std::string all(total, '\0');
   run_collective(*this, what, [&](MPI_Request* r) {
     check_mpi(MPI_Igatherv(mine.data(), size, MPI_CHAR, all.data(), sizes.data(), offsets.data(),
-                           MPI_CHAR, 0, comm_, r),
+                           MPI_CHAR, 0, mpi_->comm, r),
               "MPI_Igatherv");
   });
   std::vector<std::string> texts;
@@ -226,9 +207,9 @@ std::vector<std::string> Comm::gather_text(const std::string& mine, Collective w
 }
 
 double Comm::synchronized_now(Collective what) const {
-  if (comm_ != MPI_COMM_NULL)
+  if (mpi_->comm != MPI_COMM_NULL)
     run_collective(*this, what, [&](MPI_Request* r) {
-      check_mpi(MPI_Ibarrier(comm_, r), "MPI_Ibarrier");
+      check_mpi(MPI_Ibarrier(mpi_->comm, r), "MPI_Ibarrier");
     });
   return omp_get_wtime();
 }

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "comm_mpi.h"
 #include "mpi_check.h"
 
 namespace cllm {
@@ -44,6 +45,12 @@ std::vector<GradientBucket> plan_buckets(const TensorLayout& layout, std::size_t
   return buckets;
 }
 
+struct GradientReducer::Requests {
+  explicit Requests(std::size_t n) : of(n, MPI_REQUEST_NULL), done(n) {}
+  std::vector<MPI_Request> of;
+  std::vector<int> done;  // MPI_Testsome's indices
+};
+
 GradientReducer::GradientReducer(const Comm& comm, const TensorLayout& layout,
                                  std::size_t bucket_bytes, std::vector<std::size_t> unit_starts,
                                  double progress_interval_us)
@@ -53,10 +60,9 @@ GradientReducer::GradientReducer(const Comm& comm, const TensorLayout& layout,
       buckets_(plan_buckets(layout, bucket_bytes, unit_starts)),
       unit_buckets_(n_units_),
       posted_(n_units_, false),
-      requests_(buckets_.size(), MPI_REQUEST_NULL),
+      requests_(std::make_unique<Requests>(buckets_.size())),
       started_at_(buckets_.size()),
       completed_at_(buckets_.size()),
-      done_(buckets_.size()),
       interval_(progress_interval_us),
       queue_(n_units_) {
   for (std::size_t b = 0; b < buckets_.size(); ++b)
@@ -145,7 +151,7 @@ void GradientReducer::post_now(int unit) {
     for (int b : unit_buckets_[unit]) {
       check_mpi(MPI_Iallreduce(MPI_IN_PLACE, sum_ + buckets_[b].offset,
                                static_cast<int>(buckets_[b].size), MPI_FLOAT, MPI_SUM,
-                               comm_.get(), &requests_[b]),
+                               comm_.mpi().comm, &requests_->of[b]),
                 "MPI_Iallreduce");
       started_at_[b] = m0;
     }
@@ -161,11 +167,12 @@ void GradientReducer::test_now() {
   const double m0 = omp_get_wtime();
   try {
     int n = 0;
-    check_mpi(MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &n, done_.data(),
+    std::vector<MPI_Request>& of = requests_->of;
+    check_mpi(MPI_Testsome(static_cast<int>(of.size()), of.data(), &n, requests_->done.data(),
                            MPI_STATUSES_IGNORE),
               "MPI_Testsome");
     const double now = omp_get_wtime();
-    for (int i = 0; i < n && n != MPI_UNDEFINED; ++i) completed_at_[done_[i]] = now;
+    for (int i = 0; i < n && n != MPI_UNDEFINED; ++i) completed_at_[requests_->done[i]] = now;
   } catch (...) {
     failure_ = std::current_exception();
   }
@@ -187,13 +194,13 @@ double GradientReducer::finish(Timeline* timeline, int step) {
   const double w0 = omp_get_wtime();
   std::exception_ptr waiting;
   try {
-    comm_.complete(requests_, completed_at_);
+    comm_.mpi().complete(requests_->of, completed_at_);
   } catch (...) {
     waiting = std::current_exception();
   }
   const double waited = omp_get_wtime() - w0;
   mpi_seconds_ += waited;
-  std::fill(requests_.begin(), requests_.end(), MPI_REQUEST_NULL);
+  std::fill(requests_->of.begin(), requests_->of.end(), MPI_REQUEST_NULL);
   if (failure_) std::rethrow_exception(failure_);
   if (waiting) std::rethrow_exception(waiting);
   if (timeline && timeline->on())

@@ -10,6 +10,8 @@
 #include "cllm/base/read_file.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/hdf5.h"
+#include "tokenizer_attributes.h"
 
 namespace cllm {
 

@@ -12,6 +12,8 @@
 #include "cllm/data/sha256.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/hdf5.h"
+#include "tokenizer_attributes.h"
 
 namespace cllm {
 

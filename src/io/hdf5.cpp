@@ -5,6 +5,7 @@
 #include <functional>
 #include <numeric>
 #include <stdexcept>
+#include <type_traits>
 
 namespace cllm::h5 {
 
@@ -70,6 +71,9 @@ std::runtime_error too_long(const std::string& what, std::uint64_t bytes) {
 Handle::Handle(hid_t id, const std::string& what) : id_(id) {
   if (id < 0) fail(what);
 }
+
+static_assert(std::is_same_v<hid_t, Id>, "h5::Id is hid_t");
+static_assert(H5I_INVALID_HID == -1, "h5::Handle's invalid id");
 
 void Handle::reset() {
   if (id_ >= 0) H5Idec_ref(id_);  // closes any kind of object when the last reference goes

@@ -6,12 +6,11 @@
 // touch a Comm.
 //
 // Every collective is named (stall.h's Collective) and run nonblocking, then
-// waited for in one place, complete(): there the stall inspector watches
-// (watch_stalls), and each wait is recorded for comm_wait_s and the trace
-// (take_waits). That bookkeeping is the only state a const Comm changes.
+// waited for in one place (Comm::Mpi::complete): there the stall inspector
+// watches (watch_stalls), and each wait is recorded for comm_wait_s and the
+// trace (take_waits). That bookkeeping is the only state a const Comm changes.
+// MPI's own types stay in src/dist/: outside it a Comm is just this class.
 #pragma once
-
-#include <mpi.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +18,6 @@
 #include <span>
 #include <string>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "cllm/base/setting_error.h"
@@ -27,15 +25,11 @@
 
 namespace cllm {
 
-class StallInspector;  // src/dist/stall_inspector.h
-
 class Comm {
  public:
   // A communicator of one process that needs no MPI: for tests and tools.
   Comm();
-  // Duplicates parent (MPI_Comm_dup) and owns the duplicate.
-  static Comm duplicate(MPI_Comm parent);
-  // A duplicate of MPI_COMM_WORLD: every rank of the launch. Collective.
+  // A duplicate of MPI_COMM_WORLD, owned: every rank of the launch. Collective.
   static Comm world();
 
   Comm(Comm&& o) noexcept;
@@ -50,27 +44,18 @@ class Comm {
   // Every rank shares this rank's node (MPI_COMM_TYPE_SHARED): messages are
   // memory copies, not a network.
   bool on_one_node() const { return node_size_ == size_; }
-  // MPI_COMM_NULL for the one-process Comm.
-  MPI_Comm get() const { return comm_; }
 
   // Watches every collective from now on (stall.h); off when the policy is
   // off or there is one rank. Collective. name_of names the settings in its
   // messages.
   void watch_stalls(const StallPolicy& policy, SettingNames name_of = recorded_name);
   // The step that warnings and recorded waits name, from now on (0: setting up).
-  void label_step(int step) const { step_ = step; }
+  void label_step(int step) const;
   // The waits recorded since the last call, oldest first; clears them.
-  std::vector<CollectiveWait> take_waits() const { return std::exchange(waits_, {}); }
-
-  // All collectives, nonblocking then waited for, go through these two:
-  // arrive() when this rank enters collective `what` (the stall inspector
-  // learns of it), complete() to wait for the requests it started. A caller
-  // may do other work between the two (GradientReducer reduces the next
-  // bucket in-rank). completed_at, when given, receives when each request
-  // was seen complete (omp_get_wtime()); requests already complete are left
-  // as they are.
+  std::vector<CollectiveWait> take_waits() const;
+  // This rank enters collective `what`: the stall inspector learns of it.
+  // Every collective starts here and ends in Mpi::complete.
   void arrive(Collective what) const;
-  void complete(std::span<MPI_Request> requests, std::span<double> completed_at = {}) const;
 
   // True on every rank if ok is true on every rank.
   bool all_ok(bool ok, Collective what) const;
@@ -96,16 +81,16 @@ class Comm {
   // within the barrier's skew (microseconds on one node).
   double synchronized_now(Collective what) const;
 
+  // The MPI side: the communicator, the stall inspector, the waits. Complete
+  // only in src/dist/comm_mpi.h, for the code of this layer.
+  struct Mpi;
+  Mpi& mpi() const { return *mpi_; }
+
  private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   int node_size_ = 1;  // ranks on this rank's node
-  std::unique_ptr<StallInspector> inspector_;  // null: not watching
-  // The main thread's bookkeeping of its waits (see above).
-  mutable int step_ = 0;
-  mutable Collective current_ = Collective::agreement;
-  mutable std::vector<CollectiveWait> waits_;
+  std::unique_ptr<Mpi> mpi_;
 };
 
 // A 64-bit fingerprint of a float buffer's bits (FNV-1a over 64-bit words):

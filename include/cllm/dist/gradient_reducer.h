@@ -15,8 +15,6 @@
 // bits of the sum, depend only on the layout, the units and the bucket size.
 #pragma once
 
-#include <mpi.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -102,9 +100,9 @@ class GradientReducer {
   std::vector<std::vector<int>> unit_buckets_;  // each unit's buckets
   std::vector<bool> posted_;                    // per unit, this step
   float* sum_ = nullptr;                        // start()'s rank_sum
-  std::vector<MPI_Request> requests_;           // one per bucket, reused every step
+  struct Requests;                    // MPI's, one per bucket (gradient_reducer.cpp)
+  std::unique_ptr<Requests> requests_;  // reused every step
   std::vector<double> started_at_, completed_at_;  // each bucket's allreduce, for the timeline
-  std::vector<int> done_;                          // MPI_Testsome's indices
   std::exception_ptr failure_;                     // the first failed MPI call of the step
   double mpi_seconds_ = 0;
   bool arrived_ = false;  // Comm::arrive called this step

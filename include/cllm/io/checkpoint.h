@@ -25,7 +25,7 @@
 #include "cllm/base/optimizer_state.h"
 #include "cllm/base/recorded_settings.h"
 #include "cllm/data/tokenizer_spec.h"
-#include "cllm/io/hdf5.h"
+#include "cllm/io/hdf5_handle.h"
 #include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/model.h"
 

@@ -16,7 +16,7 @@
 
 #include "cllm/data/token_source.h"
 #include "cllm/data/tokenizer_spec.h"
-#include "cllm/io/hdf5.h"
+#include "cllm/io/hdf5_handle.h"
 
 namespace cllm {
 
@@ -89,12 +89,5 @@ struct TrainingData {
 // text, read whole with the byte tokenizer. Windows are seq_len + 1 tokens.
 // Throws std::runtime_error naming the file.
 TrainingData open_training_data(const DataSpec& spec, int seq_len);
-
-// A tokenizer as stored in datasets and checkpoints: the attributes
-// tokenizer, vocab_size and eot_token on attributes_at (the root of a
-// dataset, /tokenizer of a checkpoint), and its vocabulary files, if any, as
-// byte datasets under /tokenizer.
-void write_tokenizer(hid_t file, hid_t attributes_at, const TokenizerSpec& tokenizer);
-TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at);
 
 }  // namespace cllm

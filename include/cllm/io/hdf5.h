@@ -3,6 +3,9 @@
 // std::runtime_error with HDF5's own innermost reason ("Fletcher32 checksum
 // failed", "file signature not found"), which callers prefix with the path.
 //
+// Its handle type is in hdf5_handle.h, apart: this header brings <mpi.h>
+// (parallel HDF5), so only io's sources and tests include it.
+//
 // Debian's HDF5 is built without thread safety: call this from one thread at
 // a time (in CLLM, the main thread, outside parallel regions).
 #pragma once
@@ -18,37 +21,9 @@
 #include <utility>
 #include <vector>
 
+#include "cllm/io/hdf5_handle.h"
+
 namespace cllm::h5 {
-
-// An owned HDF5 identifier of any kind (file, group, dataset, ...).
-class Handle {
- public:
-  Handle() = default;
-  // Throws std::runtime_error(what + HDF5's reason) when id is negative.
-  Handle(hid_t id, const std::string& what);
-  ~Handle() { reset(); }
-  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)) {}
-  Handle& operator=(Handle&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = std::exchange(o.id_, H5I_INVALID_HID);
-    }
-    return *this;
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-
-  hid_t get() const { return id_; }
-  operator hid_t() const { return id_; }  // NOLINT: pass straight to the C API
-  void reset();
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-};
-
-// Stops HDF5 from printing its error stack on stderr: our messages are one
-// line. Call once per process, before any other HDF5 call.
-void silence_error_stack();
 
 // Throws std::runtime_error(what + HDF5's reason) when status is negative.
 void check(herr_t status, const std::string& what);
