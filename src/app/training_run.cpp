@@ -286,7 +286,7 @@ RunEnd TrainingRun::ended(RunEnd end) {
   return end;
 }
 
-RunEnd TrainingRun::run() {
+TrainingState TrainingRun::resume_or_init() {
   const bool root = comm_.is_root();
   // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
   std::optional<TrainingState> resumed;
@@ -294,7 +294,6 @@ RunEnd TrainingRun::run() {
     if (root) resumed = load_resume_point();
   }, Collective::resume);
   const std::optional<TrainingState> point = share_resume_point(resumed);  // on every rank
-  const TrainingState start = point.value_or(TrainingState{});
   if (!point && !policy_.init.empty()) {
     collectively(comm_, [&] {
       if (!root) return;
@@ -304,109 +303,90 @@ RunEnd TrainingRun::run() {
     }, Collective::resume);
     if (comm_.size() > 1) comm_.broadcast(trainer_->mutable_model().params(), Collective::resume);
   }
-  const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
-  if (start.step >= end) {
-    if (root)
-      std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n",
-                  policy_.out.c_str(), static_cast<long long>(start.step),
-                  (end == config_.steps ? "completes " + name_of_("steps")
-                                        : "reaches " + name_of_("stop_at")).c_str());
-    return {RunEnd::Why::nothing_to_do, start.step};
-  }
-  collectively(comm_, [&] {
-    if (root) metrics_.emplace(fs::path(policy_.out) / "metrics.jsonl", start.step);
-  });
-  if (root) print_header();
+  return point.value_or(TrainingState{});
+}
 
+RunEnd TrainingRun::nothing_to_do(std::int64_t step, int end) const {
+  if (comm_.is_root())
+    std::printf("cllm train: %s is at step %lld, which %s; nothing to do\n", policy_.out.c_str(),
+                static_cast<long long>(step),
+                (end == config_.steps ? "completes " + name_of_("steps")
+                                      : "reaches " + name_of_("stop_at")).c_str());
+  return {RunEnd::Why::nothing_to_do, step};
+}
+
+bool TrainingRun::count_bad_step(const StepResult& r, TrainingState& state) const {
+  if (r.applied) {
+    state.bad_steps_in_a_row = 0;
+    return false;
+  }
+  // Every rank sees the same loss and norm, so decides alike.
+  ++state.bad_steps_in_a_row;
+  if (comm_.is_root())
+    std::fprintf(stderr,
+                 "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
+                 "skipped (%d of %s %d in a row)\n",
+                 r.step + 1,
+                 std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update"
+                 : std::isfinite(r.loss)                             ? "gradient norm"
+                                                                     : "loss",
+                 r.loss, r.grad_norm, state.bad_steps_in_a_row, name_of_("max_bad_steps").c_str(),
+                 policy_.max_bad_steps);
+  return state.bad_steps_in_a_row >= policy_.max_bad_steps;
+}
+
+void TrainingRun::log(LogInterval& interval, int done, const StepResult& last, bool evaluate) {
+  LogRecord rec = interval.close(done, last);
+  if (evaluate) {
+    const TimedSpan span(timeline_, 0, "evaluate", done);
+    rec.val_loss = trainer_->evaluate();
+  }
+  if (comm_.is_root()) {
+    std::printf("%s\n", format_log_line(rec).c_str());
+    std::fflush(stdout);
+    metrics_->write(rec);
+    if (done == config_.steps)
+      std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
+                  "rank(s)\n",
+                  *rec.val_loss, static_cast<unsigned long long>(checksum(trainer_->model().params())),
+                  comm_.size());
+  }
+  interval.collect_waits();  // the log's own, before the timeline goes out
+  timeline_.flush(comm_);
+}
+
+RunEnd TrainingRun::run() {
+  const TrainingState start = resume_or_init();
+  const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
+  if (start.step >= end) return nothing_to_do(start.step, end);
+  collectively(comm_, [&] {
+    if (comm_.is_root()) metrics_.emplace(fs::path(policy_.out) / "metrics.jsonl", start.step);
+  });
+  if (comm_.is_root()) print_header();
   TrainingState state = start;
-  double interval_s = 0, total_s = 0, interval_wait_s = 0;
-  int interval_steps = 0;
-  // The waits for other ranks since the last call: into the log interval's
-  // sum and the timeline.
-  const auto collect_waits = [&] {
-    const std::vector<CollectiveWait> waits = comm_.take_waits();
-    for (const CollectiveWait& w : waits) interval_wait_s += w.end - w.begin;
-    timeline_.waits(waits);
-  };
+  LogInterval interval(comm_, timeline_, config_, start.step);
   for (int step = static_cast<int>(start.step); step < end; ++step) {
     const StepResult r = trainer_->train_step(step);
-    interval_s += r.t_total;
-    total_s += r.t_total;
-    ++interval_steps;
-    state.step = step + 1;
-    state.tokens_seen += config_.tokens_per_step();
-    if (!r.applied) {  // every rank sees the same loss and norm, so decides alike
-      ++state.bad_steps_in_a_row;
-      if (root)
-        std::fprintf(stderr,
-                     "cllm: warning: step %d: non-finite %s (loss %g, grad norm %g); update "
-                     "skipped (%d of %s %d in a row)\n",
-                     step + 1,
-                     std::isfinite(r.loss) && std::isfinite(r.grad_norm) ? "update"
-                     : std::isfinite(r.loss)                             ? "gradient norm"
-                                                                         : "loss",
-                     r.loss, r.grad_norm, state.bad_steps_in_a_row, name_of_("max_bad_steps").c_str(),
-                     policy_.max_bad_steps);
-      if (state.bad_steps_in_a_row >= policy_.max_bad_steps)
-        return ended({RunEnd::Why::diverged, state.step, 0, state.bad_steps_in_a_row});
-    } else {
-      state.bad_steps_in_a_row = 0;
-    }
+    interval.add(r);
     const int done = step + 1;
+    state.step = done;
+    state.tokens_seen += config_.tokens_per_step();
+    if (count_bad_step(r, state)) return ended({RunEnd::Why::diverged, done, 0, state.bad_steps_in_a_row});
     const StepActions act = step_actions(config_, policy_, done, end);
     if (act.check_replicas) trainer_->check_replicas(done);
-    collect_waits();  // this step's, and those of the last step boundary
-    if (act.log) {
-      LogRecord rec;
-      rec.step = done;
-      rec.total_steps = config_.steps;
-      rec.loss = r.loss;
-      rec.lr = r.lr;
-      rec.grad_norm = r.grad_norm;
-      rec.ms_per_step = 1000.0 * interval_s / interval_steps;
-      rec.tokens_per_s =
-          static_cast<double>(config_.tokens_per_step()) * interval_steps / interval_s;
-      rec.eta_s = total_s / (done - start.step) * (config_.steps - done);
-      rec.precision = config_.batch.matmul.precision;
-      // The rank that waits least is the one the others wait for.
-      const std::vector<double> rank_waits =
-          comm_.all_gather(interval_wait_s / interval_steps, Collective::log);
-      rec.ranks = comm_.size();
-      rec.comm_wait_s = *std::max_element(rank_waits.begin(), rank_waits.end());
-      rec.slowest_rank = static_cast<int>(std::min_element(rank_waits.begin(), rank_waits.end()) -
-                                          rank_waits.begin());
-      if (act.evaluate) {
-        const TimedSpan span(timeline_, 0, "evaluate", done);
-        rec.val_loss = trainer_->evaluate();
-      }
-      if (root) {
-        std::printf("%s\n", format_log_line(rec).c_str());
-        std::fflush(stdout);
-        metrics_->write(rec);
-      }
-      interval_s = 0;
-      interval_wait_s = 0;
-      interval_steps = 0;
-      if (done == config_.steps && root)
-        std::printf("final validation loss %.4f; parameter checksum %016llx, the same on all %d "
-                    "rank(s)\n",
-                    *rec.val_loss,
-                    static_cast<unsigned long long>(checksum(trainer_->model().params())),
-                    comm_.size());
-      collect_waits();  // the log's own, before the timeline goes out
-      timeline_.flush(comm_);
-    }
+    interval.collect_waits();  // this step's, and those of the last step boundary
+    if (act.log) log(interval, done, r, act.evaluate);
     // A stop signal on any rank: all ranks agree on it here, at the step
     // boundary (after the last step there is nothing left to interrupt).
     const bool interrupted =
         done < end && !comm_.all_ok(stop_signal_received() == 0, Collective::stop_agreement);
     if (interrupted && !act.checkpoint) trainer_->check_replicas(done);
     if (act.checkpoint || interrupted) save_checkpoint(state);
-    if (interrupted) return ended({RunEnd::Why::interrupted, state.step, stop_signal_received()});
+    if (interrupted) return ended({RunEnd::Why::interrupted, done, stop_signal_received()});
   }
   if (end < config_.steps) return ended({RunEnd::Why::stop_at, end});
   ended({RunEnd::Why::completed, end});
-  if (root && policy_.sample_tokens > 0) print_sample();
+  if (comm_.is_root() && policy_.sample_tokens > 0) print_sample();
   return {RunEnd::Why::completed, end};
 }
 

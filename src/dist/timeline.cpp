@@ -161,4 +161,22 @@ TimedSpan::~TimedSpan() {
     timeline_.span(thread_, name_, begin_, omp_get_wtime(), step_, arg_name_, arg_);
 }
 
+PhaseClock::PhaseClock(Timeline* timeline, int thread, int step)
+    : timeline_(timeline && timeline->on() ? timeline : nullptr),
+      thread_(thread),
+      step_(step),
+      start_(omp_get_wtime()),
+      last_(start_) {}
+
+double PhaseClock::lap(const char* name, const char* arg_name, int arg) {
+  const double now = omp_get_wtime(), begin = std::exchange(last_, now);
+  if (name && timeline_) timeline_->span(thread_, name, begin, now, step_, arg_name, arg);
+  return now - begin;
+}
+
+double PhaseClock::whole(const char* name, const char* arg_name, int arg) {
+  if (name && timeline_) timeline_->span(thread_, name, start_, last_, step_, arg_name, arg);
+  return last_ - start_;
+}
+
 }  // namespace cllm

@@ -117,55 +117,53 @@ StepResult Trainer::train_step(int step) {
   const int label = step + 1;  // the log's step number
   comm_.label_step(label);
   Timeline* const timeline = timeline_ && timeline_->on() ? timeline_ : nullptr;
-  const double t_start = omp_get_wtime();
+  PhaseClock clock(timeline, 0, label);
   read_training_windows(step);
-  const double t0 = omp_get_wtime();
-  if (timeline) timeline->span(0, "read windows", t_start, t0, label);
+  r.t_data = clock.lap("read windows");
 
   // ---- forward + backward: threads share the model read-only, no lock;
   // each layer's gradient is summed in-rank, and posted, as it is done.
   update_bf16_weights();
   std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
   reducer_.start(grads_.span());
-  const double t_parallel = omp_get_wtime();
+  const bool bf16 = cfg_.batch.matmul.precision == kernels::Precision::bf16;
+  const double setup_s = clock.lap(bf16 ? "bf16 weights" : nullptr);
 #pragma omp parallel num_threads(n_threads)
   run_rounds(omp_get_thread_num(), label, timeline);
-  const double t1 = omp_get_wtime();
-  if (timeline && cfg_.batch.matmul.precision == kernels::Precision::bf16)
-    timeline->span(0, "bf16 weights", t0, t_parallel, label);
+  const double parallel_s = clock.lap();
 
   // ---- what the allreduce has left to do (all of it with --overlap off).
   r.t_allreduce = reducer_.finish(timeline, label);
   comm_.sum(micro_losses_, Collective::loss_sum);  // each slot has one contributor: exact
-  const double t2 = omp_get_wtime();
-  const std::vector<Chunk>& chunks = optimizer_.chunks();
+  const double finish_s = clock.lap();
 
   // ---- mean over the step's tokens, global-norm clipping, AdamW.
   double loss_sum = 0.0;
   for (double l : micro_losses_) loss_sum += l;  // micro-batch order: thread-count independent
   const double tokens = static_cast<double>(cfg_.tokens_per_step());
   r.loss = loss_sum / tokens;
-  r.grad_norm = scale_and_norm(grads_.span(), chunks, static_cast<float>(1.0 / tokens), n_threads);
+  r.grad_norm = scale_and_norm(grads_.span(), optimizer_.chunks(), static_cast<float>(1.0 / tokens),
+                               n_threads);
   if (std::isfinite(r.loss) && std::isfinite(r.grad_norm)) {
     const float clip = clip_coefficient(r.grad_norm, cfg_.optim.grad_clip);
     r.applied = optimizer_.step(model_.params(), grads_.span(), clip, r.lr, n_threads);
   }
-  const double t3 = omp_get_wtime();
-  if (timeline) {
-    timeline->span(0, "optimizer", t2, t3, label);
-    timeline->span(0, "step", t_start, t3, label);
-  }
-  r.t_data = t0 - t_start;
+  const double optimizer_s = clock.lap("optimizer");
+  r.t_total = clock.whole("step");
+  add_thread_seconds(r);
+  r.t_forward_backward = setup_s + parallel_s - r.t_reduce;
+  r.t_optimizer = finish_s + optimizer_s - r.t_allreduce;  // the loss sum's moment included
+  return r;
+}
+
+void Trainer::add_thread_seconds(StepResult& r) const {
+  const int n_threads = cfg_.batch.threads;
   for (int t = 0; t < n_threads; ++t) {
     r.t_matmul += contexts_[t]->acts.seconds.matmul / n_threads;
     r.t_attention += contexts_[t]->acts.seconds.attention / n_threads;
     r.t_waiting += wait_seconds_[t] / n_threads;
     r.t_reduce += reduce_seconds_[t] / n_threads;
   }
-  r.t_forward_backward = t1 - t0 - r.t_reduce;
-  r.t_optimizer = t3 - t1 - r.t_allreduce;  // the loss sum's moment included
-  r.t_total = t3 - t_start;
-  return r;
 }
 
 namespace {
@@ -239,9 +237,9 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
     const int contributors = std::min(n_threads, micro_per_rank_ - first);
     const bool mine = me < contributors, last = round + 1 == rounds;
     const int i = first + me, micro = first_micro_ + i;
-    const double m0 = omp_get_wtime();
+    PhaseClock clock(mine ? timeline : nullptr, me, label);
     if (mine) gpt_trunk_forward(model, ctx.acts, batch_inputs(i));
-    const double m1 = omp_get_wtime();
+    clock.lap("forward", "micro_batch", micro);
     // The output head, chunk by chunk: each thread its own logits and loss,
     // then every thread wte's gradient of its rows from every thread's chunk.
     double loss = 0.0;
@@ -258,23 +256,20 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
       float* const d_ln_f = ctx.ln_f_grads.data();  // the unit's span: weight, then bias
       gpt_head_finish(model, ctx.acts, d_ln_f, d_ln_f + (g.ln_f_b - g.ln_f_w));
     }
-    const double m2 = omp_get_wtime();
+    clock.lap("output head", "micro_batch", micro);
     for (int l = L - 1; l >= 0; --l) {
       if (mine) {
         ctx.block_grads.zero();
         gpt_block_backward(model, ctx.acts, l, ctx.block(model, l));
       }
       timed_barrier(waited);  // every thread has block l's gradient
-      const double r0 = omp_get_wtime();
+      PhaseClock reduce_clock(timeline, me, label);
       add_unit(gpt_block_unit(l), contributors, round == 0,
                [&](int t) { return contexts_[t]->block_grads.data(); });
       if (l == L - 1)
         add_unit(gpt_ln_f_unit(L), contributors, round == 0,
                  [&](int t) { return contexts_[t]->ln_f_grads.data(); });
-      const double r1 = omp_get_wtime();
-      reducing += r1 - r0;
-      if (timeline)
-        timeline->span(me, "reduce layer", r0, r1, label, "layer", l);
+      reducing += reduce_clock.lap("reduce layer", "layer", l);
       timed_barrier(waited);  // block l is summed in-rank; the buffers are free
       if (last && overlap) {
         if (l == L - 1) post(gpt_ln_f_unit(L));
@@ -287,13 +282,8 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
     for (int t = 0; t < contributors; ++t)
       kernels::encoder_backward_rows(g.wte, g.wpe, contexts_[t]->acts.dres,
                                      batch_inputs(first + t), B, T, C, vocab, positions);
-    const double m3 = omp_get_wtime();
-    if (timeline && mine) {
-      timeline->span(me, "micro-batch", m0, m3, label, "micro_batch", micro);
-      timeline->span(me, "forward", m0, m1, label, "micro_batch", micro);
-      timeline->span(me, "output head", m1, m2, label, "micro_batch", micro);
-      timeline->span(me, "backward", m2, m3, label, "micro_batch", micro);
-    }
+    clock.lap("backward", "micro_batch", micro);
+    clock.whole("micro-batch", "micro_batch", micro);
   }
   timed_barrier(waited);  // every row of wte and wpe is summed
   if (overlap) post(gpt_embedding_unit());

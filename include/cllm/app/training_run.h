@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "cllm/app/log_interval.h"
 #include "cllm/base/exit_codes.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/dist/comm.h"
@@ -94,6 +95,16 @@ class TrainingRun {
                                 std::optional<std::int64_t> expected_step);
   // Rank 0's resume point (state, parameters, moments) on every rank.
   std::optional<TrainingState> share_resume_point(const std::optional<TrainingState>& mine);
+  // The state the run starts from: a checkpoint's, else step 0 with
+  // policy.init's weights or random ones. Collective.
+  TrainingState resume_or_init();
+  RunEnd nothing_to_do(std::int64_t step, int end) const;
+  // Counts a step whose update was skipped (non-finite), or resets the count;
+  // true when max_bad_steps is reached.
+  bool count_bad_step(const StepResult& r, TrainingState& state) const;
+  // The log line, metrics record and validation of the interval step `done`
+  // ends; the timeline goes out. Collective.
+  void log(LogInterval& interval, int done, const StepResult& last, bool evaluate);
   void print_header() const;
   void save_checkpoint(const TrainingState& state);
   void print_sample() const;

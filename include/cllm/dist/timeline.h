@@ -90,4 +90,22 @@ class TimedSpan {
   double begin_ = 0;
 };
 
+// One thread's clock over the consecutive phases of a step. lap() ends the
+// current phase and returns its seconds; given a name, and a timeline that
+// is on, the phase is a span of the thread too. So the code that is timed
+// reads as its work, one lap a phase.
+class PhaseClock {
+ public:
+  // timeline may be null (no spans).
+  PhaseClock(Timeline* timeline, int thread, int step);
+  double lap(const char* name = nullptr, const char* arg_name = nullptr, int arg = 0);
+  // Seconds from the clock's start to the last lap, a span when named.
+  double whole(const char* name = nullptr, const char* arg_name = nullptr, int arg = 0);
+
+ private:
+  Timeline* timeline_;  // null when off
+  int thread_, step_;
+  double start_, last_;
+};
+
 }  // namespace cllm

@@ -93,6 +93,8 @@ class Trainer {
   // thread of the team; its seconds in in-rank sums and in waits go to
   // reduce_seconds_[me] and wait_seconds_[me].
   void run_rounds(int me, int label, Timeline* timeline);
+  // The threads' seconds (matmul, attention, waits, in-rank sums), averaged into r.
+  void add_thread_seconds(StepResult& r) const;
   // grads_'s chunks of `unit`, = (or += unless first) the threads' copies
   // 0 .. contributors - 1 in thread order; the team shares out the chunks.
   // copy(t) is thread t's buffer holding just that unit.
