@@ -246,13 +246,22 @@ agent=$tmp/netns-rsh
   for (( i = 0; i < ranks; i++ )); do echo "  $(addr "$i")) ns=$(rank_ns "$i") ;;"; done
   echo '  *) echo "netns-rsh: unknown host $host" >&2; exit 255 ;;'
   echo 'esac'
-  echo 'exec ip netns exec "$ns" /bin/sh -c "$*"'
+  echo 'exec env OMPI_MCA_orte_tmpdir_base="'"$tmp"'/$host" ip netns exec "$ns" /bin/sh -c "$*"'
 } >"$agent"
 chmod +x "$agent"
 for (( i = 0; i < ranks; i++ )); do echo "$(addr "$i") slots=1"; done >"$tmp/hostfile"
+for (( i = 1; i < ranks; i++ )); do mkdir "$tmp/$(addr "$i")"; done
 
+# The "nodes" share one host - its name, /tmp and address space layout - so
+# each daemon gets a session folder of its own, $tmp/ADDRESS (else they race
+# mpirun and each other to create /tmp/ompi.HOST.UID/jf.N/0, and one fails;
+# mpirun keeps Open MPI's default), does not map hwloc's topology
+# into a shared "biggest hole" (orted 4.1.4 segfaults there at times), and
+# stays attached: a daemon that dies ends mpirun with its error, where a
+# daemonized one would leave mpirun waiting for it forever.
 # shellcheck disable=SC2054  # tcp,self is one value
 args=(-np "$ranks" --hostfile "$tmp/hostfile" --map-by node --oversubscribe --bind-to none
+      --leave-session-attached --mca rtc_hwloc_vmhole none
       --mca plm rsh --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
       --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include "$subnet"
       --mca oob_tcp_if_include "$subnet")
