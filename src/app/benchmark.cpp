@@ -52,7 +52,7 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
 BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_steps,
                               int timed_steps, Timeline* timeline) {
   const TrainConfig& cfg = trainer.config();
-  StepResult sum;
+  StepSeconds sum;
   double cpu_at_start = 0;
   MachineCpuTicks machine_at_start;
   for (int s = 0; s < warmup_steps + timed_steps; ++s) {
@@ -64,15 +64,7 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
     const std::vector<CollectiveWait> waits = comm.take_waits();
     if (timeline) timeline->waits(waits);
     if (s < warmup_steps) continue;
-    sum.t_data += r.t_data;
-    sum.t_matmul += r.t_matmul;
-    sum.t_attention += r.t_attention;
-    sum.t_waiting += r.t_waiting;
-    sum.t_forward_backward += r.t_forward_backward;
-    sum.t_reduce += r.t_reduce;
-    sum.t_allreduce += r.t_allreduce;
-    sum.t_optimizer += r.t_optimizer;
-    sum.t_total += r.t_total;
+    sum += r.seconds;
   }
   BenchmarkResult b;
   b.model = cfg.model;
@@ -83,14 +75,14 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.global_batch = cfg.batch.global_batch;
   b.recompute = cfg.batch.recompute;
   b.steps = timed_steps;
-  const double step_s = sum.t_total / timed_steps;
+  const double step_s = sum.total / timed_steps;
   b.ms_per_step = 1000 * step_s;
   b.overlap = cfg.batch.overlap;
-  b.comm_exposed_ms = 1000 * sum.t_allreduce / timed_steps;
+  b.comm_exposed_ms = 1000 * sum.allreduce / timed_steps;
   b.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
   b.flops_per_token = cfg.model.flops_per_token();
   b.gflops = b.flops_per_token * b.tokens_per_s / 1e9;
-  b.cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.t_total * cfg.batch.threads);
+  b.cpu_busy = (process_cpu_seconds() - cpu_at_start) / (sum.total * cfg.batch.threads);
   // On a shared virtual machine, stolen time is why a run may be slower than
   // its cores allow, and why it varies from run to run.
   const MachineCpuTicks machine_at_end = machine_cpu_ticks();
@@ -100,24 +92,31 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   b.peak_rss_bytes = peak_rss_bytes();
   b.matmul = kernels::matmul_engine_name(cfg.batch.matmul.engine);
   b.precision = cfg.batch.matmul.precision;
-  const auto share = [&](double t) { return t / sum.t_total; };
-  BenchmarkTimeSplit& split = b.time_split;
-  split.data = share(sum.t_data);
-  split.forward_backward = share(sum.t_forward_backward);
-  split.matmul = share(sum.t_matmul);
-  split.attention = share(sum.t_attention);
-  split.waiting = share(sum.t_waiting);
-  split.other_forward_backward =
-      share(sum.t_forward_backward - sum.t_matmul - sum.t_attention - sum.t_waiting);
-  split.thread_reduce = share(sum.t_reduce);
-  split.allreduce = share(sum.t_allreduce);
-  split.optimizer = share(sum.t_optimizer);
+  b.timed_seconds = sum;
   return b;
 }
 
+namespace {
+
+// "data 1.0%, forward+backward 90.0% (matrix products 60.0%, ...), thread
+// reduce 2.0%, ...": every phase's share, the parts of forward+backward in
+// its parentheses.
+std::string time_split_text(const StepSeconds& s) {
+  std::string text;
+  bool inside = false;
+  for (const StepPhase& phase : step_phases()) {
+    const char* separator = text.empty() ? "" : phase.in_forward_backward && !inside ? " (" : ", ";
+    if (inside && !phase.in_forward_backward) separator = "), ";
+    inside = phase.in_forward_backward;
+    text += printf_string("%s%s %.1f%%", separator, phase.label, 100 * phase.seconds(s) / s.total);
+  }
+  return text + (inside ? ")" : "");
+}
+
+}  // namespace
+
 std::string bench_table(const BenchmarkResult& r) {
   const ModelConfig& m = r.model;
-  const BenchmarkTimeSplit& t = r.time_split;
   return printf_string("model       %d layers, %d heads, %d wide, seq %d: %zu parameters\n",
                        m.n_layer, m.n_head, m.n_embd, m.seq_len, r.params) +
          printf_string("layout      %d rank(s) x %d thread(s); %d sequences/step in micro-batches "
@@ -128,13 +127,7 @@ std::string bench_table(const BenchmarkResult& r) {
                        "hypervisor steal %.0f%%\n",
                        r.tokens_per_s, r.ms_per_step, r.gflops, 100 * r.cpu_busy,
                        100 * r.cpu_steal) +
-         printf_string("time split  data %.1f%%, forward+backward %.1f%% (matrix products %.1f%%, "
-                       "attention's softmax %.1f%%, other kernels %.1f%%, waiting for other "
-                       "threads %.1f%%), thread reduce %.1f%%, allreduce %.1f%%, optimizer "
-                       "%.1f%%\n",
-                       100 * t.data, 100 * t.forward_backward, 100 * t.matmul,
-                       100 * t.attention, 100 * t.other_forward_backward, 100 * t.waiting,
-                       100 * t.thread_reduce, 100 * t.allreduce, 100 * t.optimizer) +
+         "time split  " + time_split_text(r.timed_seconds) + "\n" +
          printf_string("allreduce   overlap %s: %.1f ms/step exposed after backward\n",
                        r.overlap == Overlap::on ? "on" : "off", r.comm_exposed_ms) +
          printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
@@ -150,17 +143,9 @@ std::string bench_json(const BenchmarkResult& r) {
     if (!std::isfinite(v)) return nullptr;
     return std::llround(v);
   };
-  const BenchmarkTimeSplit& t = r.time_split;
   nlohmann::ordered_json split;
-  split["data"] = json_number(t.data, "%.4f");
-  split["forward_backward"] = json_number(t.forward_backward, "%.4f");
-  split["matmul"] = json_number(t.matmul, "%.4f");
-  split["attention"] = json_number(t.attention, "%.4f");
-  split["waiting"] = json_number(t.waiting, "%.4f");
-  split["other_forward_backward"] = json_number(t.other_forward_backward, "%.4f");
-  split["thread_reduce"] = json_number(t.thread_reduce, "%.4f");
-  split["allreduce"] = json_number(t.allreduce, "%.4f");
-  split["optimizer"] = json_number(t.optimizer, "%.4f");
+  for (const StepPhase& phase : step_phases())
+    split[phase.key] = json_number(phase.seconds(r.timed_seconds) / r.timed_seconds.total, "%.4f");
   nlohmann::ordered_json j;
   j["preset"] = r.preset;
   j["layers"] = r.model.n_layer;

@@ -10,8 +10,8 @@ LogInterval::LogInterval(const Comm& comm, Timeline& timeline, const TrainConfig
     : comm_(comm), timeline_(timeline), config_(config), first_step_(first_step) {}
 
 void LogInterval::add(const StepResult& step) {
-  seconds_ += step.t_total;
-  run_seconds_ += step.t_total;
+  seconds_ += step.seconds.total;
+  run_seconds_ += step.seconds.total;
   ++steps_;
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -180,62 +181,80 @@ std::optional<int> watch_stalls(Comm& comm, const StallPolicy& stall) {
   return std::nullopt;
 }
 
-struct Train {
-  static constexpr const char* kAbout = "Train a model on a text corpus";
+// The options train and bench share - the model, the batch, the step's
+// engines and allreduce, the replica check, watching the run - around the
+// command's own options, which own_options adds (in --help's middle).
+struct StepOptions {
   ModelOptions model;
   TrainConfig cfg;
-  DataSpec data;
-  RunPolicy policy;
+  RunPolicy policy;  // train's; bench takes only --check-every, and checks nothing
   StallPolicy stall;
+  CLI::Option* global_batch = nullptr;
 
-  void add(CLI::App& app) {
+  void add(CLI::App& app, const char* global_help, std::string& trace,
+           const std::function<void()>& own_options) {
     model.add(app);
-    add_batch_options(app, cfg.batch, "Sequences per optimizer step, over all ranks; a multiple "
-                                      "of ranks x --micro-batch");
-    app.add_option("--data", data.path, "Training data: an HDF5 dataset from cllm prepare (.h5, "
-                                        ".hdf5), or a text file (byte-level tokens)");
-    app.add_option("--val-fraction", data.val_fraction, "Tail of a text file held out for "
-                   "validation, in [0, 0.5] (datasets carry their own split)");
-    app.add_option("--out", policy.out, "Output folder: checkpoints and metrics.jsonl");
-    app.add_option("--checkpoint-every", policy.checkpoint_every,
-                   "Steps between checkpoints (0: only at the end); one is always written at "
-                   "the end and at --stop-at");
-    app.add_option("--keep", policy.keep, "Newest checkpoints kept in --out (0: all)");
-    app.add_option("--resume", policy.resume,
-                   "auto: continue from the newest valid checkpoint in --out, if any; none: "
-                   "start afresh (refused if --out holds checkpoints); or a checkpoint file");
-    app.add_option("--init", policy.init,
-                   "Start from this checkpoint's weights (cllm import's, or another run's): the "
-                   "model's shape is its, the optimizer starts afresh at step 0 with this run's "
-                   "schedule; a run with checkpoints of its own in --out resumes them instead");
-    app.add_option("--stop-at", policy.stop_at,
-                   "End after this step with a checkpoint, as an interruption would; the "
-                   "learning-rate schedule still follows --steps (0: off)");
-    app.add_option("--steps", cfg.steps, "Optimizer steps");
-    app.add_option("--lr", cfg.optim.lr, "Peak learning rate");
-    app.add_option("--min-lr-ratio", cfg.optim.min_lr_ratio, "Cosine decay ends at lr x this ratio");
-    app.add_option("--warmup", cfg.optim.warmup_steps, "Linear warm-up steps");
-    app.add_option("--weight-decay", cfg.optim.weight_decay,
-                   "AdamW weight decay (matrices and embeddings only)");
-    app.add_option("--grad-clip", cfg.optim.grad_clip, "Global gradient-norm clip (0: off)");
-    app.add_option("--seed", cfg.seed, "Seed of initialisation and data sampling");
-    app.add_option("--log-every", policy.log_every, "Steps between log lines");
-    app.add_option("--eval-every", policy.eval_every, "Steps between validation losses (0: end only)");
-    app.add_option("--eval-batches", cfg.eval_batches, "Micro-batches per validation loss");
-    app.add_option("--max-bad-steps", policy.max_bad_steps,
-                   "Consecutive non-finite steps (skipped) before the run stops");
-    app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
+    global_batch = add_batch_options(app, cfg.batch, global_help);
+    own_options();
     add_recompute_option(app, cfg.batch);
     add_matmul_options(app, cfg.batch);
     add_allreduce_options(app, cfg.batch);
     add_check_option(app, policy);
-    add_watch_options(app, policy.trace, stall);
+    add_watch_options(app, trace, stall);
+  }
+};
+
+struct Train {
+  static constexpr const char* kAbout = "Train a model on a text corpus";
+  StepOptions step;
+  DataSpec data;
+
+  void add(CLI::App& app) {
+    RunPolicy& policy = step.policy;
+    TrainConfig& cfg = step.cfg;
+    step.add(app, "Sequences per optimizer step, over all ranks; a multiple of ranks x --micro-batch",
+             policy.trace, [&] {
+      app.add_option("--data", data.path, "Training data: an HDF5 dataset from cllm prepare (.h5, "
+                                          ".hdf5), or a text file (byte-level tokens)");
+      app.add_option("--val-fraction", data.val_fraction, "Tail of a text file held out for "
+                     "validation, in [0, 0.5] (datasets carry their own split)");
+      app.add_option("--out", policy.out, "Output folder: checkpoints and metrics.jsonl");
+      app.add_option("--checkpoint-every", policy.checkpoint_every,
+                     "Steps between checkpoints (0: only at the end); one is always written at "
+                     "the end and at --stop-at");
+      app.add_option("--keep", policy.keep, "Newest checkpoints kept in --out (0: all)");
+      app.add_option("--resume", policy.resume,
+                     "auto: continue from the newest valid checkpoint in --out, if any; none: "
+                     "start afresh (refused if --out holds checkpoints); or a checkpoint file");
+      app.add_option("--init", policy.init,
+                     "Start from this checkpoint's weights (cllm import's, or another run's): the "
+                     "model's shape is its, the optimizer starts afresh at step 0 with this run's "
+                     "schedule; a run with checkpoints of its own in --out resumes them instead");
+      app.add_option("--stop-at", policy.stop_at,
+                     "End after this step with a checkpoint, as an interruption would; the "
+                     "learning-rate schedule still follows --steps (0: off)");
+      app.add_option("--steps", cfg.steps, "Optimizer steps");
+      app.add_option("--lr", cfg.optim.lr, "Peak learning rate");
+      app.add_option("--min-lr-ratio", cfg.optim.min_lr_ratio, "Cosine decay ends at lr x this ratio");
+      app.add_option("--warmup", cfg.optim.warmup_steps, "Linear warm-up steps");
+      app.add_option("--weight-decay", cfg.optim.weight_decay,
+                     "AdamW weight decay (matrices and embeddings only)");
+      app.add_option("--grad-clip", cfg.optim.grad_clip, "Global gradient-norm clip (0: off)");
+      app.add_option("--seed", cfg.seed, "Seed of initialisation and data sampling");
+      app.add_option("--log-every", policy.log_every, "Steps between log lines");
+      app.add_option("--eval-every", policy.eval_every, "Steps between validation losses (0: end only)");
+      app.add_option("--eval-batches", cfg.eval_batches, "Micro-batches per validation loss");
+      app.add_option("--max-bad-steps", policy.max_bad_steps,
+                     "Consecutive non-finite steps (skipped) before the run stops");
+      app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
+    });
   }
 
   TrainConfig config() const {
-    TrainConfig c = cfg;
+    const ModelOptions& model = step.model;
+    TrainConfig c = step.cfg;
     c.model = model.resolve();
-    if (!policy.init.empty() && (model.preset_given() || model.layers || model.heads || model.embd || model.seq_len))
+    if (!step.policy.init.empty() && (model.preset_given() || model.layers || model.heads || model.embd || model.seq_len))
       throw SettingError("{init} gives the model's shape: drop {preset}, {n_layer}, {n_head}, {n_embd} and {seq_len}");
     return c;
   }
@@ -244,9 +263,9 @@ struct Train {
     install_stop_signal_handlers();
     TrainConfig c;
     if (auto code = agreed(comm, [&] { c = config(); })) return *code;
-    if (auto code = watch_stalls(comm, stall)) return *code;
+    if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
-      TrainingRun run(c, policy, data, comm, option_name);
+      TrainingRun run(c, step.policy, data, comm, option_name);
       return run.run().exit_code();
     } catch (const CollectiveFailure& failure) {
       return report(comm, failure);
@@ -256,45 +275,36 @@ struct Train {
 
 struct Bench {
   static constexpr const char* kAbout = "Measure training throughput";
-  ModelOptions model;
-  TrainConfig cfg;
-  CLI::Option* global_batch = nullptr;
+  StepOptions step;
   std::optional<int> vocab;
   BenchmarkConfig bench;
-  RunPolicy policy;  // only --check-every, accepted as train does (a benchmark checks nothing)
-  StallPolicy stall;
   bool json = false;
 
   void add(CLI::App& app) {
-    model.add(app);
-    global_batch = add_batch_options(app, cfg.batch, "Sequences per optimizer step [default: "
-                                                     "micro-batch x threads x ranks]")
-                       ->default_str("");
-    app.add_option("--steps", bench.steps, "Timed steps");
-    app.add_option("--warmup-steps", bench.warmup_steps, "Untimed steps first");
-    app.add_flag("--json", json, "Print one JSON object instead of a table");
-    app.add_option("--vocab", vocab, "Vocabulary size of the benchmarked model [default: 256, "
-                                     "the byte tokenizer's; 50257 is GPT-2's]");
-    app.add_option("--seed", cfg.seed, "Seed");
-    add_recompute_option(app, cfg.batch);
-    add_matmul_options(app, cfg.batch);
-    add_allreduce_options(app, cfg.batch);
-    add_check_option(app, policy);
-    add_watch_options(app, bench.trace, stall);
+    step.add(app, "Sequences per optimizer step [default: micro-batch x threads x ranks]",
+             bench.trace, [&] {
+      app.add_option("--steps", bench.steps, "Timed steps");
+      app.add_option("--warmup-steps", bench.warmup_steps, "Untimed steps first");
+      app.add_flag("--json", json, "Print one JSON object instead of a table");
+      app.add_option("--vocab", vocab, "Vocabulary size of the benchmarked model [default: 256, "
+                                       "the byte tokenizer's; 50257 is GPT-2's]");
+      app.add_option("--seed", step.cfg.seed, "Seed");
+    });
+    step.global_batch->default_str("");
   }
 
   int run(Comm& comm) {
-    if (auto code = watch_stalls(comm, stall)) return *code;
+    if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
-      TrainConfig c = cfg;
+      TrainConfig c = step.cfg;
       if (auto code = agreed(comm, [&] {
-            c.model = model.resolve();
+            c.model = step.model.resolve();
             c.model.vocab_size = vocab.value_or(c.model.vocab_size);
           }))
         return *code;
-      if (!global_batch->count()) c.batch.global_batch = c.batch.micro_batch * c.batch.threads * comm.size();
+      if (!step.global_batch->count()) c.batch.global_batch = c.batch.micro_batch * c.batch.threads * comm.size();
       BenchmarkResult result = benchmark_training(c, bench, comm);
-      result.preset = model.preset;
+      result.preset = step.model.preset;
       if (comm.is_root()) std::fputs((json ? bench_json(result) : bench_table(result)).c_str(), stdout);
       return kExitOk;
     } catch (const CollectiveFailure& failure) {
@@ -542,8 +552,8 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   app.parse(args);
   const TrainConfig cfg = train.config();
   cfg.validate(1);
-  train.policy.validate();
-  train.stall.validate();
+  train.step.policy.validate();
+  train.step.stall.validate();
   return cfg;
 }
 

@@ -119,7 +119,7 @@ StepResult Trainer::train_step(int step) {
   Timeline* const timeline = timeline_ && timeline_->on() ? timeline_ : nullptr;
   PhaseClock clock(timeline, 0, label);
   read_training_windows(step);
-  r.t_data = clock.lap("read windows");
+  r.seconds.data = clock.lap("read windows");
 
   // ---- forward + backward: threads share the model read-only, no lock;
   // each layer's gradient is summed in-rank, and posted, as it is done.
@@ -133,7 +133,7 @@ StepResult Trainer::train_step(int step) {
   const double parallel_s = clock.lap();
 
   // ---- what the allreduce has left to do (all of it with --overlap off).
-  r.t_allreduce = reducer_.finish(timeline, label);
+  r.seconds.allreduce = reducer_.finish(timeline, label);
   comm_.sum(micro_losses_, Collective::loss_sum);  // each slot has one contributor: exact
   const double finish_s = clock.lap();
 
@@ -149,20 +149,21 @@ StepResult Trainer::train_step(int step) {
     r.applied = optimizer_.step(model_.params(), grads_.span(), clip, r.lr, n_threads);
   }
   const double optimizer_s = clock.lap("optimizer");
-  r.t_total = clock.whole("step");
-  add_thread_seconds(r);
-  r.t_forward_backward = setup_s + parallel_s - r.t_reduce;
-  r.t_optimizer = finish_s + optimizer_s - r.t_allreduce;  // the loss sum's moment included
+  StepSeconds& t = r.seconds;
+  t.total = clock.whole("step");
+  add_thread_seconds(t);
+  t.forward_backward = setup_s + parallel_s - t.reduce;
+  t.optimizer = finish_s + optimizer_s - t.allreduce;  // the loss sum's moment included
   return r;
 }
 
-void Trainer::add_thread_seconds(StepResult& r) const {
+void Trainer::add_thread_seconds(StepSeconds& s) const {
   const int n_threads = cfg_.batch.threads;
   for (int t = 0; t < n_threads; ++t) {
-    r.t_matmul += contexts_[t]->acts.seconds.matmul / n_threads;
-    r.t_attention += contexts_[t]->acts.seconds.attention / n_threads;
-    r.t_waiting += wait_seconds_[t] / n_threads;
-    r.t_reduce += reduce_seconds_[t] / n_threads;
+    s.matmul += contexts_[t]->acts.seconds.matmul / n_threads;
+    s.attention += contexts_[t]->acts.seconds.attention / n_threads;
+    s.waiting += wait_seconds_[t] / n_threads;
+    s.reduce += reduce_seconds_[t] / n_threads;
   }
 }
 

@@ -8,21 +8,11 @@
 #include <string>
 
 #include "cllm/dist/comm.h"
+#include "cllm/train/step_seconds.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/trainer.h"
 
 namespace cllm {
-
-// Shares of the timed steps' time. forward_backward is the sum of matmul
-// (every matrix product, attention's included), attention (the rest of
-// attention: its softmax), other_forward_backward (the other kernels) and
-// waiting; it, data, thread_reduce, allreduce (the wait for the gradient
-// allreduce after backward: what the overlap left exposed) and optimizer add
-// up to about 1.
-struct BenchmarkTimeSplit {
-  double data = 0, forward_backward = 0, matmul = 0, attention = 0, waiting = 0,
-         other_forward_backward = 0, thread_reduce = 0, allreduce = 0, optimizer = 0;
-};
 
 struct BenchmarkResult {
   std::string preset;  // the model's named shape, as the caller gave it (the JSON's "preset")
@@ -44,7 +34,7 @@ struct BenchmarkResult {
   double cpu_busy = 0, cpu_steal = 0;
   std::string matmul;  // kernels::matmul_engine_name(): the engine and its kernels
   kernels::Precision precision = kernels::Precision::fp32;
-  BenchmarkTimeSplit time_split;
+  StepSeconds timed_seconds;  // summed over the timed steps: their split (step_seconds.h)
 };
 
 // How long cllm bench measures.

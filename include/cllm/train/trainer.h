@@ -24,6 +24,7 @@
 #include "cllm/kernels/aligned_buffer.h"
 #include "cllm/model/model.h"
 #include "cllm/train/optimizer.h"
+#include "cllm/train/step_seconds.h"
 #include "cllm/train/thread_context.h"
 #include "cllm/train/train_config.h"
 
@@ -35,18 +36,7 @@ struct StepResult {
   float lr = 0;
   double grad_norm = 0;     // before clipping
   bool applied = false;     // false: non-finite loss or norm, update skipped
-  // Seconds spent in each phase of the step.
-  // t_reduce: a thread's mean seconds summing layers in-rank (inside the
-  // threads' pass, t_forward_backward excludes it); t_allreduce: the
-  // seconds the step waited for the allreduce after the threads were done
-  // (the communication left exposed).
-  double t_data = 0, t_forward_backward = 0, t_reduce = 0, t_allreduce = 0, t_optimizer = 0,
-         t_total = 0;
-  // Of t_forward_backward: a thread's mean seconds in matrix products (all
-  // of them, attention's included), in the rest of attention (its softmax),
-  // and waiting for the other threads at the layers' meeting points (the
-  // rest is the other kernels).
-  double t_matmul = 0, t_attention = 0, t_waiting = 0;
+  StepSeconds seconds;      // where the step's time went
 };
 
 class Trainer {
@@ -93,8 +83,8 @@ class Trainer {
   // thread of the team; its seconds in in-rank sums and in waits go to
   // reduce_seconds_[me] and wait_seconds_[me].
   void run_rounds(int me, int label, Timeline* timeline);
-  // The threads' seconds (matmul, attention, waits, in-rank sums), averaged into r.
-  void add_thread_seconds(StepResult& r) const;
+  // The threads' seconds (matmul, attention, waits, in-rank sums), averaged into s.
+  void add_thread_seconds(StepSeconds& s) const;
   // grads_'s chunks of `unit`, = (or += unless first) the threads' copies
   // 0 .. contributors - 1 in thread order; the team shares out the chunks.
   // copy(t) is thread t's buffer holding just that unit.
