@@ -190,9 +190,9 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
   const std::string warnings = testing::internal::GetCapturedStderr();
   EXPECT_EQ(end.why, RunEnd::Why::stop_at);
   EXPECT_EQ(end.step, 4);
-  EXPECT_EQ(warnings,
-            "cllm: warning: resuming with <lr> 0.001 -> 0.002 (the checkpoint's run used the first)\n"
+  EXPECT_EQ(warnings,  // in --help's order (train_settings.cpp), the choices last
             "cllm: warning: resuming with <keep> 3 -> 5 (the checkpoint's run used the first)\n"
+            "cllm: warning: resuming with <lr> 0.001 -> 0.002 (the checkpoint's run used the first)\n"
             "cllm: warning: resuming with <precision> bf16 -> fp32 (the checkpoint's run used the "
             "first)\n");
 }

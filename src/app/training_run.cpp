@@ -36,15 +36,9 @@ void prepare_output_folder(const fs::path& out) {
 // What this run records in its checkpoints, and compares with theirs on resume.
 RunSettings run_settings(const TrainConfig& config, const RunPolicy& policy, const DataSpec& data,
                          const TokenSource& source) {
-  RunSettings s = config_settings(config);
-  s["data"] = data.path;
+  RunSettings s = recorded_settings(TrainSettings{config, policy, data});
   if (const std::string identity = source.identity(); !identity.empty())
     s["data_identity"] = identity;
-  s["log_every"] = std::int64_t{policy.log_every};
-  s["eval_every"] = std::int64_t{policy.eval_every};
-  s["check_every"] = std::int64_t{policy.check_every};
-  s["checkpoint_every"] = std::int64_t{policy.checkpoint_every};
-  s["keep"] = std::int64_t{policy.keep};
   return s;
 }
 
@@ -72,16 +66,6 @@ struct ResumePoint {
 static_assert(std::is_trivially_copyable_v<ResumePoint>);
 
 }  // namespace
-
-void RunPolicy::validate() const {
-  require_setting(log_every > 0, "{log_every} must be positive");
-  require_setting(eval_every >= 0, "{eval_every} must not be negative");
-  require_setting(check_every >= 0, "{check_every} must not be negative");
-  require_setting(checkpoint_every >= 0, "{checkpoint_every} must not be negative");
-  require_setting(stop_at >= 0, "{stop_at} must not be negative");
-  require_setting(max_bad_steps > 0, "{max_bad_steps} must be positive");
-  require_setting(sample_tokens >= 0, "{sample_tokens} must not be negative");
-}
 
 StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {
   StepActions a;

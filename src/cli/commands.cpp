@@ -12,6 +12,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "agreement.h"
@@ -24,6 +26,7 @@
 #include "cllm/app/training_run.h"
 #include "cllm/dist/comm.h"
 #include "cllm/train/stop_signal.h"
+#include "cllm/train/train_settings.h"
 #include "options_file.h"
 
 namespace cllm {
@@ -80,14 +83,14 @@ struct ModelOptions {
   }
 };
 
-// --micro-batch, --global-batch (with global_help) and --threads; returns --global-batch.
-CLI::Option* add_batch_options(CLI::App& app, BatchConfig& batch, const char* global_help) {
-  batch.threads = omp_get_max_threads();
-  app.add_option("--micro-batch", batch.micro_batch, "Sequences per micro-batch (one thread's unit)");
-  CLI::Option* global = app.add_option("--global-batch", batch.global_batch, global_help);
-  app.add_option("--threads", batch.threads, "OpenMP threads [default: OMP_NUM_THREADS]")
-      ->default_str("");
-  return global;
+// The option of a setting of train_settings.cpp, bound to its value in
+// settings; help replaces the table's.
+CLI::Option* add_setting(CLI::App& app, TrainSettings& settings, std::string_view name,
+                         const char* help = nullptr) {
+  const Setting& row = train_setting(name);
+  return std::visit(
+      [&](auto field) { return app.add_option(option_name(row.name), field(settings), help ? help : row.help); },
+      row.field);
 }
 
 // An option whose value is one of choices' names (in any case), read as
@@ -118,19 +121,11 @@ void add_choice_option(CLI::App& app, const std::string& name, Value& target,
       ->default_str(choices.front().first);
 }
 
-void add_allreduce_options(CLI::App& app, BatchConfig& batch) {
-  app.add_option("--bucket-mb", batch.bucket_mb,
-                 "Gradient allreduce bucket (MiB): the most one MPI_Iallreduce sends");
+void add_overlap_option(CLI::App& app, BatchConfig& batch) {
   add_choice_option(app, "--overlap", batch.overlap, {{"on", Overlap::on}, {"off", Overlap::off}},
                     "on: each layer's gradient allreduce starts as soon as backward is done with "
                     "it, behind the layers below; off: all of it after backward (the same "
                     "results, to measure what on hides)");
-  app.add_option("--progress-us", batch.progress_us,
-                 "With --overlap on and several ranks: microseconds between a progress thread's "
-                 "tests of the allreduces in flight, which Open MPI moves only inside MPI calls "
-                 "(0: no thread; the main thread tests between layers) [default: 100 when the "
-                 "ranks span nodes, 0 on one node, where messages are memory copies]")
-      ->default_str("");
 }
 
 void add_recompute_option(CLI::App& app, BatchConfig& batch) {
@@ -153,11 +148,6 @@ void add_matmul_options(CLI::App& app, BatchConfig& batch) {
                      {kernels::to_string(Precision::bf16), Precision::bf16}},
                     "Inputs of the matrix products: fp32, or bf16 with fp32 accumulation "
                     "(weights, optimizer, norms, softmax and loss stay fp32)");
-}
-
-void add_check_option(CLI::App& app, RunPolicy& policy) {
-  app.add_option("--check-every", policy.check_every,
-                 "Steps between cross-rank parameter checksums (0: at the end only)");
 }
 
 // Watching the run: its timeline, and the ranks that keep the others waiting.
@@ -186,20 +176,25 @@ std::optional<int> watch_stalls(Comm& comm, const StallPolicy& stall) {
 // command's own options, which own_options adds (in --help's middle).
 struct StepOptions {
   ModelOptions model;
-  TrainConfig cfg;
-  RunPolicy policy;  // train's; bench takes only --check-every, and checks nothing
+  TrainSettings settings;  // bench takes only the config and --check-every, and checks nothing
   StallPolicy stall;
   CLI::Option* global_batch = nullptr;
 
   void add(CLI::App& app, const char* global_help, std::string& trace,
            const std::function<void()>& own_options) {
+    BatchConfig& batch = settings.config.batch;
     model.add(app);
-    global_batch = add_batch_options(app, cfg.batch, global_help);
+    batch.threads = omp_get_max_threads();
+    add_setting(app, settings, "micro_batch");
+    global_batch = add_setting(app, settings, "global_batch", global_help);
+    add_setting(app, settings, "threads")->default_str("");
     own_options();
-    add_recompute_option(app, cfg.batch);
-    add_matmul_options(app, cfg.batch);
-    add_allreduce_options(app, cfg.batch);
-    add_check_option(app, policy);
+    add_recompute_option(app, batch);
+    add_matmul_options(app, batch);
+    add_setting(app, settings, "bucket_mb");
+    add_overlap_option(app, batch);
+    add_setting(app, settings, "progress_us")->default_str("");
+    add_setting(app, settings, "check_every");
     add_watch_options(app, trace, stall);
   }
 };
@@ -207,54 +202,19 @@ struct StepOptions {
 struct Train {
   static constexpr const char* kAbout = "Train a model on a text corpus";
   StepOptions step;
-  DataSpec data;
 
   void add(CLI::App& app) {
-    RunPolicy& policy = step.policy;
-    TrainConfig& cfg = step.cfg;
-    step.add(app, "Sequences per optimizer step, over all ranks; a multiple of ranks x --micro-batch",
-             policy.trace, [&] {
-      app.add_option("--data", data.path, "Training data: an HDF5 dataset from cllm prepare (.h5, "
-                                          ".hdf5), or a text file (byte-level tokens)");
-      app.add_option("--val-fraction", data.val_fraction, "Tail of a text file held out for "
-                     "validation, in [0, 0.5] (datasets carry their own split)");
-      app.add_option("--out", policy.out, "Output folder: checkpoints and metrics.jsonl");
-      app.add_option("--checkpoint-every", policy.checkpoint_every,
-                     "Steps between checkpoints (0: only at the end); one is always written at "
-                     "the end and at --stop-at");
-      app.add_option("--keep", policy.keep, "Newest checkpoints kept in --out (0: all)");
-      app.add_option("--resume", policy.resume,
-                     "auto: continue from the newest valid checkpoint in --out, if any; none: "
-                     "start afresh (refused if --out holds checkpoints); or a checkpoint file");
-      app.add_option("--init", policy.init,
-                     "Start from this checkpoint's weights (cllm import's, or another run's): the "
-                     "model's shape is its, the optimizer starts afresh at step 0 with this run's "
-                     "schedule; a run with checkpoints of its own in --out resumes them instead");
-      app.add_option("--stop-at", policy.stop_at,
-                     "End after this step with a checkpoint, as an interruption would; the "
-                     "learning-rate schedule still follows --steps (0: off)");
-      app.add_option("--steps", cfg.steps, "Optimizer steps");
-      app.add_option("--lr", cfg.optim.lr, "Peak learning rate");
-      app.add_option("--min-lr-ratio", cfg.optim.min_lr_ratio, "Cosine decay ends at lr x this ratio");
-      app.add_option("--warmup", cfg.optim.warmup_steps, "Linear warm-up steps");
-      app.add_option("--weight-decay", cfg.optim.weight_decay,
-                     "AdamW weight decay (matrices and embeddings only)");
-      app.add_option("--grad-clip", cfg.optim.grad_clip, "Global gradient-norm clip (0: off)");
-      app.add_option("--seed", cfg.seed, "Seed of initialisation and data sampling");
-      app.add_option("--log-every", policy.log_every, "Steps between log lines");
-      app.add_option("--eval-every", policy.eval_every, "Steps between validation losses (0: end only)");
-      app.add_option("--eval-batches", cfg.eval_batches, "Micro-batches per validation loss");
-      app.add_option("--max-bad-steps", policy.max_bad_steps,
-                     "Consecutive non-finite steps (skipped) before the run stops");
-      app.add_option("--sample-tokens", policy.sample_tokens, "Text sampled at the end (0: none)");
+    step.add(app, train_setting("global_batch").help, step.settings.policy.trace, [&] {
+      for (const Setting& row : train_settings())
+        if (row.group == OptionGroup::run) add_setting(app, step.settings, row.name);
     });
   }
 
   TrainConfig config() const {
     const ModelOptions& model = step.model;
-    TrainConfig c = step.cfg;
+    TrainConfig c = step.settings.config;
     c.model = model.resolve();
-    if (!step.policy.init.empty() && (model.preset_given() || model.layers || model.heads || model.embd || model.seq_len))
+    if (!step.settings.policy.init.empty() && (model.preset_given() || model.layers || model.heads || model.embd || model.seq_len))
       throw SettingError("{init} gives the model's shape: drop {preset}, {n_layer}, {n_head}, {n_embd} and {seq_len}");
     return c;
   }
@@ -265,7 +225,7 @@ struct Train {
     if (auto code = agreed(comm, [&] { c = config(); })) return *code;
     if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
-      TrainingRun run(c, step.policy, data, comm, option_name);
+      TrainingRun run(c, step.settings.policy, step.settings.data, comm, option_name);
       return run.run().exit_code();
     } catch (const CollectiveFailure& failure) {
       return report(comm, failure);
@@ -288,7 +248,7 @@ struct Bench {
       app.add_flag("--json", json, "Print one JSON object instead of a table");
       app.add_option("--vocab", vocab, "Vocabulary size of the benchmarked model [default: 256, "
                                        "the byte tokenizer's; 50257 is GPT-2's]");
-      app.add_option("--seed", step.cfg.seed, "Seed");
+      add_setting(app, step.settings, "seed", "Seed");
     });
     step.global_batch->default_str("");
   }
@@ -296,7 +256,7 @@ struct Bench {
   int run(Comm& comm) {
     if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
-      TrainConfig c = step.cfg;
+      TrainConfig c = step.settings.config;
       if (auto code = agreed(comm, [&] {
             c.model = step.model.resolve();
             c.model.vocab_size = vocab.value_or(c.model.vocab_size);
@@ -552,7 +512,7 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   app.parse(args);
   const TrainConfig cfg = train.config();
   cfg.validate(1);
-  train.step.policy.validate();
+  train.step.settings.policy.validate();
   train.step.stall.validate();
   return cfg;
 }

@@ -1,6 +1,7 @@
 #include "cllm/train/run_settings.h"
 
 #include <charconv>
+#include <type_traits>
 
 #include "cllm/base/setting_error.h"
 
@@ -8,42 +9,65 @@ namespace cllm {
 
 namespace {
 
-// Each recorded setting, and whether a resume may change it. The data and
-// the model's shape make the parameters what they are; the batch and the
-// seed make the step's windows and sums what they are: a resume that changed
-// them would continue another run.
+// Each recorded setting, and whether a resume may change it: the data's
+// identity and the model's shape, which have no row in train_settings.cpp,
+// then the table's recorded rows, then the matmul choices.
 struct SettingRule {
-  const char* attribute;
+  std::string attribute;
   bool may_change;
 };
-constexpr SettingRule kRules[] = {
-    {"data_identity", false}, {"vocab_size", false},      {"n_layer", false},
-    {"n_head", false},        {"n_embd", false},          {"seq_len", false},
-    {"micro_batch", false},   {"global_batch", false},    {"seed", false},
-    {"steps", true},          {"lr", true},               {"min_lr_ratio", true},
-    {"warmup", true},         {"weight_decay", true},     {"grad_clip", true},
-    {"checkpoint_every", true}, {"keep", true},           {"log_every", true},
-    {"eval_every", true},     {"eval_batches", true},     {"check_every", true},
-    {"precision", true},      {"matmul", true},
-};
+const std::vector<SettingRule>& rules() {
+  static const std::vector<SettingRule> all = [] {
+    std::vector<SettingRule> r = {{"data_identity", false}, {"vocab_size", false}, {"n_layer", false},
+                                  {"n_head", false},        {"n_embd", false},     {"seq_len", false}};
+    for (const Setting& row : train_settings())
+      if (row.on_resume != OnResume::not_recorded)
+        r.push_back({row.name, row.on_resume == OnResume::may_change});
+    r.push_back({"precision", true});
+    r.push_back({"matmul", true});
+    return r;
+  }();
+  return all;
+}
+
+// The table's recorded rows of one part (of_config or not), as values.
+void add_rows(const TrainSettings& settings, bool of_config, RunSettings& out) {
+  auto& s = const_cast<TrainSettings&>(settings);  // the accessors are only read here
+  for (const Setting& row : train_settings()) {
+    if (row.on_resume == OnResume::not_recorded || row.of_config != of_config) continue;
+    out[row.name] = std::visit(
+        [&](auto field) -> SettingValue {
+          const auto& v = field(s);
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_integral_v<T>) return static_cast<std::int64_t>(v);
+          else if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
+          else if constexpr (std::is_same_v<T, std::string>) return v;
+          else return v.value_or(0.0);
+        },
+        row.field);
+  }
+}
 
 }  // namespace
 
 RunSettings config_settings(const TrainConfig& c) {
   const auto i64 = [](auto v) { return SettingValue{static_cast<std::int64_t>(v)}; };
-  const auto real = [](float v) { return SettingValue{static_cast<double>(v)}; };
-  return {
+  RunSettings s = {
       {"vocab_size", i64(c.model.vocab_size)}, {"seq_len", i64(c.model.seq_len)},
       {"n_layer", i64(c.model.n_layer)},       {"n_head", i64(c.model.n_head)},
-      {"n_embd", i64(c.model.n_embd)},         {"steps", i64(c.steps)},
-      {"micro_batch", i64(c.batch.micro_batch)}, {"global_batch", i64(c.batch.global_batch)},
-      {"seed", i64(c.seed)},                   {"lr", real(c.optim.lr)},
-      {"min_lr_ratio", real(c.optim.min_lr_ratio)}, {"warmup", i64(c.optim.warmup_steps)},
-      {"weight_decay", real(c.optim.weight_decay)}, {"grad_clip", real(c.optim.grad_clip)},
-      {"eval_batches", i64(c.eval_batches)},
+      {"n_embd", i64(c.model.n_embd)},
       {"precision", SettingValue{std::string(kernels::to_string(c.batch.matmul.precision))}},
       {"matmul", SettingValue{std::string(kernels::to_string(c.batch.matmul.engine))}},
   };
+  add_rows(TrainSettings{c, {}, {}}, true, s);
+  return s;
+}
+
+RunSettings recorded_settings(const TrainSettings& settings) {
+  RunSettings s = config_settings(settings.config);
+  add_rows(settings, false, s);
+  s["data"] = settings.data.path;
+  return s;
 }
 
 std::string setting_text(const SettingValue& v) {
@@ -62,20 +86,20 @@ std::string setting_text(const SettingValue& v) {
 
 std::vector<std::string> compared_setting_names() {
   std::vector<std::string> names = {"data"};
-  for (const SettingRule& rule : kRules) names.push_back(rule.attribute);
+  for (const SettingRule& rule : rules()) names.push_back(rule.attribute);
   return names;
 }
 
 SettingsComparison compare_settings(const RunSettings& recorded, const RunSettings& now) {
   SettingsComparison result;
-  for (const SettingRule& rule : kRules) {
+  for (const SettingRule& rule : rules()) {
     const auto then_it = recorded.find(rule.attribute);
     const auto now_it = now.find(rule.attribute);
     if (then_it == recorded.end() || now_it == now.end()) continue;
     const std::string then = setting_text(then_it->second), current = setting_text(now_it->second);
     if (then == current) continue;
     // The data is named by its path; its identity (a hash) says why.
-    const bool data = rule.attribute == std::string("data_identity");
+    const bool data = rule.attribute == "data_identity";
     const std::string name = std::string("{").append(data ? "data" : rule.attribute).append("} ");
     if (rule.may_change) {
       result.changed.push_back(name + SettingError::literal(then) + " -> " +

@@ -6,27 +6,16 @@
 #include <string>
 
 #include "cllm/base/setting_error.h"
+#include "cllm/train/train_settings.h"
 
 namespace cllm {
 
-void OptimizerConfig::validate() const {
-  require_setting(std::isfinite(lr) && lr > 0, "{lr} must be positive");
-  require_setting(warmup_steps >= 0, "{warmup} must not be negative");
-  require_setting(min_lr_ratio >= 0 && min_lr_ratio <= 1, "{min_lr_ratio} must be in [0, 1]");
-  require_setting(weight_decay >= 0, "{weight_decay} must not be negative");
-  require_setting(grad_clip >= 0, "{grad_clip} must not be negative");
-}
-
 void BatchConfig::validate(int ranks) const {
-  require_setting(micro_batch > 0, "{micro_batch} must be positive");
-  require_setting(global_batch > 0, "{global_batch} must be positive");
   require_setting(global_batch % (micro_batch * ranks) == 0,
                   "{global_batch} (" + std::to_string(global_batch) + ") must be a multiple of " +
                       (ranks > 1 ? "ranks x {micro_batch} (" + std::to_string(ranks) + " x "
                                  : std::string("{micro_batch} (")) +
                       std::to_string(micro_batch) + ")");
-  require_setting(threads > 0, "{threads} must be positive");
-  require_setting(bucket_mb > 0, "{bucket_mb} must be positive");
   require_setting(!progress_us || (*progress_us >= 0 && *progress_us <= 1e6),
                   "{progress_us} must be from 0 to 1000000 microseconds");
   require_setting(
@@ -35,11 +24,9 @@ void BatchConfig::validate(int ranks) const {
 }
 
 void TrainConfig::validate(int ranks) const {
+  check_ranges(TrainSettings{*this, {}, {}}, true);  // first: the batch's checks divide by them
   model.validate();
   batch.validate(ranks);
-  require_setting(steps > 0, "{steps} must be positive");
-  require_setting(eval_batches > 0, "{eval_batches} must be positive");
-  optim.validate();
 }
 
 float learning_rate(const OptimizerConfig& o, int step, int total_steps) {

@@ -9,13 +9,17 @@
 
 #include "cllm/base/recorded_settings.h"
 #include "cllm/train/train_config.h"
+#include "cllm/train/train_settings.h"
 
 namespace cllm {
 
-// The settings a TrainConfig holds: the model's shape and every option of
-// the run that it carries (not --threads or --bucket-mb, which change no
-// result beyond float rounding).
+// The settings a TrainConfig holds: the model's shape, the matmul choices
+// and its recorded rows of train_settings.cpp (not --threads or
+// --bucket-mb, which change no result beyond float rounding).
 RunSettings config_settings(const TrainConfig& config);
+// All that a run records: config_settings, the policy's recorded rows and
+// the data's path (its identity is the data's to give: TokenSource).
+RunSettings recorded_settings(const TrainSettings& settings);
 
 // As a user would type it: integers in decimal, reals in the fewest digits
 // that read back as the same float (or double).

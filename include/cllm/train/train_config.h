@@ -1,8 +1,9 @@
 // What the Trainer needs to run optimizer steps: the model's shape, AdamW
 // and its learning-rate schedule, and how a step's batch is split over
 // ranks and threads. The run around the steps (cadences, checkpoints) is
-// RunPolicy's (training_run.h). Each validate() throws SettingError naming
-// the setting (setting_error.h), before any file is read.
+// RunPolicy's (run_policy.h). Each setting's range, option and record are
+// its row in train_settings.cpp; validate() throws SettingError naming the
+// setting (setting_error.h), before any file is read.
 #pragma once
 
 #include <cstdint>
@@ -22,8 +23,6 @@ struct OptimizerConfig {
   float eps = 1e-8f;
   float weight_decay = 0.1f;   // matrices and embeddings only
   float grad_clip = 1.0f;      // global L2 norm; 0 disables clipping
-
-  void validate() const;
 };
 
 // Learning rate at a 0-based step: linear warm-up, then cosine decay to
@@ -55,8 +54,8 @@ struct BatchConfig {
   kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
 
   int micro_batches_per_step() const { return global_batch / micro_batch; }
-  // The global batch must split into whole micro-batches on each of
-  // `ranks` ranks.
+  // What no one setting's range says: the global batch must split into
+  // whole micro-batches on each of `ranks` ranks, progress_us, bf16's engine.
   void validate(int ranks) const;
 };
 

@@ -1,0 +1,131 @@
+#include "cllm/train/train_settings.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string_view>
+
+#include "cllm/base/setting_error.h"
+
+namespace cllm {
+
+namespace {
+
+// Where a row's value lives: FIELD(config.optim.lr).
+#define FIELD(path) +[](TrainSettings& s) -> auto& { return s.path; }
+
+constexpr auto kBatch = OptionGroup::batch, kRun = OptionGroup::run,
+               kAllreduce = OptionGroup::allreduce;
+constexpr auto kPositive = ValueRange::positive, kNotNegative = ValueRange::not_negative;
+constexpr auto kMustMatch = OnResume::must_match, kMayChange = OnResume::may_change,
+               kNotRecorded = OnResume::not_recorded;
+
+// clang-format off
+const Setting kSettings[] = {
+  {"micro_batch", "Sequences per micro-batch (one thread's unit)",
+   FIELD(config.batch.micro_batch), kPositive, kMustMatch, kBatch, true},
+  {"global_batch", "Sequences per optimizer step, over all ranks; a multiple of ranks x --micro-batch",
+   FIELD(config.batch.global_batch), kPositive, kMustMatch, kBatch, true},
+  {"threads", "OpenMP threads [default: OMP_NUM_THREADS]",
+   FIELD(config.batch.threads), kPositive, kNotRecorded, kBatch, true},
+  {"data", "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
+           "(byte-level tokens)", FIELD(data.path)},
+  {"val_fraction", "Tail of a text file held out for validation, in [0, 0.5] (datasets carry "
+                   "their own split)", FIELD(data.val_fraction)},  // DataSpec::validate checks it
+  {"out", "Output folder: checkpoints and metrics.jsonl", FIELD(policy.out)},
+  {"checkpoint_every", "Steps between checkpoints (0: only at the end); one is always written at "
+                       "the end and at --stop-at",
+   FIELD(policy.checkpoint_every), kNotNegative, kMayChange},
+  {"keep", "Newest checkpoints kept in --out (0: all)", FIELD(policy.keep), ValueRange::any, kMayChange},
+  {"resume", "auto: continue from the newest valid checkpoint in --out, if any; none: start afresh "
+             "(refused if --out holds checkpoints); or a checkpoint file", FIELD(policy.resume)},
+  {"init", "Start from this checkpoint's weights (cllm import's, or another run's): the model's "
+           "shape is its, the optimizer starts afresh at step 0 with this run's schedule; a run "
+           "with checkpoints of its own in --out resumes them instead", FIELD(policy.init)},
+  {"stop_at", "End after this step with a checkpoint, as an interruption would; the learning-rate "
+              "schedule still follows --steps (0: off)", FIELD(policy.stop_at), kNotNegative},
+  {"steps", "Optimizer steps", FIELD(config.steps), kPositive, kMayChange, kRun, true},
+  {"lr", "Peak learning rate", FIELD(config.optim.lr), kPositive, kMayChange, kRun, true},
+  {"min_lr_ratio", "Cosine decay ends at lr x this ratio",
+   FIELD(config.optim.min_lr_ratio), ValueRange::unit_interval, kMayChange, kRun, true},
+  {"warmup", "Linear warm-up steps", FIELD(config.optim.warmup_steps), kNotNegative, kMayChange,
+   kRun, true},
+  {"weight_decay", "AdamW weight decay (matrices and embeddings only)",
+   FIELD(config.optim.weight_decay), kNotNegative, kMayChange, kRun, true},
+  {"grad_clip", "Global gradient-norm clip (0: off)", FIELD(config.optim.grad_clip), kNotNegative,
+   kMayChange, kRun, true},
+  {"seed", "Seed of initialisation and data sampling", FIELD(config.seed), ValueRange::any, kMustMatch,
+   kRun, true},
+  {"log_every", "Steps between log lines", FIELD(policy.log_every), kPositive, kMayChange},
+  {"eval_every", "Steps between validation losses (0: end only)", FIELD(policy.eval_every),
+   kNotNegative, kMayChange},
+  {"eval_batches", "Micro-batches per validation loss", FIELD(config.eval_batches), kPositive,
+   kMayChange, kRun, true},
+  {"max_bad_steps", "Consecutive non-finite steps (skipped) before the run stops",
+   FIELD(policy.max_bad_steps), kPositive},
+  {"sample_tokens", "Text sampled at the end (0: none)", FIELD(policy.sample_tokens),
+   kNotNegative},
+  {"bucket_mb", "Gradient allreduce bucket (MiB): the most one MPI_Iallreduce sends",
+   FIELD(config.batch.bucket_mb), kPositive, kNotRecorded, kAllreduce, true},
+  {"progress_us", "With --overlap on and several ranks: microseconds between a progress thread's "
+                  "tests of the allreduces in flight, which Open MPI moves only inside MPI calls "
+                  "(0: no thread; the main thread tests between layers) [default: 100 when the "
+                  "ranks span nodes, 0 on one node, where messages are memory copies]",
+   FIELD(config.batch.progress_us), ValueRange::any, kNotRecorded, kAllreduce, true},  // BatchConfig::validate
+  {"check_every", "Steps between cross-rank parameter checksums (0: at the end only)",
+   FIELD(policy.check_every), kNotNegative, kMayChange, kAllreduce},
+};
+// clang-format on
+#undef FIELD
+
+bool in_range(double v, ValueRange range) {
+  switch (range) {
+    case ValueRange::any: return true;
+    case ValueRange::positive: return std::isfinite(v) && v > 0;
+    case ValueRange::not_negative: return v >= 0;
+    case ValueRange::unit_interval: return v >= 0 && v <= 1;
+  }
+  return true;
+}
+
+const char* range_text(ValueRange range) {
+  switch (range) {
+    case ValueRange::any: break;
+    case ValueRange::positive: return "must be positive";
+    case ValueRange::not_negative: return "must not be negative";
+    case ValueRange::unit_interval: return "must be in [0, 1]";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::span<const Setting> train_settings() { return kSettings; }
+
+const Setting& train_setting(std::string_view name) {
+  for (const Setting& s : kSettings)
+    if (name == s.name) return s;
+  throw std::logic_error("no training setting " + std::string(name));
+}
+
+void check_ranges(const TrainSettings& settings, bool of_config) {
+  // The accessors hand out references to change values; here they are only read.
+  auto& s = const_cast<TrainSettings&>(settings);
+  for (const Setting& row : kSettings) {
+    if (row.of_config != of_config || row.range == ValueRange::any) continue;
+    const double v = std::visit(
+        [&](auto field) -> double {
+          const auto& value = field(s);
+          if constexpr (std::is_arithmetic_v<std::decay_t<decltype(value)>>)
+            return static_cast<double>(value);
+          else
+            return 0;
+        },
+        row.field);
+    if (in_range(v, row.range)) continue;
+    throw SettingError(std::string("{").append(row.name).append("} ").append(range_text(row.range)));
+  }
+}
+
+void RunPolicy::validate() const { check_ranges(TrainSettings{{}, *this, {}}, false); }
+
+}  // namespace cllm
