@@ -164,7 +164,7 @@ struct Result {
 
 // `threads` threads, each with its own engine, run training passes for about
 // `seconds`; all stop after the same pass.
-Result measure(const std::vector<Weight>& weights, int N, const k::MatmulOptions& options,
+Result measure(const std::vector<Weight>& weights, int N, const k::MatmulConfig& options,
                int threads, double seconds) {
   Result result;
   double elapsed = 0;
@@ -230,7 +230,7 @@ std::string json_string(const std::string& s) {
 int main(int argc, char** argv) {
   std::vector<int> thread_counts = {1, 2};
   double seconds = 2.0;
-  k::MatmulOptions options;
+  k::MatmulConfig options;
   for (int i = 1; i < argc; i += 2) {
     const std::string opt = argv[i];
     if (opt != "--seconds" && opt != "--threads" && opt != "--matmul" && opt != "--precision")

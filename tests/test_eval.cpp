@@ -52,7 +52,7 @@ TEST_F(Eval, ScoresEveryWindowAndTheTailAsOneForwardPassPerWindowWould) {
   const CheckpointReader file(checkpoint());
   Model model(file.header().model);
   file.read_into(model);
-  const TrainingData data = open_training_data(DataSpec{kData}, 32);
+  const TrainingData data = open_training_data(DataConfig{kData}, 32);
   std::vector<std::int32_t> tokens(101);
   data.source->read_tokens(Split::val, 0, tokens.size(), tokens.data());
   GptActivations acts(model.config(), 1);

@@ -416,7 +416,7 @@ TEST_F(Gpt2Weights, FineTuningStartsFromTheImportedModelsLossOnItsWindowsAndLear
   ASSERT_EQ(logged.size(), 20u);
 
   // Step 0's windows, as the sampler chose them, each scored by cllm eval.
-  const TrainingData austen = open_training_data(DataSpec{data.string()}, 32);
+  const TrainingData austen = open_training_data(DataConfig{data.string()}, 32);
   const std::uint64_t n = austen.source->split_size(Split::train);
   double sum = 0;
   for (int m = 0; m < kGlobal / kMicro; ++m) {

@@ -120,13 +120,13 @@ std::vector<float> run(k::MatrixEngine& engine, const Product& p, const Matrices
   return c;
 }
 
-class MatmulTest : public ::testing::TestWithParam<k::MatmulOptions> {
+class MatmulTest : public ::testing::TestWithParam<k::MatmulConfig> {
  protected:
   void SetUp() override { k::use_single_threaded_blas(); }
 };
 
 TEST_P(MatmulTest, EveryProductMatchesFloat64WithinItsPrecisionsBound) {
-  const k::MatmulOptions options = GetParam();
+  const k::MatmulConfig options = GetParam();
   k::MatrixEngine engine(options);
   Rng rng(7);
   for (const Product& p : kProducts) {
@@ -154,7 +154,7 @@ TEST_P(MatmulTest, EveryProductMatchesFloat64WithinItsPrecisionsBound) {
 // A bf16 copy the caller keeps (the model's weights) gives the product that
 // the engine's own rounding of the fp32 values gives; fp32 products ignore it.
 TEST_P(MatmulTest, CallersBf16CopyGivesTheSameProduct) {
-  const k::MatmulOptions options = GetParam();
+  const k::MatmulConfig options = GetParam();
   k::MatrixEngine engine(options);
   Rng rng(11);
   for (const Product& p : kProducts) {
@@ -179,9 +179,9 @@ TEST_P(MatmulTest, CallersBf16CopyGivesTheSameProduct) {
 
 INSTANTIATE_TEST_SUITE_P(
     Engines, MatmulTest,
-    ::testing::Values(k::MatmulOptions{k::MatmulEngine::onednn, k::Precision::fp32},
-                      k::MatmulOptions{k::MatmulEngine::openblas, k::Precision::fp32},
-                      k::MatmulOptions{k::MatmulEngine::onednn, k::Precision::bf16}),
+    ::testing::Values(k::MatmulConfig{k::MatmulEngine::onednn, k::Precision::fp32},
+                      k::MatmulConfig{k::MatmulEngine::openblas, k::Precision::fp32},
+                      k::MatmulConfig{k::MatmulEngine::onednn, k::Precision::bf16}),
     [](const auto& info) {
       return std::string(k::to_string(info.param.engine)) + "_" +
              k::to_string(info.param.precision);
@@ -222,7 +222,7 @@ TEST(MatmulRoundOnce, HoldsTheBf16CopyOnlyForBf16Products) {
   for (std::size_t i = 0; i < values.size(); ++i) EXPECT_EQ(low[i], k::to_bf16(values[i])) << i;
 }
 
-TEST(MatmulOptions, OpenBlasHasNoBf16) {
+TEST(MatmulConfig, OpenBlasHasNoBf16) {
   EXPECT_THROW(k::MatrixEngine({k::MatmulEngine::openblas, k::Precision::bf16}),
                std::invalid_argument);
 }

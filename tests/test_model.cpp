@@ -366,7 +366,7 @@ class GenerateTest : public ::testing::Test {
 };
 
 TEST_F(GenerateTest, DeterministicForASeedAndInRange) {
-  SamplingOptions o;
+  SamplingConfig o;
   o.tokens = 20;  // longer than seq_len: the context window slides
   o.seed = 3;
   const std::vector<std::int32_t> prompt = {1, 5, 9};
@@ -390,7 +390,7 @@ TEST_F(GenerateTest, DeterministicForASeedAndInRange) {
 }
 
 TEST_F(GenerateTest, TopKOneIsGreedy) {
-  SamplingOptions o;
+  SamplingConfig o;
   o.tokens = 15;
   o.top_k = 1;
   o.seed = 1;

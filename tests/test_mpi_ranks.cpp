@@ -168,7 +168,7 @@ TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
     testing::internal::CaptureStdout();
     testing::internal::CaptureStderr();
     Outcome o;
-    o.code = agreed(comm, work);
+    o.code = collectively_exit_code(comm, work);
     o.out = testing::internal::GetCapturedStdout();
     o.err = testing::internal::GetCapturedStderr();
     return o;

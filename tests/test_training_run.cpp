@@ -27,8 +27,8 @@ TrainConfig ten_steps() {
   return c;
 }
 
-RunPolicy cadences(int checkpoint_every) {
-  RunPolicy p;
+RunConfig cadences(int checkpoint_every) {
+  RunConfig p;
   p.log_every = 3;
   p.eval_every = 5;
   p.check_every = 4;
@@ -37,7 +37,7 @@ RunPolicy cadences(int checkpoint_every) {
 }
 
 // One letter per step: l(og), e(val), c(heck replicas), s(ave checkpoint).
-std::string actions_by_step(const TrainConfig& config, const RunPolicy& policy, int end) {
+std::string actions_by_step(const TrainConfig& config, const RunConfig& policy, int end) {
   std::string s;
   for (int done = 1; done <= end; ++done) {
     const StepActions a = step_actions(config, policy, done, end);
@@ -58,7 +58,7 @@ TEST(TrainingRunPolicy, StopAtLogsChecksAndCheckpointsItsStep) {
 }
 
 TEST(TrainingRunPolicy, ZeroCadencesMeanOnlyAtTheEnd) {
-  RunPolicy policy = cadences(0);
+  RunConfig policy = cadences(0);
   policy.eval_every = 0;
   policy.check_every = 0;
   policy.log_every = 100;
@@ -92,8 +92,8 @@ class TrainingRunTest : public ::testing::Test {
     c.optim.warmup_steps = 2;
     return c;
   }
-  RunPolicy policy(const std::string& name) const {
-    RunPolicy p;
+  RunConfig policy(const std::string& name) const {
+    RunConfig p;
     p.out = (dir_ / name).string();
     p.log_every = 1;
     p.eval_every = 0;
@@ -102,12 +102,12 @@ class TrainingRunTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  DataSpec data_;
+  DataConfig data_;
   Comm one_rank_;
 };
 
 TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
-  RunPolicy p = policy("refused");
+  RunConfig p = policy("refused");
   p.stop_at = -1;
   try {
     TrainingRun run(config(), p, data_, one_rank_);
@@ -121,7 +121,7 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
   EXPECT_FALSE(fs::exists(p.out));
 
   // The data's settings too: NaN is not in [0, 0.5] (no comparison with it is true).
-  DataSpec nan_fraction = data_;
+  DataConfig nan_fraction = data_;
   nan_fraction.val_fraction = std::numeric_limits<double>::quiet_NaN();
   try {
     TrainingRun run(config(), policy("refused"), nan_fraction, one_rank_);
@@ -138,14 +138,14 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
 // nothing is written; those that only steer it apply, with a warning each,
 // the settings named as the front end names them.
 TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRest) {
-  RunPolicy p = policy("run");
+  RunConfig p = policy("run");
   p.stop_at = 2;
   TrainConfig bf16 = config();
   bf16.batch.matmul.precision = kernels::Precision::bf16;
   TrainingRun(bf16, p, data_, one_rank_).run();
   p.stop_at = 4;
   const CheckpointStore store(p.out);
-  const auto refusal = [&](const TrainConfig& c, const DataSpec& d) -> std::string {
+  const auto refusal = [&](const TrainConfig& c, const DataConfig& d) -> std::string {
     try {
       TrainingRun(c, p, d, one_rank_).run();
     } catch (const CollectiveFailure& f) {
@@ -168,7 +168,7 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
   for (const char* named : {"n_head 2 (checkpoint) vs 4 (now)", "micro_batch 2 (checkpoint) vs 1 (now)",
                             "global_batch 4 (checkpoint) vs 8 (now)", "seed 1337 (checkpoint) vs 7 (now)"})
     EXPECT_TRUE(test::contains(why, named)) << why;
-  DataSpec other = data_;
+  DataConfig other = data_;
   other.path = (dir_ / "other.txt").string();
   std::ofstream(other.path) << test::read_file(data_.path).substr(0, 5000);
   EXPECT_TRUE(test::contains(refusal(config(), other),
@@ -177,7 +177,7 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
 
   // The data file moved (same contents, another path), the schedule,
   // --keep and the products' precision changed: fine.
-  DataSpec moved = data_;
+  DataConfig moved = data_;
   moved.path = (dir_ / "moved.txt").string();
   fs::copy_file(data_.path, moved.path);
   TrainConfig faster = config();
@@ -205,13 +205,13 @@ TEST_F(TrainingRunTest, StoppedAndResumedEqualsUninterruptedBitwise) {
     TrainConfig c = config();
     c.batch.matmul.precision = precision;
     const std::string name = kernels::to_string(precision);
-    RunPolicy whole = policy(name + "-whole");
+    RunConfig whole = policy(name + "-whole");
     TrainingRun straight(c, whole, data_, one_rank_);
     const RunEnd end = straight.run();
     EXPECT_EQ(end.why, RunEnd::Why::completed);
     EXPECT_EQ(end.step, 6);
 
-    RunPolicy split = policy(name + "-split");
+    RunConfig split = policy(name + "-split");
     split.stop_at = 4;
     {
       TrainingRun first(c, split, data_, one_rank_);
@@ -242,7 +242,7 @@ TEST_F(TrainingRunTest, StoppedAndResumedEqualsUninterruptedBitwise) {
 TEST_F(TrainingRunTest, KeepsTheNewestAndResumesPastABrokenOne) {
   TrainConfig c = config();
   c.steps = 12;
-  RunPolicy p = policy("run");
+  RunConfig p = policy("run");
   p.checkpoint_every = 3;
   p.keep = 2;
   p.stop_at = 9;
@@ -281,7 +281,7 @@ TEST_F(TrainingRunTest, KeepsTheNewestAndResumesPastABrokenOne) {
 }
 
 TEST_F(TrainingRunTest, ResumeNoneRefusesAFolderWithCheckpoints) {
-  RunPolicy p = policy("run");
+  RunConfig p = policy("run");
   {
     TrainingRun first(config(), p, data_, one_rank_);
     ASSERT_EQ(first.run().why, RunEnd::Why::completed);
@@ -303,7 +303,7 @@ TEST_F(TrainingRunTest, ResumeNoneRefusesAFolderWithCheckpoints) {
 TEST_F(TrainingRunTest, MetricsKeepWholeRecordsOnlyAcrossAResume) {
   TrainConfig c = config();
   c.steps = 8;
-  RunPolicy p = policy("run");
+  RunConfig p = policy("run");
   p.stop_at = 6;
   {
     TrainingRun first(c, p, data_, one_rank_);

@@ -156,7 +156,7 @@ TEST(Trace, EveryStepHasEveryRanksAndThreadsSpansNestedInTimeOrder) {
   std::map<std::string, int> async_open;  // allreduce spans: "b" and "e" pair up
   std::set<int> named_ranks;
   for (const json& e : trace) {
-    if (e["name"] == "micro-batch") micro_batches[e["args"]["step"]].insert(e["args"]["micro_batch"].get<int>());
+    if (e["name"] == "micro-batch") micro_batches[e["args"]["step"]].insert(e["args"]["micro_index"].get<int>());
     if (e["ph"] == "b") ++async_open[e["id2"].dump() + e["pid"].dump()];
     if (e["ph"] == "e") --async_open[e["id2"].dump() + e["pid"].dump()];
     if (e["name"] == "process_name") named_ranks.insert(e["pid"].get<int>());

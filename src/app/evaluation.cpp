@@ -76,7 +76,7 @@ SplitEvaluation evaluate_split(const Model& model, const TokenSource& source, Sp
   return result;
 }
 
-void EvalSpec::validate() const {
+void EvalConfig::validate() const {
   require_setting(!checkpoint.empty(), "{checkpoint}: give the checkpoint to evaluate");
   require_setting(!data.empty(), "{data}: give the dataset to evaluate on");
   require_setting(split == "val" || split == "train",
@@ -84,14 +84,14 @@ void EvalSpec::validate() const {
   require_setting(threads > 0, "{threads} must be positive");
 }
 
-SplitEvaluation evaluate_checkpoint(const EvalSpec& spec, const Comm& comm) {
+SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm) {
   std::unique_ptr<Model> model;
   TrainingData data;
   const Split split = spec.split == "val" ? Split::val : Split::train;
   collectively(comm, [&] {
     spec.validate();
     const CheckpointReader checkpoint(spec.checkpoint);  // every rank: the header
-    data = open_training_data(DataSpec{spec.data}, checkpoint.header().model.seq_len);
+    data = open_training_data(DataConfig{spec.data}, checkpoint.header().model.seq_len);
     checkpoint.check_reads(data.tokenizer, spec.data);
     if (data.source->split_size(split) < 2)
       throw std::runtime_error(spec.data + ": the " + spec.split + " split holds fewer than 2 tokens");

@@ -12,7 +12,7 @@
 
 namespace cllm {
 
-void GenerateSpec::validate() const {
+void GenerateConfig::validate() const {
   require_setting(sampling.tokens >= 0, "{tokens} must not be negative");
   require_setting(sampling.temperature > 0, "{temperature} must be positive");  // NaN too
   require_setting(sampling.top_k >= 0, "{top_k} must not be negative");
@@ -20,7 +20,7 @@ void GenerateSpec::validate() const {
   require_setting(!prompt.empty(), "{prompt}: give at least one character of text");
 }
 
-std::string generate_text(const GenerateSpec& spec) {
+std::string generate_text(const GenerateConfig& spec) {
   spec.validate();
   const CheckpointReader checkpoint(spec.checkpoint);
   const CheckpointContents& header = checkpoint.header();

@@ -14,7 +14,7 @@
 
 namespace cllm {
 
-void ImportSpec::validate() const {
+void ImportConfig::validate() const {
   require_setting(!source.empty(), "{source}: give a Hugging Face folder or an llm.c model file");
   require_setting(!out.empty(), "{out}: give the checkpoint file to write");
   std::error_code ec;
@@ -22,7 +22,7 @@ void ImportSpec::validate() const {
                   "{out} " + SettingError::literal(out) + " is a folder; give a checkpoint file");
 }
 
-ImportSummary import_model(const ImportSpec& spec) {
+ImportSummary import_model(const ImportConfig& spec) {
   spec.validate();
   const auto start = std::chrono::steady_clock::now();
   ImportSummary summary;
@@ -65,14 +65,14 @@ ImportSummary import_model(const ImportSpec& spec) {
   return summary;
 }
 
-void ExportSpec::validate() const {
+void ExportConfig::validate() const {
   require_setting(!checkpoint.empty(), "{checkpoint}: give the checkpoint to export");
   require_setting(!out.empty(), "{out}: give the folder (hf) or file (llmc) to write");
   require_setting(format == "hf" || format == "llmc",
                   "{format}: '" + SettingError::literal(format) + "' is not hf or llmc");
 }
 
-void export_model(const ExportSpec& spec) {
+void export_model(const ExportConfig& spec) {
   spec.validate();
   const CheckpointReader checkpoint(spec.checkpoint);
   const std::unique_ptr<Model> model = checkpoint.read_model();

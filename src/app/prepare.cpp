@@ -15,7 +15,7 @@
 
 namespace cllm {
 
-void PrepareSpec::validate() const {
+void PrepareConfig::validate() const {
   check_val_fraction(val_fraction);
   // The output replaces its file: it must not be one of the inputs.
   for (const std::string& input : inputs) {
@@ -26,7 +26,7 @@ void PrepareSpec::validate() const {
   }
 }
 
-PrepareSummary prepare_dataset(const PrepareSpec& spec,
+PrepareSummary prepare_dataset(const PrepareConfig& spec,
                                const std::function<void(const PrepareProgress&)>& progress) {
   spec.validate();
   const double t0 = omp_get_wtime();

@@ -34,9 +34,9 @@ void prepare_output_folder(const fs::path& out) {
 }
 
 // What this run records in its checkpoints, and compares with theirs on resume.
-RunSettings run_settings(const TrainConfig& config, const RunPolicy& policy, const DataSpec& data,
+RunSettings run_settings(const TrainConfig& config, const RunConfig& policy, const DataConfig& data,
                          const TokenSource& source) {
-  RunSettings s = recorded_settings(TrainSettings{config, policy, data});
+  RunSettings s = recorded_settings(TrainRunConfig{config, policy, data});
   if (const std::string identity = source.identity(); !identity.empty())
     s["data_identity"] = identity;
   return s;
@@ -67,7 +67,7 @@ static_assert(std::is_trivially_copyable_v<ResumePoint>);
 
 }  // namespace
 
-StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end) {
+StepActions step_actions(const TrainConfig& config, const RunConfig& policy, int done, int end) {
   StepActions a;
   const bool last = done == config.steps;
   a.checkpoint = done == end || (policy.checkpoint_every > 0 && done % policy.checkpoint_every == 0);
@@ -79,7 +79,7 @@ StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int
   return a;
 }
 
-TrainingRun::TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm,
+TrainingRun::TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, const Comm& comm,
                          SettingNames name_of)
     : config_(std::move(config)),
       policy_(std::move(policy)),
@@ -229,7 +229,7 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
 
 void TrainingRun::print_sample() const {
   const auto tok = make_tokenizer(data_.tokenizer);
-  SamplingOptions so = kReadableSampling;
+  SamplingConfig so = kReadableSampling;
   so.tokens = policy_.sample_tokens;
   so.seed = config_.seed;
   const auto prompt = tok->encode("\n");

@@ -72,7 +72,7 @@ int print(const Stop& stop) {
 
 }  // namespace
 
-std::optional<int> agreed(const Comm& comm, const std::function<void()>& work) {
+std::optional<int> collectively_exit_code(const Comm& comm, const std::function<void()>& work) {
   std::optional<Stop> mine;
   try {
     work();

@@ -24,12 +24,13 @@ struct HelpRequested {
   std::string text;
 };
 
-// Runs work, which every rank finishes but which may throw on some, and
-// agrees on the outcome: nullopt if no rank threw, else every rank's exit
-// code, that of the lowest rank that threw, which prints why. HelpRequested
-// exits 0; CLI11's errors, SettingError and other std::invalid_argument are
-// usage errors (exit 2); anything else exits 1.
-std::optional<int> agreed(const Comm& comm, const std::function<void()>& work);
+// collectively() (dist/collective.h) for the command line: runs work, which
+// every rank finishes but which may throw on some, and agrees on the outcome
+// as an exit code, not an exception: nullopt if no rank threw, else every
+// rank's exit code, that of the lowest rank that threw, which prints why.
+// HelpRequested exits 0; CLI11's errors, SettingError and other
+// std::invalid_argument are usage errors (exit 2); anything else exits 1.
+std::optional<int> collectively_exit_code(const Comm& comm, const std::function<void()>& work);
 
 // The exit code of a failure the library agreed on itself (collective.h),
 // after the rank that holds the reason prints it.

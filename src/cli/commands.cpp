@@ -85,7 +85,7 @@ struct ModelOptions {
 
 // The option of a setting of train_settings.cpp, bound to its value in
 // settings; help replaces the table's.
-CLI::Option* add_setting(CLI::App& app, TrainSettings& settings, std::string_view name,
+CLI::Option* add_setting(CLI::App& app, TrainRunConfig& settings, std::string_view name,
                          const char* help = nullptr) {
   const Setting& row = train_setting(name);
   return std::visit(
@@ -151,7 +151,7 @@ void add_matmul_options(CLI::App& app, BatchConfig& batch) {
 }
 
 // Watching the run: its timeline, and the ranks that keep the others waiting.
-void add_watch_options(CLI::App& app, std::string& trace, StallPolicy& stall) {
+void add_watch_options(CLI::App& app, std::string& trace, StallConfig& stall) {
   app.add_option("--trace", trace,
                  "Write a Chrome trace of every rank's and thread's work to FILE (open it in "
                  "Perfetto or chrome://tracing)")
@@ -165,8 +165,8 @@ void add_watch_options(CLI::App& app, std::string& trace, StallPolicy& stall) {
 }
 
 // Validates the stall policy and watches comm's collectives with it; every rank agrees.
-std::optional<int> watch_stalls(Comm& comm, const StallPolicy& stall) {
-  if (auto code = agreed(comm, [&] { stall.validate(); })) return code;
+std::optional<int> watch_stalls(Comm& comm, const StallConfig& stall) {
+  if (auto code = collectively_exit_code(comm, [&] { stall.validate(); })) return code;
   comm.watch_stalls(stall, option_name);
   return std::nullopt;
 }
@@ -176,8 +176,8 @@ std::optional<int> watch_stalls(Comm& comm, const StallPolicy& stall) {
 // command's own options, which own_options adds (in --help's middle).
 struct StepOptions {
   ModelOptions model;
-  TrainSettings settings;  // bench takes only the config and --check-every, and checks nothing
-  StallPolicy stall;
+  TrainRunConfig settings;  // bench takes only the config and --check-every, and checks nothing
+  StallConfig stall;
   CLI::Option* global_batch = nullptr;
 
   void add(CLI::App& app, const char* global_help, std::string& trace,
@@ -222,7 +222,7 @@ struct Train {
   int run(Comm& comm) {
     install_stop_signal_handlers();
     TrainConfig c;
-    if (auto code = agreed(comm, [&] { c = config(); })) return *code;
+    if (auto code = collectively_exit_code(comm, [&] { c = config(); })) return *code;
     if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
       TrainingRun run(c, step.settings.policy, step.settings.data, comm, option_name);
@@ -257,7 +257,7 @@ struct Bench {
     if (auto code = watch_stalls(comm, step.stall)) return *code;
     try {
       TrainConfig c = step.settings.config;
-      if (auto code = agreed(comm, [&] {
+      if (auto code = collectively_exit_code(comm, [&] {
             c.model = step.model.resolve();
             c.model.vocab_size = vocab.value_or(c.model.vocab_size);
           }))
@@ -276,7 +276,7 @@ struct Bench {
 // prepare and generate work on rank 0; under mpirun the other ranks wait.
 struct Prepare {
   static constexpr const char* kAbout = "Turn text files into an HDF5 token dataset";
-  PrepareSpec spec;
+  PrepareConfig spec;
 
   void add(CLI::App& app) {
     app.add_option("inputs", spec.inputs, "Text files (UTF-8), in order")->required()->default_str("");
@@ -290,7 +290,7 @@ struct Prepare {
 
   int run(Comm& comm) {
     PrepareSummary done;
-    if (auto code = agreed(comm, [&] {
+    if (auto code = collectively_exit_code(comm, [&] {
           spec.validate();  // on every rank: each one's own --out and inputs
           if (!comm.is_root()) return;
           done = prepare_dataset(spec, [](const PrepareProgress& p) {
@@ -310,7 +310,7 @@ struct Prepare {
 
 struct Generate {
   static constexpr const char* kAbout = "Sample text from a checkpoint";
-  GenerateSpec spec;
+  GenerateConfig spec;
 
   void add(CLI::App& app) {
     app.add_option("--checkpoint", spec.checkpoint, "Checkpoint file (checkpoint-<step>.h5)")
@@ -324,7 +324,7 @@ struct Generate {
 
   int run(Comm& comm) {
     std::string text;
-    if (auto code = agreed(comm, [&] {
+    if (auto code = collectively_exit_code(comm, [&] {
           spec.validate();
           if (comm.is_root()) text = generate_text(spec);
         }))
@@ -340,8 +340,8 @@ struct Generate {
 
 struct Eval {
   static constexpr const char* kAbout = "Mean loss and perplexity of a checkpoint over a whole split";
-  EvalSpec spec;
-  StallPolicy stall;
+  EvalConfig spec;
+  StallConfig stall;
   bool json = false;
 
   void add(CLI::App& app) {
@@ -387,7 +387,7 @@ struct Eval {
 // import and export work on rank 0, as prepare does.
 struct Import {
   static constexpr const char* kAbout = "Make a checkpoint of a GPT-2 model from Hugging Face or llm.c";
-  ImportSpec spec;
+  ImportConfig spec;
 
   void add(CLI::App& app) {
     app.add_option("source", spec.source,
@@ -400,7 +400,7 @@ struct Import {
 
   int run(Comm& comm) {
     ImportSummary done;
-    if (auto code = agreed(comm, [&] {
+    if (auto code = collectively_exit_code(comm, [&] {
           spec.validate();
           if (comm.is_root()) done = import_model(spec);
         }))
@@ -417,7 +417,7 @@ struct Import {
 
 struct Export {
   static constexpr const char* kAbout = "Write a checkpoint's model for Hugging Face or llm.c";
-  ExportSpec spec;
+  ExportConfig spec;
 
   void add(CLI::App& app) {
     app.add_option("--checkpoint", spec.checkpoint, "Checkpoint file")->required();
@@ -430,7 +430,7 @@ struct Export {
   }
 
   int run(Comm& comm) {
-    if (auto code = agreed(comm, [&] {
+    if (auto code = collectively_exit_code(comm, [&] {
           spec.validate();
           if (comm.is_root()) export_model(spec);
         }))
@@ -465,7 +465,7 @@ int run_command(int argc, char** argv, Comm& world) {
   Command command;
   CLI::App app{Command::kAbout, std::string("cllm ") + argv[1]};
   add_options(app, command);
-  if (auto code = agreed(world, [&] { parse(app, argc - 1, argv + 1); })) return *code;
+  if (auto code = collectively_exit_code(world, [&] { parse(app, argc - 1, argv + 1); })) return *code;
   return command.run(world);
 }
 
@@ -498,7 +498,7 @@ int run_cli(int argc, char** argv, [[maybe_unused]] const MpiEnvironment& mpi) {
   app.require_subcommand(1);
   for (const Subcommand& s : kSubcommands)
     app.add_subcommand(s.name, std::string(s.about) + " (cllm " + s.name + " --help)");
-  return *agreed(world, [&] {
+  return *collectively_exit_code(world, [&] {
     parse(app, argc, argv);
     throw std::invalid_argument("a subcommand is required: prepare, train, generate, eval, bench, import or export");
   });

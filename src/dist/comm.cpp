@@ -38,7 +38,7 @@ Comm::Mpi::~Mpi() {
   if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
 }
 
-void Comm::watch_stalls(const StallPolicy& policy, SettingNames name_of) {
+void Comm::watch_stalls(const StallConfig& policy, SettingNames name_of) {
   mpi_->inspector.reset();
   if (mpi_->comm != MPI_COMM_NULL && size_ > 1 && policy.on())
     mpi_->inspector = std::make_unique<StallInspector>(mpi_->comm, policy, std::move(name_of));

@@ -47,7 +47,7 @@ const char* to_string(Collective what) {
   return "a collective";
 }
 
-void StallPolicy::validate() const {
+void StallConfig::validate() const {
   require_setting(std::isfinite(warn_s) && warn_s >= 0, "{stall_warn} must be 0 (off) or positive");
   require_setting(std::isfinite(abort_s) && abort_s >= 0,
                   "{stall_abort} must be 0 (off) or positive");
@@ -66,7 +66,7 @@ std::string rank_list(const std::vector<int>& ranks) {
   return s;
 }
 
-StallInspector::StallInspector(MPI_Comm parent, StallPolicy policy, SettingNames name_of)
+StallInspector::StallInspector(MPI_Comm parent, StallConfig policy, SettingNames name_of)
     : policy_(policy), name_of_(std::move(name_of)) {
   check_mpi(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
   MPI_Comm_rank(comm_, &rank_);

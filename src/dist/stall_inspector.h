@@ -34,7 +34,7 @@ class StallInspector {
  public:
   // Duplicates parent for the inspector's own messages. Collective. name_of
   // names the settings in its messages ({stall_abort}: the CLI's --stall-abort).
-  StallInspector(MPI_Comm parent, StallPolicy policy, SettingNames name_of);
+  StallInspector(MPI_Comm parent, StallConfig policy, SettingNames name_of);
   ~StallInspector();
   StallInspector(const StallInspector&) = delete;
   StallInspector& operator=(const StallInspector&) = delete;
@@ -75,7 +75,7 @@ class StallInspector {
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
-  StallPolicy policy_;
+  StallConfig policy_;
   SettingNames name_of_;
   bool warns_ = false, aborts_ = false;  // the checks this rank makes
   // The collective waited for.

@@ -172,9 +172,9 @@ void check_val_fraction(double val_fraction) {
                   "{val_fraction} must be in [0, 0.5], not " + std::string(value));
 }
 
-void DataSpec::validate() const { check_val_fraction(val_fraction); }
+void DataConfig::validate() const { check_val_fraction(val_fraction); }
 
-TrainingData open_training_data(const DataSpec& spec, int seq_len) {
+TrainingData open_training_data(const DataConfig& spec, int seq_len) {
   std::string ext = std::filesystem::path(spec.path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char ch) { return std::tolower(ch); });

@@ -191,7 +191,7 @@ struct MatrixEngine::OneDnn {
 
 // ------------------------------------------------------------------ engine
 
-MatrixEngine::MatrixEngine(MatmulOptions options) : options_(options) {
+MatrixEngine::MatrixEngine(MatmulConfig options) : options_(options) {
   if (!is_implemented(options))
     throw std::invalid_argument("bf16 products need the onednn engine: OpenBLAS has none");
   if (options.engine == MatmulEngine::onednn) onednn_ = std::make_unique<OneDnn>(options.precision);
@@ -224,7 +224,7 @@ const bf16* MatrixEngine::round_once(const float* values, std::size_t n) {
 
 std::size_t MatrixEngine::bytes() const { return onednn_ ? onednn_->bytes() : 0; }
 
-bool is_implemented(const MatmulOptions& options) {
+bool is_implemented(const MatmulConfig& options) {
   return !(options.engine == MatmulEngine::openblas && options.precision == Precision::bf16);
 }
 

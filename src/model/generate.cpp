@@ -12,7 +12,7 @@
 namespace cllm {
 
 std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> tokens,
-                                   const SamplingOptions& o) {
+                                   const SamplingConfig& o) {
   if (tokens.empty()) throw std::invalid_argument("generate needs a prompt of one token or more");
   const ModelConfig& c = model.config();
   const int T = c.seq_len, V = c.vocab_size;

@@ -14,10 +14,10 @@ namespace cllm {
 
 namespace k = kernels;
 
-GptActivations::GptActivations(const ModelConfig& c, int batch, Recompute recompute,
-                               k::MatmulOptions matmul_options)
-    : matmul(matmul_options), B_(batch), recompute_(recompute) {
-  const std::int64_t B = batch, T = c.seq_len, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
+GptActivations::GptActivations(const ModelConfig& c, int micro_batch, Recompute recompute,
+                               k::MatmulConfig matmul_options)
+    : matmul(matmul_options), micro_batch_(micro_batch), recompute_(recompute) {
+  const std::int64_t B = micro_batch, T = c.seq_len, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
   auto& l = layout_;
   l.add("encoded", {B, T, C});
   // Recompute::block keeps one set of the block activations, which every
@@ -121,7 +121,7 @@ void block_forward(const Model& model, const GptTensors<const float>& p,
                    const GptTensors<const k::bf16>& low, GptActivations& a, int l, const float* x,
                    KernelClock& clock) {
   const ModelConfig& c = model.config();
-  const int B = a.batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
+  const int B = a.micro_batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
   const int N = B * T;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   const BlockTensors<const float>& w = p.h[l];
@@ -151,7 +151,7 @@ const float* block_input(const GptActivations& a, int l) {
 void trunk_forward(const Model& model, GptActivations& a, const std::int32_t* inputs,
                    KernelClock& clock) {
   const ModelConfig& c = model.config();
-  const int B = a.batch(), T = c.seq_len, C = c.n_embd;
+  const int B = a.micro_batch(), T = c.seq_len, C = c.n_embd;
   const GptTensors<const float> p = model.tensors();
   const GptTensors<const k::bf16> low = model.bf16_tensors();
   k::encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
@@ -178,7 +178,7 @@ double gpt_forward(const Model& model, GptActivations& a, const std::int32_t* in
   const int C = c.n_embd, V = c.vocab_size;
   const k::Weight wte(model.tensors().wte, model.bf16_tensors().wte);
   double loss = 0.0;
-  by_chunks(a.batch() * c.seq_len, [&](int first, int rows) {
+  by_chunks(a.micro_batch() * c.seq_len, [&](int first, int rows) {
     k::matmul_forward(a.matmul, a.logits, a.ln_f + static_cast<std::size_t>(first) * C, wte, nullptr, rows, C,
            V);
     loss += k::crossentropy_forward(a.logits, a.losses + first, a.logits, targets + first, rows, V);
@@ -199,7 +199,7 @@ void gpt_trunk_forward(const Model& model, GptActivations& a, const std::int32_t
 }
 
 int gpt_head_chunks(const Model& model, const GptActivations& a) {
-  return (a.batch() * model.config().seq_len + kLogitRows - 1) / kLogitRows;
+  return (a.micro_batch() * model.config().seq_len + kLogitRows - 1) / kLogitRows;
 }
 
 namespace {
@@ -210,7 +210,7 @@ struct ChunkRows {
 };
 ChunkRows head_chunk_rows(const Model& model, const GptActivations& a, int chunk) {
   const int first = chunk * kLogitRows;
-  return {first, std::min(kLogitRows, a.batch() * model.config().seq_len - first)};
+  return {first, std::min(kLogitRows, a.micro_batch() * model.config().seq_len - first)};
 }
 
 }  // namespace
@@ -250,7 +250,7 @@ void gpt_head_weight_gradient(const Model& model, GptActivations& mine,
 void gpt_head_finish(const Model& model, GptActivations& a, float* dln_f_w, float* dln_f_b) {
   KernelClock clock(a.seconds, a.matmul);
   const ModelConfig& c = model.config();
-  const int N = a.batch() * c.seq_len;
+  const int N = a.micro_batch() * c.seq_len;
   std::fill_n(a.dres, static_cast<std::size_t>(N) * c.n_embd, 0.0f);
   k::layernorm_backward(a.dres, dln_f_w, dln_f_b, a.dbtc, block_input(a, c.n_layer),
                         model.tensors().ln_f_w, a.ln_f_mean, a.ln_f_rstd, N, c.n_embd);
@@ -259,7 +259,7 @@ void gpt_head_finish(const Model& model, GptActivations& a, float* dln_f_w, floa
 void gpt_block_backward(const Model& model, GptActivations& a, int l,
                         const BlockTensors<float>& dw) {
   const ModelConfig& c = model.config();
-  const int B = a.batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
+  const int B = a.micro_batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
   const int N = B * T;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   KernelClock clock(a.seconds, a.matmul);
@@ -313,7 +313,7 @@ double gpt_forward_backward(const Model& model, GptActivations& a, std::span<flo
   }
   gpt_head_finish(model, a, g.ln_f_w, g.ln_f_b);
   for (int l = c.n_layer - 1; l >= 0; --l) gpt_block_backward(model, a, l, g.h[l]);
-  k::encoder_backward(g.wte, g.wpe, a.dres, inputs, a.batch(), c.seq_len, c.n_embd);
+  k::encoder_backward(g.wte, g.wpe, a.dres, inputs, a.micro_batch(), c.seq_len, c.n_embd);
   return loss;
 }
 

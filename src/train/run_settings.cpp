@@ -31,8 +31,8 @@ const std::vector<SettingRule>& rules() {
 }
 
 // The table's recorded rows of one part (of_config or not), as values.
-void add_rows(const TrainSettings& settings, bool of_config, RunSettings& out) {
-  auto& s = const_cast<TrainSettings&>(settings);  // the accessors are only read here
+void add_rows(const TrainRunConfig& settings, bool of_config, RunSettings& out) {
+  auto& s = const_cast<TrainRunConfig&>(settings);  // the accessors are only read here
   for (const Setting& row : train_settings()) {
     if (row.on_resume == OnResume::not_recorded || row.of_config != of_config) continue;
     out[row.name] = std::visit(
@@ -59,11 +59,11 @@ RunSettings config_settings(const TrainConfig& c) {
       {"precision", SettingValue{std::string(kernels::to_string(c.batch.matmul.precision))}},
       {"matmul", SettingValue{std::string(kernels::to_string(c.batch.matmul.engine))}},
   };
-  add_rows(TrainSettings{c, {}, {}}, true, s);
+  add_rows(TrainRunConfig{c, {}, {}}, true, s);
   return s;
 }
 
-RunSettings recorded_settings(const TrainSettings& settings) {
+RunSettings recorded_settings(const TrainRunConfig& settings) {
   RunSettings s = config_settings(settings.config);
   add_rows(settings, false, s);
   s["data"] = settings.data.path;

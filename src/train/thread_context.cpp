@@ -11,7 +11,7 @@ std::size_t unit_span(const TensorLayout& layout, std::span<const std::size_t> u
 }
 
 ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute,
-                             kernels::MatmulOptions matmul)
+                             kernels::MatmulConfig matmul)
     : acts(model.config(), micro_batch, recompute, matmul) {
   const std::vector<std::size_t> units = gpt_unit_starts(model.config().n_layer);
   const int L = model.config().n_layer;

@@ -11,7 +11,7 @@ namespace cllm {
 namespace {
 
 // Where a row's value lives: FIELD(config.optim.lr).
-#define FIELD(path) +[](TrainSettings& s) -> auto& { return s.path; }
+#define FIELD(path) +[](TrainRunConfig& s) -> auto& { return s.path; }
 
 constexpr auto kBatch = OptionGroup::batch, kRun = OptionGroup::run,
                kAllreduce = OptionGroup::allreduce;
@@ -30,7 +30,7 @@ const Setting kSettings[] = {
   {"data", "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
            "(byte-level tokens)", FIELD(data.path)},
   {"val_fraction", "Tail of a text file held out for validation, in [0, 0.5] (datasets carry "
-                   "their own split)", FIELD(data.val_fraction)},  // DataSpec::validate checks it
+                   "their own split)", FIELD(data.val_fraction)},  // DataConfig::validate checks it
   {"out", "Output folder: checkpoints and metrics.jsonl", FIELD(policy.out)},
   {"checkpoint_every", "Steps between checkpoints (0: only at the end); one is always written at "
                        "the end and at --stop-at",
@@ -107,9 +107,9 @@ const Setting& train_setting(std::string_view name) {
   throw std::logic_error("no training setting " + std::string(name));
 }
 
-void check_ranges(const TrainSettings& settings, bool of_config) {
+void check_ranges(const TrainRunConfig& settings, bool of_config) {
   // The accessors hand out references to change values; here they are only read.
-  auto& s = const_cast<TrainSettings&>(settings);
+  auto& s = const_cast<TrainRunConfig&>(settings);
   for (const Setting& row : kSettings) {
     if (row.of_config != of_config || row.range == ValueRange::any) continue;
     const double v = std::visit(
@@ -126,6 +126,6 @@ void check_ranges(const TrainSettings& settings, bool of_config) {
   }
 }
 
-void RunPolicy::validate() const { check_ranges(TrainSettings{{}, *this, {}}, false); }
+void RunConfig::validate() const { check_ranges(TrainRunConfig{{}, *this, {}}, false); }
 
 }  // namespace cllm

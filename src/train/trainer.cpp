@@ -39,7 +39,7 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       data_(data),
       comm_(comm),
       micro_per_rank_(config.batch.micro_batches_per_step() / comm.size()),
-      first_micro_(comm.rank() * micro_per_rank_),
+      first_micro_index_(comm.rank() * micro_per_rank_),
       model_(config.model),
       optimizer_(config.optim, model_.layout()),
       reducer_(comm, model_.layout(), bucket_bytes(config.batch.bucket_mb),
@@ -237,10 +237,10 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
     const int first = round * n_threads;
     const int contributors = std::min(n_threads, micro_per_rank_ - first);
     const bool mine = me < contributors, last = round + 1 == rounds;
-    const int i = first + me, micro = first_micro_ + i;
+    const int i = first + me, micro_index = first_micro_index_ + i;
     PhaseClock clock(mine ? timeline : nullptr, me, label);
     if (mine) gpt_trunk_forward(model, ctx.acts, batch_inputs(i));
-    clock.lap("forward", "micro_batch", micro);
+    clock.lap("forward", "micro_index", micro_index);
     // The output head, chunk by chunk: each thread its own logits and loss,
     // then every thread wte's gradient of its rows from every thread's chunk.
     double loss = 0.0;
@@ -252,12 +252,12 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
       timed_barrier(waited);  // before any thread's next chunk overwrites its logits
     }
     if (mine) {
-      micro_losses_[micro] = loss;
+      micro_losses_[micro_index] = loss;
       ctx.ln_f_grads.zero();
       float* const d_ln_f = ctx.ln_f_grads.data();  // the unit's span: weight, then bias
       gpt_head_finish(model, ctx.acts, d_ln_f, d_ln_f + (g.ln_f_b - g.ln_f_w));
     }
-    clock.lap("output head", "micro_batch", micro);
+    clock.lap("output head", "micro_index", micro_index);
     for (int l = L - 1; l >= 0; --l) {
       if (mine) {
         ctx.block_grads.zero();
@@ -283,8 +283,8 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
     for (int t = 0; t < contributors; ++t)
       kernels::encoder_backward_rows(g.wte, g.wpe, contexts_[t]->acts.dres,
                                      batch_inputs(first + t), B, T, C, vocab, positions);
-    clock.lap("backward", "micro_batch", micro);
-    clock.whole("micro-batch", "micro_batch", micro);
+    clock.lap("backward", "micro_index", micro_index);
+    clock.whole("micro-batch", "micro_index", micro_index);
   }
   timed_barrier(waited);  // every row of wte and wpe is summed
   if (overlap) post(gpt_embedding_unit());
@@ -302,7 +302,7 @@ void Trainer::read_training_windows(int step) {
   std::vector<std::uint64_t> starts(B);
   for (int i = 0; i < micro_per_rank_; ++i) {
     for (int b = 0; b < B; ++b)
-      starts[b] = training_window_start(n, T, cfg_.seed, step, first_micro_ + i, b);
+      starts[b] = training_window_start(n, T, cfg_.seed, step, first_micro_index_ + i, b);
     read_windows(data_, Split::train, starts, T, batch_inputs(i), batch_targets(i));
   }
 }

@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool fits = std::all_of(prompt.begin(), prompt.end(), [&](std::int32_t id) {
       return id >= 0 && id < header.model.vocab_size;
     });
-    cllm::SamplingOptions so;
+    cllm::SamplingConfig so;
     so.tokens = 1;
     so.temperature = 0.8f;
     so.top_k = 40;

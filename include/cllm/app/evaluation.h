@@ -27,7 +27,7 @@ struct SplitEvaluation {
 SplitEvaluation evaluate_split(const Model& model, const TokenSource& source, Split split,
                                std::uint64_t max_tokens, int threads, const Comm& comm);
 
-struct EvalSpec {
+struct EvalConfig {
   std::string checkpoint;
   std::string data;
   std::string split = "val";   // val or train
@@ -41,6 +41,6 @@ struct EvalSpec {
 // Rank 0 reads the checkpoint and hands its weights to the others; every
 // rank opens the data (whose tokenizer must be the checkpoint's). Collective;
 // errors reach every rank as CollectiveFailure.
-SplitEvaluation evaluate_checkpoint(const EvalSpec& spec, const Comm& comm);
+SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm);
 
 }  // namespace cllm

@@ -8,10 +8,10 @@
 
 namespace cllm {
 
-struct GenerateSpec {
+struct GenerateConfig {
   std::string checkpoint;  // a checkpoint file
   std::string prompt = "\n";
-  SamplingOptions sampling = kReadableSampling;
+  SamplingConfig sampling = kReadableSampling;
 
   // Throws SettingError naming the setting: a negative tokens or top_k, a
   // temperature that is not positive, an empty prompt.
@@ -21,6 +21,6 @@ struct GenerateSpec {
 // Validates spec, reads the checkpoint and returns the prompt and its
 // continuation as text (byte-level text may hold NUL bytes). Runs on the
 // calling thread. Throws std::runtime_error naming the checkpoint.
-std::string generate_text(const GenerateSpec& spec);
+std::string generate_text(const GenerateConfig& spec);
 
 }  // namespace cllm

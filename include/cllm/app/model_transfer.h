@@ -9,7 +9,7 @@
 
 namespace cllm {
 
-struct ImportSpec {
+struct ImportConfig {
   std::string source;  // a Hugging Face folder (config.json, model.safetensors) or an llm.c .bin
   std::string out;     // the checkpoint to write
   std::string vocab_dir = "data/gpt2-bpe";  // GPT-2 BPE's encoder.json and vocab.bpe
@@ -29,9 +29,9 @@ struct ImportSummary {
 // cannot import throws std::invalid_argument naming the file and the
 // tensor or field at fault (the command's error, exit 2); writing the
 // checkpoint throws std::runtime_error (exit 1), memory OutOfMemory.
-ImportSummary import_model(const ImportSpec& spec);
+ImportSummary import_model(const ImportConfig& spec);
 
-struct ExportSpec {
+struct ExportConfig {
   std::string checkpoint;
   std::string out;            // a folder (hf) or a file (llmc)
   std::string format = "hf";  // hf or llmc
@@ -41,6 +41,6 @@ struct ExportSpec {
 
 // Writes the checkpoint's model in the chosen format. Throws
 // std::runtime_error naming the file at fault.
-void export_model(const ExportSpec& spec);
+void export_model(const ExportConfig& spec);
 
 }  // namespace cllm

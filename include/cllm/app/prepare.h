@@ -10,7 +10,7 @@
 
 namespace cllm {
 
-struct PrepareSpec {
+struct PrepareConfig {
   std::vector<std::string> inputs;  // text files, in order
   std::string out = "data/austen.h5";
   std::string tokenizer = "byte";   // or "gpt2-bpe"
@@ -44,7 +44,7 @@ struct PrepareSummary {
 // val_fraction of the tokens and writes the dataset to spec.out atomically.
 // progress, when given, is called every few seconds while an input is
 // tokenized. Throws std::runtime_error naming the file at fault.
-PrepareSummary prepare_dataset(const PrepareSpec& spec,
+PrepareSummary prepare_dataset(const PrepareConfig& spec,
                                const std::function<void(const PrepareProgress&)>& progress = {});
 
 }  // namespace cllm

@@ -25,7 +25,7 @@
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/output_lock.h"
 #include "cllm/train/metrics.h"
-#include "cllm/train/run_policy.h"
+#include "cllm/train/run_config.h"
 #include "cllm/train/run_settings.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/trainer.h"
@@ -37,7 +37,7 @@ struct RunEnd {
   enum class Why {
     completed,      // --steps done
     nothing_to_do,  // the checkpoint it resumed from was already there
-    stop_at,        // RunPolicy::stop_at reached, checkpoint written
+    stop_at,        // RunConfig::stop_at reached, checkpoint written
     interrupted,    // a stop signal, checkpoint written
     diverged,       // max_bad_steps non-finite steps in a row
   };
@@ -55,7 +55,7 @@ class TrainingRun {
   // locks it), opens the data and builds the trainer. config.model's
   // vocabulary is replaced by the data's. name_of names settings in the
   // run's messages (the CLI: --lr, not lr).
-  TrainingRun(TrainConfig config, RunPolicy policy, DataSpec data, const Comm& comm,
+  TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, const Comm& comm,
               SettingNames name_of = recorded_name);
 
   // Continues from a checkpoint as policy.resume says (rank 0 reads it, every
@@ -91,9 +91,9 @@ class TrainingRun {
   RunEnd ended(RunEnd end);
 
   TrainConfig config_;
-  RunPolicy policy_;
+  RunConfig policy_;
   CheckpointStore store_;  // policy_.out
-  DataSpec data_spec_;
+  DataConfig data_spec_;
   const Comm& comm_;
   SettingNames name_of_;
   std::optional<OutputLock> lock_;  // rank 0, for the whole run
@@ -110,6 +110,6 @@ class TrainingRun {
 struct StepActions {
   bool log = false, evaluate = false, check_replicas = false, checkpoint = false;
 };
-StepActions step_actions(const TrainConfig& config, const RunPolicy& policy, int done, int end);
+StepActions step_actions(const TrainConfig& config, const RunConfig& policy, int done, int end);
 
 }  // namespace cllm

@@ -48,7 +48,7 @@ class Comm {
   // Watches every collective from now on (stall.h); off when the policy is
   // off or there is one rank. Collective. name_of names the settings in its
   // messages.
-  void watch_stalls(const StallPolicy& policy, SettingNames name_of = recorded_name);
+  void watch_stalls(const StallConfig& policy, SettingNames name_of = recorded_name);
   // The step that warnings and recorded waits name, from now on (0: setting up).
   void label_step(int step) const;
   // The waits recorded since the last call, oldest first; clears them.

@@ -29,7 +29,7 @@ enum class Collective {
 // "the gradient allreduce", ...
 const char* to_string(Collective what);
 
-struct StallPolicy {
+struct StallConfig {
   double warn_s = 60;  // seconds waited before rank 0 names the missing ranks (0: off)
   double abort_s = 0;  // seconds waited before every rank ends with kExitStalled (0: off)
 

@@ -69,7 +69,7 @@ std::vector<std::int32_t> read_split(const std::filesystem::path& path, Split sp
 
 // The data a run trains on: a file, and the share of a text file held out
 // for validation (datasets carry their own split).
-struct DataSpec {
+struct DataConfig {
   std::string path = "data/austen.txt";
   double val_fraction = 0.1;  // tail of a text file held out (a dataset has its own split)
 
@@ -88,6 +88,6 @@ struct TrainingData {
 // An HDF5 dataset (.h5, .hdf5) is read window by window; any other file is
 // text, read whole with the byte tokenizer. Windows are seq_len + 1 tokens.
 // Throws std::runtime_error naming the file.
-TrainingData open_training_data(const DataSpec& spec, int seq_len);
+TrainingData open_training_data(const DataConfig& spec, int seq_len);
 
 }  // namespace cllm

@@ -26,7 +26,7 @@ enum class MatmulEngine { onednn, openblas };
 // fp32 accumulation and fp32 output.
 enum class Precision { fp32, bf16 };
 
-struct MatmulOptions {
+struct MatmulConfig {
   MatmulEngine engine = MatmulEngine::onednn;
   Precision precision = Precision::fp32;
 };
@@ -53,12 +53,12 @@ struct MatrixView {
 
 class MatrixEngine {
  public:
-  explicit MatrixEngine(MatmulOptions options = {});
+  explicit MatrixEngine(MatmulConfig options = {});
   ~MatrixEngine();
   MatrixEngine(MatrixEngine&&) noexcept;
   MatrixEngine& operator=(MatrixEngine&&) noexcept;
 
-  const MatmulOptions& options() const { return options_; }
+  const MatmulConfig& options() const { return options_; }
 
   // c (M,N; rows ldc apart) = alpha * a (M,K) @ b (K,N) + beta * c, where
   // beta is 0 (overwrite) or 1 (accumulate, as the backward passes do).
@@ -81,7 +81,7 @@ class MatrixEngine {
 
  private:
   struct OneDnn;  // oneDNN's types stay out of this header
-  MatmulOptions options_;
+  MatmulConfig options_;
   std::unique_ptr<OneDnn> onednn_;
   double seconds_ = 0;
 };
@@ -97,6 +97,6 @@ std::string bf16_support_warning();
 
 // False for the pair that has no implementation: OpenBLAS has no bf16
 // product. (The engine refuses it; BatchConfig::validate names the settings.)
-bool is_implemented(const MatmulOptions& options);
+bool is_implemented(const MatmulConfig& options);
 
 }  // namespace cllm::kernels

@@ -8,7 +8,7 @@
 
 namespace cllm {
 
-struct SamplingOptions {
+struct SamplingConfig {
   int tokens = 200;         // new tokens to generate
   float temperature = 1.0f; // > 0
   int top_k = 0;            // 0: the whole vocabulary
@@ -17,12 +17,12 @@ struct SamplingOptions {
 
 // Text for people to read, as cllm samples it at the end of a run and by
 // default in cllm generate: the likelier tokens, with some variety.
-inline constexpr SamplingOptions kReadableSampling{
+inline constexpr SamplingConfig kReadableSampling{
     .tokens = 200, .temperature = 0.8f, .top_k = 40, .seed = 42};
 
 // Continues prompt (at least one token) with new tokens; the context is the
 // last seq_len tokens. Runs on the calling thread.
 std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> prompt,
-                                   const SamplingOptions& options);
+                                   const SamplingConfig& options);
 
 }  // namespace cllm

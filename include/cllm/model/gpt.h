@@ -45,10 +45,10 @@ struct KernelSeconds {
 
 class GptActivations {
  public:
-  GptActivations(const ModelConfig& config, int batch, Recompute recompute = Recompute::none,
-                 kernels::MatmulOptions matmul_options = {});
+  GptActivations(const ModelConfig& config, int micro_batch, Recompute recompute = Recompute::none,
+                 kernels::MatmulConfig matmul_options = {});
 
-  int batch() const { return B_; }
+  int micro_batch() const { return micro_batch_; }
   Recompute recompute() const { return recompute_; }
   // The activations and the matrix engine's scratch (which is sized by the
   // first pass: measure after one).
@@ -75,7 +75,7 @@ class GptActivations {
   kernels::MatrixEngine matmul;  // this thread's: every product of its passes
 
  private:
-  int B_;
+  int micro_batch_;  // sequences; B in the shape comments and the kernels
   Recompute recompute_;
   TensorLayout layout_;
   AlignedBuffer<float> buffer_;

@@ -19,7 +19,7 @@ namespace cllm {
 // so on stderr, with the fix, before a long run goes slowly for no visible
 // reason.
 // bf16 on a CPU without bf16 instructions runs, slowly: say that too.
-inline void warn_about_matmul(const kernels::MatmulOptions& matmul) {
+inline void warn_about_matmul(const kernels::MatmulConfig& matmul) {
   std::string warning;
   if (matmul.engine == kernels::MatmulEngine::openblas) warning = kernels::blas_kernel_warning();
   if (matmul.precision == kernels::Precision::bf16) warning = kernels::bf16_support_warning();

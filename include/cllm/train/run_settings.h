@@ -19,7 +19,7 @@ namespace cllm {
 RunSettings config_settings(const TrainConfig& config);
 // All that a run records: config_settings, the policy's recorded rows and
 // the data's path (its identity is the data's to give: TokenSource).
-RunSettings recorded_settings(const TrainSettings& settings);
+RunSettings recorded_settings(const TrainRunConfig& settings);
 
 // As a user would type it: integers in decimal, reals in the fewest digits
 // that read back as the same float (or double).

@@ -20,7 +20,7 @@ struct ThreadContext {
   // Construct on the thread that will own it: its first touch places the
   // pages near that thread's cores.
   ThreadContext(const Model& model, int micro_batch, Recompute recompute,
-                kernels::MatmulOptions matmul);
+                kernels::MatmulConfig matmul);
 
   GptActivations acts;
   AlignedBuffer<float> block_grads;  // one block's span of the layout, block after block

@@ -1,7 +1,7 @@
 // What the Trainer needs to run optimizer steps: the model's shape, AdamW
 // and its learning-rate schedule, and how a step's batch is split over
 // ranks and threads. The run around the steps (cadences, checkpoints) is
-// RunPolicy's (run_policy.h). Each setting's range, option and record are
+// RunConfig's (run_config.h). Each setting's range, option and record are
 // its row in train_settings.cpp; validate() throws SettingError naming the
 // setting (setting_error.h), before any file is read.
 #pragma once
@@ -51,7 +51,7 @@ struct BatchConfig {
   // Unset: kDefaultProgressUs when the ranks span nodes, 0 on one node.
   std::optional<double> progress_us;
   Recompute recompute = Recompute::none;  // memory for compute; the results are the same
-  kernels::MatmulOptions matmul;  // the engine (recorded as "matmul") and "precision"
+  kernels::MatmulConfig matmul;  // the engine (recorded as "matmul") and "precision"
 
   int micro_batches_per_step() const { return global_batch / micro_batch; }
   // What no one setting's range says: the global batch must split into

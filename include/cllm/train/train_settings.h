@@ -14,15 +14,15 @@
 #include <variant>
 
 #include "cllm/io/dataset_file.h"
-#include "cllm/train/run_policy.h"
+#include "cllm/train/run_config.h"
 #include "cllm/train/train_config.h"
 
 namespace cllm {
 
-struct TrainSettings {
+struct TrainRunConfig {
   TrainConfig config;
-  RunPolicy policy;
-  DataSpec data;
+  RunConfig policy;
+  DataConfig data;
 };
 
 // What validation holds a value to; the message is "{name} must be ...".
@@ -43,9 +43,9 @@ struct Setting {
   // --name with dashes (option_name).
   const char* name;
   const char* help;
-  std::variant<int& (*)(TrainSettings&), float& (*)(TrainSettings&), double& (*)(TrainSettings&),
-               std::uint64_t& (*)(TrainSettings&), std::string& (*)(TrainSettings&),
-               std::optional<double>& (*)(TrainSettings&)>
+  std::variant<int& (*)(TrainRunConfig&), float& (*)(TrainRunConfig&), double& (*)(TrainRunConfig&),
+               std::uint64_t& (*)(TrainRunConfig&), std::string& (*)(TrainRunConfig&),
+               std::optional<double>& (*)(TrainRunConfig&)>
       field;
   ValueRange range = ValueRange::any;
   OnResume on_resume = OnResume::not_recorded;
@@ -60,6 +60,6 @@ const Setting& train_setting(std::string_view name);  // throws std::logic_error
 
 // Throws SettingError for the first setting out of its range; of_config:
 // only TrainConfig's (else only the others).
-void check_ranges(const TrainSettings& settings, bool of_config);
+void check_ranges(const TrainRunConfig& settings, bool of_config);
 
 }  // namespace cllm

@@ -95,7 +95,7 @@ class Trainer {
   const TokenSource& data_;
   const Comm& comm_;
   int micro_per_rank_;    // micro-batches this rank runs per step
-  int first_micro_;       // global index of the first
+  int first_micro_index_;  // global index of the first
   Model model_;
   AdamW optimizer_;
   GradientReducer reducer_;  // grads_ across ranks, unit by unit (gpt_unit_starts), in --bucket-mb buckets

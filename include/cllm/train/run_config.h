@@ -1,4 +1,4 @@
-// RunPolicy: what a training run does between steps, where it keeps its
+// RunConfig: what a training run does between steps, where it keeps its
 // files, and when it ends - TrainingRun's settings (app/training_run.h),
 // beside the Trainer's TrainConfig.
 #pragma once
@@ -7,7 +7,7 @@
 
 namespace cllm {
 
-struct RunPolicy {
+struct RunConfig {
   std::string out = "runs/default";  // folder of checkpoints and metrics.jsonl
   int log_every = 10;           // steps between log lines and metrics records
   int eval_every = 100;         // steps between validation losses (0: at the end only)
