@@ -30,34 +30,34 @@ def plant_folder(root):
     append(os.path.join(root, "src", "extras", "helper.cpp"), "int helper() { return 0; }\n")
 
 
-# (name, plant(root), the line check_layers must print)
+# (name, plant, the line check_layers must print); a plant is (path, text)
+# to append to that file of the tree, or a function of the tree's root.
 PLANTS = [
     ("an upward include, quoted",
-     lambda r: append(os.path.join(r, "src/model/gpt.cpp"), '#include "cllm/train/trainer.h"\n'),
+     ("src/model/gpt.cpp", '#include "cllm/train/trainer.h"\n'),
      "src/model/gpt.cpp: the model layer includes a header of the train layer"),
     ("an upward include, angle brackets",
-     lambda r: append(os.path.join(r, "include/cllm/kernels/matmul.h"), "#include <cllm/io/checkpoint.h>\n"),
+     ("include/cllm/kernels/matmul.h", "#include <cllm/io/checkpoint.h>\n"),
      "include/cllm/kernels/matmul.h: the kernels layer includes a header of the io layer"),
     ("dist and data side by side",
-     lambda r: append(os.path.join(r, "src/data/sampler.cpp"), '#include "cllm/dist/comm.h"\n'),
+     ("src/data/sampler.cpp", '#include "cllm/dist/comm.h"\n'),
      "src/data/sampler.cpp: the data layer includes a header of the dist layer"),
     ("an MPI call outside dist",
-     lambda r: append(os.path.join(r, "src/train/optimizer.cpp"),
-                      "static int breach() { return MPI_Barrier(MPI_COMM_WORLD); }\n"),
+     ("src/train/optimizer.cpp", "static int breach() { return MPI_Barrier(MPI_COMM_WORLD); }\n"),
      "src/train/optimizer.cpp: calls MPI outside src/dist (MPI_Barrier()"),
     ("<mpi.h> outside dist",
-     lambda r: append(os.path.join(r, "src/app/benchmark.cpp"), "#include <mpi.h>\n"),
+     ("src/app/benchmark.cpp", "#include <mpi.h>\n"),
      "src/app/benchmark.cpp: includes <mpi.h> outside src/dist"),
     ("<mpi.h> in a public dist header",
-     lambda r: append(os.path.join(r, "include/cllm/dist/comm.h"), "#include <mpi.h>\n"),
+     ("include/cllm/dist/comm.h", "#include <mpi.h>\n"),
      "include/cllm/dist/comm.h: a public header includes <mpi.h>"),
     ("<hdf5.h> outside io",
-     lambda r: append(os.path.join(r, "src/train/metrics.cpp"), "#include <hdf5.h>\n"),
+     ("src/train/metrics.cpp", "#include <hdf5.h>\n"),
      "src/train/metrics.cpp: includes <hdf5.h> outside src/io"),
     ("a folder that is no layer's", plant_folder,
      "src/extras: not a layer's folder"),
     ("a header outside the layers' folders",
-     lambda r: append(os.path.join(r, "include/cllm/everything.h"), "#pragma once\n"),
+     ("include/cllm/everything.h", "#pragma once\n"),
      "include/cllm/everything.h: not a layer's folder"),
     ("the build's rule drifting from the script's",
      lambda r: replace(os.path.join(r, "CMakeLists.txt"), "cllm_layer(model USES base kernels",
@@ -81,8 +81,10 @@ def main():
             for part in ("include", "src"):
                 shutil.copytree(os.path.join(source, part), os.path.join(root, part))
             shutil.copy(os.path.join(source, "CMakeLists.txt"), root)
-            if plant:
+            if callable(plant):
                 plant(root)
+            elif plant:
+                append(os.path.join(root, plant[0]), plant[1])
             rc, out = run(root)
             caught = rc == 0 if expected is None else rc == 1 and f"check_layers: {expected}" in out
             print(f"test_check_layers: {'ok' if caught else 'FAIL'}: {name}: exit {rc}")

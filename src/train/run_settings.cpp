@@ -1,7 +1,6 @@
 #include "cllm/train/run_settings.h"
 
 #include <charconv>
-#include <type_traits>
 
 #include "cllm/base/setting_error.h"
 
@@ -32,20 +31,9 @@ const std::vector<SettingRule>& rules() {
 
 // The table's recorded rows of one part (of_config or not), as values.
 void add_rows(const TrainRunConfig& settings, bool of_config, RunSettings& out) {
-  auto& s = const_cast<TrainRunConfig&>(settings);  // the accessors are only read here
-  for (const Setting& row : train_settings()) {
-    if (row.on_resume == OnResume::not_recorded || row.of_config != of_config) continue;
-    out[row.name] = std::visit(
-        [&](auto field) -> SettingValue {
-          const auto& v = field(s);
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_integral_v<T>) return static_cast<std::int64_t>(v);
-          else if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
-          else if constexpr (std::is_same_v<T, std::string>) return v;
-          else return v.value_or(0.0);
-        },
-        row.field);
-  }
+  for (const Setting& row : train_settings())
+    if (row.on_resume != OnResume::not_recorded && row.of_config == of_config)
+      out[row.name] = row.value(settings);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string_view>
+#include <type_traits>
 
 #include "cllm/base/setting_error.h"
 
@@ -107,20 +108,27 @@ const Setting& train_setting(std::string_view name) {
   throw std::logic_error("no training setting " + std::string(name));
 }
 
+SettingValue Setting::value(const TrainRunConfig& settings) const {
+  auto& s = const_cast<TrainRunConfig&>(settings);  // the accessors are only read here
+  return std::visit(
+      [&](auto read) -> SettingValue {
+        const auto& v = read(s);
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_integral_v<T>) return static_cast<std::int64_t>(v);
+        else if constexpr (std::is_floating_point_v<T>) return static_cast<double>(v);
+        else if constexpr (std::is_same_v<T, std::string>) return v;
+        else return v.value_or(0.0);
+      },
+      field);
+}
+
 void check_ranges(const TrainRunConfig& settings, bool of_config) {
-  // The accessors hand out references to change values; here they are only read.
-  auto& s = const_cast<TrainRunConfig&>(settings);
   for (const Setting& row : kSettings) {
     if (row.of_config != of_config || row.range == ValueRange::any) continue;
-    const double v = std::visit(
-        [&](auto field) -> double {
-          const auto& value = field(s);
-          if constexpr (std::is_arithmetic_v<std::decay_t<decltype(value)>>)
-            return static_cast<double>(value);
-          else
-            return 0;
-        },
-        row.field);
+    const SettingValue value = row.value(settings);
+    const auto* i = std::get_if<std::int64_t>(&value);
+    const auto* d = std::get_if<double>(&value);
+    const double v = i ? static_cast<double>(*i) : d ? *d : 0;
     if (in_range(v, row.range)) continue;
     throw SettingError(std::string("{").append(row.name).append("} ").append(range_text(row.range)));
   }

@@ -13,6 +13,7 @@
 #include <string>
 #include <variant>
 
+#include "cllm/base/recorded_settings.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/train/run_config.h"
 #include "cllm/train/train_config.h"
@@ -52,6 +53,9 @@ struct Setting {
   OptionGroup group = OptionGroup::run;
   // True for a field of TrainConfig: TrainConfig::validate checks those.
   bool of_config = false;
+
+  // The value, as checkpoints record it (an unset optional: 0).
+  SettingValue value(const TrainRunConfig& settings) const;
 };
 
 // In --help's order.
