@@ -12,7 +12,6 @@
 // Suites and their labels:
 //   MpiRanksThreads.*  "mpi;threads" (ranks of two threads; also run under ThreadSanitizer)
 //   MpiRanks.*         "mpi" (and the CLI's agreement on early exits)
-#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "agreement.h"
-#include "cli.h"
+#include "cllm/app/exit_report.h"
+#include "cllm/base/exit_codes.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
@@ -34,6 +33,7 @@
 #include "cllm/dist/mpi_env.h"
 #include "cllm/kernels/rng.h"
 #include "cllm/train/train_config.h"
+#include "cllm/train/train_settings.h"
 #include "cllm/train/trainer.h"
 #include "support/reference_step.h"
 #include "support/synthetic_corpus.h"
@@ -154,8 +154,8 @@ TEST(MpiRanks, OneRankOffByOneUlpFailsTheReplicaCheckOnEveryRank) {
   }
 }
 
-// The CLI's early exits (src/cli/agreement.h): whichever ranks stop, every
-// rank returns the exit code of the lowest one, which alone prints why.
+// Early exits (dist/collective.h, app/exit_report.h): whichever ranks stop,
+// every rank returns the exit code of the lowest one, which alone prints why.
 TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
   const Comm comm = Comm::world();
   SCOPED_TRACE("rank " + std::to_string(comm.rank()));
@@ -168,7 +168,11 @@ TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
     testing::internal::CaptureStdout();
     testing::internal::CaptureStderr();
     Outcome o;
-    o.code = collectively_exit_code(comm, work);
+    try {
+      collectively(comm, work);
+    } catch (const CollectiveFailure& failure) {
+      o.code = report(comm, failure, option_name);
+    }
     o.out = testing::internal::GetCapturedStdout();
     o.err = testing::internal::GetCapturedStderr();
     return o;
@@ -204,7 +208,7 @@ TEST(MpiRanks, EarlyExitsAreAgreedAndReportedOnce) {
 
   // A command-line error names no rank: every rank shares the command line.
   o = outcome([&] {
-    if (comm.rank() == 1) throw CLI::ExtrasError({"--bogus"});
+    if (comm.rank() == 1) throw CommandLineError("The following argument was not expected: --bogus");
   });
   EXPECT_EQ(o.code, std::optional<int>(kExitUsage));
   EXPECT_EQ(o.err, comm.rank() == 1 ? "cllm: error: The following argument was not expected: --bogus\n" : "");

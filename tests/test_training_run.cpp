@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cllm/app/training_run.h"
+#include "cllm/base/exit_codes.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
@@ -113,7 +114,7 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
     TrainingRun run(config(), p, data_, one_rank_);
     FAIL() << "a negative stop_at was accepted";
   } catch (const CollectiveFailure& f) {
-    EXPECT_TRUE(f.invalid_setting());
+    EXPECT_EQ(f.exit_code(), kExitUsage);
     EXPECT_TRUE(f.reported_here());
     EXPECT_EQ(f.failed_rank(), 0);
     EXPECT_STREQ(f.what(), "stop_at must not be negative");
@@ -127,7 +128,7 @@ TEST_F(TrainingRunTest, ASettingIsRefusedBeforeAnyFileIsTouched) {
     TrainingRun run(config(), policy("refused"), nan_fraction, one_rank_);
     FAIL() << "a NaN val_fraction was accepted";
   } catch (const CollectiveFailure& f) {
-    EXPECT_TRUE(f.invalid_setting());
+    EXPECT_EQ(f.exit_code(), kExitUsage);
     EXPECT_STREQ(f.what(), "val_fraction must be in [0, 0.5], not nan");
   }
   EXPECT_FALSE(fs::exists(p.out));
@@ -149,7 +150,7 @@ TEST_F(TrainingRunTest, ResumeRefusesSettingsThatDefineTheRunAndWarnsAboutTheRes
     try {
       TrainingRun(c, p, d, one_rank_).run();
     } catch (const CollectiveFailure& f) {
-      EXPECT_TRUE(f.invalid_setting()) << f.what();
+      EXPECT_EQ(f.exit_code(), kExitUsage) << f.what();
       return f.what();
     }
     return "(resumed)";
@@ -292,7 +293,7 @@ TEST_F(TrainingRunTest, ResumeNoneRefusesAFolderWithCheckpoints) {
     again.run();
     FAIL() << "--resume none started afresh beside checkpoints";
   } catch (const CollectiveFailure& f) {
-    EXPECT_FALSE(f.invalid_setting());
+    EXPECT_EQ(f.exit_code(), kExitError);
     EXPECT_NE(std::string(f.what()).find("already holds checkpoints"), std::string::npos)
         << f.what();
   }
@@ -335,7 +336,7 @@ TEST(Collectively, OneRankFailureCarriesItsReasonAndKind) {
     FAIL();
   } catch (const CollectiveFailure& f) {
     EXPECT_STREQ(f.what(), "disk full");
-    EXPECT_FALSE(f.invalid_setting());
+    EXPECT_EQ(f.exit_code(), kExitError);
   }
 }
 

@@ -176,4 +176,14 @@ std::string bench_json(const BenchmarkResult& r) {
   return j.dump() + "\n";
 }
 
+std::string bench_command(const TrainRunConfig& settings, BenchmarkConfig bench, const Comm& comm) {
+  TrainConfig config = settings.config;
+  collectively(comm, [&] { config.model = settings.shape.resolve(); });
+  config.model.vocab_size = bench.vocab.value_or(config.model.vocab_size);
+  bench.trace = settings.policy.trace;
+  BenchmarkResult result = benchmark_training(config, bench, comm);
+  result.preset = settings.shape.preset_name();
+  return !comm.is_root() ? "" : bench.json ? bench_json(result) : bench_table(result);
+}
+
 }  // namespace cllm

@@ -1,11 +1,14 @@
 #include "cllm/app/evaluation.h"
 
+#include <nlohmann/json.hpp>
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
+#include "cllm/base/format.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/dist/collective.h"
 #include "cllm/io/checkpoint.h"
@@ -17,6 +20,10 @@
 namespace cllm {
 
 namespace {
+
+double tokens_per_s(const SplitEvaluation& e) {
+  return e.seconds > 0 ? static_cast<double>(e.tokens) / e.seconds : 0.0;
+}
 
 // losses[w] = the loss sum of window w, for the windows [begin, end) of
 // `scored` predictions in windows of T.
@@ -84,6 +91,28 @@ void EvalConfig::validate() const {
   require_setting(threads > 0, "{threads} must be positive");
 }
 
+namespace {
+
+std::string evaluation_line(const EvalConfig& spec, const SplitEvaluation& e) {
+  return printf_string("eval: %s on %s (%s): %llu tokens in %llu windows, loss %.6f, perplexity %.4f "
+                       "(%.2f s, %.0f tokens/s)\n",
+                       spec.checkpoint.c_str(), spec.data.c_str(), spec.split.c_str(),
+                       static_cast<unsigned long long>(e.tokens), static_cast<unsigned long long>(e.windows),
+                       e.loss, std::exp(e.loss), e.seconds, tokens_per_s(e));
+}
+
+std::string evaluation_json(const EvalConfig& spec, const SplitEvaluation& e, int ranks) {
+  const nlohmann::ordered_json j = {{"checkpoint", spec.checkpoint}, {"data", spec.data},
+                                    {"split", spec.split},           {"tokens", e.tokens},
+                                    {"windows", e.windows},          {"loss", e.loss},
+                                    {"perplexity", std::exp(e.loss)}, {"seconds", e.seconds},
+                                    {"tokens_per_s", tokens_per_s(e)}, {"ranks", ranks},
+                                    {"threads", spec.threads}};
+  return j.dump() + "\n";
+}
+
+}  // namespace
+
 SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm) {
   std::unique_ptr<Model> model;
   TrainingData data;
@@ -99,6 +128,12 @@ SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm) {
   }, Collective::resume);
   if (comm.size() > 1) comm.broadcast(model->params(), Collective::resume);
   return evaluate_split(*model, *data.source, split, spec.max_tokens, spec.threads, comm);
+}
+
+std::string eval_command(const EvalConfig& spec, const Comm& comm) {
+  const SplitEvaluation e = evaluate_checkpoint(spec, comm);
+  if (!comm.is_root()) return "";
+  return spec.json ? evaluation_json(spec, e, comm.size()) : evaluation_line(spec, e);
 }
 
 }  // namespace cllm

@@ -9,6 +9,7 @@
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/model/model.h"
+#include "on_rank_zero.h"
 
 namespace cllm {
 
@@ -28,6 +29,11 @@ std::string generate_text(const GenerateConfig& spec) {
   const auto tok = make_tokenizer(header.tokenizer);
   const std::vector<std::int32_t> ids = generate(*model, tok->encode(spec.prompt), spec.sampling);
   return tok->decode(ids);
+}
+
+std::string generate_command(const GenerateConfig& spec, const Comm& comm) {
+  const std::string text = on_rank_zero(comm, spec, [&] { return generate_text(spec); });
+  return comm.is_root() ? text + "\n" : "";
 }
 
 }  // namespace cllm

@@ -5,12 +5,14 @@
 #include <memory>
 #include <stdexcept>
 
+#include "cllm/base/format.h"
 #include "cllm/base/out_of_memory.h"
 #include "cllm/base/read_file.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/gpt2_weights.h"
+#include "on_rank_zero.h"
 
 namespace cllm {
 
@@ -20,6 +22,22 @@ void ImportConfig::validate() const {
   std::error_code ec;
   require_setting(!std::filesystem::is_directory(out, ec),
                   "{out} " + SettingError::literal(out) + " is a folder; give a checkpoint file");
+}
+
+std::string import_command(const ImportConfig& spec, const Comm& comm) {
+  const ImportSummary done = on_rank_zero(comm, spec, [&] { return import_model(spec); });
+  if (!comm.is_root()) return "";
+  return printf_string("import: %s -> %s: %s model, %d layers, %d heads, %d wide, %d positions, vocabulary %d "
+                       "(%.2f s)\n",
+                       spec.source.c_str(), spec.out.c_str(), done.format.c_str(), done.model.n_layer,
+                       done.model.n_head, done.model.n_embd, done.model.seq_len, done.model.vocab_size,
+                       done.seconds);
+}
+
+std::string export_command(const ExportConfig& spec, const Comm& comm) {
+  on_rank_zero(comm, spec, [&] { return export_model(spec), true; });
+  if (!comm.is_root()) return "";
+  return "export: " + spec.checkpoint + " -> " + spec.out + " (" + spec.format + ")\n";
 }
 
 ImportSummary import_model(const ImportConfig& spec) {

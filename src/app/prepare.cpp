@@ -3,15 +3,18 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 
+#include "cllm/base/format.h"
 #include "cllm/base/read_file.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/parallel_encode.h"
 #include "cllm/data/sha256.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
+#include "on_rank_zero.h"
 
 namespace cllm {
 
@@ -24,6 +27,28 @@ void PrepareConfig::validate() const {
       throw SettingError("{out} " + SettingError::literal(out) + " is also an input (" +
                          SettingError::literal(input) + "); it would be overwritten");
   }
+}
+
+namespace {
+
+std::string progress_line(const PrepareProgress& p) {
+  return printf_string("prepare: %.*s: %.0f of %.0f MB tokenized (%.0f s)\n", static_cast<int>(p.input.size()),
+                p.input.data(), p.bytes_done / 1e6, p.bytes / 1e6, p.seconds);
+}
+
+std::string summary_line(const PrepareConfig& spec, const PrepareSummary& done) {
+  return printf_string("prepare: %s: %zu bytes -> %zu train + %zu val tokens (%s, vocab %d) in %.2f s\n",
+                spec.out.c_str(), done.bytes, done.train_tokens, done.val_tokens,
+                done.tokenizer.c_str(), done.vocab_size, done.seconds);
+}
+
+}  // namespace
+
+std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
+  const PrepareSummary done = on_rank_zero(comm, spec, [&] {
+    return prepare_dataset(spec, [](const PrepareProgress& p) { std::fputs(progress_line(p).c_str(), stderr); });
+  });
+  return comm.is_root() ? summary_line(spec, done) : "";
 }
 
 PrepareSummary prepare_dataset(const PrepareConfig& spec,

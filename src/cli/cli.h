@@ -1,6 +1,6 @@
-// The `cllm` command line (CLI11): subcommands prepare, train, generate and
-// bench. Each fills the library's config structs from its options, calls
-// the library, and maps what comes back to an exit code.
+// The `cllm` command line (CLI11): subcommands prepare, train, generate,
+// bench, eval, import and export. Each fills a config struct from its
+// options and calls its use case (app/); failures become exit codes.
 #pragma once
 
 #include <string>

@@ -3,37 +3,51 @@
 #include <algorithm>
 #include <cstdint>
 #include <new>
+#include <optional>
 #include <vector>
+
+#include "cllm/base/exit_codes.h"
 
 namespace cllm {
 
 void collectively(const Comm& comm, const std::function<void()>& work, Collective what) {
-  enum : std::uint64_t { kOk = 0, kError = 1, kInvalidSetting = 2 };
-  std::uint64_t mine = kOk;
-  std::string reason;
   std::exception_ptr cause;
   try {
     work();
-  } catch (const std::invalid_argument& e) {
-    mine = kInvalidSetting;
-    reason = e.what();
-    cause = std::current_exception();
-  } catch (const std::bad_alloc&) {  // the big buffers say what and how much themselves
-    mine = kError;
-    reason = "out of memory while setting up";
-    cause = std::current_exception();
-  } catch (const std::exception& e) {
-    mine = kError;
-    reason = e.what();
+  } catch (...) {
     cause = std::current_exception();
   }
-  const std::vector<std::uint64_t> outcomes = comm.all_gather(mine, what);
-  const auto first = std::find_if(outcomes.begin(), outcomes.end(), [](auto o) { return o != kOk; });
-  if (first == outcomes.end()) return;
-  const int failed = static_cast<int>(first - outcomes.begin());
+  std::optional<int> code;  // this rank's exit code, if its work threw
+  std::string reason;
+  if (cause) try {
+      std::rethrow_exception(cause);
+    } catch (const CollectiveFailure&) {  // agreed by every rank already
+      throw;
+    } catch (const HelpRequested&) {
+      code = kExitOk;
+      reason = "help requested";
+    } catch (const std::invalid_argument& e) {
+      code = kExitUsage;
+      reason = e.what();
+    } catch (const std::bad_alloc&) {  // the big buffers say what and how much themselves
+      code = kExitError;
+      reason = "out of memory while setting up";
+    } catch (const std::exception& e) {
+      code = kExitError;
+      reason = e.what();
+    } catch (...) {
+      code = kExitError;
+      reason = "unknown error";
+    }
+  // Each rank's exit code + 1; 0 where the work went through.
+  const std::vector<std::uint64_t> codes =
+      comm.all_gather(code ? static_cast<std::uint64_t>(*code) + 1 : 0, what);
+  const auto first = std::find_if(codes.begin(), codes.end(), [](auto c) { return c != 0; });
+  if (first == codes.end()) return;
+  const int failed = static_cast<int>(first - codes.begin());
   const bool here = failed == comm.rank();
-  throw CollectiveFailure(here ? reason : "rank " + std::to_string(failed) + " failed", failed,
-                          here, *first == kInvalidSetting, here ? cause : nullptr);
+  throw CollectiveFailure(here ? reason : "rank " + std::to_string(failed) + " failed", failed, here,
+                          static_cast<int>(*first - 1), here ? cause : nullptr);
 }
 
 }  // namespace cllm

@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "cllm/dist/collective.h"
 #include "comm_mpi.h"
 #include "mpi_check.h"
 
@@ -39,6 +40,7 @@ Comm::Mpi::~Mpi() {
 }
 
 void Comm::watch_stalls(const StallConfig& policy, SettingNames name_of) {
+  collectively(*this, [&] { policy.validate(); });
   mpi_->inspector.reset();
   if (mpi_->comm != MPI_COMM_NULL && size_ > 1 && policy.on())
     mpi_->inspector = std::make_unique<StallInspector>(mpi_->comm, policy, std::move(name_of));

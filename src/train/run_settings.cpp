@@ -10,7 +10,7 @@ namespace {
 
 // Each recorded setting, and whether a resume may change it: the data's
 // identity and the model's shape, which have no row in train_settings.cpp,
-// then the table's recorded rows, then the matmul choices.
+// then the table's recorded rows.
 struct SettingRule {
   std::string attribute;
   bool may_change;
@@ -22,8 +22,6 @@ const std::vector<SettingRule>& rules() {
     for (const Setting& row : train_settings())
       if (row.on_resume != OnResume::not_recorded)
         r.push_back({row.name, row.on_resume == OnResume::may_change});
-    r.push_back({"precision", true});
-    r.push_back({"matmul", true});
     return r;
   }();
   return all;
@@ -44,10 +42,8 @@ RunSettings config_settings(const TrainConfig& c) {
       {"vocab_size", i64(c.model.vocab_size)}, {"seq_len", i64(c.model.seq_len)},
       {"n_layer", i64(c.model.n_layer)},       {"n_head", i64(c.model.n_head)},
       {"n_embd", i64(c.model.n_embd)},
-      {"precision", SettingValue{std::string(kernels::to_string(c.batch.matmul.precision))}},
-      {"matmul", SettingValue{std::string(kernels::to_string(c.batch.matmul.engine))}},
   };
-  add_rows(TrainRunConfig{c, {}, {}}, true, s);
+  add_rows(TrainRunConfig{.config = c}, true, s);
   return s;
 }
 

@@ -24,7 +24,7 @@ void BatchConfig::validate(int ranks) const {
 }
 
 void TrainConfig::validate(int ranks) const {
-  check_ranges(TrainRunConfig{*this, {}, {}}, true);  // first: the batch's checks divide by them
+  check_ranges(TrainRunConfig{.config = *this}, true);  // first: the batch's checks divide by them
   model.validate();
   batch.validate(ranks);
 }

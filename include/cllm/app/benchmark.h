@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "cllm/dist/comm.h"
 #include "cllm/train/step_seconds.h"
 #include "cllm/train/train_config.h"
+#include "cllm/train/train_settings.h"
 #include "cllm/train/trainer.h"
 
 namespace cllm {
@@ -42,6 +44,8 @@ struct BenchmarkConfig {
   int steps = 10;        // timed
   int warmup_steps = 2;  // untimed, first
   std::string trace;     // Chrome trace file of every step's timeline (empty: off)
+  std::optional<int> vocab;  // the model's vocabulary [default: the byte tokenizer's]
+  bool json = false;         // cllm bench's report: one JSON object, not a table
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
 };
@@ -65,5 +69,10 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
 // with a newline.
 std::string bench_table(const BenchmarkResult& r);
 std::string bench_json(const BenchmarkResult& r);
+
+// cllm bench: benchmark_training of the settings' model (shape resolved,
+// bench's vocabulary) and batch, tracing to their --trace; returns what rank
+// 0 prints (bench_table or bench_json, "" on the others).
+std::string bench_command(const TrainRunConfig& settings, BenchmarkConfig bench, const Comm& comm);
 
 }  // namespace cllm

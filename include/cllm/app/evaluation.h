@@ -33,6 +33,7 @@ struct EvalConfig {
   std::string split = "val";   // val or train
   std::uint64_t max_tokens = 0;  // 0: the whole split
   int threads = 1;
+  bool json = false;  // cllm eval's report: one JSON object, not a line
 
   // Throws SettingError naming the setting.
   void validate() const;
@@ -42,5 +43,9 @@ struct EvalConfig {
 // rank opens the data (whose tokenizer must be the checkpoint's). Collective;
 // errors reach every rank as CollectiveFailure.
 SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm);
+
+// cllm eval: evaluate_checkpoint, and what rank 0 prints of it ("" on the
+// others): a line, or with spec.json one JSON object on a line.
+std::string eval_command(const EvalConfig& spec, const Comm& comm);
 
 }  // namespace cllm

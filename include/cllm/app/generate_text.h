@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "cllm/dist/comm.h"
 #include "cllm/model/generate.h"
 
 namespace cllm {
@@ -22,5 +23,10 @@ struct GenerateConfig {
 // continuation as text (byte-level text may hold NUL bytes). Runs on the
 // calling thread. Throws std::runtime_error naming the checkpoint.
 std::string generate_text(const GenerateConfig& spec);
+
+// cllm generate under mpirun: spec checked on every rank, the text
+// generated on rank 0. Returns what rank 0 prints (the text and a newline,
+// "" elsewhere); a failure throws CollectiveFailure on every rank.
+std::string generate_command(const GenerateConfig& spec, const Comm& comm);
 
 }  // namespace cllm

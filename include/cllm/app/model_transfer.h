@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "cllm/dist/comm.h"
 #include "cllm/model/model_config.h"
 
 namespace cllm {
@@ -31,6 +32,11 @@ struct ImportSummary {
 // checkpoint throws std::runtime_error (exit 1), memory OutOfMemory.
 ImportSummary import_model(const ImportConfig& spec);
 
+// cllm import under mpirun: spec checked on every rank, the model imported
+// on rank 0. Returns what rank 0 prints ("import: SOURCE -> OUT: llm.c
+// model, 12 layers, ...", "" elsewhere); failures throw CollectiveFailure.
+std::string import_command(const ImportConfig& spec, const Comm& comm);
+
 struct ExportConfig {
   std::string checkpoint;
   std::string out;            // a folder (hf) or a file (llmc)
@@ -42,5 +48,8 @@ struct ExportConfig {
 // Writes the checkpoint's model in the chosen format. Throws
 // std::runtime_error naming the file at fault.
 void export_model(const ExportConfig& spec);
+
+// cllm export, as import_command: rank 0 prints "export: CHECKPOINT -> OUT (hf)".
+std::string export_command(const ExportConfig& spec, const Comm& comm);
 
 }  // namespace cllm

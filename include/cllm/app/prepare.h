@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cllm/dist/comm.h"
+
 namespace cllm {
 
 struct PrepareConfig {
@@ -46,5 +48,11 @@ struct PrepareSummary {
 // tokenized. Throws std::runtime_error naming the file at fault.
 PrepareSummary prepare_dataset(const PrepareConfig& spec,
                                const std::function<void(const PrepareProgress&)>& progress = {});
+
+// cllm prepare under mpirun: spec checked on every rank, the dataset made on
+// rank 0 with a progress line on stderr every few seconds. Returns what rank
+// 0 prints ("prepare: OUT: BYTES bytes -> N train + M val tokens ...", ""
+// elsewhere); a failure throws CollectiveFailure on every rank.
+std::string prepare_command(const PrepareConfig& spec, const Comm& comm);
 
 }  // namespace cllm

@@ -16,28 +16,30 @@ namespace cllm {
 
 class CollectiveFailure : public std::runtime_error {
  public:
-  CollectiveFailure(const std::string& what, int failed_rank, bool reported_here,
-                    bool invalid_setting, std::exception_ptr cause)
+  CollectiveFailure(const std::string& what, int failed_rank, bool reported_here, int exit_code,
+                    std::exception_ptr cause)
       : std::runtime_error(what),
         failed_rank_(failed_rank),
         reported_here_(reported_here),
-        invalid_setting_(invalid_setting),
+        exit_code_(exit_code),
         cause_(std::move(cause)) {}
   // The lowest rank whose work failed; its reason is what() there.
   int failed_rank() const { return failed_rank_; }
   // Whether this rank holds the reason to report (on the others what() only
   // names the failed rank).
   bool reported_here() const { return reported_here_; }
-  // The work threw std::invalid_argument: a setting was wrong, not the world.
-  bool invalid_setting() const { return invalid_setting_; }
-  // What the work threw, where reported_here() (else null): a caller may
-  // word a SettingError its own way.
+  // The exit code every rank ends with (base/exit_codes.h), from what the
+  // failed rank's work threw: kExitUsage for std::invalid_argument (a
+  // setting, the command line), kExitOk for HelpRequested, else kExitError.
+  int exit_code() const { return exit_code_; }
+  // What the work threw, where reported_here() (else null): a front end
+  // words it its own way (cli: report()).
   const std::exception_ptr& cause() const { return cause_; }
 
  private:
   int failed_rank_;
   bool reported_here_;
-  bool invalid_setting_;
+  int exit_code_;
   std::exception_ptr cause_;
 };
 

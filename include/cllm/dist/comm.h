@@ -46,8 +46,8 @@ class Comm {
   bool on_one_node() const { return node_size_ == size_; }
 
   // Watches every collective from now on (stall.h); off when the policy is
-  // off or there is one rank. Collective. name_of names the settings in its
-  // messages.
+  // off or there is one rank. Collective: an invalid policy on any rank
+  // throws CollectiveFailure on all. name_of names the settings in messages.
   void watch_stalls(const StallConfig& policy, SettingNames name_of = recorded_name);
   // The step that warnings and recorded waits name, from now on (0: setting up).
   void label_step(int step) const;

@@ -13,8 +13,8 @@
 
 namespace cllm {
 
-// The settings a TrainConfig holds: the model's shape, the matmul choices
-// and its recorded rows of train_settings.cpp (not --threads or
+// The settings a TrainConfig holds: the model's shape and its recorded rows
+// of train_settings.cpp (the matmul choices among them) (not --threads or
 // --bucket-mb, which change no result beyond float rounding).
 RunSettings config_settings(const TrainConfig& config);
 // All that a run records: config_settings, the policy's recorded rows and
