@@ -36,7 +36,11 @@ void prepare_output_folder(const fs::path& out) {
 // What this run records in its checkpoints, and compares with theirs on resume.
 RunSettings run_settings(const TrainConfig& config, const RunConfig& policy, const DataConfig& data,
                          const TokenSource& source) {
-  RunSettings s = recorded_settings(TrainRunConfig{.config = config, .policy = policy, .data = data});
+  TrainRunConfig settings;
+  settings.config = config;
+  settings.policy = policy;
+  settings.data = data;
+  RunSettings s = recorded_settings(settings);
   if (const std::string identity = source.identity(); !identity.empty())
     s["data_identity"] = identity;
   return s;

@@ -14,24 +14,31 @@ constexpr std::size_t kPieceBytes = std::size_t{1} << 20;
 // Seconds between progress reports.
 constexpr double kProgressInterval = 5.0;
 
+bool letter(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
+
+// Between a letter and " letter": GPT-2's pre-tokenizer ends a piece there.
+bool is_cut(std::string_view text, std::size_t at) {
+  return at > 0 && at + 1 < text.size() && letter(text[at - 1]) && text[at] == ' ' && letter(text[at + 1]);
+}
+
 }  // namespace
 
 std::vector<std::string_view> split_for_encoding(std::string_view text, std::size_t piece_bytes) {
-  const auto letter = [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-  };
   std::vector<std::string_view> pieces;
   std::size_t begin = 0;
   while (begin < text.size()) {
     std::size_t cut = std::min(begin + piece_bytes, text.size());
-    while (cut < text.size() &&
-           !(cut + 1 < text.size() && letter(text[cut - 1]) && text[cut] == ' ' &&
-             letter(text[cut + 1])))
-      ++cut;
+    while (cut < text.size() && !is_cut(text, cut)) ++cut;
     pieces.push_back(text.substr(begin, cut - begin));
     begin = cut;
   }
   return pieces;
+}
+
+std::size_t last_encoding_cut(std::string_view text) {
+  for (std::size_t at = text.size(); at-- > 1;)
+    if (is_cut(text, at)) return at;
+  return 0;
 }
 
 std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text,

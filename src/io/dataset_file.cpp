@@ -1,8 +1,13 @@
 #include "cllm/io/dataset_file.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <limits>
 #include <stdexcept>
 
@@ -13,6 +18,7 @@
 #include "cllm/data/text_dataset.h"
 #include "cllm/io/durable_file.h"
 #include "cllm/io/hdf5.h"
+#include "chunk_filters.h"
 #include "tokenizer_attributes.h"
 
 namespace cllm {
@@ -24,6 +30,8 @@ namespace {
 constexpr hsize_t kTokenChunk = 65536;
 // A dataset up to this size is cached whole after first touch.
 constexpr std::size_t kChunkCacheBytes = 256u << 20;
+// zlib's level for token chunks.
+constexpr int kDeflateLevel = 4;
 
 hid_t token_file_type(int vocab_size) {
   if (vocab_size <= 256) return H5T_STD_U8LE;
@@ -31,14 +39,53 @@ hid_t token_file_type(int vocab_size) {
   return H5T_STD_U32LE;
 }
 
-void write_tokens(hid_t file, const std::string& name, const std::vector<std::int32_t>& tokens,
-                  int vocab_size) {
-  h5::Storage s;
-  s.shuffle = true;
-  s.deflate = 4;
-  s.chunk_rows = kTokenChunk;
-  h5::write_dataset(file, name, token_file_type(vocab_size), H5T_NATIVE_INT32, {tokens.size()},
-                    tokens.data(), s);
+// Writes range as the 1-D dataset name, chunked, shuffled, deflated and
+// checksummed: the chunks are filtered on all threads, a few at a time, and
+// written in order (chunk_filters.h), so memory stays a few chunks a thread.
+void write_tokens(hid_t file, const std::string& name, SpoolRange range, int vocab_size) {
+  const hsize_t n = range.size();
+  h5::Handle space(H5Screate_simple(1, &n, nullptr), "dataspace of '" + name + "'");
+  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), "dataset creation");
+  h5::check(H5Pset_obj_track_times(dcpl, 0), "track times");
+  const hsize_t chunk = std::min(kTokenChunk, n);
+  if (n > 0) {
+    h5::check(H5Pset_chunk(dcpl, 1, &chunk), "chunk layout");
+    h5::check(H5Pset_shuffle(dcpl), "shuffle filter");
+    h5::check(H5Pset_deflate(dcpl, kDeflateLevel), "deflate filter");
+    h5::check(H5Pset_fletcher32(dcpl), "fletcher32 filter");
+  }
+  h5::Handle dset(H5Dcreate2(file, name.c_str(), token_file_type(vocab_size), space, H5P_DEFAULT, dcpl,
+                             H5P_DEFAULT),
+                  "cannot create dataset '" + name + "'");
+  if (n == 0) return;
+  const std::size_t element = range.spool->element_size();
+  const auto chunks = static_cast<std::int64_t>((n + chunk - 1) / chunk);
+  const std::int64_t batch = 4 * omp_get_max_threads();
+  std::vector<std::vector<unsigned char>> filtered(static_cast<std::size_t>(batch));
+  for (std::int64_t b0 = 0; b0 < chunks; b0 += batch) {
+    const std::int64_t b1 = std::min(chunks, b0 + batch);
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::int64_t i = b0; i < b1; ++i) {
+      try {
+        // The last chunk is stored whole: zeros past the end of the data.
+        std::vector<unsigned char> raw(chunk * element, 0);
+        const hsize_t first = static_cast<hsize_t>(i) * chunk;
+        range.spool->read_bytes(range.begin + first, std::min(chunk, n - first), raw.data());
+        filtered[static_cast<std::size_t>(i - b0)] = h5::filter_chunk(raw, element, kDeflateLevel);
+      } catch (...) {
+#pragma omp critical(cllm_write_tokens)
+        failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    for (std::int64_t i = b0; i < b1; ++i) {
+      const hsize_t offset = static_cast<hsize_t>(i) * chunk;
+      const auto& bytes = filtered[static_cast<std::size_t>(i - b0)];
+      h5::check(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, &offset, bytes.size(), bytes.data()),
+                "cannot write dataset '" + name + "'");
+    }
+  }
 }
 
 h5::Handle open_tokens(hid_t file, const std::string& name, std::uint64_t& size) {
@@ -95,32 +142,59 @@ TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
   return t;
 }
 
+void write_token_dataset(const std::filesystem::path& path, SpoolRange train, SpoolRange val,
+                         const TokenizerSpec& tokenizer, const std::vector<DatasetSource>& sources,
+                         double val_fraction) {
+  try {
+    DurableWriter out(path);
+    // HDF5 writes to disk only where the room is certain (hdf5.h): the
+    // tokens, deflate's worst case, each chunk's index entry and checksum,
+    // the tokenizer's files, the sources and HDF5's own structures.
+    const std::uint64_t tokens = train.size() + val.size();
+    std::uint64_t bytes = tokens * train.spool->element_size() * 1001 / 1000 +
+                          (tokens / kTokenChunk + 2) * 128 + tokenizer.encoder_json.size() +
+                          tokenizer.vocab_bpe.size() + (4u << 20);
+    for (const auto& s : sources) bytes += 2 * (s.file.size() + s.sha256.size() + 2);
+    if (const int error = out.reserve(bytes); error != 0 && error != EOPNOTSUPP)
+      throw std::runtime_error("cannot reserve " + std::to_string(bytes >> 20) +
+                               " MiB for the dataset: " + std::strerror(error));
+    {
+      h5::Handle file = h5::create_file(out.temporary_path());
+      h5::set_attr(file, "format", std::string(kDatasetFormat));
+      h5::set_attr(file, "format_version", kDatasetFormatVersion);
+      write_tokenizer(file, file, tokenizer);
+      std::string names, sums;
+      for (const auto& s : sources) {
+        names += (names.empty() ? "" : "\n") + s.file;
+        sums += (sums.empty() ? "" : "\n") + s.sha256;
+      }
+      h5::set_attr(file, "sources", names);  // one per line
+      h5::set_attr(file, "sources_sha256", sums);
+      h5::set_attr(file, "val_fraction", val_fraction);
+      h5::create_group(file, "train");
+      h5::create_group(file, "val");
+      write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
+      write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
+      h5::flush(file);
+    }
+    out.commit();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path, e.what()));
+  }
+}
+
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  std::vector<unsigned char> image;
-  try {
-    h5::Handle file = h5::create_memory_file(path.string());
-    h5::set_attr(file, "format", std::string(kDatasetFormat));
-    h5::set_attr(file, "format_version", kDatasetFormatVersion);
-    write_tokenizer(file, file, tokenizer);
-    std::string names, sums;
-    for (const auto& s : sources) {
-      names += (names.empty() ? "" : "\n") + s.file;
-      sums += (sums.empty() ? "" : "\n") + s.sha256;
-    }
-    h5::set_attr(file, "sources", names);  // one per line
-    h5::set_attr(file, "sources_sha256", sums);
-    h5::set_attr(file, "val_fraction", val_fraction);
-    h5::create_group(file, "train");
-    h5::create_group(file, "val");
-    write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
-    write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
-    image = h5::file_image(file);
-  } catch (const std::exception& e) {  // the in-memory file is freed before the bytes go to disk
-    throw std::runtime_error(naming_file(path, e.what()));
-  }
-  write_durably(path, image);
+  TokenSpool spool(spool_path(path, "tokens"), tokenizer.vocab_size);
+  spool.append(train);
+  spool.append(val);
+  write_token_dataset(path, {&spool, 0, train.size()}, {&spool, train.size(), spool.size()}, tokenizer,
+                      sources, val_fraction);
+}
+
+std::filesystem::path spool_path(const std::filesystem::path& dataset, const std::string& what) {
+  return temporary_name(dataset).string() + "." + what;
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)

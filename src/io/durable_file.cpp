@@ -69,9 +69,9 @@ DurableWriter::~DurableWriter() {
   }
 }
 
-bool DurableWriter::try_reserve(std::uint64_t bytes) noexcept {
+int DurableWriter::reserve(std::uint64_t bytes) noexcept {
   reserved_ = true;  // also a failed try: it may have reserved a part
-  return ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) == 0;
+  return ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
 }
 
 void DurableWriter::write(std::span<const unsigned char> bytes) {

@@ -43,7 +43,9 @@ RunSettings config_settings(const TrainConfig& c) {
       {"n_layer", i64(c.model.n_layer)},       {"n_head", i64(c.model.n_head)},
       {"n_embd", i64(c.model.n_embd)},
   };
-  add_rows(TrainRunConfig{.config = c}, true, s);
+  TrainRunConfig settings;
+  settings.config = c;
+  add_rows(settings, true, s);
   return s;
 }
 

@@ -24,7 +24,9 @@ void BatchConfig::validate(int ranks) const {
 }
 
 void TrainConfig::validate(int ranks) const {
-  check_ranges(TrainRunConfig{.config = *this}, true);  // first: the batch's checks divide by them
+  TrainRunConfig settings;
+  settings.config = *this;
+  check_ranges(settings, true);  // first: the batch's checks divide by them
   model.validate();
   batch.validate(ranks);
 }

@@ -217,7 +217,11 @@ void check_ranges(const TrainRunConfig& settings, bool of_config) {
   }
 }
 
-void RunConfig::validate() const { check_ranges(TrainRunConfig{.policy = *this}, false); }
+void RunConfig::validate() const {
+  TrainRunConfig settings;
+  settings.policy = *this;
+  check_ranges(settings, false);
+}
 
 ModelConfig ShapeConfig::resolve() const {
   ModelConfig c = preset_config(preset_name());

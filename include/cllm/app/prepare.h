@@ -18,6 +18,9 @@ struct PrepareConfig {
   std::string tokenizer = "byte";   // or "gpt2-bpe"
   std::string vocab_dir = "data/gpt2-bpe";  // gpt2-bpe's encoder.json and vocab.bpe
   double val_fraction = 0.1;        // tail of the tokens held out for validation
+  // Text read and tokenized at a time (0: 8 MiB a thread, at least 16 MiB);
+  // tests make it small to cut Austen into many blocks.
+  std::size_t block_bytes = 0;
 
   // Throws SettingError naming the setting: val_fraction outside [0, 0.5],
   // or out among the inputs (the same file under another name included:

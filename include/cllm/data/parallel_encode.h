@@ -19,6 +19,10 @@ namespace cllm {
 // and starts the next (and bytes are bytes).
 std::vector<std::string_view> split_for_encoding(std::string_view text, std::size_t piece_bytes);
 
+// The last place in text where split_for_encoding may cut (0 if none): text
+// read in blocks is cut there, and the rest carried to the next block.
+std::size_t last_encoding_cut(std::string_view text);
+
 // How far encode_in_parallel has got: the bytes of text encoded, and the
 // seconds since it began.
 using EncodeProgress = std::function<void(std::size_t bytes_done, double seconds)>;

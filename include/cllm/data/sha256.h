@@ -9,4 +9,18 @@ namespace cllm {
 
 std::string sha256_hex(std::string_view bytes);
 
+// The same over bytes that arrive in pieces.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view bytes);
+  std::string hex();  // of everything so far; once
+
+ private:
+  void* context_;  // OpenSSL's EVP_MD_CTX
+};
+
 }  // namespace cllm

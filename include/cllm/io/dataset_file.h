@@ -17,6 +17,7 @@
 #include "cllm/data/token_source.h"
 #include "cllm/data/tokenizer_spec.h"
 #include "cllm/io/hdf5_handle.h"
+#include "cllm/io/token_spool.h"
 
 namespace cllm {
 
@@ -28,12 +29,20 @@ struct DatasetSource {
   std::string sha256;  // hex of its bytes
 };
 
-// Writes the dataset to path + ".tmp", fsyncs it and renames it to path:
-// a crash leaves either the old file or the new one. Throws
-// std::runtime_error naming the file.
+// Writes the dataset to a temporary beside path, fsyncs it and renames it
+// to path: a crash leaves either the old file or the new one. The splits'
+// tokens come from spools, read a few chunks at a time: memory does not grow
+// with the dataset. Throws std::runtime_error naming the file.
+void write_token_dataset(const std::filesystem::path& path, SpoolRange train, SpoolRange val,
+                         const TokenizerSpec& tokenizer, const std::vector<DatasetSource>& sources,
+                         double val_fraction);
+// The same from tokens in memory (tests, small datasets).
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction);
+// Where a spool for the dataset at path lives while it is made: beside it,
+// hidden, named after what it holds ("train").
+std::filesystem::path spool_path(const std::filesystem::path& dataset, const std::string& what);
 
 // Reads windows straight from the file: each rank reads only the hyperslabs
 // of its own windows, through a chunk cache sized to hold the whole dataset

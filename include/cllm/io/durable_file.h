@@ -40,7 +40,9 @@ class DurableWriter {
   // that writes others make through temporary_path() cannot meet a full
   // disk (HDF5 crashes at exit after a failed write). False where the room
   // is not there or the file system cannot reserve it.
-  bool try_reserve(std::uint64_t bytes) noexcept;
+  bool try_reserve(std::uint64_t bytes) noexcept { return reserve(bytes) == 0; }
+  // The same, returning 0 or why not (errno: ENOSPC, EOPNOTSUPP...).
+  int reserve(std::uint64_t bytes) noexcept;
   const std::filesystem::path& temporary_path() const { return tmp_; }
   void write(std::span<const unsigned char> bytes);
   void write(std::span<const float> values) {
