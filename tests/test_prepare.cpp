@@ -4,7 +4,10 @@
 // tokens of encoding the whole text at once.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "cllm/app/prepare.h"
+#include "cllm/data/corpus_reader.h"
 #include "cllm/data/bpe_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
@@ -135,6 +139,121 @@ TEST(PrepareStreaming, BlocksGiveTheTokensOfTheWholeText) {
     EXPECT_TRUE(both_splits(spec.out) == expected) << "the blocks' tokens differ from the whole text's";
     EXPECT_EQ(done.bytes, 2 * text.size());
   }
+}
+
+void write(const std::filesystem::path& path, const std::string& bytes) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+std::string gzip(const std::filesystem::path& path, std::string bytes) {
+  const gzFile gz = gzopen(path.c_str(), "wb");
+  gzwrite(gz, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(gz);
+  return file_bytes(path.string());
+}
+
+// JSON Lines: a document per record; lines that hold none are skipped,
+// counted and the first named; every document ends with <|endoftext|>.
+TEST(PrepareInputs, JsonLinesGiveADocumentPerRecordAndNameTheLinesThatHoldNone) {
+  test::TempDir dir;
+  write(dir / "a.jsonl", "{\"text\": \"It is a truth\", \"id\": 1}\n"
+                         "\n"
+                         "{\"text\": 42}\n"
+                         "not json at all\n"
+                         "{\"body\": \"no text field\"}\n"
+                         "{\"text\": \"universally acknowledged\\n\"}");  // no final newline
+  PrepareConfig spec;
+  spec.inputs = {(dir / "a.jsonl").string()};
+  spec.jsonl_field = "text";
+  spec.tokenizer = "gpt2-bpe";
+  spec.vocab_dir = kVocab;
+  spec.val_fraction = 0;
+  spec.out = (dir / "a.h5").string();
+  const PrepareSummary done = prepare_dataset(spec);
+  EXPECT_EQ(done.documents, 2u);
+  EXPECT_EQ(done.skipped_lines, 3u);
+  EXPECT_EQ(done.first_skipped, (dir / "a.jsonl").string() + ":3: field 'text' is not a string");
+  const auto tok = make_tokenizer(tokenizer_spec("gpt2-bpe", kVocab));
+  std::vector<std::int32_t> expected = tok->encode("It is a truth");
+  expected.push_back(Gpt2BpeTokenizer::kEndOfText);
+  for (const std::int32_t id : tok->encode("universally acknowledged\n")) expected.push_back(id);
+  expected.push_back(Gpt2BpeTokenizer::kEndOfText);
+  EXPECT_EQ(hdf5_read(spec.out, "train/tokens"), expected);
+}
+
+// Folders, glob patterns and .gz files, in the order given: the same tokens
+// as the plain files named one by one; a cut-short .gz is one line, exit 1.
+TEST(PrepareInputs, FoldersPatternsAndGzipReadAsThePlainFilesInOrder) {
+  test::TempDir dir;
+  const std::string text = file_bytes(kText);
+  write(dir / "c/b.txt", text.substr(0, 100000));
+  write(dir / "c/sub/a.txt", text.substr(100000, 50000));
+  write(dir / "p/x1.txt", text.substr(150000, 30000));
+  write(dir / "p/x2.txt", text.substr(180000, 20000));
+  const std::string zipped = gzip(dir / "z.txt.gz", text.substr(200000, 300000));
+  const auto prepare = [&](std::vector<std::string> inputs, const std::string& out) {
+    std::vector<std::string> args = {"prepare"};
+    args.insert(args.end(), inputs.begin(), inputs.end());
+    args.insert(args.end(), {"--out", out, "--tokenizer", "gpt2-bpe", "--vocab-dir", kVocab});
+    return test::run_cllm(args, dir.path());
+  };
+  const auto listed = prepare({"c/b.txt", "c/sub/a.txt", "p/x1.txt", "p/x2.txt", "z.txt.gz"}, "listed.h5");
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  // A folder is every file below it in path order: c/b.txt before c/sub/a.txt.
+  const auto expanded = prepare({"c", "p/x*.txt", "z.txt.gz"}, "expanded.h5");
+  ASSERT_EQ(expanded.exit_code, 0) << expanded.err;
+  EXPECT_TRUE(both_splits((dir / "listed.h5").string()) == both_splits((dir / "expanded.h5").string()));
+  const std::vector<std::int32_t> all = both_splits((dir / "listed.h5").string());
+  EXPECT_EQ(std::count(all.begin(), all.end(), Gpt2BpeTokenizer::kEndOfText), 5) << "a document per file";
+
+  write(dir / "cut.txt.gz", zipped.substr(0, zipped.size() / 2));
+  const auto cut = prepare({"cut.txt.gz"}, "cut.h5");
+  EXPECT_EQ(cut.exit_code, 1);
+  EXPECT_EQ(cut.err, "cllm: error: cut.txt.gz: truncated gzip file\n");
+  EXPECT_FALSE(std::filesystem::exists(dir / "cut.h5"));
+  const auto none = prepare({"q*.txt"}, "none.h5");
+  EXPECT_EQ(none.err, "cllm: error: q*.txt: matches no file\n");
+  EXPECT_EQ(none.exit_code, 1);
+}
+
+// A FIFO is refused at once, not read (it would block until a writer came).
+TEST(PrepareInputs, AFifoIsRefusedWithoutWaiting) {
+  test::TempDir dir;
+  ASSERT_EQ(mkfifo((dir / "fifo").c_str(), 0600), 0);
+  const auto r = test::run_cllm({"prepare", "fifo", "--out", "f.h5"}, dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "cllm: error: fifo: not a regular file\n");
+}
+
+// --val-split documents: every document whole on one side, chosen by its
+// content: about val_fraction of them, the same ones whatever the order.
+TEST(PrepareInputs, DocumentsSplitKeepsEachDocumentWholeOnOneSide) {
+  test::TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 2000; ++i) lines += "{\"text\": \"document " + std::to_string(i) + " of many\"}\n";
+  write(dir / "d.jsonl", lines);
+  PrepareConfig spec;
+  spec.inputs = {(dir / "d.jsonl").string()};
+  spec.jsonl_field = "text";
+  spec.val_split = "documents";
+  spec.val_fraction = 0.1;
+  spec.out = (dir / "d.h5").string();
+  prepare_dataset(spec);
+  const auto text_of = [](const std::vector<std::int32_t>& ids) { return std::string(ids.begin(), ids.end()); };
+  const std::string train = text_of(read_split(spec.out, Split::train));
+  const std::string val = text_of(read_split(spec.out, Split::val));
+  std::size_t in_val = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string doc = "document " + std::to_string(i) + " of many";
+    const bool t = train.find(doc + "d") != std::string::npos || train.ends_with(doc);
+    const bool v = val.find(doc + "d") != std::string::npos || val.ends_with(doc);
+    ASSERT_NE(t, v) << doc << " is on both sides or neither";
+    EXPECT_EQ(v, in_validation(doc, 0.1)) << doc;
+    in_val += v;
+  }
+  EXPECT_GT(in_val, 140u);  // 200 expected
+  EXPECT_LT(in_val, 260u);
 }
 
 }  // namespace

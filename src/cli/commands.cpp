@@ -172,13 +172,23 @@ struct Prepare {
   PrepareConfig spec;
 
   void add(CLI::App& app) {
-    app.add_option("inputs", spec.inputs, "Text files (UTF-8), in order")->required()->default_str("");
+    app.add_option("inputs", spec.inputs, "Text files (UTF-8), folders (every file below) or quoted glob "
+                                          "patterns, in order; .gz files are read through zlib")
+        ->required()
+        ->default_str("");
+    app.add_option("--jsonl", spec.jsonl_field,
+                   "The inputs are JSON Lines: one document per line, its text in this field (a line "
+                   "without it is skipped, counted and named)")
+        ->type_name("FIELD");
     app.add_option("--out", spec.out, "HDF5 dataset to write (replaced atomically)");
     app.add_option("--tokenizer", spec.tokenizer, "byte (vocab 256) or gpt2-bpe (vocab 50257)");
     app.add_option("--vocab-dir", spec.vocab_dir,
                    "Folder with GPT-2's encoder.json and vocab.bpe (gpt2-bpe)");
     app.add_option("--val-fraction", spec.val_fraction,
-                   "Tail of the tokens held out for validation, in [0, 0.5]");
+                   "Share of the tokens held out for validation, in [0, 0.5]");
+    app.add_option("--val-split", spec.val_split,
+                   "tail: the last tokens (any corpus, one file included); documents: whole documents, "
+                   "chosen by a hash of their text (for corpora of many documents)");
   }
 
   int run(Comm& comm) { return print(prepare_command(spec, comm)); }

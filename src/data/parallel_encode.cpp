@@ -1,7 +1,5 @@
 #include "cllm/data/parallel_encode.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 namespace cllm {
@@ -11,8 +9,6 @@ namespace {
 // Pieces of a megabyte: a large corpus makes many of them to keep every
 // thread busy, and each is long enough that the cuts cost nothing.
 constexpr std::size_t kPieceBytes = std::size_t{1} << 20;
-// Seconds between progress reports.
-constexpr double kProgressInterval = 5.0;
 
 bool letter(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
 
@@ -41,30 +37,30 @@ std::size_t last_encoding_cut(std::string_view text) {
   return 0;
 }
 
-std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text,
-                                             const EncodeProgress& progress) {
-  const auto pieces = split_for_encoding(text, kPieceBytes);
-  const auto n = static_cast<std::int64_t>(pieces.size());
+std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
+                                                   const std::vector<std::string_view>& texts) {
+  struct Piece {
+    std::size_t text;
+    std::string_view bytes;
+  };
+  std::vector<Piece> pieces;
+  for (std::size_t t = 0; t < texts.size(); ++t)
+    for (const std::string_view piece : split_for_encoding(texts[t], kPieceBytes)) pieces.push_back({t, piece});
   std::vector<std::vector<std::int32_t>> ids(pieces.size());
-  const double t0 = omp_get_wtime();
-  double reported = t0;
-  std::size_t bytes_done = 0;
-  // Rounds of a few pieces per thread, so that the calling thread reports
-  // progress between them (the callback need not be thread-safe).
-  const std::int64_t round = 4 * omp_get_max_threads();
-  for (std::int64_t r0 = 0; r0 < n; r0 += round) {
-    const std::int64_t r1 = std::min(n, r0 + round);
+  const auto n = static_cast<std::int64_t>(pieces.size());
 #pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t i = r0; i < r1; ++i) ids[i] = tok.encode(pieces[i]);
-    for (std::int64_t i = r0; i < r1; ++i) bytes_done += pieces[i].size();
-    if (omp_get_wtime() - reported > kProgressInterval && r1 < n) {
-      reported = omp_get_wtime();
-      if (progress) progress(bytes_done, reported - t0);
-    }
+  for (std::int64_t i = 0; i < n; ++i) ids[i] = tok.encode(pieces[i].bytes);
+  std::vector<std::vector<std::int32_t>> joined(texts.size());
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    auto& out = joined[pieces[i].text];
+    if (out.empty()) out = std::move(ids[i]);
+    else out.insert(out.end(), ids[i].begin(), ids[i].end());
   }
-  std::vector<std::int32_t> all;
-  for (const auto& piece : ids) all.insert(all.end(), piece.begin(), piece.end());
-  return all;
+  return joined;
+}
+
+std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text) {
+  return std::move(encode_each(tok, {text}).front());
 }
 
 }  // namespace cllm

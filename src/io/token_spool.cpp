@@ -32,10 +32,15 @@ TokenSpool::~TokenSpool() {
 }
 
 void TokenSpool::append(std::span<const std::int32_t> tokens) {
-  std::vector<unsigned char> bytes(tokens.size() * element_size_);
+  scratch_.resize(tokens.size() * element_size_);
   for (std::size_t i = 0; i < tokens.size(); ++i)
     for (std::size_t b = 0; b < element_size_; ++b)
-      bytes[i * element_size_ + b] = static_cast<unsigned char>(static_cast<std::uint32_t>(tokens[i]) >> (8 * b));
+      scratch_[i * element_size_ + b] = static_cast<unsigned char>(static_cast<std::uint32_t>(tokens[i]) >> (8 * b));
+  append_bytes(scratch_);
+}
+
+void TokenSpool::append_bytes(std::span<const unsigned char> bytes) {
+  if (bytes.size() % element_size_ != 0) throw std::logic_error("a spool takes whole tokens");
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
@@ -43,7 +48,7 @@ void TokenSpool::append(std::span<const std::int32_t> tokens) {
     if (n < 0) throw spool_error(path_, "write failed", errno);
     done += static_cast<std::size_t>(n);
   }
-  size_ += tokens.size();
+  size_ += bytes.size() / element_size_;
 }
 
 void TokenSpool::read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const {

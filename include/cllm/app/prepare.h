@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -13,11 +14,15 @@
 namespace cllm {
 
 struct PrepareConfig {
-  std::vector<std::string> inputs;  // text files, in order
+  std::vector<std::string> inputs;  // files, folders or glob patterns, in order (expand_inputs)
   std::string out = "data/austen.h5";
   std::string tokenizer = "byte";   // or "gpt2-bpe"
   std::string vocab_dir = "data/gpt2-bpe";  // gpt2-bpe's encoder.json and vocab.bpe
-  double val_fraction = 0.1;        // tail of the tokens held out for validation
+  double val_fraction = 0.1;        // share of the tokens held out for validation
+  // tail: the last val_fraction of the tokens; documents: whole documents,
+  // chosen by content (in_validation), about val_fraction of them.
+  std::string val_split = "tail";
+  std::string jsonl_field;  // non-empty: the inputs are JSON Lines, a document in this field
   // Text read and tokenized at a time (0: 8 MiB a thread, at least 16 MiB);
   // tests make it small to cut Austen into many blocks.
   std::size_t block_bytes = 0;
@@ -28,32 +33,42 @@ struct PrepareConfig {
   void validate() const;
 };
 
-// Where prepare_dataset is while it tokenizes a large input.
+// How far prepare_dataset has got, over all inputs.
 struct PrepareProgress {
-  std::string_view input;      // as given
-  std::size_t bytes_done = 0;  // of input, tokenized
-  std::size_t bytes = 0;       // input's size
-  double seconds = 0;          // since its tokenizing began
+  std::uint64_t bytes_done = 0, bytes = 0;  // of the inputs, read and tokenized / in all
+  std::uint64_t documents = 0;              // done
+  double seconds = 0;                       // since it began
+  bool done = false;                        // the last report: every input tokenized
 };
 
+// "prepare: 120 of 2,000 MB (6%), 3 documents, 95.2 MB/s, ETA 20s": one line
+// of a progress report, without a line end.
+std::string progress_line(const PrepareProgress& p);
+
 struct PrepareSummary {
-  std::size_t bytes = 0;  // of all inputs
+  std::size_t bytes = 0;  // of all inputs (decompressed)
+  std::uint64_t documents = 0;
+  std::uint64_t skipped_lines = 0;  // JSONL lines that held no document
+  std::string first_skipped;        // "FILE:LINE: why"
   std::size_t train_tokens = 0, val_tokens = 0;
   std::string tokenizer;  // its name
   int vocab_size = 0;
   double seconds = 0;     // wall time
 };
 
-// Validates spec, tokenizes the inputs (documents separated by the
-// end-of-text token where the tokenizer has one), holds out the last
-// val_fraction of the tokens and writes the dataset to spec.out atomically.
-// progress, when given, is called every few seconds while an input is
-// tokenized. Throws std::runtime_error naming the file at fault.
+// Validates spec, tokenizes the inputs' documents in order (each followed
+// by the end-of-text token where the tokenizer has one), holds out
+// validation tokens as val_split says and writes the dataset to spec.out
+// atomically. Memory stays bounded: the tokens wait in spools beside
+// spec.out. progress, when given, is called after each block (a few MB) and
+// once more when every input is tokenized. Throws std::runtime_error naming
+// the file at fault.
 PrepareSummary prepare_dataset(const PrepareConfig& spec,
                                const std::function<void(const PrepareProgress&)>& progress = {});
 
 // cllm prepare under mpirun: spec checked on every rank, the dataset made on
-// rank 0 with a progress line on stderr every few seconds. Returns what rank
+// rank 0 with progress on stderr: one line updated in place on a terminal,
+// else a line every 10 seconds (a batch job's log). Returns what rank
 // 0 prints ("prepare: OUT: BYTES bytes -> N train + M val tokens ...", ""
 // elsewhere); a failure throws CollectiveFailure on every rank.
 std::string prepare_command(const PrepareConfig& spec, const Comm& comm);

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -23,13 +22,13 @@ std::vector<std::string_view> split_for_encoding(std::string_view text, std::siz
 // read in blocks is cut there, and the rest carried to the next block.
 std::size_t last_encoding_cut(std::string_view text);
 
-// How far encode_in_parallel has got: the bytes of text encoded, and the
-// seconds since it began.
-using EncodeProgress = std::function<void(std::size_t bytes_done, double seconds)>;
+// tok.encode of each text, on all OpenMP threads: the texts, and the pieces
+// of those longer than a piece (split_for_encoding), are encoded in
+// parallel, and each text's ids joined in order.
+std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
+                                                   const std::vector<std::string_view>& texts);
 
-// tok.encode(text), on all OpenMP threads. progress, when given, is called
-// on the calling thread every few seconds while pieces remain.
-std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text,
-                                             const EncodeProgress& progress = {});
+// tok.encode(text), on all OpenMP threads.
+std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text);
 
 }  // namespace cllm

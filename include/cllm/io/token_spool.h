@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <vector>
 
 namespace cllm {
 
@@ -22,6 +23,9 @@ class TokenSpool {
 
   // Throws std::runtime_error naming the file (a full disk among the causes).
   void append(std::span<const std::int32_t> tokens);
+  // Tokens given as their stored bytes (element_size() each): byte-level
+  // text is its own token ids.
+  void append_bytes(std::span<const unsigned char> bytes);
   std::uint64_t size() const { return size_; }  // tokens
   std::size_t element_size() const { return element_size_; }
   // The stored bytes of tokens [start, start + count).
@@ -32,6 +36,7 @@ class TokenSpool {
   int fd_ = -1;
   std::size_t element_size_;
   std::uint64_t size_ = 0;
+  std::vector<unsigned char> scratch_;  // append's bytes, kept between calls
 };
 
 // A stretch of a spool's tokens: one split of a dataset.

@@ -1,0 +1,71 @@
+// Corpora as people have them, read as a stream of documents with bounded
+// memory: many files, folders and glob patterns; plain text (a document per
+// file) or JSON Lines (a document per record, its text in one field); either
+// of them gzip-compressed (.gz).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cllm {
+
+// The files of the inputs, in the order given: a file as it is, a folder as
+// every regular file below it (in path order), a pattern with * ? or [ as
+// the files glob(3) finds (in path order). Throws std::runtime_error naming
+// an input that is none of these or matches nothing.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+// A piece of a document's text: a whole JSONL record, or a block of a text
+// file cut where tokenizing the blocks gives the ids of the whole.
+struct DocumentPiece {
+  std::string text;
+  bool first = false, last = false;  // of its document
+};
+
+// Reads one file as documents. jsonl_field empty: the file is one document
+// of text; else each non-blank line is a JSON object whose string field
+// jsonl_field is a document. A line that is not (bad JSON, no such field, not
+// a string) is skipped and counted. Files ending in .gz are decompressed.
+class DocumentReader {
+ public:
+  // block_bytes: the size of a text file's pieces; cut_anywhere: any byte
+  // boundary is a safe cut (byte-level tokens).
+  DocumentReader(std::string path, std::string jsonl_field, std::size_t block_bytes, bool cut_anywhere);
+  ~DocumentReader();
+  // The next piece, or false at the end of the file. Throws
+  // std::runtime_error naming the file (a read error, a truncated .gz).
+  bool next(DocumentPiece& piece);
+  std::uint64_t bytes_read() const;  // of the file as stored (compressed for .gz)
+  // SHA-256 of the file's bytes (decompressed), once every piece is read.
+  std::string sha256();
+  std::uint64_t skipped_lines() const { return skipped_; }
+  // "FILE:LINE: why" of the first skipped line, or "".
+  const std::string& first_skipped() const { return first_skipped_; }
+
+ private:
+  class Bytes;  // plain or gzip
+  bool next_text(DocumentPiece& piece);
+  bool next_record(DocumentPiece& piece);
+  bool read_more();  // appends to buffer_; false at the end
+
+  std::string path_, field_;
+  std::size_t block_bytes_;
+  bool cut_anywhere_;
+  std::unique_ptr<Bytes> bytes_;
+  std::string buffer_;   // read, not yet handed out
+  bool at_end_ = false;  // of the file's bytes
+  bool started_ = false; // a text file's document has begun
+  std::uint64_t line_ = 0, skipped_ = 0;
+  std::string first_skipped_;
+};
+
+// Whether a document goes to validation: a hash of its first 64 KiB below
+// fraction of the hash's range. By content, so the same document is on the
+// same side whatever rank or thread reads it, and duplicates stay together.
+bool in_validation(std::string_view document_start, double fraction);
+
+}  // namespace cllm
