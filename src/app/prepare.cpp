@@ -101,9 +101,9 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec,
   const std::size_t block_bytes =
       spec.block_bytes > 0 ? spec.block_bytes : std::max<std::size_t>(16, 8 * omp_get_max_threads()) << 20;
   const bool by_documents = spec.val_split == "documents";
-  TokenSpool train(spool_path(spec.out, "train"), tokenizer.vocab_size);
+  TokenSpool train(spec.out, "train", tokenizer.vocab_size);
   std::optional<TokenSpool> val;
-  if (by_documents) val.emplace(spool_path(spec.out, "val"), tokenizer.vocab_size);
+  if (by_documents) val.emplace(spec.out, "val", tokenizer.vocab_size);
 
   PrepareSummary summary;
   PrepareProgress at;

@@ -186,15 +186,11 @@ void write_token_dataset(const std::filesystem::path& path, SpoolRange train, Sp
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  TokenSpool spool(spool_path(path, "tokens"), tokenizer.vocab_size);
+  TokenSpool spool(path, "tokens", tokenizer.vocab_size);
   spool.append(train);
   spool.append(val);
   write_token_dataset(path, {&spool, 0, train.size()}, {&spool, train.size(), spool.size()}, tokenizer,
                       sources, val_fraction);
-}
-
-std::filesystem::path spool_path(const std::filesystem::path& dataset, const std::string& what) {
-  return temporary_name(dataset).string() + "." + what;
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)

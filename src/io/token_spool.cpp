@@ -9,20 +9,21 @@
 #include <string>
 #include <vector>
 
+#include "cllm/io/durable_file.h"
+
 namespace cllm {
 
-namespace {
-
-std::runtime_error spool_error(const std::filesystem::path& path, const char* what, int err) {
-  return std::runtime_error(path.string() + ": " + what + ": " + std::strerror(err));
+std::runtime_error TokenSpool::error(const char* what, int err) const {
+  return std::runtime_error(dataset_.string() + ": " + what + " its spool file " + path_.filename().string() +
+                            ": " + std::strerror(err));
 }
 
-}  // namespace
-
-TokenSpool::TokenSpool(std::filesystem::path path, int vocab_size)
-    : path_(std::move(path)), element_size_(vocab_size <= 256 ? 1 : vocab_size <= 65536 ? 2 : 4) {
+TokenSpool::TokenSpool(const std::filesystem::path& dataset, const std::string& what, int vocab_size)
+    : dataset_(dataset),
+      path_(temporary_name(dataset).string() + "." + what),
+      element_size_(vocab_size <= 256 ? 1 : vocab_size <= 65536 ? 2 : 4) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd_ < 0) throw spool_error(path_, "cannot create", errno);
+  if (fd_ < 0) throw error("cannot create", errno);
 }
 
 TokenSpool::~TokenSpool() {
@@ -45,7 +46,7 @@ void TokenSpool::append_bytes(std::span<const unsigned char> bytes) {
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw spool_error(path_, "write failed", errno);
+    if (n < 0) throw error("cannot write", errno);
     done += static_cast<std::size_t>(n);
   }
   size_ += bytes.size() / element_size_;
@@ -57,7 +58,7 @@ void TokenSpool::read_bytes(std::uint64_t start, std::size_t count, unsigned cha
   while (done < want) {
     const ssize_t n = ::pread(fd_, out + done, want - done, static_cast<off_t>(start * element_size_ + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw spool_error(path_, "read failed", n < 0 ? errno : EIO);
+    if (n <= 0) throw error("cannot read", n < 0 ? errno : EIO);
     done += static_cast<std::size_t>(n);
   }
 }

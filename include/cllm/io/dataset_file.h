@@ -40,9 +40,6 @@ void write_token_dataset(const std::filesystem::path& path, SpoolRange train, Sp
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction);
-// Where a spool for the dataset at path lives while it is made: beside it,
-// hidden, named after what it holds ("train").
-std::filesystem::path spool_path(const std::filesystem::path& dataset, const std::string& what);
 
 // Reads windows straight from the file: each rank reads only the hyperslabs
 // of its own windows, through a chunk cache sized to hold the whole dataset

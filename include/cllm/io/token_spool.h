@@ -9,14 +9,18 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace cllm {
 
 class TokenSpool {
  public:
-  // Creates path (replacing a file there). Throws std::runtime_error naming it.
-  TokenSpool(std::filesystem::path path, int vocab_size);
+  // Creates the spool `what` ("train") of the dataset at path, beside it
+  // and hidden (replacing a file there). Errors are std::runtime_error
+  // naming the dataset.
+  TokenSpool(const std::filesystem::path& dataset, const std::string& what, int vocab_size);
   ~TokenSpool();
   TokenSpool(const TokenSpool&) = delete;
   TokenSpool& operator=(const TokenSpool&) = delete;
@@ -32,11 +36,13 @@ class TokenSpool {
   void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const;
 
  private:
-  std::filesystem::path path_;
+  std::filesystem::path dataset_, path_;
   int fd_ = -1;
   std::size_t element_size_;
   std::uint64_t size_ = 0;
   std::vector<unsigned char> scratch_;  // append's bytes, kept between calls
+
+  std::runtime_error error(const char* what, int err) const;
 };
 
 // A stretch of a spool's tokens: one split of a dataset.
