@@ -218,6 +218,26 @@ TEST(PrepareInputs, FoldersPatternsAndGzipReadAsThePlainFilesInOrder) {
   EXPECT_EQ(none.exit_code, 1);
 }
 
+// Thousands of inputs with long names: the sources' attributes pass HDF5's
+// 64 KiB limit of the original file format, and the dataset still holds them.
+TEST(PrepareInputs, ThousandsOfSourcesAreRecorded) {
+  test::TempDir dir;
+  const std::string folder = std::string(120, 'f');
+  for (int i = 0; i < 1100; ++i) write(dir / folder / ("part-" + std::to_string(100000 + i) + ".txt"), "a b c\n");
+  const auto r = test::run_cllm({"prepare", folder, "--out", "many.h5"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const hid_t file = H5Fopen((dir / "many.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t attr = H5Aopen(file, "sources", H5P_DEFAULT);
+  const hid_t type = H5Aget_type(attr);
+  EXPECT_GT(H5Tget_size(type), 65536u * 2);
+  H5Tclose(type);
+  H5Aclose(attr);
+  H5Fclose(file);
+  EXPECT_EQ(hdf5_read((dir / "many.h5").string(), "train/tokens").size() +
+                hdf5_read((dir / "many.h5").string(), "val/tokens").size(),
+            1100u * 6);
+}
+
 // A FIFO is refused at once, not read (it would block until a writer came).
 TEST(PrepareInputs, AFifoIsRefusedWithoutWaiting) {
   test::TempDir dir;

@@ -117,10 +117,11 @@ std::string DocumentReader::sha256() { return bytes_->sha256(); }
 
 bool DocumentReader::read_more() {
   if (at_end_) return false;
-  const std::size_t had = buffer_.size();
-  buffer_.resize(had + block_bytes_);
-  const std::size_t got = bytes_->read(buffer_.data() + had, block_bytes_);
-  buffer_.resize(had + got);
+  // Through a buffer of its own, uninitialised: growing buffer_ by a block
+  // would zero the block first, for every file however small.
+  if (!read_buffer_) read_buffer_ = std::make_unique_for_overwrite<char[]>(kReadBytes);
+  const std::size_t got = bytes_->read(read_buffer_.get(), kReadBytes);
+  buffer_.append(read_buffer_.get(), got);
   at_end_ = got == 0;
   return got > 0;
 }

@@ -159,7 +159,7 @@ void write_token_dataset(const std::filesystem::path& path, SpoolRange train, Sp
       throw std::runtime_error("cannot reserve " + std::to_string(bytes >> 20) +
                                " MiB for the dataset: " + std::strerror(error));
     {
-      h5::Handle file = h5::create_file(out.temporary_path());
+      h5::Handle file = h5::create_file(out.temporary_path(), /*large_attributes=*/true);
       h5::set_attr(file, "format", std::string(kDatasetFormat));
       h5::set_attr(file, "format_version", kDatasetFormatVersion);
       write_tokenizer(file, file, tokenizer);

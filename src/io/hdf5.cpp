@@ -93,8 +93,10 @@ Handle create_memory_file(const std::string& name) {
                 "cannot create HDF5 file in memory");
 }
 
-Handle create_file(const std::filesystem::path& path) {
-  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "cannot create HDF5 file");
+Handle create_file(const std::filesystem::path& path, bool large_attributes) {
+  Handle fapl = property_list(H5P_FILE_ACCESS);
+  if (large_attributes) check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), "file format");
+  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create HDF5 file");
 }
 
 std::vector<unsigned char> file_image(hid_t file) {

@@ -56,6 +56,8 @@ class DocumentReader {
   std::size_t block_bytes_;
   bool cut_anywhere_;
   std::unique_ptr<Bytes> bytes_;
+  static constexpr std::size_t kReadBytes = std::size_t{1} << 20;
+  std::unique_ptr<char[]> read_buffer_;  // kReadBytes
   std::string buffer_;   // read, not yet handed out
   bool at_end_ = false;  // of the file's bytes
   bool started_ = false; // a text file's document has begun

@@ -37,7 +37,9 @@ void check(herr_t status, const std::string& what);
 Handle create_memory_file(const std::string& name);
 // A new file on disk, replacing any at path: give it DurableWriter's
 // temporary_path() once try_reserve() holds room, and flush it before commit().
-Handle create_file(const std::filesystem::path& path);
+// large_attributes: HDF5 1.8's file format, whose attributes may pass 64 KiB
+// (a dataset's list of thousands of sources); readers need HDF5 1.8 or later.
+Handle create_file(const std::filesystem::path& path, bool large_attributes = false);
 // The bytes of a file made by create_memory_file, flushed.
 std::vector<unsigned char> file_image(hid_t file);
 // open_file fails on a file that is not HDF5.
