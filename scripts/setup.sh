@@ -30,7 +30,7 @@ case "$mode" in
 esac
 
 build_pkgs=(build-essential cmake pkg-config
-            openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools zlib1g-dev
+            openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools zlib1g-dev libdeflate-dev
             libcli11-dev libdnnl-dev ocl-icd-opencl-dev libopenblas-openmp-dev libssl-dev
             libgtest-dev libgmock-dev libbenchmark-dev
             libpcre2-dev nlohmann-json3-dev)

@@ -1,6 +1,8 @@
 #include "chunk_filters.h"
 
-#include <zlib.h>
+#include <libdeflate.h>
+
+#include <memory>
 
 #include <stdexcept>
 
@@ -47,12 +49,15 @@ std::vector<unsigned char> filter_chunk(std::span<const unsigned char> raw, std:
     for (std::size_t i = n * element_size; i < raw.size(); ++i) shuffled[i] = raw[i];
     input = shuffled;
   }
-  uLongf size = compressBound(static_cast<uLong>(input.size()));
-  std::vector<unsigned char> out(size + 4);
-  if (compress2(out.data(), &size, input.data(), static_cast<uLong>(input.size()), level) != Z_OK)
-    throw std::runtime_error("deflate failed");
+  // One compressor a thread: it holds a few hundred KiB of tables.
+  thread_local const std::unique_ptr<libdeflate_compressor, decltype(&libdeflate_free_compressor)> compressor(
+      libdeflate_alloc_compressor(level), &libdeflate_free_compressor);
+  if (!compressor) throw std::runtime_error("cannot allocate a deflate compressor");
+  std::vector<unsigned char> out(libdeflate_zlib_compress_bound(compressor.get(), input.size()) + 4);
+  const std::size_t size = libdeflate_zlib_compress(compressor.get(), input.data(), input.size(), out.data(), out.size() - 4);
+  if (size == 0) throw std::runtime_error("deflate failed");
   const std::uint32_t sum = fletcher32({out.data(), size});
-  for (int i = 0; i < 4; ++i) out[size + static_cast<std::size_t>(i)] = static_cast<unsigned char>(sum >> (8 * i));
+  for (std::size_t i = 0; i < 4; ++i) out[size + i] = static_cast<unsigned char>(sum >> (8 * i));
   out.resize(size + 4);
   return out;
 }
