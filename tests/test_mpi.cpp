@@ -161,7 +161,7 @@ TEST(Mpi, UnreadableFileOnOneRankStopsEveryRankAndIsReportedOnce) {
   // Rank 1 is given a folder where its data file should be.
   const auto good = tiny_run(1, (dir / "out").string());
   expect_one_rank_failure_ends_all(good, with(good, {"--data", dir.str()}),
-                                   "rank 1: " + dir.str() + ": no such data file", dir);
+                                   "rank 1: " + dir.str() + ": not a regular file", dir);
 }
 
 TEST(Mpi, BadOptionOnOneRankStopsEveryRank) {

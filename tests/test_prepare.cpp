@@ -16,6 +16,8 @@
 
 #include "cllm/app/prepare.h"
 #include "cllm/data/corpus_reader.h"
+#include "cllm/data/corpus_shares.h"
+#include "cllm/data/parallel_encode.h"
 #include "cllm/data/bpe_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
@@ -275,6 +277,133 @@ TEST(PrepareInputs, DocumentsSplitKeepsEachDocumentWholeOnOneSide) {
   }
   EXPECT_GT(in_val, 140u);  // 200 expected
   EXPECT_LT(in_val, 260u);
+}
+
+// The shares of ranks join to the files, in order, and each cut falls where
+// its rule allows: after a line end, before a spaced word, anywhere; a .gz
+// file and an empty one go whole to one share.
+TEST(CorpusShares, PartsJoinToTheFilesAndCutOnlyWhereAllowed) {
+  test::TempDir dir;
+  const std::string text = file_bytes(kText).substr(0, 400000);
+  std::string lines;
+  for (int i = 0; i < 3000; ++i) lines += "{\"text\": \"record " + std::to_string(i) + " of many\"}\n";
+  std::vector<std::string> files;
+  const auto add = [&](const std::string& name, const std::string& bytes) {
+    write(dir / name, bytes);
+    files.push_back((dir / name).string());
+  };
+  add("a.txt", text.substr(0, 250000));
+  add("empty.txt", "");
+  add("b.txt", text.substr(250000, 7000));
+  gzip(dir / "c.txt.gz", text.substr(257000, 100000));
+  files.push_back((dir / "c.txt.gz").string());
+  add("d.txt", text.substr(257000));
+  add("e.jsonl", lines);
+  for (const CutRule rule : {CutRule::anywhere, CutRule::encoding, CutRule::line}) {
+    for (const int ranks : {1, 2, 3, 5, 16, 64}) {
+      SCOPED_TRACE(std::to_string(static_cast<int>(rule)) + " rule, " + std::to_string(ranks) + " ranks");
+      const auto shares = share_corpus(files, ranks, rule);
+      ASSERT_EQ(shares.size(), static_cast<std::size_t>(ranks));
+      std::uint32_t file = 0;
+      std::uint64_t at = 0;  // in file
+      for (const auto& share : shares) {
+        for (const CorpusPart& part : share) {
+          if (part.file != file) {  // the last file was done
+            EXPECT_EQ(at, std::filesystem::file_size(files[file]));
+            EXPECT_EQ(part.file, file + 1);
+            file = part.file;
+            at = 0;
+          }
+          ASSERT_EQ(part.begin, at) << "a gap or overlap in " << files[file];
+          EXPECT_TRUE(part.end > part.begin || std::filesystem::file_size(files[file]) == 0);
+          at = part.end;
+          if (part.begin == 0) continue;
+          const std::string bytes = file_bytes(files[file]);
+          EXPECT_FALSE(files[file].ends_with(".gz")) << "a .gz file was cut";
+          if (rule == CutRule::line) {
+            EXPECT_EQ(bytes[part.begin - 1], '\n');
+          }
+          if (rule == CutRule::encoding) {
+            EXPECT_EQ(first_encoding_cut(bytes, part.begin), part.begin);
+          }
+        }
+      }
+      EXPECT_EQ(file, files.size() - 1);
+      EXPECT_EQ(at, std::filesystem::file_size(files.back()));
+    }
+  }
+}
+
+// mpirun -np N cllm prepare: the dataset of one rank, token for token, and
+// the same sources and hashes, for 2 to 4 ranks of 1 or 2 threads, text cut
+// between ranks inside files (BPE and bytes), whole .gz and empty files,
+// JSON Lines with broken lines (the same first one named), both splits.
+TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
+  test::TempDir dir;
+  const std::string text = file_bytes(kText).substr(0, 600000);
+  write(dir / "t/a.txt", text.substr(0, 300000));
+  write(dir / "t/b.txt", "");
+  gzip(dir / "t/c.txt.gz", text.substr(300000, 100000));
+  write(dir / "t/d.txt", text.substr(400000));
+  std::string lines;
+  for (int i = 0; i < 4000; ++i)
+    lines += i == 2500 ? "{\"text\": broken}\n" : "{\"text\": \"record " + std::to_string(i) + " of a few words\"}\n";
+  write(dir / "j/e.jsonl", lines);
+  struct Case {
+    std::vector<std::string> options;
+    std::vector<std::pair<int, int>> layouts;  // ranks, threads
+  };
+  const std::vector<Case> cases = {
+      {{"t", "--tokenizer", "gpt2-bpe"}, {{2, 1}, {3, 2}}},
+      {{"t", "--val-split", "documents", "--val-fraction", "0.4"}, {{2, 2}, {4, 1}}},
+      {{"j", "--jsonl", "text", "--tokenizer", "gpt2-bpe", "--val-split", "documents"}, {{3, 1}}},
+  };
+  const auto attribute = [](const std::string& h5, const char* name) {
+    const hid_t file = H5Fopen(h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
+    const hid_t type = H5Aget_type(attr);
+    std::string value(H5Tget_size(type), '\0');
+    H5Aread(attr, type, value.data());
+    H5Tclose(type);
+    H5Aclose(attr);
+    H5Fclose(file);
+    return value;
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"prepare"};
+    args.insert(args.end(), c.options.begin(), c.options.end());
+    args.insert(args.end(), {"--vocab-dir", kVocab, "--out"});
+    const auto run = [&](int ranks, int threads, const std::string& out) {
+      setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
+      std::vector<std::string> full = args;
+      full.push_back(out);
+      const auto r = test::run_cllm_mpi(ranks, full, dir.path());
+      unsetenv("OMP_NUM_THREADS");
+      return r;
+    };
+    const std::string one = "one" + std::to_string(n) + ".h5";
+    const auto single = run(1, 1, one);
+    ASSERT_EQ(single.exit_code, 0) << single.err;
+    for (const auto& [ranks, threads] : c.layouts) {
+      SCOPED_TRACE(test::join(args) + " on " + std::to_string(ranks) + " x " + std::to_string(threads));
+      const std::string many = "many" + std::to_string(n++) + ".h5";
+      const auto r = run(ranks, threads, many);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      for (const char* split : {"train/tokens", "val/tokens"})
+        EXPECT_TRUE(hdf5_read((dir / one).string(), split) == hdf5_read((dir / many).string(), split)) << split;
+      EXPECT_FALSE(hdf5_read((dir / many).string(), "val/tokens").empty());
+      for (const char* name : {"sources", "sources_sha256"})
+        EXPECT_EQ(attribute((dir / one).string(), name), attribute((dir / many).string(), name)) << name;
+      // The summary and the skip warning, word for word (but the seconds).
+      const auto without_time = [](std::string out) { return out.substr(0, out.rfind(" in ")); };
+      EXPECT_EQ(without_time(r.out), without_time(single.out).replace(single.out.find(one), one.size(), many));
+      const auto warning = [](const std::string& err) { return err.substr(std::min(err.size(), err.find("prepare: warning"))); };
+      EXPECT_EQ(warning(r.err), warning(single.err));
+      for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+        EXPECT_NE(entry.path().filename().string()[0], '.') << entry.path() << " was left behind";
+    }
+  }
 }
 
 }  // namespace

@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "cllm/base/format.h"
 #include "cllm/base/setting_error.h"
@@ -19,7 +22,8 @@
 #include "cllm/data/sha256.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
-#include "on_rank_zero.h"
+#include "cllm/data/corpus_shares.h"
+#include "cllm/dist/collective.h"
 
 namespace cllm {
 
@@ -61,25 +65,23 @@ std::string progress_line(const PrepareProgress& p) {
   const double rate = p.seconds > 0 ? static_cast<double>(p.bytes_done) / p.seconds : 0;
   const double percent = p.bytes > 0 ? 100.0 * static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes) : 100;
   const double left = rate > 0 ? static_cast<double>(p.bytes - std::min(p.bytes, p.bytes_done)) / rate : -1;
-  return printf_string("prepare: %.0f of %.0f MB (%.0f%%), %llu document%s, %.1f MB/s, %s %s",
-                       static_cast<double>(p.bytes_done) / 1e6, static_cast<double>(p.bytes) / 1e6, percent,
+  return printf_string("prepare: %s%.0f of %.0f MB (%.0f%%), %llu document%s, %.1f MB/s, %s %s",
+                       p.ranks > 1 ? "rank 0's share: " : "", static_cast<double>(p.bytes_done) / 1e6, static_cast<double>(p.bytes) / 1e6, percent,
                        static_cast<unsigned long long>(p.documents), p.documents == 1 ? "" : "s", rate / 1e6,
                        p.done ? "in" : "ETA", format_duration(p.done ? p.seconds : left).c_str());
 }
 
 std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
-  const PrepareSummary done = on_rank_zero(comm, spec, [&] {
-    const bool terminal = isatty(fileno(stderr));
-    double shown = -1;
-    return prepare_dataset(spec, [&](const PrepareProgress& p) {
-      if (!p.done && shown >= 0 && p.seconds - shown < (terminal ? kTerminalSeconds : kLogSeconds)) return;
-      shown = p.seconds;
-      // On a terminal the line is rewritten in place (\r, erase to its end).
-      std::string line = terminal ? "\r" : "";
-      line.append(progress_line(p)).append(terminal ? "\033[K" : "").append(!terminal || p.done ? "\n" : "");
-      std::fputs(line.c_str(), stderr);
-      std::fflush(stderr);
-    });
+  const bool terminal = isatty(fileno(stderr));
+  double shown = -1;
+  const PrepareSummary done = prepare_dataset(spec, comm, [&](const PrepareProgress& p) {
+    if (!p.done && shown >= 0 && p.seconds - shown < (terminal ? kTerminalSeconds : kLogSeconds)) return;
+    shown = p.seconds;
+    // On a terminal the line is rewritten in place (\r, erase to its end).
+    std::string line = terminal ? "\r" : "";
+    line.append(progress_line(p)).append(terminal ? "\033[K" : "").append(!terminal || p.done ? "\n" : "");
+    std::fputs(line.c_str(), stderr);
+    std::fflush(stderr);
   });
   if (done.skipped_lines > 0)
     std::fprintf(stderr, "prepare: warning: skipped %llu JSON Lines that held no document; the first: %s\n",
@@ -87,99 +89,303 @@ std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
   return comm.is_root() ? summary_line(spec, done) : "";
 }
 
-PrepareSummary prepare_dataset(const PrepareConfig& spec,
-                               const std::function<void(const PrepareProgress&)>& progress) {
-  spec.validate();
-  const double t0 = omp_get_wtime();
-  const TokenizerSpec tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
-  const auto tok = make_tokenizer(tokenizer);
-  const bool bytes_are_ids = tokenizer.name == "byte";  // nothing to encode
-  const std::vector<std::string> files = expand_inputs(spec.inputs);
-  check_not_an_input(spec.out, files);
-  // Blocks of a few pieces a thread (encode_each): the text and tokens of
-  // one block at a time are in memory, on their way to a spool.
-  const std::size_t block_bytes =
-      spec.block_bytes > 0 ? spec.block_bytes : std::max<std::size_t>(16, 8 * omp_get_max_threads()) << 20;
-  const bool by_documents = spec.val_split == "documents";
-  TokenSpool train(spec.out, "train", tokenizer.vocab_size);
-  std::optional<TokenSpool> val;
-  if (by_documents) val.emplace(spec.out, "val", tokenizer.vocab_size);
+namespace {
 
-  PrepareSummary summary;
-  PrepareProgress at;
-  for (const std::string& file : files) {
-    std::error_code ec;
-    at.bytes += std::filesystem::file_size(file, ec);  // 0 where it fails: the reader says why
+// Plain data through MPI's byte collectives: what rank 0 plans, and what the
+// ranks report back.
+class Packed {
+ public:
+  Packed() = default;
+  explicit Packed(std::string bytes) : bytes_(std::move(bytes)) {}
+  const std::string& bytes() const { return bytes_; }
+  Packed& put(std::uint64_t v) {
+    bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
+    return *this;
   }
-  // The pieces read and not yet tokenized, each with its document's side.
-  std::vector<DocumentPiece> batch;
-  std::vector<char> to_val;
-  std::size_t batch_bytes = 0;
-  const auto flush = [&] {
+  Packed& put(const std::string& text) {
+    put(text.size());
+    bytes_.append(text);
+    return *this;
+  }
+  std::uint64_t number() {
+    std::uint64_t v = 0;
+    take(&v, sizeof v);
+    return v;
+  }
+  std::string text() {
+    std::string t(number(), '\0');
+    take(t.data(), t.size());
+    return t;
+  }
+
+ private:
+  void take(void* out, std::size_t n) {
+    if (n > bytes_.size() - at_) throw std::logic_error("prepare: a packed message is short");
+    std::memcpy(out, bytes_.data() + at_, n);
+    at_ += n;
+  }
+  std::string bytes_;
+  std::size_t at_ = 0;
+};
+
+// Rank 0's plan: the input files and this rank's parts of them.
+struct Plan {
+  std::vector<std::string> files;
+  std::vector<CorpusPart> parts;
+};
+
+Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm& comm) {
+  Packed packed;
+  collectively(comm, [&] {
+    spec.validate();
+    if (!comm.is_root()) return;
+    const std::vector<std::string> files = expand_inputs(spec.inputs);
+    check_not_an_input(spec.out, files);
+    const CutRule rule = !spec.jsonl_field.empty() ? CutRule::line
+                         : cut_anywhere           ? CutRule::anywhere
+                                                  : CutRule::encoding;
+    packed.put(files.size());
+    for (const std::string& file : files) packed.put(file);
+    for (const auto& share : share_corpus(files, comm.size(), rule)) {
+      packed.put(share.size());
+      for (const CorpusPart& part : share) packed.put(part.file).put(part.begin).put(part.end);
+    }
+  });
+  std::string bytes = packed.bytes();
+  std::uint64_t size = bytes.size();
+  comm.broadcast_value(size, Collective::prepare);
+  bytes.resize(size);
+  comm.broadcast(std::as_writable_bytes(std::span(bytes.data(), bytes.size())), Collective::prepare);
+  Packed in(std::move(bytes));
+  Plan plan;
+  plan.files.resize(in.number());
+  for (std::string& file : plan.files) file = in.text();
+  for (int r = 0; r < comm.size(); ++r) {
+    const std::uint64_t parts = in.number();
+    for (std::uint64_t i = 0; i < parts; ++i) {
+      CorpusPart part;
+      part.file = static_cast<std::uint32_t>(in.number());
+      part.begin = in.number();
+      part.end = in.number();
+      if (r == comm.rank()) plan.parts.push_back(part);
+    }
+  }
+  return plan;
+}
+
+// One rank's share of prepare: its parts of the inputs, read, tokenized (on
+// all threads, a block at a time) and spooled, each document's tokens to its
+// split's spool.
+class ShareTokenizer {
+ public:
+  ShareTokenizer(const PrepareConfig& spec, const TokenizerSpec& tokenizer, int rank)
+      : spec_(spec),
+        eot_(tokenizer.eot_token),
+        tok_(make_tokenizer(tokenizer)),
+        bytes_are_ids_(tokenizer.name == "byte"),
+        by_documents_(spec.val_split == "documents"),
+        block_bytes_(spec.block_bytes > 0 ? spec.block_bytes
+                                          : std::max<std::size_t>(16, 8 * omp_get_max_threads()) << 20),
+        train_(spec.out, "train.r" + std::to_string(rank), token_element_size(tokenizer.vocab_size)) {
+    if (by_documents_) val_.emplace(spec.out, "val.r" + std::to_string(rank), train_.element_size());
+  }
+  bool bytes_are_ids() const { return bytes_are_ids_; }
+
+  // Reads part of file; progress(bytes of the part read) after each block.
+  void add(const std::string& file, std::uint32_t index, const CorpusPart& part,
+           const std::function<void(std::uint64_t)>& progress) {
+    DocumentReader reader(file, spec_.jsonl_field, block_bytes_, bytes_are_ids_, part.begin, part.end);
+    DocumentPiece piece;
+    bool side = false;
+    bool keyed = false;  // side is the current document's (a part may start inside one)
+    while (reader.next(piece)) {
+      if (piece.first || !keyed) side = by_documents_ && in_validation(reader.document_key(), spec_.val_fraction);
+      keyed = true;
+      batch_bytes_ += piece.text.size();
+      batch_.push_back(std::move(piece));
+      to_val_.push_back(side);
+      if (batch_bytes_ >= block_bytes_) {
+        flush();
+        progress(reader.bytes_read());
+      }
+    }
+    if (part.begin == 0) sources.push_back({index, reader.sha256()});
+    if (reader.skipped_lines() > 0 && skipped_lines == 0) first_skipped = reader.first_skipped();
+    skipped_lines += reader.skipped_lines();
+  }
+
+  // Tokenizes and spools what is read and waiting.
+  void flush() {
     std::vector<std::string_view> texts;
-    for (const DocumentPiece& piece : batch) texts.push_back(piece.text);
+    for (const DocumentPiece& piece : batch_) texts.push_back(piece.text);
     std::vector<std::vector<std::int32_t>> ids;
-    if (!bytes_are_ids) ids = encode_each(*tok, texts);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      TokenSpool& spool = to_val[i] ? *val : train;
-      if (bytes_are_ids)
+    if (!bytes_are_ids_) ids = encode_each(*tok_, texts);
+    for (std::size_t i = 0; i < batch_.size(); ++i) {
+      TokenSpool& spool = to_val_[i] ? *val_ : train_;
+      if (bytes_are_ids_)
         spool.append_bytes({reinterpret_cast<const unsigned char*>(texts[i].data()), texts[i].size()});
       else
         spool.append(ids[i]);
-      if (batch[i].last) {
-        ++summary.documents;
-        if (tokenizer.eot_token >= 0) {  // between documents
-          const auto eot = static_cast<std::int32_t>(tokenizer.eot_token);
+      if (batch_[i].last) {
+        ++documents;
+        if (eot_ >= 0) {  // between documents
+          const auto eot = static_cast<std::int32_t>(eot_);
           spool.append({&eot, 1});
         }
       }
-      summary.bytes += texts[i].size();
+      bytes += texts[i].size();
     }
-    batch.clear();
-    to_val.clear();
-    batch_bytes = 0;
+    batch_.clear();
+    to_val_.clear();
+    batch_bytes_ = 0;
+  }
+
+  const TokenSpool& train() const { return train_; }
+  const TokenSpool* val() const { return val_ ? &*val_ : nullptr; }
+
+  // What rank 0 needs of this share: the counts and the sources' hashes.
+  std::string report() const {
+    Packed packed;
+    packed.put(bytes).put(documents).put(skipped_lines).put(first_skipped).put(sources.size());
+    for (const auto& [file, sha] : sources) packed.put(file).put(sha);
+    return packed.bytes();
+  }
+
+  std::uint64_t bytes = 0, documents = 0, skipped_lines = 0;
+  std::string first_skipped;
+  std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
+
+ private:
+  const PrepareConfig& spec_;
+  std::int64_t eot_;
+  std::unique_ptr<Tokenizer> tok_;
+  bool bytes_are_ids_, by_documents_;
+  std::size_t block_bytes_;
+  TokenSpool train_;
+  std::optional<TokenSpool> val_;
+  // The pieces read and not yet tokenized, each with its document's side.
+  std::vector<DocumentPiece> batch_;
+  std::vector<char> to_val_;
+  std::size_t batch_bytes_ = 0;
+};
+
+}  // namespace
+
+PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
+                               const std::function<void(const PrepareProgress&)>& progress) {
+  const double t0 = omp_get_wtime();
+  TokenizerSpec tokenizer;
+  collectively(comm, [&] { tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir); });
+  const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
+  const int rank = comm.rank(), ranks = comm.size();
+
+  // Every rank tokenizes its share into its spools, rank 0 showing its own.
+  std::optional<ShareTokenizer> share;
+  PrepareProgress at;
+  at.ranks = ranks;
+  for (const CorpusPart& part : plan.parts) at.bytes += part.end - part.begin;
+  const auto report_progress = [&] {
+    at.documents = share->documents;
+    at.seconds = omp_get_wtime() - t0;
+    if (progress && comm.is_root()) progress(at);
   };
-  std::vector<DatasetSource> sources;
-  std::uint64_t stored_before = 0;  // bytes of the files done
-  for (const std::string& file : files) {
-    DocumentReader reader(file, spec.jsonl_field, block_bytes, bytes_are_ids);
-    DocumentPiece piece;
-    bool side = false;
-    while (reader.next(piece)) {
-      if (piece.first) side = by_documents && in_validation(piece.text, spec.val_fraction);
-      batch_bytes += piece.text.size();
-      batch.push_back(std::move(piece));
-      to_val.push_back(side);
-      if (batch_bytes >= block_bytes) {
-        flush();
-        at.bytes_done = stored_before + reader.bytes_read();
-        at.documents = summary.documents;
-        at.seconds = omp_get_wtime() - t0;
-        if (progress) progress(at);
+  collectively(comm, [&] {
+    share.emplace(spec, tokenizer, rank);
+    std::uint64_t before = 0;  // bytes of the parts done
+    for (const CorpusPart& part : plan.parts) {
+      share->add(plan.files[part.file], part.file, part, [&](std::uint64_t read) {
+        at.bytes_done = before + read;
+        report_progress();
+      });
+      before += part.end - part.begin;
+    }
+    share->flush();
+    at.bytes_done = before;
+    at.done = true;
+    report_progress();
+  });
+
+  // The splits: the ranks' spools joined in rank order. Each rank filters
+  // its share of either split's chunks; rank 0 then copies them into the file.
+  const bool by_documents = spec.val_split == "documents";
+  const std::vector<std::uint64_t> train_sizes = comm.all_gather(share->train().size(), Collective::prepare);
+  const std::vector<std::uint64_t> val_sizes =
+      comm.all_gather(by_documents ? share->val()->size() : std::uint64_t{0}, Collective::prepare);
+  const std::vector<std::string> reports = comm.gather_text(share->report(), Collective::prepare);
+  const std::size_t element = share->train().element_size();
+  std::vector<TokenSpool> others;  // the other ranks' spools, to read
+  others.reserve(2 * static_cast<std::size_t>(ranks));
+  const auto spool_of = [&](int r, const std::string& what, const TokenSpool* mine) {
+    return r == rank ? mine : &others.emplace_back(TokenSpool::open(spec.out, what + ".r" + std::to_string(r), element));
+  };
+  std::optional<TokenSpool> chunks;
+  Packed chunk_sizes;
+  collectively(comm, [&] {
+    std::vector<SpoolRange> train_pieces, val_pieces;
+    for (int r = 0; r < ranks; ++r) {
+      train_pieces.push_back({spool_of(r, "train", &share->train()), 0, train_sizes[r]});
+      if (by_documents) val_pieces.push_back({spool_of(r, "val", share->val()), 0, val_sizes[r]});
+    }
+    TokenStream splits[2] = {TokenStream(train_pieces), TokenStream(val_pieces)};
+    if (!by_documents) {  // the tail
+      const std::uint64_t all = splits[0].size();
+      const auto n_val = static_cast<std::uint64_t>(static_cast<double>(all) * spec.val_fraction);
+      splits[1] = splits[0].slice(all - n_val, all);
+      splits[0] = splits[0].slice(0, all - n_val);
+    }
+    chunks.emplace(spec.out, "chunks.r" + std::to_string(rank), 1);
+    for (const TokenStream& split : splits) {
+      const std::uint64_t n = token_chunks(split.size());
+      const std::uint64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
+      chunk_sizes.put(split.size()).put(last - first);
+      for (const std::uint64_t size : filter_token_chunks(split, first, last, *chunks)) chunk_sizes.put(size);
+    }
+  });
+  const std::vector<std::string> filtered = comm.gather_text(chunk_sizes.bytes(), Collective::prepare);
+
+  PrepareSummary summary;
+  collectively(comm, [&] {
+    if (!comm.is_root()) return;
+    std::vector<DatasetSource> sources(plan.files.size());
+    for (std::size_t f = 0; f < plan.files.size(); ++f) sources[f].file = plan.files[f];
+    for (const std::string& text : reports) {
+      Packed report(text);
+      summary.bytes += report.number();
+      summary.documents += report.number();
+      const std::uint64_t skipped = report.number();
+      std::string first_skipped = report.text();
+      if (skipped > 0 && summary.skipped_lines == 0) summary.first_skipped = std::move(first_skipped);
+      summary.skipped_lines += skipped;
+      for (std::uint64_t i = report.number(); i > 0; --i) {
+        const std::uint64_t file = report.number();
+        sources.at(file).sha256 = report.text();
       }
     }
-    stored_before += reader.bytes_read();
-    sources.push_back({file, reader.sha256()});
-    if (reader.skipped_lines() > 0 && summary.skipped_lines == 0) summary.first_skipped = reader.first_skipped();
-    summary.skipped_lines += reader.skipped_lines();
-  }
-  flush();
-  at = {stored_before, std::max(at.bytes, stored_before), summary.documents, omp_get_wtime() - t0, true};
-  if (progress) progress(at);
-
-  SpoolRange train_range{&train, 0, train.size()}, val_range{&train, train.size(), train.size()};
-  if (by_documents) {
-    val_range = {&*val, 0, val->size()};
-  } else {
-    const auto n_val = static_cast<std::uint64_t>(static_cast<double>(train.size()) * spec.val_fraction);
-    train_range.end = val_range.begin = train.size() - n_val;
-  }
-  write_token_dataset(spec.out, train_range, val_range, tokenizer, sources, spec.val_fraction);
-  summary.train_tokens = train_range.size();
-  summary.val_tokens = val_range.size();
-  summary.tokenizer = tokenizer.name;
-  summary.vocab_size = tokenizer.vocab_size;
-  summary.seconds = omp_get_wtime() - t0;
+    std::vector<TokenSpool> chunk_spools;  // the other ranks'
+    chunk_spools.reserve(static_cast<std::size_t>(ranks));
+    FilteredSplit splits[2];
+    for (int r = 0; r < ranks; ++r) {
+      const TokenSpool* spool =
+          r == 0 ? &*chunks
+                 : &chunk_spools.emplace_back(TokenSpool::open(spec.out, "chunks.r" + std::to_string(r), 1));
+      Packed sizes(filtered[static_cast<std::size_t>(r)]);
+      std::uint64_t offset = 0;
+      for (FilteredSplit& split : splits) {
+        split.tokens = sizes.number();
+        for (std::uint64_t i = sizes.number(); i > 0; --i) {
+          const std::uint64_t size = sizes.number();
+          split.chunks.push_back({spool, offset, size});
+          offset += size;
+        }
+      }
+    }
+    write_token_dataset(spec.out, splits[0], splits[1], tokenizer, sources, spec.val_fraction);
+    summary.train_tokens = splits[0].tokens;
+    summary.val_tokens = splits[1].tokens;
+    summary.tokenizer = tokenizer.name;
+    summary.vocab_size = tokenizer.vocab_size;
+    summary.seconds = omp_get_wtime() - t0;
+  });
   return summary;
 }
 

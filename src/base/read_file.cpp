@@ -9,11 +9,17 @@
 
 namespace cllm {
 
+void require_regular_file(const std::filesystem::path& path, const std::string& kind) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw std::runtime_error(path.string() + ": no such " + kind);
+  if (!std::filesystem::is_regular_file(status)) throw std::runtime_error(path.string() + ": not a regular file");
+}
+
 std::string read_file(const std::filesystem::path& path, const std::string& kind) {
   const std::string name = path.string();
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::runtime_error(name + ": no such " + kind);
+  require_regular_file(path, kind);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(name + ": cannot open " + kind);
   const auto size = std::filesystem::file_size(path, ec);

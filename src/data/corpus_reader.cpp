@@ -10,7 +10,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <vector>
 
+#include "cllm/base/read_file.h"
 #include "cllm/data/parallel_encode.h"
 #include "cllm/data/sha256.h"
 
@@ -46,36 +48,67 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
-// A file's bytes, through zlib for .gz.
+namespace {
+
+// Newlines in the first `bytes` bytes of a plain file: the line number a
+// part that starts there begins at.
+std::uint64_t lines_before(const std::string& path, std::uint64_t bytes) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> block(1u << 20);
+  std::uint64_t lines = 0;
+  while (bytes > 0 && in) {
+    in.read(block.data(), static_cast<std::streamsize>(std::min<std::uint64_t>(bytes, block.size())));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    lines += static_cast<std::uint64_t>(std::count(block.data(), block.data() + got, '\n'));
+    bytes -= got;
+  }
+  return lines;
+}
+
+bool is_gzip(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
+
+}  // namespace
+
+// A file's bytes [begin, end) as stored, through zlib for .gz (whole only).
 class DocumentReader::Bytes {
  public:
-  explicit Bytes(const std::string& path) : path_(path) {
-    std::error_code ec;
-    if (!fs::exists(path, ec)) throw std::runtime_error(path + ": no such input file");
-    if (!fs::is_regular_file(path, ec)) throw std::runtime_error(path + ": not a regular file");
-    if (path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0) {
+  Bytes(const std::string& path, std::uint64_t begin, std::uint64_t end)
+      : path_(path), left_(end - begin), hashed_(begin == 0) {
+    require_regular_file(path, "input file");
+    if (is_gzip(path)) {
+      if (begin != 0) throw std::logic_error("a .gz file is read whole");
+      left_ = kToTheEnd;  // end counts stored bytes, the reads decompressed ones
       gz_ = gzopen(path.c_str(), "rb");
       if (!gz_) throw std::runtime_error(path + ": cannot open input file: " + std::strerror(errno));
       gzbuffer(gz_, 1u << 20);
     } else {
       plain_.open(path, std::ios::binary);
       if (!plain_) throw std::runtime_error(path + ": cannot open input file");
+      plain_.seekg(static_cast<std::streamoff>(begin));
     }
   }
   ~Bytes() {
     if (gz_) gzclose(gz_);
   }
-  // Up to n bytes into out; 0 at the end.
+  // Up to n bytes of the part into out; 0 at its end.
   std::size_t read(char* out, std::size_t n) {
-    const std::size_t got = read_stored(out, n);
-    sha_.update({out, got});
+    const std::size_t got = read_stored(out, static_cast<std::size_t>(std::min<std::uint64_t>(n, left_)));
+    left_ -= got;
+    if (hashed_) sha_.update({out, got});
     return got;
   }
   std::uint64_t stored() const { return stored_; }
-  std::string sha256() { return sha_.hex(); }
+  // Of the whole file: the bytes past the part's end are read for it.
+  std::string sha256() {
+    if (!hashed_) throw std::logic_error("a part that starts inside its file has no hash of the file");
+    std::vector<char> rest(1u << 20);
+    for (std::size_t got; (got = read_stored(rest.data(), rest.size())) > 0;) sha_.update({rest.data(), got});
+    return sha_.hex();
+  }
 
  private:
   std::size_t read_stored(char* out, std::size_t n) {
+    if (n == 0) return 0;
     if (gz_) {
       const int got = gzread(gz_, out, static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30)));
       int error = Z_OK;
@@ -95,6 +128,8 @@ class DocumentReader::Bytes {
   }
 
   std::string path_;
+  std::uint64_t left_;  // of the part
+  bool hashed_;         // the part starts the file
   Sha256 sha_;
   gzFile gz_ = nullptr;
   std::ifstream plain_;
@@ -102,12 +137,17 @@ class DocumentReader::Bytes {
 };
 
 DocumentReader::DocumentReader(std::string path, std::string jsonl_field, std::size_t block_bytes,
-                               bool cut_anywhere)
+                               bool cut_anywhere, std::uint64_t begin, std::uint64_t end)
     : path_(std::move(path)),
       field_(std::move(jsonl_field)),
       block_bytes_(block_bytes),
       cut_anywhere_(cut_anywhere),
-      bytes_(std::make_unique<Bytes>(path_)) {}
+      bytes_(std::make_unique<Bytes>(path_, begin, end)),
+      begin_(begin) {
+  std::error_code ec;
+  ends_file_ = end == kToTheEnd || is_gzip(path_) || end >= fs::file_size(path_, ec);
+  if (begin > 0 && field_.empty()) key_ = document_start(path_);
+}
 
 DocumentReader::~DocumentReader() = default;
 
@@ -131,7 +171,9 @@ bool DocumentReader::next(DocumentPiece& piece) {
 }
 
 bool DocumentReader::next_text(DocumentPiece& piece) {
-  while (buffer_.size() < block_bytes_ && read_more()) {
+  // A document's first piece holds its key (in_validation) whatever the block.
+  const bool first = !started_ && begin_ == 0;
+  while (buffer_.size() < (first ? std::max(block_bytes_, kDocumentKeyBytes) : block_bytes_) && read_more()) {
   }
   if (buffer_.empty() && started_) return false;
   // The cut: where the blocks' ids are the whole's (at the end, everything;
@@ -141,11 +183,12 @@ bool DocumentReader::next_text(DocumentPiece& piece) {
     cut = last_encoding_cut(buffer_);
     if (cut == 0) cut = buffer_.size();
   }
+  if (first) key_.assign(buffer_, 0, std::min(buffer_.size(), kDocumentKeyBytes));
   piece.text.assign(buffer_, 0, cut);
   buffer_.erase(0, cut);
-  piece.first = !started_;
+  piece.first = first;
   started_ = true;
-  piece.last = at_end_ && buffer_.empty();
+  piece.last = at_end_ && buffer_.empty() && ends_file_;
   return true;
 }
 
@@ -169,12 +212,15 @@ bool DocumentReader::next_record(DocumentPiece& piece) {
       } catch (const nlohmann::json::exception&) {
         why = "not valid JSON";
       }
-      if (!why.empty() && skipped_++ == 0) first_skipped_ = path_ + ":" + std::to_string(line_) + ": " + why;
+      if (!why.empty() && skipped_++ == 0)
+        first_skipped_ = path_ + ":" + std::to_string(line_ + (begin_ > 0 ? lines_before(path_, begin_) : 0)) +
+                         ": " + why;
     } else {
       why = "blank";  // not counted
     }
     buffer_.erase(0, std::min(buffer_.size(), end + 1));
     if (why.empty()) {
+      key_.assign(piece.text, 0, std::min(piece.text.size(), kDocumentKeyBytes));
       piece.first = piece.last = true;
       return true;
     }
@@ -184,7 +230,7 @@ bool DocumentReader::next_record(DocumentPiece& piece) {
 bool in_validation(std::string_view document_start, double fraction) {
   // FNV-1a, 64-bit, then the top 53 bits as a fraction in [0, 1).
   std::uint64_t h = 14695981039346656037ull;
-  for (const char c : document_start.substr(0, 65536)) {
+  for (const char c : document_start.substr(0, kDocumentKeyBytes)) {
     h ^= static_cast<unsigned char>(c);
     h *= 1099511628211ull;
   }
@@ -192,6 +238,15 @@ bool in_validation(std::string_view document_start, double fraction) {
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 32;
   return static_cast<double>(h >> 11) * 0x1.0p-53 < fraction;
+}
+
+std::string document_start(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string start(kDocumentKeyBytes, '\0');
+  in.read(start.data(), static_cast<std::streamsize>(start.size()));
+  if (in.bad()) throw std::runtime_error(path + ": read error");
+  start.resize(static_cast<std::size_t>(in.gcount()));
+  return start;
 }
 
 }  // namespace cllm

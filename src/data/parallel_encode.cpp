@@ -23,12 +23,17 @@ std::vector<std::string_view> split_for_encoding(std::string_view text, std::siz
   std::vector<std::string_view> pieces;
   std::size_t begin = 0;
   while (begin < text.size()) {
-    std::size_t cut = std::min(begin + piece_bytes, text.size());
-    while (cut < text.size() && !is_cut(text, cut)) ++cut;
+    const std::size_t cut = std::min(first_encoding_cut(text, begin + piece_bytes), text.size());
     pieces.push_back(text.substr(begin, cut - begin));
     begin = cut;
   }
   return pieces;
+}
+
+std::size_t first_encoding_cut(std::string_view text, std::size_t from) {
+  for (std::size_t at = from; at < text.size(); ++at)
+    if (is_cut(text, at)) return at;
+  return std::string_view::npos;
 }
 
 std::size_t last_encoding_cut(std::string_view text) {

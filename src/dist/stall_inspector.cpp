@@ -41,6 +41,7 @@ const char* to_string(Collective what) {
     case Collective::stop_agreement: return "the stop agreement";
     case Collective::checkpoint_agreement: return "the checkpoint agreement";
     case Collective::resume: return "the resume broadcast";
+    case Collective::prepare: return "prepare's exchange";
     case Collective::log: return "the log gather";
     case Collective::trace: return "the trace gather";
   }

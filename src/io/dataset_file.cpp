@@ -41,11 +41,10 @@ hid_t token_file_type(int vocab_size) {
   return H5T_STD_U32LE;
 }
 
-// Writes range as the 1-D dataset name, chunked, shuffled, deflated and
-// checksummed: the chunks are filtered on all threads, a few at a time, and
-// written in order (chunk_filters.h), so memory stays a few chunks a thread.
-void write_tokens(hid_t file, const std::string& name, SpoolRange range, int vocab_size) {
-  const hsize_t n = range.size();
+// Creates the 1-D dataset name, chunked, shuffled, deflated and checksummed,
+// and writes split's chunks into it as they are (H5Dwrite_chunk).
+void write_tokens(hid_t file, const std::string& name, const FilteredSplit& split, int vocab_size) {
+  const hsize_t n = split.tokens;
   h5::Handle space(H5Screate_simple(1, &n, nullptr), "dataspace of '" + name + "'");
   h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), "dataset creation");
   h5::check(H5Pset_obj_track_times(dcpl, 0), "track times");
@@ -59,34 +58,15 @@ void write_tokens(hid_t file, const std::string& name, SpoolRange range, int voc
   h5::Handle dset(H5Dcreate2(file, name.c_str(), token_file_type(vocab_size), space, H5P_DEFAULT, dcpl,
                              H5P_DEFAULT),
                   "cannot create dataset '" + name + "'");
-  if (n == 0) return;
-  const std::size_t element = range.spool->element_size();
-  const auto chunks = static_cast<std::int64_t>((n + chunk - 1) / chunk);
-  const std::int64_t batch = 4 * omp_get_max_threads();
-  std::vector<std::vector<unsigned char>> filtered(static_cast<std::size_t>(batch));
-  for (std::int64_t b0 = 0; b0 < chunks; b0 += batch) {
-    const std::int64_t b1 = std::min(chunks, b0 + batch);
-    std::exception_ptr failure;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t i = b0; i < b1; ++i) {
-      try {
-        // The last chunk is stored whole: zeros past the end of the data.
-        std::vector<unsigned char> raw(chunk * element, 0);
-        const hsize_t first = static_cast<hsize_t>(i) * chunk;
-        range.spool->read_bytes(range.begin + first, std::min(chunk, n - first), raw.data());
-        filtered[static_cast<std::size_t>(i - b0)] = h5::filter_chunk(raw, element, kDeflateLevel);
-      } catch (...) {
-#pragma omp critical(cllm_write_tokens)
-        failure = std::current_exception();
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
-    for (std::int64_t i = b0; i < b1; ++i) {
-      const hsize_t offset = static_cast<hsize_t>(i) * chunk;
-      const auto& bytes = filtered[static_cast<std::size_t>(i - b0)];
-      h5::check(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, &offset, bytes.size(), bytes.data()),
-                "cannot write dataset '" + name + "'");
-    }
+  if (split.chunks.size() != token_chunks(n)) throw std::logic_error("a split's chunks do not cover it");
+  std::vector<unsigned char> bytes;
+  for (std::size_t i = 0; i < split.chunks.size(); ++i) {
+    const FilteredSplit::Chunk& c = split.chunks[i];
+    bytes.resize(c.size);
+    c.spool->read_bytes(c.offset, c.size, bytes.data());
+    const hsize_t offset = static_cast<hsize_t>(i) * chunk;
+    h5::check(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, &offset, bytes.size(), bytes.data()),
+              "cannot write dataset '" + name + "'");
   }
 }
 
@@ -144,19 +124,55 @@ TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
   return t;
 }
 
-void write_token_dataset(const std::filesystem::path& path, SpoolRange train, SpoolRange val,
-                         const TokenizerSpec& tokenizer, const std::vector<DatasetSource>& sources,
-                         double val_fraction) {
+std::uint64_t token_chunks(std::uint64_t tokens) { return (tokens + kTokenChunk - 1) / kTokenChunk; }
+
+std::vector<std::uint64_t> filter_token_chunks(const TokenStream& split, std::uint64_t first,
+                                               std::uint64_t last, TokenSpool& into) {
+  const std::uint64_t n = split.size();
+  std::vector<std::uint64_t> sizes;
+  if (first >= last) return sizes;
+  const std::size_t element = split.element_size();
+  const hsize_t chunk = std::min<hsize_t>(kTokenChunk, n);
+  const auto batch = static_cast<std::uint64_t>(4 * omp_get_max_threads());
+  std::vector<std::vector<unsigned char>> filtered(batch);
+  for (std::uint64_t b0 = first; b0 < last; b0 += batch) {
+    const std::uint64_t b1 = std::min(last, b0 + batch);
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::int64_t i = static_cast<std::int64_t>(b0); i < static_cast<std::int64_t>(b1); ++i) {
+      try {
+        // The last chunk is stored whole: zeros past the end of the data.
+        std::vector<unsigned char> raw(chunk * element, 0);
+        const hsize_t begin = static_cast<hsize_t>(i) * chunk;
+        split.read_bytes(begin, std::min(chunk, n - begin), raw.data());
+        filtered[static_cast<std::size_t>(i) - b0] = h5::filter_chunk(raw, element, kDeflateLevel);
+      } catch (...) {
+#pragma omp critical(cllm_filter_token_chunks)
+        failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    for (std::uint64_t i = b0; i < b1; ++i) {
+      into.append_bytes(filtered[i - b0]);
+      sizes.push_back(filtered[i - b0].size());
+    }
+  }
+  return sizes;
+}
+
+void write_token_dataset(const std::filesystem::path& path, const FilteredSplit& train,
+                         const FilteredSplit& val, const TokenizerSpec& tokenizer,
+                         const std::vector<DatasetSource>& sources, double val_fraction) {
   try {
     DurableWriter out(path);
     // HDF5 writes to disk only where the room is certain (hdf5.h): the
     // tokens, deflate's worst case, each chunk's index entry and checksum,
     // the tokenizer's files, the sources and HDF5's own structures.
-    const std::uint64_t tokens = train.size() + val.size();
-    std::uint64_t bytes = tokens * train.spool->element_size() * 1001 / 1000 +
-                          (tokens / kTokenChunk + 2) * 128 + tokenizer.encoder_json.size() +
+    std::uint64_t bytes = (train.tokens + val.tokens) / kTokenChunk * 128 + tokenizer.encoder_json.size() +
                           tokenizer.vocab_bpe.size() + (4u << 20);
     for (const auto& s : sources) bytes += 2 * (s.file.size() + s.sha256.size() + 2);
+    for (const FilteredSplit* split : {&train, &val})
+      for (const FilteredSplit::Chunk& c : split->chunks) bytes += c.size;
     if (const int error = out.reserve(bytes); error != 0 && error != EOPNOTSUPP)
       throw std::runtime_error("cannot reserve " + std::to_string(bytes >> 20) +
                                " MiB for the dataset: " + std::strerror(error));
@@ -188,11 +204,22 @@ void write_token_dataset(const std::filesystem::path& path, SpoolRange train, Sp
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  TokenSpool spool(path, "tokens", tokenizer.vocab_size);
-  spool.append(train);
-  spool.append(val);
-  write_token_dataset(path, {&spool, 0, train.size()}, {&spool, train.size(), spool.size()}, tokenizer,
-                      sources, val_fraction);
+  const std::size_t element = token_element_size(tokenizer.vocab_size);
+  TokenSpool tokens(path, "tokens", element), chunks(path, "chunks", 1);
+  tokens.append(train);
+  tokens.append(val);
+  const TokenStream all({{&tokens, 0, tokens.size()}});
+  FilteredSplit splits[2];
+  std::uint64_t offset = 0;
+  for (int s = 0; s < 2; ++s) {
+    const TokenStream split = s == 0 ? all.slice(0, train.size()) : all.slice(train.size(), all.size());
+    splits[s].tokens = split.size();
+    for (const std::uint64_t size : filter_token_chunks(split, 0, token_chunks(split.size()), chunks)) {
+      splits[s].chunks.push_back({&chunks, offset, size});
+      offset += size;
+    }
+  }
+  write_token_dataset(path, splits[0], splits[1], tokenizer, sources, val_fraction);
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)

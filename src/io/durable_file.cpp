@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cllm/base/read_file.h"
+#include "fd_io.h"
 
 namespace cllm {
 
@@ -75,13 +76,8 @@ int DurableWriter::reserve(std::uint64_t bytes) noexcept {
 }
 
 void DurableWriter::write(std::span<const unsigned char> bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::runtime_error(naming_file(path_, io_error("write failed", errno).what()));
-    done += static_cast<std::size_t>(n);
-  }
+  if (const int error = io::write_all(fd_, bytes); error != 0)
+    throw std::runtime_error(naming_file(path_, io_error("write failed", error).what()));
 }
 
 void DurableWriter::commit() {

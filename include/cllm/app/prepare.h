@@ -39,6 +39,7 @@ struct PrepareProgress {
   std::uint64_t documents = 0;              // done
   double seconds = 0;                       // since it began
   bool done = false;                        // the last report: every input tokenized
+  int ranks = 1;  // more: these are rank 0's share of the inputs
 };
 
 // "prepare: 120 of 2,000 MB (6%), 3 documents, 95.2 MB/s, ETA 20s": one line
@@ -59,18 +60,23 @@ struct PrepareSummary {
 // Validates spec, tokenizes the inputs' documents in order (each followed
 // by the end-of-text token where the tokenizer has one), holds out
 // validation tokens as val_split says and writes the dataset to spec.out
-// atomically. Memory stays bounded: the tokens wait in spools beside
-// spec.out. progress, when given, is called after each block (a few MB) and
-// once more when every input is tokenized. Throws std::runtime_error naming
-// the file at fault.
-PrepareSummary prepare_dataset(const PrepareConfig& spec,
+// atomically. Collective: each rank of comm tokenizes a share of the inputs
+// (share_corpus) and filters a share of the chunks, and rank 0 writes the
+// file; the dataset is the same for any number of ranks and threads. Memory
+// stays bounded: the tokens wait in spools beside spec.out, a folder every
+// rank must see. progress, when given, is called on rank 0 after each block
+// (a few MB) and once more when its share is tokenized. Returns the summary
+// on rank 0. Throws CollectiveFailure on every rank, naming the file at
+// fault where it failed.
+PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
                                const std::function<void(const PrepareProgress&)>& progress = {});
+// The same on one process.
+inline PrepareSummary prepare_dataset(const PrepareConfig& spec) { return prepare_dataset(spec, Comm()); }
 
-// cllm prepare under mpirun: spec checked on every rank, the dataset made on
-// rank 0 with progress on stderr: one line updated in place on a terminal,
-// else a line every 10 seconds (a batch job's log). Returns what rank
-// 0 prints ("prepare: OUT: BYTES bytes -> N train + M val tokens ...", ""
-// elsewhere); a failure throws CollectiveFailure on every rank.
+// cllm prepare under mpirun: prepare_dataset on every rank, with rank 0's
+// progress on stderr: one line updated in place on a terminal, else a line
+// every 10 seconds (a batch job's log). Returns what rank 0 prints
+// ("prepare: OUT: BYTES bytes -> N train + M val tokens ...", "" elsewhere).
 std::string prepare_command(const PrepareConfig& spec, const Comm& comm);
 
 }  // namespace cllm

@@ -7,8 +7,13 @@
 
 namespace cllm {
 
+// Throws std::runtime_error "PATH: no such KIND" where nothing is there, and
+// "PATH: not a regular file" for a folder, a device or a FIFO (which a read
+// would block on).
+void require_regular_file(const std::filesystem::path& path, const std::string& kind = "file");
+
 // The file's bytes. kind names it in messages ("data file", "input file"):
-// throws std::runtime_error "PATH: no such KIND", "PATH: cannot open KIND" or
+// throws require_regular_file's errors, "PATH: cannot open KIND" or
 // "PATH: read error", and OutOfMemory (out_of_memory.h) for a file too big
 // to hold.
 std::string read_file(const std::filesystem::path& path, const std::string& kind = "file");

@@ -26,22 +26,30 @@ struct DocumentPiece {
   bool first = false, last = false;  // of its document
 };
 
-// Reads one file as documents. jsonl_field empty: the file is one document
+// Reads one file, or a part of it (a rank's share, corpus_shares.h), as
+// documents. jsonl_field empty: the file is one document
 // of text; else each non-blank line is a JSON object whose string field
 // jsonl_field is a document. A line that is not (bad JSON, no such field, not
 // a string) is skipped and counted. Files ending in .gz are decompressed.
 class DocumentReader {
  public:
   // block_bytes: the size of a text file's pieces; cut_anywhere: any byte
-  // boundary is a safe cut (byte-level tokens).
-  DocumentReader(std::string path, std::string jsonl_field, std::size_t block_bytes, bool cut_anywhere);
+  // boundary is a safe cut (byte-level tokens). [begin, end): the stored
+  // bytes to read, cut where the file may be (share_corpus); not .gz.
+  static constexpr std::uint64_t kToTheEnd = ~std::uint64_t{0};
+  DocumentReader(std::string path, std::string jsonl_field, std::size_t block_bytes, bool cut_anywhere,
+                 std::uint64_t begin = 0, std::uint64_t end = kToTheEnd);
   ~DocumentReader();
   // The next piece, or false at the end of the file. Throws
   // std::runtime_error naming the file (a read error, a truncated .gz).
   bool next(DocumentPiece& piece);
-  std::uint64_t bytes_read() const;  // of the file as stored (compressed for .gz)
-  // SHA-256 of the file's bytes (decompressed), once every piece is read.
+  std::uint64_t bytes_read() const;  // of the part, as stored (compressed for .gz)
+  // SHA-256 of the whole file's bytes (decompressed), once every piece is
+  // read: a part that ends before the file's end reads on to hash the rest.
   std::string sha256();
+  // The first kDocumentKeyBytes of the last piece's document, also where the
+  // part starts inside it: what in_validation hashes.
+  const std::string& document_key() const { return key_; }
   std::uint64_t skipped_lines() const { return skipped_; }
   // "FILE:LINE: why" of the first skipped line, or "".
   const std::string& first_skipped() const { return first_skipped_; }
@@ -59,15 +67,22 @@ class DocumentReader {
   static constexpr std::size_t kReadBytes = std::size_t{1} << 20;
   std::unique_ptr<char[]> read_buffer_;  // kReadBytes
   std::string buffer_;   // read, not yet handed out
-  bool at_end_ = false;  // of the file's bytes
-  bool started_ = false; // a text file's document has begun
-  std::uint64_t line_ = 0, skipped_ = 0;
+  std::uint64_t begin_;
+  bool at_end_ = false;      // of the part's bytes
+  bool ends_file_ = true;    // the part's end is the file's
+  bool started_ = false;     // the part has begun
+  std::uint64_t line_ = 0, skipped_ = 0;  // line_: within the part
   std::string first_skipped_;
+  std::string key_;
 };
 
-// Whether a document goes to validation: a hash of its first 64 KiB below
-// fraction of the hash's range. By content, so the same document is on the
-// same side whatever rank or thread reads it, and duplicates stay together.
+// Whether a document goes to validation: a hash of its first
+// kDocumentKeyBytes below fraction of the hash's range. By content, so the
+// same document is on the same side whatever rank or thread reads it, and
+// duplicates stay together.
+inline constexpr std::size_t kDocumentKeyBytes = 65536;
 bool in_validation(std::string_view document_start, double fraction);
+// The first kDocumentKeyBytes of a plain file.
+std::string document_start(const std::string& path);
 
 }  // namespace cllm

@@ -18,6 +18,10 @@ namespace cllm {
 // and starts the next (and bytes are bytes).
 std::vector<std::string_view> split_for_encoding(std::string_view text, std::size_t piece_bytes);
 
+// The first place at or after from where split_for_encoding may cut, or
+// npos: the ranks' shares of a file are cut there.
+std::size_t first_encoding_cut(std::string_view text, std::size_t from);
+
 // The last place in text where split_for_encoding may cut (0 if none): text
 // read in blocks is cut there, and the rest carried to the next block.
 std::size_t last_encoding_cut(std::string_view text);

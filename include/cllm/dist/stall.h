@@ -23,6 +23,7 @@ enum class Collective {
   stop_agreement,        // did any rank get a stop signal?
   checkpoint_agreement,  // did rank 0 write the checkpoint?
   resume,                // rank 0's checkpoint, handed to the others
+  prepare,               // cllm prepare: the plan, the token counts, the chunks
   log,                   // the ranks' waits, for the log line
   trace,                 // the ranks' timeline events, for the trace file
 };

@@ -29,13 +29,33 @@ struct DatasetSource {
   std::string sha256;  // hex of its bytes
 };
 
+// A split's token chunks, filtered as the dataset stores them
+// (filter_token_chunks), in order, wherever they wait: one spool of bytes per
+// rank that filtered a share of them.
+struct FilteredSplit {
+  struct Chunk {
+    const TokenSpool* spool;  // of element size 1
+    std::uint64_t offset, size;
+  };
+  std::uint64_t tokens = 0;
+  std::vector<Chunk> chunks;  // token_chunks(tokens) of them
+};
+
+// Chunks of a split of `tokens` tokens (the last one may be short).
+std::uint64_t token_chunks(std::uint64_t tokens);
+// Filters the chunks [first, last) of split (shuffle, deflate, checksum) on
+// all threads, a few at a time, and appends them to into (element size 1).
+// Returns each chunk's filtered size.
+std::vector<std::uint64_t> filter_token_chunks(const TokenStream& split, std::uint64_t first,
+                                               std::uint64_t last, TokenSpool& into);
+
 // Writes the dataset to a temporary beside path, fsyncs it and renames it
-// to path: a crash leaves either the old file or the new one. The splits'
-// tokens come from spools, read a few chunks at a time: memory does not grow
-// with the dataset. Throws std::runtime_error naming the file.
-void write_token_dataset(const std::filesystem::path& path, SpoolRange train, SpoolRange val,
-                         const TokenizerSpec& tokenizer, const std::vector<DatasetSource>& sources,
-                         double val_fraction);
+// to path: a crash leaves either the old file or the new one. The chunks are
+// copied from their spools: memory does not grow with the dataset. Throws
+// std::runtime_error naming the file.
+void write_token_dataset(const std::filesystem::path& path, const FilteredSplit& train,
+                         const FilteredSplit& val, const TokenizerSpec& tokenizer,
+                         const std::vector<DatasetSource>& sources, double val_fraction);
 // The same from tokens in memory (tests, small datasets).
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,

@@ -1,8 +1,9 @@
-// Tokens on their way into a dataset: a temporary file, removed with the
-// spool, that prepare appends to as it tokenizes and the dataset is written
-// from at the end, so that memory stays bounded whatever the corpus. Each
-// token is stored in the dataset's element type (little-endian uint8, 16 or
-// 32, by the vocabulary).
+// Tokens on their way into a dataset: a temporary file beside it that
+// prepare appends to as it tokenizes, and the dataset is written from at the
+// end, so that memory stays bounded whatever the corpus. Each token is
+// stored in the dataset's element type (little-endian uint8, 16 or 32, by the
+// vocabulary). Under mpirun every rank has its own spools, and reads the
+// others' by name (the dataset's folder is shared, as for training).
 #pragma once
 
 #include <cstddef>
@@ -15,13 +16,22 @@
 
 namespace cllm {
 
+// Bytes a token takes in a dataset of vocab_size tokens: 1, 2 or 4.
+std::size_t token_element_size(int vocab_size);
+
 class TokenSpool {
  public:
   // Creates the spool `what` ("train") of the dataset at path, beside it
-  // and hidden (replacing a file there). Errors are std::runtime_error
-  // naming the dataset.
-  TokenSpool(const std::filesystem::path& dataset, const std::string& what, int vocab_size);
+  // and hidden (replacing a file there); removed with this object. Errors
+  // are std::runtime_error naming the dataset.
+  TokenSpool(const std::filesystem::path& dataset, const std::string& what, std::size_t element_size);
+  // Opens, to read, the spool `what` that another process created and
+  // still owns (it is not removed with this object).
+  static TokenSpool open(const std::filesystem::path& dataset, const std::string& what,
+                         std::size_t element_size);
   ~TokenSpool();
+  TokenSpool(TokenSpool&& o) noexcept;
+  TokenSpool& operator=(TokenSpool&&) = delete;
   TokenSpool(const TokenSpool&) = delete;
   TokenSpool& operator=(const TokenSpool&) = delete;
 
@@ -36,8 +46,11 @@ class TokenSpool {
   void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const;
 
  private:
+  TokenSpool(const std::filesystem::path& dataset, const std::string& what, std::size_t element_size,
+             bool create);
   std::filesystem::path dataset_, path_;
   int fd_ = -1;
+  bool owned_ = true;  // created here: removed here
   std::size_t element_size_;
   std::uint64_t size_ = 0;
   std::vector<unsigned char> scratch_;  // append's bytes, kept between calls
@@ -45,11 +58,29 @@ class TokenSpool {
   std::runtime_error error(const char* what, int err) const;
 };
 
-// A stretch of a spool's tokens: one split of a dataset.
+// A stretch of a spool's tokens.
 struct SpoolRange {
   const TokenSpool* spool = nullptr;
   std::uint64_t begin = 0, end = 0;
   std::uint64_t size() const { return end - begin; }
+};
+
+// The tokens of one split of a dataset, in order: stretches of spools (one
+// per rank that tokenized a part of it).
+class TokenStream {
+ public:
+  TokenStream() = default;
+  explicit TokenStream(std::vector<SpoolRange> pieces);
+  std::uint64_t size() const { return size_; }
+  std::size_t element_size() const { return pieces_.empty() ? 1 : pieces_.front().spool->element_size(); }
+  // The stored bytes of tokens [start, start + count), across pieces.
+  void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const;
+  // Tokens [begin, end) of this stream.
+  TokenStream slice(std::uint64_t begin, std::uint64_t end) const;
+
+ private:
+  std::vector<SpoolRange> pieces_;
+  std::uint64_t size_ = 0;
 };
 
 }  // namespace cllm
