@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared logic of jobs/train.sbatch and jobs/sweep.sbatch: sourced, not run.
+# Shared logic of jobs/train.sbatch, jobs/sweep.sbatch and jobs/prepare.sbatch:
+# sourced, not run.
 #
 #   cllm_job_train OUT [cllm train options...]
 #
@@ -50,19 +51,79 @@ cllm__on_signal() {
   fi
 }
 
-cllm_job_train() {
-  local out=$1
-  shift
+# Sets cllm__launch to the job step's launcher (srun or mpirun, one rank
+# per task, OMP_NUM_THREADS = cpus per task, each rank on its own cores) and
+# exports the OpenMP settings. Returns 2 for an unknown CLLM_LAUNCHER.
+cllm_launcher() {
+  local cpt=${SLURM_CPUS_PER_TASK:-1}
+  local ntasks=${SLURM_NTASKS:-1}
+  export OMP_NUM_THREADS=$cpt OMP_PROC_BIND=close OMP_PLACES=cores
+  CLLM_LAUNCHER=${CLLM_LAUNCHER:-srun}
+  case $CLLM_LAUNCHER in
+    srun)
+      # Slurm 22.05's srun no longer reads SLURM_CPUS_PER_TASK: pass it.
+      # --kill-on-bad-exit: when ranks give up on a stalled one (exit 5,
+      # --stall-abort), srun ends the stalled one too instead of waiting for
+      # it until the time limit (mpirun does so by itself).
+      cllm__launch=(srun --mpi=pmix --cpu-bind=cores --kill-on-bad-exit=1 --ntasks="$ntasks"
+                    --cpus-per-task="$cpt")
+      # shellcheck disable=SC2206
+      cllm__launch+=(${SRUN_ARGS:-}) ;;
+    mpirun)
+      # A plain scancel (or preemption) sends SIGTERM to mpirun as well as to
+      # the ranks; mpirun then SIGKILLs the ranks after
+      # odls_base_sigkill_timeout (1 s by default): give them the time a
+      # step and a checkpoint take.
+      cllm__launch=(mpirun -np "$ntasks" --map-by "slot:PE=$cpt" --bind-to core
+                    --mca odls_base_sigkill_timeout "${CLLM_SIGKILL_TIMEOUT:-120}"
+                    -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
+      # Ranks on other nodes see only what -x forwards (srun forwards all).
+      [[ -n ${OPENBLAS_CORETYPE:-} ]] && cllm__launch+=(-x OPENBLAS_CORETYPE)
+      (( EUID == 0 )) && cllm__launch+=(--allow-run-as-root)
+      # shellcheck disable=SC2206
+      cllm__launch+=(${MPIRUN_ARGS:-}) ;;
+    *)
+      cllm_log "error: CLLM_LAUNCHER=$CLLM_LAUNCHER: expected srun or mpirun" >&2
+      return 2 ;;
+  esac
+}
+
+# Sets cllm__binary to the cllm executable of a job, or says why not
+# (returns 1; 2 outside a Slurm job).
+cllm_binary() {
   if [[ -z ${SLURM_JOB_ID:-} ]]; then
     echo "cllm-job: not inside a Slurm job: submit with sbatch (jobs/local.sh runs without Slurm)" >&2
     return 2
   fi
-  local root=${CLLM_ROOT:?}
-  local cllm=${CLLM_BINARY:-$root/build/release/cllm}
-  if [[ ! -x "$cllm" ]]; then
-    cllm_log "error: $cllm is not an executable (build it: scripts/build.sh release; or set CLLM_BINARY)" >&2
+  cllm__binary=${CLLM_BINARY:-${CLLM_ROOT:?}/build/release/cllm}
+  if [[ ! -x "$cllm__binary" ]]; then
+    cllm_log "error: $cllm__binary is not an executable (build it: scripts/build.sh release; or set CLLM_BINARY)" >&2
     return 1
   fi
+}
+
+# cllm prepare over the whole allocation (jobs/prepare.sbatch): one job
+# step, its exit code the job's. Not requeued: a prepare begins again.
+cllm_job_prepare() {
+  cllm_binary || return
+  if ! cllm_has_option --out "$@"; then
+    cllm_log "error: give the dataset to write with --out (on a file system every node sees)" >&2
+    return 2
+  fi
+  cllm_launcher || return
+  cllm_log "job ${SLURM_JOB_NAME:-?} on ${SLURM_JOB_NODELIST:-?}: $SLURM_NTASKS ranks x $OMP_NUM_THREADS threads"
+  cllm_log "launching: ${cllm__launch[*]} $cllm__binary prepare $*"
+  local rc=0
+  "${cllm__launch[@]}" "$cllm__binary" prepare "$@" || rc=$?
+  cllm_log "cllm prepare exited $rc"
+  return "$rc"
+}
+
+cllm_job_train() {
+  local out=$1
+  shift
+  cllm_binary || return
+  local root=$CLLM_ROOT cllm=$cllm__binary
   local args=(train "$@")
   if ! cllm_has_option --data "$@"; then
     local data=${CLLM_DATA:-}
@@ -74,38 +135,8 @@ cllm_job_train() {
   fi
   cllm_has_option --out "$@" || args+=(--out "$out")
 
-  local cpt=${SLURM_CPUS_PER_TASK:-1}
-  local ntasks=${SLURM_NTASKS:-1}
-  export OMP_NUM_THREADS=$cpt OMP_PROC_BIND=close OMP_PLACES=cores
-  CLLM_LAUNCHER=${CLLM_LAUNCHER:-srun}
-  local launch
-  case $CLLM_LAUNCHER in
-    srun)
-      # Slurm 22.05's srun no longer reads SLURM_CPUS_PER_TASK: pass it.
-      # --kill-on-bad-exit: when ranks give up on a stalled one (exit 5,
-      # --stall-abort), srun ends the stalled one too instead of waiting for
-      # it until the time limit (mpirun does so by itself).
-      launch=(srun --mpi=pmix --cpu-bind=cores --kill-on-bad-exit=1 --ntasks="$ntasks"
-              --cpus-per-task="$cpt")
-      # shellcheck disable=SC2206
-      launch+=(${SRUN_ARGS:-}) ;;
-    mpirun)
-      # A plain scancel (or preemption) sends SIGTERM to mpirun as well as to
-      # the ranks; mpirun then SIGKILLs the ranks after
-      # odls_base_sigkill_timeout (1 s by default): give them the time a
-      # step and a checkpoint take.
-      launch=(mpirun -np "$ntasks" --map-by "slot:PE=$cpt" --bind-to core
-              --mca odls_base_sigkill_timeout "${CLLM_SIGKILL_TIMEOUT:-120}"
-              -x OMP_NUM_THREADS -x OMP_PROC_BIND -x OMP_PLACES)
-      # Ranks on other nodes see only what -x forwards (srun forwards all).
-      [[ -n ${OPENBLAS_CORETYPE:-} ]] && launch+=(-x OPENBLAS_CORETYPE)
-      (( EUID == 0 )) && launch+=(--allow-run-as-root)
-      # shellcheck disable=SC2206
-      launch+=(${MPIRUN_ARGS:-}) ;;
-    *)
-      cllm_log "error: CLLM_LAUNCHER=$CLLM_LAUNCHER: expected srun or mpirun" >&2
-      return 2 ;;
-  esac
+  cllm_launcher || return
+  local cpt=$OMP_NUM_THREADS ntasks=${SLURM_NTASKS:-1} launch=("${cllm__launch[@]}")
 
   local restarts=${SLURM_RESTART_COUNT:-0}
   local max=${CLLM_MAX_REQUEUES:-20}

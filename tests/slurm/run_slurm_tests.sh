@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Slurm batch scripts (jobs/train.sbatch, jobs/sweep.sbatch) on a real
+# The Slurm batch scripts (jobs/train.sbatch, sweep.sbatch, prepare.sbatch) on a real
 # Slurm: a private one-node cluster on this machine (munged, slurmctld,
 # slurmd), started here and stopped again whatever happens.
 #
@@ -21,6 +21,9 @@
 #   f-stall     rank 1 stopped (SIGSTOP) in a run with --stall-abort 2:
 #               rank 0 names it, every rank exits 5, srun ends the step,
 #               FAILED 5:0, not requeued
+#   g-prepare   jobs/prepare.sbatch on 2 tasks x 1 cpu (GPT-2 BPE, a folder
+#               of 3 files): COMPLETED 0:0, the token arrays of a 1-process
+#               prepare (h5diff); without --out: FAILED 2:0
 # Exits 1 if any case fails. CLLM_SLURM_TEST_CASES="b-preempt ..." runs only
 # those cases; CLLM_SLURM_TEST_KEEP=1 keeps the work folder;
 # CLLM_SLURM_TEST_REF_ARGS adds options to b-preempt's uninterrupted reference
@@ -409,6 +412,32 @@ case_f_stall() {
   return "$ok"
 }
 
+case_g_prepare() {
+  local id out=$jobs/g-prepare.out ok=0 corpus=$work/corpus split
+  mkdir -p "$corpus"
+  head -c 1500000 "$root/data/austen.txt" > "$corpus/1.txt"
+  tail -c +1500001 "$root/data/austen.txt" | head -c 1000000 > "$corpus/2.txt"
+  tail -c +2500001 "$root/data/austen.txt" > "$corpus/3.txt"
+  local opts=(--tokenizer gpt2-bpe --vocab-dir "$root/data/gpt2-bpe")
+  "$cllm" prepare "$corpus" "${opts[@]}" --out "$work/one.h5" > /dev/null || { echo "1-process prepare failed"; return 1; }
+  id=$(submit g-prepare -n 2 -c 1 "$root/jobs/prepare.sbatch" "$corpus" "${opts[@]}" --out "$jobs/two.h5") || return 1
+  wait_gone "$id" 60 || return 1
+  expect JobState "$(field "$id" JobState)" COMPLETED || ok=1
+  expect ExitCode "$(field "$id" ExitCode)" 0:0 || ok=1
+  grep -q "2 ranks x 1 threads" "$out" || { echo "log: not 2 ranks x 1 thread"; ok=1; }
+  grep -q "^prepare: rank 0's share: " "$out" || { echo "log: no progress line of rank 0's share"; ok=1; }
+  for split in /train/tokens /val/tokens; do
+    h5diff "$work/one.h5" "$jobs/two.h5" "$split" "$split" > /dev/null 2>&1 ||
+      { echo "$split differs from the 1-process dataset's"; ok=1; }
+  done
+  id=$(submit g-prepare-no-out -n 2 -c 1 "$root/jobs/prepare.sbatch" "$corpus") || return 1
+  wait_gone "$id" 30 || return 1
+  expect "no --out: JobState" "$(field "$id" JobState)" FAILED || ok=1
+  expect "no --out: ExitCode" "$(field "$id" ExitCode)" 2:0 || ok=1
+  grep -q "error: give the dataset to write with --out" "$jobs/g-prepare-no-out.out" || { echo "log: no --out error"; ok=1; }
+  return "$ok"
+}
+
 run_case a-srun case_a_srun
 run_case a-mpirun case_a_mpirun
 run_case b-preempt case_b_preempt
@@ -416,6 +445,7 @@ run_case c-bad-data case_c_bad_data
 run_case d-limit case_d_limit
 run_case e-sweep case_e_sweep
 run_case f-stall case_f_stall
+run_case g-prepare case_g_prepare
 
 if (( failed )); then
   log "FAILED (logs in $work; slurmctld.log, slurmd.log)"
