@@ -379,6 +379,29 @@ TEST_F(CliTest, BenchJson) {
   EXPECT_NEAR(*mm + *att + *wait + *rest, *fb, 1e-3) << obj;
 }
 
+// bench --data: the windows come from the dataset, as in training, and the
+// model takes its vocabulary (GPT-2's here, not the byte default); --vocab
+// beside it is refused.
+TEST_F(CliTest, BenchReadsADatasetWithItsVocabulary) {
+  const std::string vocab_dir = std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe";
+  const ProcessResult prep = run({"prepare", kAusten, "--out", "bpe.h5", "--tokenizer", "gpt2-bpe",
+                                  "--vocab-dir", vocab_dir});
+  ASSERT_EQ(prep.exit_code, 0) << prep.err;
+  const Args args = {"bench", "--preset", "small", "--layers", "1", "--steps", "1", "--warmup-steps", "0",
+                     "--json", "--data", "bpe.h5"};
+  const ProcessResult r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json obj = parsed_json(r.out);
+  ASSERT_TRUE(obj.is_object()) << r.out;
+  EXPECT_EQ(number_at(obj, "vocab"), 50257.0);
+  EXPECT_EQ(number_at(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (50257 + 128 + 2) * 256);
+  Args both = args;
+  both.insert(both.end(), {"--vocab", "256"});
+  const ProcessResult refused = run(both);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_EQ(refused.err, "cllm: error: --vocab is the dataset's when --data is given: give one of them\n");
+}
+
 // OpenBLAS before 0.3.25 runs its SSE3 (Prescott) kernels on Intel CPUs newer
 // than it knows; OPENBLAS_CORETYPE=Prescott makes it do so here. cllm names
 // the kernels and says, once, what to set; with AVX2 kernels it says nothing.

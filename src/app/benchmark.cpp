@@ -9,6 +9,7 @@
 #include "cllm/base/setting_error.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
+#include "cllm/io/dataset_file.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/rng.h"
 #include "cllm/train/cpu_usage.h"
@@ -19,25 +20,33 @@ namespace cllm {
 void BenchmarkConfig::validate() const {
   require_setting(steps > 0, "{steps} must be positive");
   require_setting(warmup_steps >= 0, "{warmup_steps} must not be negative");
+  require_setting(data.empty() || !vocab, "{vocab} is the dataset's when {data} is given: give one of them");
 }
 
 BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,
                                    const Comm& comm) {
-  TokenDataset data;
+  TokenDataset random;
+  TrainingData file;
   std::unique_ptr<Trainer> trainer;
   Timeline timeline;
   collectively(comm, [&] {
     config.steps = bench.warmup_steps + bench.steps;
     config.optim.warmup_steps = 0;
-    config.validate();
     bench.validate();
-    data.vocab_size = config.model.vocab_size;
-    data.source = "random tokens";
-    Rng rng(config.seed);
-    data.train.resize(1 << 20);
-    for (auto& t : data.train) t = static_cast<std::int32_t>(rng.next_u64() % data.vocab_size);
-    data.val.assign(data.train.begin(), data.train.begin() + 4 * config.model.seq_len);
-    trainer = std::make_unique<Trainer>(config, data, comm);
+    if (!bench.data.empty()) {
+      file = open_training_data(DataConfig{bench.data}, config.model.seq_len);
+      config.model.vocab_size = file.source->vocab();
+    }
+    config.validate();
+    if (!file.source) {
+      random.vocab_size = config.model.vocab_size;
+      random.source = "random tokens";
+      Rng rng(config.seed);
+      random.train.resize(1 << 20);
+      for (auto& t : random.train) t = static_cast<std::int32_t>(rng.next_u64() % random.vocab_size);
+      random.val.assign(random.train.begin(), random.train.begin() + 4 * config.model.seq_len);
+    }
+    trainer = std::make_unique<Trainer>(config, file.source ? *file.source : random, comm);
     if (!bench.trace.empty()) timeline = Timeline(bench.trace, config.batch.threads, comm);
   });
   if (comm.is_root()) warn_about_matmul(config.batch.matmul);

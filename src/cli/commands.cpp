@@ -153,6 +153,9 @@ struct Bench {
       app.add_option("--vocab", bench.vocab,
                      "Vocabulary size of the benchmarked model [default: 256, the byte tokenizer's; "
                      "50257 is GPT-2's]");
+      app.add_option("--data", bench.data,
+                     "Read the windows from this dataset (or text file), as training does [default: random "
+                     "tokens in memory]");
       add_setting(app, step.settings, train_setting("seed"), "Seed");
     });
     step.global_batch->default_str("");

@@ -45,13 +45,17 @@ struct BenchmarkConfig {
   int warmup_steps = 2;  // untimed, first
   std::string trace;     // Chrome trace file of every step's timeline (empty: off)
   std::optional<int> vocab;  // the model's vocabulary [default: the byte tokenizer's]
+  // A dataset (or text) to read the windows from, as training does: the
+  // data phase as a run on it has it. Empty: random tokens in memory.
+  std::string data;
   bool json = false;         // cllm bench's report: one JSON object, not a table
   // Throws SettingError naming the setting (setting_error.h).
   void validate() const;
 };
 
 // cllm bench: a Trainer of config's model and batch over random tokens (the
-// speed does not depend on the text), with a constant learning rate, run
+// speed does not depend on the text) or bench.data's windows (the model's
+// vocabulary then its), with a constant learning rate, run
 // for bench's steps. Collective: a failure on any rank throws
 // CollectiveFailure on every rank (collective.h).
 BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,
