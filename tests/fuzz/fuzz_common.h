@@ -8,36 +8,39 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <string>
 
 namespace cllm::fuzz {
 
 // $CLLM_FUZZ_TMPDIR, else /dev/shm (no disk writes at thousands of inputs a
 // second), else $TMPDIR or /tmp; the process id keeps parallel fuzzers
-// (-jobs, -workers) apart. The file is removed when the process exits.
-// One scratch file per process: the first call's name is kept.
+// (-jobs, -workers) apart. One file per name, so that a driver may pick the
+// name (the readers go by the extension) input by input; the files are
+// removed when the process exits.
 inline const std::filesystem::path& scratch_file(const std::string& name) {
-  static const std::filesystem::path path = [&] {
-    std::filesystem::path dir;
-    if (const char* d = std::getenv("CLLM_FUZZ_TMPDIR"); d && *d) {
-      dir = d;
-    } else if (std::filesystem::is_directory("/dev/shm") && access("/dev/shm", W_OK) == 0) {
-      dir = "/dev/shm";
-    } else {
-      const char* t = std::getenv("TMPDIR");
-      dir = t && *t ? t : "/tmp";
-    }
-    return dir / ("cllm-fuzz-" + std::to_string(getpid()) + "-" + name);
+  static const std::filesystem::path dir = [] {
+    if (const char* d = std::getenv("CLLM_FUZZ_TMPDIR"); d && *d) return std::filesystem::path(d);
+    if (std::filesystem::is_directory("/dev/shm") && access("/dev/shm", W_OK) == 0)
+      return std::filesystem::path("/dev/shm");
+    const char* t = std::getenv("TMPDIR");
+    return std::filesystem::path(t && *t ? t : "/tmp");
   }();
+  // A function's static, not a global: destroyed after the atexit handler
+  // below, which is registered after it is made.
+  static std::map<std::string, std::filesystem::path> paths;
   static const bool registered = [] {
     std::atexit([] {
       std::error_code ec;
-      std::filesystem::remove(path, ec);
+      for (const auto& [n, p] : paths) std::filesystem::remove(p, ec);
     });
     return true;
   }();
   (void)registered;
-  return path;
+  auto it = paths.find(name);
+  if (it == paths.end())
+    it = paths.emplace(name, dir / ("cllm-fuzz-" + std::to_string(getpid()) + "-" + name)).first;
+  return it->second;
 }
 
 // Writes the input to the scratch file; aborts if it cannot (a harness

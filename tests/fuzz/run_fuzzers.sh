@@ -28,7 +28,7 @@ fi
 seconds="${1:-60}"
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-(( ${#targets[@]} > 0 )) || targets=(fuzz_dataset fuzz_checkpoint fuzz_bpe fuzz_config fuzz_safetensors fuzz_corpus)
+(( ${#targets[@]} > 0 )) || targets=(fuzz_dataset fuzz_checkpoint fuzz_bpe fuzz_config fuzz_safetensors fuzz_corpus fuzz_token_file)
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || (( seconds < 1 )); then
   echo "run_fuzzers.sh: SECONDS must be a positive whole number, not '$seconds'" >&2
   exit 2
@@ -41,10 +41,11 @@ logs="$build/logs"
 # Large enough for the seeds (a tiny model's checkpoint is 149 KiB), small
 # enough that inputs do not grow without need.
 declare -A max_len=([fuzz_dataset]=81920 [fuzz_checkpoint]=163840 [fuzz_bpe]=4096
-                    [fuzz_config]=4096 [fuzz_safetensors]=8192 [fuzz_corpus]=8192)
+                    [fuzz_config]=4096 [fuzz_safetensors]=8192 [fuzz_corpus]=8192
+                    [fuzz_token_file]=8192)
 for t in "${targets[@]}"; do
   if [[ -z "${max_len[$t]:-}" ]]; then
-    echo "run_fuzzers.sh: unknown target '$t' (fuzz_dataset fuzz_checkpoint fuzz_bpe fuzz_config fuzz_safetensors fuzz_corpus)" >&2
+    echo "run_fuzzers.sh: unknown target '$t' (fuzz_dataset fuzz_checkpoint fuzz_bpe fuzz_config fuzz_safetensors fuzz_corpus fuzz_token_file)" >&2
     exit 2
   fi
   if [[ ! -x "$bin/$t" ]]; then
