@@ -22,6 +22,7 @@
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
 #include "support/process.h"
+#include "support/token_files.h"
 
 namespace cllm {
 namespace {
@@ -220,6 +221,34 @@ TEST(PrepareInputs, FoldersPatternsAndGzipReadAsThePlainFilesInOrder) {
   EXPECT_EQ(none.exit_code, 1);
 }
 
+// llm.c shards and .npy arrays are copied as they are, in order among the
+// text files (no end-of-text token added: llm.c's shards hold their own);
+// an id the vocabulary does not have is one line naming the file, exit 1.
+TEST(PrepareInputs, TokenFilesAreCopiedAsTheyAre) {
+  test::TempDir dir;
+  const auto tok = make_tokenizer(tokenizer_spec("gpt2-bpe", kVocab));
+  const std::string text = file_bytes(kText);
+  const std::vector<std::int32_t> a = tok->encode(text.substr(0, 30000)), b = tok->encode(text.substr(30000, 20000));
+  write(dir / "k/1.bin", test::llmc_bytes(1, std::vector<std::uint64_t>(a.begin(), a.end())));
+  write(dir / "k/2.npy", test::npy_of("<i4", std::vector<std::int64_t>(b.begin(), b.end())));
+  write(dir / "k/3.txt", text.substr(50000, 10000));
+  const auto r =
+      test::run_cllm({"prepare", "k", "--out", "k.h5", "--tokenizer", "gpt2-bpe", "--vocab-dir", kVocab}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::int32_t> expected = a;
+  expected.insert(expected.end(), b.begin(), b.end());
+  for (const std::int32_t id : tok->encode(text.substr(50000, 10000))) expected.push_back(id);
+  expected.push_back(Gpt2BpeTokenizer::kEndOfText);
+  EXPECT_TRUE(both_splits((dir / "k.h5").string()) == expected);
+
+  const auto bytes = test::run_cllm({"prepare", "k/1.bin", "--out", "b.h5"}, dir.path());
+  EXPECT_EQ(bytes.exit_code, 1);
+  const std::int32_t first_big = *std::find_if(a.begin(), a.end(), [](std::int32_t id) { return id >= 256; });
+  EXPECT_EQ(bytes.err.substr(0, bytes.err.find(" at position")),
+            "cllm: error: k/1.bin: token id " + std::to_string(first_big));
+  EXPECT_FALSE(std::filesystem::exists(dir / "b.h5"));
+}
+
 // Thousands of inputs with long names: the sources' attributes pass HDF5's
 // 64 KiB limit of the original file format, and the dataset still holds them.
 TEST(PrepareInputs, ThousandsOfSourcesAreRecorded) {
@@ -345,6 +374,9 @@ TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
   write(dir / "t/b.txt", "");
   gzip(dir / "t/c.txt.gz", text.substr(300000, 100000));
   write(dir / "t/d.txt", text.substr(400000));
+  write(dir / "k/1.bin", test::llmc_bytes(1, std::vector<std::uint64_t>(70000, 464)));
+  write(dir / "k/2.txt", text.substr(0, 200000));
+  write(dir / "k/3.npy", test::npy_of("<u2", std::vector<std::int64_t>(50000, 50256)));
   std::string lines;
   for (int i = 0; i < 4000; ++i)
     lines += i == 2500 ? "{\"text\": broken}\n" : "{\"text\": \"record " + std::to_string(i) + " of a few words\"}\n";
@@ -357,6 +389,7 @@ TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
       {{"t", "--tokenizer", "gpt2-bpe"}, {{2, 1}, {3, 2}}},
       {{"t", "--val-split", "documents", "--val-fraction", "0.4"}, {{2, 2}, {4, 1}}},
       {{"j", "--jsonl", "text", "--tokenizer", "gpt2-bpe", "--val-split", "documents"}, {{3, 1}}},
+      {{"k", "--tokenizer", "gpt2-bpe"}, {{3, 1}}},
   };
   const auto attribute = [](const std::string& h5, const char* name) {
     const hid_t file = H5Fopen(h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -398,7 +431,9 @@ TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
       // The summary and the skip warning, word for word (but the seconds).
       const auto without_time = [](std::string out) { return out.substr(0, out.rfind(" in ")); };
       EXPECT_EQ(without_time(r.out), without_time(single.out).replace(single.out.find(one), one.size(), many));
-      const auto warning = [](const std::string& err) { return err.substr(std::min(err.size(), err.find("prepare: warning"))); };
+      const auto warning = [](const std::string& err) {
+        return err.substr(std::min(err.size(), err.find("prepare: warning")));
+      };
       EXPECT_EQ(warning(r.err), warning(single.err));
       for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
         EXPECT_NE(entry.path().filename().string()[0], '.') << entry.path() << " was left behind";

@@ -20,6 +20,7 @@
 #include "cllm/data/corpus_reader.h"
 #include "cllm/data/parallel_encode.h"
 #include "cllm/data/sha256.h"
+#include "cllm/data/token_file.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/data/corpus_shares.h"
@@ -66,7 +67,8 @@ std::string progress_line(const PrepareProgress& p) {
   const double percent = p.bytes > 0 ? 100.0 * static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes) : 100;
   const double left = rate > 0 ? static_cast<double>(p.bytes - std::min(p.bytes, p.bytes_done)) / rate : -1;
   return printf_string("prepare: %s%.0f of %.0f MB (%.0f%%), %llu document%s, %.1f MB/s, %s %s",
-                       p.ranks > 1 ? "rank 0's share: " : "", static_cast<double>(p.bytes_done) / 1e6, static_cast<double>(p.bytes) / 1e6, percent,
+                       p.ranks > 1 ? "rank 0's share: " : "", static_cast<double>(p.bytes_done) / 1e6,
+                       static_cast<double>(p.bytes) / 1e6, percent,
                        static_cast<unsigned long long>(p.documents), p.documents == 1 ? "" : "s", rate / 1e6,
                        p.done ? "in" : "ETA", format_duration(p.done ? p.seconds : left).c_str());
 }
@@ -181,6 +183,7 @@ class ShareTokenizer {
   ShareTokenizer(const PrepareConfig& spec, const TokenizerSpec& tokenizer, int rank)
       : spec_(spec),
         eot_(tokenizer.eot_token),
+        vocab_size_(tokenizer.vocab_size),
         tok_(make_tokenizer(tokenizer)),
         bytes_are_ids_(tokenizer.name == "byte"),
         by_documents_(spec.val_split == "documents"),
@@ -194,6 +197,7 @@ class ShareTokenizer {
   // Reads part of file; progress(bytes of the part read) after each block.
   void add(const std::string& file, std::uint32_t index, const CorpusPart& part,
            const std::function<void(std::uint64_t)>& progress) {
+    if (is_token_file(file)) return add_token_file(file, index, progress);
     DocumentReader reader(file, spec_.jsonl_field, block_bytes_, bytes_are_ids_, part.begin, part.end);
     DocumentPiece piece;
     bool side = false;
@@ -212,6 +216,23 @@ class ShareTokenizer {
     if (part.begin == 0) sources.push_back({index, reader.sha256()});
     if (reader.skipped_lines() > 0 && skipped_lines == 0) first_skipped = reader.first_skipped();
     skipped_lines += reader.skipped_lines();
+  }
+
+  // Ids made by another tool, copied as they are: the file is one document,
+  // with no end-of-text token added (llm.c's shards hold their own).
+  void add_token_file(const std::string& file, std::uint32_t index,
+                      const std::function<void(std::uint64_t)>& progress) {
+    flush();
+    TokenFileReader reader(file, vocab_size_);
+    TokenSpool& spool = by_documents_ && in_validation(document_start(file), spec_.val_fraction) ? *val_ : train_;
+    std::vector<std::int32_t> ids;
+    while (reader.next(ids, block_bytes_ / sizeof(std::int32_t))) {
+      spool.append(ids);
+      progress(reader.bytes_read());
+    }
+    ++documents;
+    bytes += reader.bytes_read();
+    sources.push_back({index, reader.sha256()});
   }
 
   // Tokenizes and spools what is read and waiting.
@@ -258,6 +279,7 @@ class ShareTokenizer {
  private:
   const PrepareConfig& spec_;
   std::int64_t eot_;
+  int vocab_size_;
   std::unique_ptr<Tokenizer> tok_;
   bool bytes_are_ids_, by_documents_;
   std::size_t block_bytes_;
@@ -315,8 +337,9 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
   const std::size_t element = share->train().element_size();
   std::vector<TokenSpool> others;  // the other ranks' spools, to read
   others.reserve(2 * static_cast<std::size_t>(ranks));
-  const auto spool_of = [&](int r, const std::string& what, const TokenSpool* mine) {
-    return r == rank ? mine : &others.emplace_back(TokenSpool::open(spec.out, what + ".r" + std::to_string(r), element));
+  const auto spool_of = [&](int r, const std::string& what, const TokenSpool* mine) -> const TokenSpool* {
+    if (r == rank) return mine;
+    return &others.emplace_back(TokenSpool::open(spec.out, what + ".r" + std::to_string(r), element));
   };
   std::optional<TokenSpool> chunks;
   Packed chunk_sizes;

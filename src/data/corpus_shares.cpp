@@ -8,6 +8,7 @@
 
 #include "cllm/base/read_file.h"
 #include "cllm/data/parallel_encode.h"
+#include "cllm/data/token_file.h"
 
 namespace cllm {
 
@@ -70,7 +71,7 @@ std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>
   for (std::uint32_t f = 0; f < files.size(); offset += sizes[f], ++f) {
     const std::uint64_t size = sizes[f];
     std::uint64_t r = share_of(offset), begin = 0;
-    if (size == 0 || is_gzip(files[f])) {
+    if (size == 0 || is_gzip(files[f]) || is_token_file(files[f])) {
       shares[r].push_back({f, 0, size});
       continue;
     }

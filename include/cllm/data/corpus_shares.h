@@ -18,13 +18,13 @@ struct CorpusPart {
 
 // Where a file may be cut: anywhere (byte-level text), where
 // first_encoding_cut says (text for other tokenizers), after a line end
-// (JSON Lines); a .gz file never.
+// (JSON Lines); a .gz or token file (token_file.h) never.
 enum class CutRule { anywhere, encoding, line };
 
 // The files' parts for each of `ranks` shares of about equal stored bytes,
 // in order: a file is split at the shares' nominal borders, each moved on
-// to the next place rule allows (reading the file there). A .gz file goes
-// whole to the share its first byte falls in. An empty file is a part of
+// to the next place rule allows (reading the file there). A .gz or token
+// file goes whole to the share its first byte falls in. An empty file is a part of
 // its own. Throws std::runtime_error naming a file it cannot read.
 std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>& files, int ranks,
                                                   CutRule rule);
