@@ -169,14 +169,14 @@ struct Bench {
   }
 };
 
-// prepare, generate, import and export work on rank 0; under mpirun the
-// other ranks wait.
+// Under mpirun every rank prepares a share of the inputs.
 struct Prepare {
   PrepareConfig spec;
 
   void add(CLI::App& app) {
     app.add_option("inputs", spec.inputs, "Text files (UTF-8), folders (every file below) or quoted glob "
-                                          "patterns, in order; .gz files are read through zlib")
+                                          "patterns, in order; .gz files are read through zlib; .bin "
+                                          "(llm.c) and .npy token files are copied as they are")
         ->required()
         ->default_str("");
     app.add_option("--jsonl", spec.jsonl_field,
@@ -197,6 +197,8 @@ struct Prepare {
   int run(Comm& comm) { return print(prepare_command(spec, comm)); }
 };
 
+// generate, import and export work on rank 0; under mpirun the other ranks
+// wait.
 struct Generate {
   GenerateConfig spec;
 
