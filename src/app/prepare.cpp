@@ -139,7 +139,6 @@ struct Plan {
 Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm& comm) {
   Packed packed;
   collectively(comm, [&] {
-    spec.validate();
     if (!comm.is_root()) return;
     const std::vector<std::string> files = expand_inputs(spec.inputs);
     check_not_an_input(spec.out, files);
@@ -297,7 +296,10 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
                                const std::function<void(const PrepareProgress&)>& progress) {
   const double t0 = omp_get_wtime();
   TokenizerSpec tokenizer;
-  collectively(comm, [&] { tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir); });
+  collectively(comm, [&] {
+    spec.validate();
+    tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
+  });
   const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
   const int rank = comm.rank(), ranks = comm.size();
 
