@@ -1,5 +1,6 @@
 #include "cllm/app/prepare.h"
 
+#include <malloc.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -74,6 +75,10 @@ std::string progress_line(const PrepareProgress& p) {
 }
 
 std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
+  // Blocks of megabytes come and go all run long. glibc's sliding mmap
+  // threshold moves them onto the heap, whose fragments then grow with the
+  // corpus: GPT-2 BPE of 2 GB peaked 17% above 200 MB's, 2% with a fixed one.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   const bool terminal = isatty(fileno(stderr));
   double shown = -1;
   const PrepareSummary done = prepare_dataset(spec, comm, [&](const PrepareProgress& p) {
