@@ -99,11 +99,9 @@ std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
 namespace {
 
 // Plain data through MPI's byte collectives: what rank 0 plans, and what the
-// ranks report back.
+// ranks report back. Packed writes, Unpacked reads in the same order.
 class Packed {
  public:
-  Packed() = default;
-  explicit Packed(std::string bytes) : bytes_(std::move(bytes)) {}
   const std::string& bytes() const { return bytes_; }
   Packed& put(std::uint64_t v) {
     bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -114,25 +112,29 @@ class Packed {
     bytes_.append(text);
     return *this;
   }
-  std::uint64_t number() {
-    std::uint64_t v = 0;
-    take(&v, sizeof v);
-    return v;
-  }
-  std::string text() {
-    std::string t(number(), '\0');
-    take(t.data(), t.size());
-    return t;
-  }
 
  private:
-  void take(void* out, std::size_t n) {
-    if (n > bytes_.size() - at_) throw std::logic_error("prepare: a packed message is short");
-    std::memcpy(out, bytes_.data() + at_, n);
-    at_ += n;
-  }
   std::string bytes_;
-  std::size_t at_ = 0;
+};
+
+class Unpacked {
+ public:
+  explicit Unpacked(std::string_view bytes) : bytes_(bytes) {}
+  std::uint64_t number() {
+    std::uint64_t v = 0;
+    std::memcpy(&v, take(sizeof v).data(), sizeof v);
+    return v;
+  }
+  std::string text() { return std::string(take(number())); }
+
+ private:
+  std::string_view take(std::size_t n) {
+    if (n > bytes_.size()) throw std::logic_error("prepare: a packed message is short");
+    const std::string_view taken = bytes_.substr(0, n);
+    bytes_.remove_prefix(n);
+    return taken;
+  }
+  std::string_view bytes_;
 };
 
 // Rank 0's plan: the input files and this rank's parts of them.
@@ -162,7 +164,7 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
   comm.broadcast_value(size, Collective::prepare);
   bytes.resize(size);
   comm.broadcast(std::as_writable_bytes(std::span(bytes.data(), bytes.size())), Collective::prepare);
-  Packed in(std::move(bytes));
+  Unpacked in(bytes);
   Plan plan;
   plan.files.resize(in.number());
   for (std::string& file : plan.files) file = in.text();
@@ -297,21 +299,16 @@ class ShareTokenizer {
 
 }  // namespace
 
-PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
-                               const std::function<void(const PrepareProgress&)>& progress) {
-  const double t0 = omp_get_wtime();
-  TokenizerSpec tokenizer;
-  collectively(comm, [&] {
-    spec.validate();
-    tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
-  });
-  const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
-  const int rank = comm.rank(), ranks = comm.size();
+namespace {
 
-  // Every rank tokenizes its share into its spools, rank 0 showing its own.
+// Every rank's share of the tokens, in its spools; rank 0 reports its own
+// progress.
+ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
+                              const Comm& comm, const std::function<void(const PrepareProgress&)>& progress,
+                              double t0) {
   std::optional<ShareTokenizer> share;
   PrepareProgress at;
-  at.ranks = ranks;
+  at.ranks = comm.size();
   for (const CorpusPart& part : plan.parts) at.bytes += part.end - part.begin;
   const auto report_progress = [&] {
     at.documents = share->documents;
@@ -319,7 +316,7 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
     if (progress && comm.is_root()) progress(at);
   };
   collectively(comm, [&] {
-    share.emplace(spec, tokenizer, rank);
+    share.emplace(spec, tokenizer, comm.rank());
     std::uint64_t before = 0;  // bytes of the parts done
     for (const CorpusPart& part : plan.parts) {
       share->add(plan.files[part.file], part.file, part, [&](std::uint64_t read) {
@@ -333,28 +330,35 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
     at.done = true;
     report_progress();
   });
+  return std::move(*share);
+}
 
-  // The splits: the ranks' spools joined in rank order. Each rank filters
-  // its share of either split's chunks; rank 0 then copies them into the file.
+// This rank's share of either split's chunks, filtered into a spool of its
+// own; the splits are the ranks' spools joined in rank order.
+struct ChunkShare {
+  TokenSpool chunks;
+  Packed sizes;  // per split: its tokens, this share's chunks, each one's size
+};
+
+ChunkShare filter_share(const PrepareConfig& spec, const ShareTokenizer& share, const Comm& comm) {
+  const int rank = comm.rank(), ranks = comm.size();
   const bool by_documents = spec.val_split == "documents";
-  const std::vector<std::uint64_t> train_sizes = comm.all_gather(share->train().size(), Collective::prepare);
+  const std::vector<std::uint64_t> train_sizes = comm.all_gather(share.train().size(), Collective::prepare);
   const std::vector<std::uint64_t> val_sizes =
-      comm.all_gather(by_documents ? share->val()->size() : std::uint64_t{0}, Collective::prepare);
-  const std::vector<std::string> reports = comm.gather_text(share->report(), Collective::prepare);
-  const std::size_t element = share->train().element_size();
+      comm.all_gather(by_documents ? share.val()->size() : std::uint64_t{0}, Collective::prepare);
+  const std::size_t element = share.train().element_size();
   std::vector<TokenSpool> others;  // the other ranks' spools, to read
   others.reserve(2 * static_cast<std::size_t>(ranks));
   const auto spool_of = [&](int r, const std::string& what, const TokenSpool* mine) -> const TokenSpool* {
     if (r == rank) return mine;
     return &others.emplace_back(TokenSpool::open(spec.out, what + ".r" + std::to_string(r), element));
   };
-  std::optional<TokenSpool> chunks;
-  Packed chunk_sizes;
+  std::optional<ChunkShare> mine;
   collectively(comm, [&] {
     std::vector<SpoolRange> train_pieces, val_pieces;
     for (int r = 0; r < ranks; ++r) {
-      train_pieces.push_back({spool_of(r, "train", &share->train()), 0, train_sizes[r]});
-      if (by_documents) val_pieces.push_back({spool_of(r, "val", share->val()), 0, val_sizes[r]});
+      train_pieces.push_back({spool_of(r, "train", &share.train()), 0, train_sizes[r]});
+      if (by_documents) val_pieces.push_back({spool_of(r, "val", share.val()), 0, val_sizes[r]});
     }
     TokenStream splits[2] = {TokenStream(train_pieces), TokenStream(val_pieces)};
     if (!by_documents) {  // the tail
@@ -363,58 +367,83 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
       splits[1] = splits[0].slice(all - n_val, all);
       splits[0] = splits[0].slice(0, all - n_val);
     }
-    chunks.emplace(spec.out, "chunks.r" + std::to_string(rank), 1);
+    mine.emplace(ChunkShare{TokenSpool(spec.out, "chunks.r" + std::to_string(rank), 1), {}});
     for (const TokenStream& split : splits) {
       const std::uint64_t n = token_chunks(split.size());
       const std::uint64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
-      chunk_sizes.put(split.size()).put(last - first);
-      for (const std::uint64_t size : filter_token_chunks(split, first, last, *chunks)) chunk_sizes.put(size);
+      mine->sizes.put(split.size()).put(last - first);
+      for (const std::uint64_t size : filter_token_chunks(split, first, last, mine->chunks)) mine->sizes.put(size);
     }
   });
-  const std::vector<std::string> filtered = comm.gather_text(chunk_sizes.bytes(), Collective::prepare);
+  return std::move(*mine);
+}
 
+// Rank 0 joins the ranks' reports and chunks into the dataset.
+PrepareSummary write_dataset(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
+                             const std::vector<std::string>& reports, const std::vector<std::string>& filtered,
+                             const TokenSpool& own_chunks, double t0) {
   PrepareSummary summary;
+  std::vector<DatasetSource> sources(plan.files.size());
+  for (std::size_t f = 0; f < plan.files.size(); ++f) sources[f].file = plan.files[f];
+  for (const std::string& text : reports) {
+    Unpacked report(text);
+    summary.bytes += report.number();
+    summary.documents += report.number();
+    const std::uint64_t skipped = report.number();
+    std::string first_skipped = report.text();
+    if (skipped > 0 && summary.skipped_lines == 0) summary.first_skipped = std::move(first_skipped);
+    summary.skipped_lines += skipped;
+    for (std::uint64_t i = report.number(); i > 0; --i) {
+      const std::uint64_t file = report.number();
+      sources.at(file).sha256 = report.text();
+    }
+  }
+  std::vector<TokenSpool> chunk_spools;  // the other ranks'
+  chunk_spools.reserve(filtered.size());
+  FilteredSplit splits[2];
+  for (std::size_t r = 0; r < filtered.size(); ++r) {
+    const TokenSpool* spool =
+        r == 0 ? &own_chunks
+               : &chunk_spools.emplace_back(TokenSpool::open(spec.out, "chunks.r" + std::to_string(r), 1));
+    Unpacked sizes(filtered[r]);
+    std::uint64_t offset = 0;
+    for (FilteredSplit& split : splits) {
+      split.tokens = sizes.number();
+      for (std::uint64_t i = sizes.number(); i > 0; --i) {
+        const std::uint64_t size = sizes.number();
+        split.chunks.push_back({spool, offset, size});
+        offset += size;
+      }
+    }
+  }
+  write_token_dataset(spec.out, splits[0], splits[1], tokenizer, sources, spec.val_fraction);
+  summary.train_tokens = splits[0].tokens;
+  summary.val_tokens = splits[1].tokens;
+  summary.tokenizer = tokenizer.name;
+  summary.vocab_size = tokenizer.vocab_size;
+  summary.seconds = omp_get_wtime() - t0;
+  return summary;
+}
+
+}  // namespace
+
+PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
+                               const std::function<void(const PrepareProgress&)>& progress) {
+  const double t0 = omp_get_wtime();
+  TokenizerSpec tokenizer;
   collectively(comm, [&] {
-    if (!comm.is_root()) return;
-    std::vector<DatasetSource> sources(plan.files.size());
-    for (std::size_t f = 0; f < plan.files.size(); ++f) sources[f].file = plan.files[f];
-    for (const std::string& text : reports) {
-      Packed report(text);
-      summary.bytes += report.number();
-      summary.documents += report.number();
-      const std::uint64_t skipped = report.number();
-      std::string first_skipped = report.text();
-      if (skipped > 0 && summary.skipped_lines == 0) summary.first_skipped = std::move(first_skipped);
-      summary.skipped_lines += skipped;
-      for (std::uint64_t i = report.number(); i > 0; --i) {
-        const std::uint64_t file = report.number();
-        sources.at(file).sha256 = report.text();
-      }
-    }
-    std::vector<TokenSpool> chunk_spools;  // the other ranks'
-    chunk_spools.reserve(static_cast<std::size_t>(ranks));
-    FilteredSplit splits[2];
-    for (int r = 0; r < ranks; ++r) {
-      const TokenSpool* spool =
-          r == 0 ? &*chunks
-                 : &chunk_spools.emplace_back(TokenSpool::open(spec.out, "chunks.r" + std::to_string(r), 1));
-      Packed sizes(filtered[static_cast<std::size_t>(r)]);
-      std::uint64_t offset = 0;
-      for (FilteredSplit& split : splits) {
-        split.tokens = sizes.number();
-        for (std::uint64_t i = sizes.number(); i > 0; --i) {
-          const std::uint64_t size = sizes.number();
-          split.chunks.push_back({spool, offset, size});
-          offset += size;
-        }
-      }
-    }
-    write_token_dataset(spec.out, splits[0], splits[1], tokenizer, sources, spec.val_fraction);
-    summary.train_tokens = splits[0].tokens;
-    summary.val_tokens = splits[1].tokens;
-    summary.tokenizer = tokenizer.name;
-    summary.vocab_size = tokenizer.vocab_size;
-    summary.seconds = omp_get_wtime() - t0;
+    spec.validate();
+    tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
+  });
+  const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
+  const ShareTokenizer share = tokenize_share(spec, tokenizer, plan, comm, progress, t0);
+  const std::vector<std::string> reports = comm.gather_text(share.report(), Collective::prepare);
+  const ChunkShare chunks = filter_share(spec, share, comm);
+  const std::vector<std::string> filtered = comm.gather_text(chunks.sizes.bytes(), Collective::prepare);
+  PrepareSummary summary;
+  // The spools stay until rank 0 is done: the agreement waits for it.
+  collectively(comm, [&] {
+    if (comm.is_root()) summary = write_dataset(spec, tokenizer, plan, reports, filtered, chunks.chunks, t0);
   });
   return summary;
 }
