@@ -65,9 +65,9 @@ std::uint64_t lines_before(const std::string& path, std::uint64_t bytes) {
   return lines;
 }
 
-bool is_gzip(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
-
 }  // namespace
+
+bool is_gzip(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
 
 // A file's bytes [begin, end) as stored, through zlib for .gz (whole only).
 class DocumentReader::Bytes {

@@ -7,14 +7,13 @@
 #include <string_view>
 
 #include "cllm/base/read_file.h"
+#include "cllm/data/corpus_reader.h"
 #include "cllm/data/parallel_encode.h"
 #include "cllm/data/token_file.h"
 
 namespace cllm {
 
 namespace {
-
-bool is_gzip(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
 
 // The first place at or after `at` (0 < at < size) where rule lets the file
 // be cut, or its size if none.

@@ -19,6 +19,9 @@ namespace cllm {
 // an input that is none of these or matches nothing.
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
 
+// Whether path is read through zlib: its name ends in .gz.
+bool is_gzip(const std::string& path);
+
 // A piece of a document's text: a whole JSONL record, or a block of a text
 // file cut where tokenizing the blocks gives the ids of the whole.
 struct DocumentPiece {
