@@ -194,6 +194,91 @@ TEST(TrainingThreads, BitwiseReproducibleForTheSameThreadCount) {
   EXPECT_FALSE(same_bits(a.model().params(), c.model().params()));
 }
 
+// Each step reads the next step's windows ahead, on another thread. They
+// serve that step only: one skipped to (as a resumed run starts) reads its
+// own, and an evaluation between steps leaves them be. b, in a's state but
+// with nothing read ahead, is the reference.
+TEST(TrainingThreads, WindowsReadAheadServeOnlyTheStepTheyWereReadFor) {
+  const auto& data = synthetic_data();
+  TrainConfig cfg = tiny_train_config(2);
+  cfg.steps = 10;
+  Trainer a(cfg, data, kOneProcess), b(cfg, data, kOneProcess);
+  for (int s = 0; s < 3; ++s) a.train_step(s);  // step 2 reads step 3's windows ahead
+  std::ranges::copy(a.model().params(), b.mutable_model().params().begin());
+  b.mutable_optimizer().restore(a.optimizer().m(), a.optimizer().v(), a.optimizer().steps_taken());
+  for (int s : {7, 8, 9}) {  // 7 must not take step 3's windows; 9, the last, reads none ahead
+    const StepResult ra = a.train_step(s), rb = b.train_step(s);
+    ASSERT_EQ(ra.loss, rb.loss) << "step " << s;
+    ASSERT_EQ(ra.grad_norm, rb.grad_norm) << "step " << s;
+    if (s == 7) a.evaluate();  // overwrites step 7's windows, not step 8's
+  }
+  EXPECT_TRUE(same_bits(a.model().params(), b.model().params()));
+}
+
+// Counts the windows read: what the trainer reads ahead.
+struct CountingSource final : TokenSource {
+  explicit CountingSource(const TokenSource& counted) : data(counted) {}
+  std::uint64_t split_size(Split split) const override { return data.split_size(split); }
+  void read_tokens(Split split, std::uint64_t start, std::size_t count,
+                   std::int32_t* out) const override {
+    ++reads;  // one thread at a time, as for HDF5
+    data.read_tokens(split, start, count, out);
+  }
+  int vocab() const override { return data.vocab(); }
+  const std::string& name() const override { return data.name(); }
+
+  const TokenSource& data;
+  mutable int reads = 0;
+};
+
+TEST(TrainingThreads, NothingIsReadAheadPastTheLastStep) {
+  TrainConfig cfg = tiny_train_config(2);
+  cfg.steps = 3;
+  const int windows = cfg.batch.global_batch;  // a step's, one each
+  const CountingSource data(synthetic_data());
+  Trainer trainer(cfg, data, kOneProcess);
+  trainer.train_step(0);
+  EXPECT_EQ(data.reads, 2 * windows) << "step 0's, and step 1's ahead";
+  trainer.train_step(1);
+  trainer.train_step(2);
+  EXPECT_EQ(data.reads, 3 * windows) << "no step 3 to read ahead for";
+}
+
+// A read ahead that fails (a token id outside the vocabulary in one of step
+// 3's windows) fails the step that uses those windows, with the error a
+// plain read gives; the step that read them ahead does not notice.
+TEST(TrainingThreads, AFailedReadAheadFailsTheStepThatUsesTheWindows) {
+  TrainConfig cfg = tiny_train_config(2);
+  const int T = cfg.model.seq_len;
+  TokenDataset bad = synthetic_data();
+  bad.source = "bad tokens";
+  const std::uint64_t n = bad.train.size();
+  const std::uint64_t at = training_window_start(n, T, cfg.seed, 3, 1, 1);
+  for (int s = 0; s < 3; ++s)
+    for (int m = 0; m < cfg.batch.micro_batches_per_step(); ++m)
+      for (int row = 0; row < cfg.batch.micro_batch; ++row) {
+        const std::uint64_t start = training_window_start(n, T, cfg.seed, s, m, row);
+        ASSERT_FALSE(start <= at && at <= start + T) << "step " << s << " reads it too";
+      }
+  bad.train[at] = 40;
+  const auto error_of = [](Trainer& trainer, int step) -> std::string {
+    try {
+      trainer.train_step(step);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  Trainer fresh(cfg, bad, kOneProcess);
+  const std::string expected = error_of(fresh, 3);  // read in the step itself
+  EXPECT_EQ(expected, "bad tokens: token id 40 at position " + std::to_string(at) +
+                          " of the train split is outside the vocabulary of 32 tokens");
+  Trainer trainer(cfg, bad, kOneProcess);
+  for (int s = 0; s < 3; ++s) EXPECT_TRUE(trainer.train_step(s).applied) << "step " << s;
+  EXPECT_EQ(error_of(trainer, 3), expected);
+  EXPECT_EQ(error_of(trainer, 3), expected) << "again, read in the step";
+}
+
 // bf16 products: each thread count sums the gradients in its own order, as
 // in fp32, but the next step rounds the weights to bf16, so a last-bit
 // difference can move a weight by a bf16 step (2^-8 relative). The losses

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <utility>
 
 #include "cllm/data/sampler.h"
 #include "cllm/kernels/kernels.h"
@@ -55,8 +57,8 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
       // The largest share of the fixed validation micro-batches a rank gets.
       eval_per_rank_((config.eval_batches + comm.size() - 1) / comm.size()),
       batch_tokens_(static_cast<std::size_t>(config.batch.micro_batch) * config.model.seq_len),
-      batch_inputs_(std::max(micro_per_rank_, eval_per_rank_) * batch_tokens_),
-      batch_targets_(batch_inputs_.size()) {
+      batch_(std::max(micro_per_rank_, eval_per_rank_) * batch_tokens_),
+      next_(batch_.inputs.size()) {
   cfg_.validate(comm.size());
   if (data.vocab() > cfg_.model.vocab_size)
     throw std::invalid_argument(data.name() + ": vocabulary of " +
@@ -119,6 +121,8 @@ StepResult Trainer::train_step(int step) {
   Timeline* const timeline = timeline_ && timeline_->on() ? timeline_ : nullptr;
   PhaseClock clock(timeline, 0, label);
   read_training_windows(step);
+  // Joined on every way out of this function: the data is ours alone until then.
+  std::jthread prefetch = prefetch_windows(step + 1);
   r.seconds.data = clock.lap("read windows");
 
   // ---- forward + backward: threads share the model read-only, no lock;
@@ -149,6 +153,8 @@ StepResult Trainer::train_step(int step) {
     r.applied = optimizer_.step(model_.params(), grads_.span(), clip, r.lr, n_threads);
   }
   const double optimizer_s = clock.lap("optimizer");
+  if (prefetch.joinable()) prefetch.join();
+  r.seconds.data += clock.lap("next windows");  // the read ahead outlasting the step
   StepSeconds& t = r.seconds;
   t.total = clock.whole("step");
   add_thread_seconds(t);
@@ -297,13 +303,45 @@ void Trainer::update_bf16_weights() {
 }
 
 void Trainer::read_training_windows(int step) {
+  if (next_.step != step) {  // none read ahead: a first or resumed step, or one skipped to
+    read_step_windows(step, batch_);
+    return;
+  }
+  std::swap(batch_, next_);
+  next_.step = -1;
+  // The read ahead failed: fail now, as reading the windows here would have.
+  if (batch_.failure) std::rethrow_exception(std::exchange(batch_.failure, nullptr));
+}
+
+void Trainer::read_step_windows(int step, Windows& w) const {
   const int B = cfg_.batch.micro_batch, T = cfg_.model.seq_len;
   const std::uint64_t n = data_.split_size(Split::train);
   std::vector<std::uint64_t> starts(B);
   for (int i = 0; i < micro_per_rank_; ++i) {
     for (int b = 0; b < B; ++b)
       starts[b] = training_window_start(n, T, cfg_.seed, step, first_micro_index_ + i, b);
-    read_windows(data_, Split::train, starts, T, batch_inputs(i), batch_targets(i));
+    read_windows(data_, Split::train, starts, T, w.inputs.data() + i * batch_tokens_,
+                 w.targets.data() + i * batch_tokens_);
+  }
+}
+
+std::jthread Trainer::prefetch_windows(int step) {
+  next_.step = -1;  // what it held is used, or stale
+  if (step >= cfg_.steps) return {};
+  next_.step = step;
+  next_.failure = nullptr;
+  try {
+    // Until the join, the main thread touches neither next_ nor the data.
+    return std::jthread([this, step] {
+      try {
+        read_step_windows(step, next_);
+      } catch (...) {
+        next_.failure = std::current_exception();
+      }
+    });
+  } catch (const std::system_error&) {  // no thread to be had: that step reads its own
+    next_.step = -1;
+    return {};
   }
 }
 

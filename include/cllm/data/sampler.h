@@ -22,7 +22,8 @@ std::uint64_t validation_window_start(std::uint64_t n_tokens, int T, std::int64_
                                       std::int64_t n_windows);
 
 // Reads windows of T + 1 tokens at starts into inputs and targets (B,T),
-// B = starts.size(): targets are the inputs shifted by one. Main thread only.
+// B = starts.size(): targets are the inputs shifted by one. One thread at a
+// time (see TokenSource::read_tokens).
 // Throws std::runtime_error naming the source, split and position of a token
 // id outside [0, source.vocab()).
 void read_windows(const TokenSource& source, Split split, std::span<const std::uint64_t> starts,

@@ -15,9 +15,10 @@ class TokenSource {
  public:
   virtual ~TokenSource() = default;
   virtual std::uint64_t split_size(Split split) const = 0;
-  // Copies tokens [start, start + count) of a split to out. Called from the
-  // main thread only (HDF5 is not thread-safe). Throws std::runtime_error
-  // naming the source on a read error.
+  // Copies tokens [start, start + count) of a split to out. Called from one
+  // thread at a time (HDF5 is not thread-safe): the main thread, or the
+  // trainer's prefetch thread while a step computes. Throws
+  // std::runtime_error naming the source on a read error.
   virtual void read_tokens(Split split, std::uint64_t start, std::size_t count,
                            std::int32_t* out) const = 0;
   // Token ids are in [0, vocab()).

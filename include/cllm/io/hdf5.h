@@ -7,7 +7,8 @@
 // (parallel HDF5), so only io's sources and tests include it.
 //
 // Debian's HDF5 is built without thread safety: call this from one thread at
-// a time (in CLLM, the main thread, outside parallel regions).
+// a time (in CLLM, the main thread, outside parallel regions, or the
+// trainer's prefetch thread while the main thread computes a step).
 #pragma once
 
 #include <hdf5.h>

@@ -3,8 +3,8 @@
 // block it is back-propagating, nothing more. Each block's gradient goes into
 // the rank's sum as soon as every thread has it (trainer.h); wte's and wpe's
 // are added there directly, by row owners. The shared model is only ever seen
-// through const Model&, and the token windows are read by the main thread
-// before the parallel region.
+// through const Model&, and the token windows are read before the parallel
+// region (by another thread, during the step before).
 #pragma once
 
 #include <cstddef>

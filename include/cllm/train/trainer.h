@@ -8,13 +8,16 @@
 // the block's allreduce is posted at once (GradientReducer), so the
 // communication of block l runs while block l - 1 computes. No thread holds
 // more than one block's gradient. Then every rank clips and applies
-// the same AdamW step to its replica.
+// the same AdamW step to its replica. While a step computes, one more thread
+// reads the next step's token windows (joined before the step returns).
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cllm/data/token_source.h"
@@ -42,13 +45,17 @@ struct StepResult {
 class Trainer {
  public:
   // The model is initialised from config.seed; the data and comm must
-  // outlive us. Throws std::invalid_argument when the global batch does not
+  // outlive us, and the data must not change (a step reads the next one's
+  // windows ahead). Throws std::invalid_argument when the global batch does not
   // split into whole micro-batches per rank, or the data's vocabulary is
   // larger than the model's.
   Trainer(const TrainConfig& config, const TokenSource& data, const Comm& comm);
 
   // Runs optimizer step `step` (0-based); the data it sees depends only on
   // (seed, step, micro-batch index). The comm's step label becomes step + 1.
+  // While it computes, a thread reads step + 1's windows (unless step + 1 is
+  // config.steps), for the next call if that is step + 1; the thread has
+  // ended when this returns or throws, so the data is free for others again.
   StepResult train_step(int step);
   // Spans of each step's work go to timeline from now on (nullptr: none);
   // it must outlive the trainer, or the next call.
@@ -73,12 +80,26 @@ class Trainer {
   // bf16 products read the model's bf16 copy of its weights, made once
   // after each update, between the parallel regions.
   void update_bf16_weights();
-  // Token windows of this rank's micro-batches first .. first + count - 1
-  // into batch_inputs_/batch_targets_, by the main thread.
+  // Token windows, inputs and targets (B x T each) of this rank's micro-batches.
+  struct Windows {
+    explicit Windows(std::size_t tokens) : inputs(tokens), targets(tokens) {}
+    AlignedBuffer<std::int32_t> inputs, targets;
+    int step = -1;               // next_: the step whose windows it holds; -1: none
+    std::exception_ptr failure;  // next_: what reading them threw, for that step to rethrow
+  };
+  // Step `step`'s windows into batch_: those next_ holds if they are that
+  // step's, else read now.
   void read_training_windows(int step);
+  // Reads step `step`'s windows into w. The data is read by one thread at a
+  // time (HDF5 is not thread-safe): the main thread, or the prefetch thread
+  // while the main thread computes.
+  void read_step_windows(int step, Windows& w) const;
+  // Starts reading step `step`'s windows into next_ (none past the last
+  // step); the caller joins the thread before anyone else reads the data.
+  std::jthread prefetch_windows(int step);
   void read_validation_windows(int first_batch, int count, int n_batches);
-  std::int32_t* batch_inputs(int i) { return batch_inputs_.data() + i * batch_tokens_; }
-  std::int32_t* batch_targets(int i) { return batch_targets_.data() + i * batch_tokens_; }
+  std::int32_t* batch_inputs(int i) { return batch_.inputs.data() + i * batch_tokens_; }
+  std::int32_t* batch_targets(int i) { return batch_.targets.data() + i * batch_tokens_; }
   // Thread `me`'s part of a step's forward and backward: called by every
   // thread of the team; its seconds in in-rank sums and in waits go to
   // reduce_seconds_[me] and wait_seconds_[me].
@@ -108,7 +129,10 @@ class Trainer {
   std::vector<double> micro_losses_;  // per global micro-batch, for a fixed sum order
   int eval_per_rank_;                 // the most validation micro-batches a rank runs
   std::size_t batch_tokens_;          // B x T
-  AlignedBuffer<std::int32_t> batch_inputs_, batch_targets_;  // this rank's micro-batches
+  // This step's windows (or evaluate()'s), and the next step's, read ahead:
+  // swapped when that step starts. Each holds the larger of a step's and an
+  // evaluation's micro-batches, as either may end up in batch_.
+  Windows batch_, next_;
 };
 
 // The micro-batches [begin, end) that thread t of n owns, out of count:
