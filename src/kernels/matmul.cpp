@@ -2,7 +2,6 @@
 // See cllm/kernels/matmul.h.
 #include "cllm/kernels/matmul.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -195,6 +194,7 @@ MatrixEngine::MatrixEngine(MatmulConfig options) : options_(options) {
   if (!is_implemented(options))
     throw std::invalid_argument("bf16 products need the onednn engine: OpenBLAS has none");
   if (options.engine == MatmulEngine::onednn) onednn_ = std::make_unique<OneDnn>(options.precision);
+  else openblas_ = std::make_unique<OpenBlas>();
 }
 
 MatrixEngine::~MatrixEngine() = default;
@@ -207,9 +207,8 @@ void MatrixEngine::multiply(int M, int N, int K, float alpha, MatrixView a, Matr
   if (onednn_) {
     onednn_->multiply(M, N, K, alpha, a, b, beta, c, ldc);
   } else {
-    cblas_sgemm(CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans,
-                b.transposed ? CblasTrans : CblasNoTrans, M, N, K, alpha, a.values, a.ld,
-                b.values, b.ld, beta, c, ldc);
+    openblas_->sgemm(a.transposed, b.transposed, M, N, K, alpha, a.values, a.ld, b.values, b.ld,
+                     beta, c, ldc);
   }
   seconds_ += omp_get_wtime() - start;
 }
@@ -257,7 +256,7 @@ bool native_bf16(dnnl::cpu_isa isa) {
 }  // namespace
 
 std::string matmul_engine_name(MatmulEngine engine) {
-  if (engine == MatmulEngine::openblas) return blas_name();
+  if (engine == MatmulEngine::openblas) return OpenBlas().name();
   const dnnl_version_t* v = dnnl::version();
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) + ")";

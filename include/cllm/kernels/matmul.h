@@ -51,6 +51,8 @@ struct MatrixView {
   const bf16* low = nullptr;
 };
 
+class OpenBlas;  // blas.h
+
 class MatrixEngine {
  public:
   explicit MatrixEngine(MatmulConfig options = {});
@@ -83,6 +85,7 @@ class MatrixEngine {
   struct OneDnn;  // oneDNN's types stay out of this header
   MatmulConfig options_;
   std::unique_ptr<OneDnn> onednn_;
+  std::unique_ptr<OpenBlas> openblas_;
   double seconds_ = 0;
 };
 

@@ -21,7 +21,7 @@ namespace cllm {
 // bf16 on a CPU without bf16 instructions runs, slowly: say that too.
 inline void warn_about_matmul(const kernels::MatmulConfig& matmul) {
   std::string warning;
-  if (matmul.engine == kernels::MatmulEngine::openblas) warning = kernels::blas_kernel_warning();
+  if (matmul.engine == kernels::MatmulEngine::openblas) warning = kernels::OpenBlas().kernel_warning();
   if (matmul.precision == kernels::Precision::bf16) warning = kernels::bf16_support_warning();
   if (!warning.empty()) std::fprintf(stderr, "cllm: warning: %s\n", warning.c_str());
 }
