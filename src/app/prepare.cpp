@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "cllm/base/format.h"
+#include "cllm/base/out_of_memory.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/corpus_reader.h"
 #include "cllm/data/parallel_encode.h"
@@ -282,6 +283,8 @@ class ShareTokenizer {
   std::string first_skipped;
   std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
 
+  std::size_t block_bytes() const { return block_bytes_; }
+
  private:
   const PrepareConfig& spec_;
   std::int64_t eot_;
@@ -318,14 +321,23 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
   collectively(comm, [&] {
     share.emplace(spec, tokenizer, comm.rank());
     std::uint64_t before = 0;  // bytes of the parts done
-    for (const CorpusPart& part : plan.parts) {
-      share->add(plan.files[part.file], part.file, part, [&](std::uint64_t read) {
-        at.bytes_done = before + read;
-        report_progress();
-      });
-      before += part.end - part.begin;
+    const std::string* file = nullptr;
+    try {
+      for (const CorpusPart& part : plan.parts) {
+        file = &plan.files[part.file];
+        share->add(*file, part.file, part, [&](std::uint64_t read) {
+          at.bytes_done = before + read;
+          report_progress();
+        });
+        before += part.end - part.begin;
+      }
+      share->flush();
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("out of memory: cannot tokenize " + (file ? *file : std::string("the corpus")) +
+                        " in blocks of " + format_bytes(share->block_bytes()) + " on " +
+                        std::to_string(omp_get_max_threads()) +
+                        " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-    share->flush();
     at.bytes_done = before;
     at.done = true;
     report_progress();
@@ -368,11 +380,17 @@ ChunkShare filter_share(const PrepareConfig& spec, const ShareTokenizer& share, 
       splits[0] = splits[0].slice(0, all - n_val);
     }
     mine.emplace(ChunkShare{TokenSpool(spec.out, "chunks.r" + std::to_string(rank), 1), {}});
-    for (const TokenStream& split : splits) {
-      const std::uint64_t n = token_chunks(split.size());
-      const std::uint64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
-      mine->sizes.put(split.size()).put(last - first);
-      for (const std::uint64_t size : filter_token_chunks(split, first, last, mine->chunks)) mine->sizes.put(size);
+    try {
+      for (const TokenStream& split : splits) {
+        const std::uint64_t n = token_chunks(split.size());
+        const std::uint64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
+        mine->sizes.put(split.size()).put(last - first);
+        for (const std::uint64_t size : filter_token_chunks(split, first, last, mine->chunks)) mine->sizes.put(size);
+      }
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("out of memory: cannot compress the token chunks of " + spec.out + " on " +
+                        std::to_string(omp_get_max_threads()) +
+                        " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
   });
   return std::move(*mine);

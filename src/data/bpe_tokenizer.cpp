@@ -177,27 +177,67 @@ Gpt2BpeTokenizer::Gpt2BpeTokenizer(std::string_view encoder_json, std::string_vi
   pcre2_jit_compile(split_pattern_.get(), PCRE2_JIT_COMPLETE);
 }
 
+namespace {
+
+// encoder.json's pairs, read as the parser meets them (SAX), without a JSON
+// document: nlohmann frees a large document through a vector it allocates,
+// so a document built when memory runs short ended the process
+// (std::terminate from a destructor) instead of failing with a message.
+struct EncoderPairs final : nlohmann::json_sax<nlohmann::json> {
+  std::vector<std::pair<std::string, std::int64_t>> pairs;  // id -1: not an integer
+  std::string problem;                                       // why reading stopped
+  int depth = 0;
+  std::string key_;
+
+  bool start_object(std::size_t) override { return ++depth == 1 || not_flat(); }
+  bool end_object() override { return --depth, true; }
+  bool start_array(std::size_t) override { return depth == 1 ? value(-1) : not_flat(); }
+  bool end_array() override { return true; }
+  bool key(string_t& key) override { return key_ = std::move(key), true; }
+  bool number_integer(number_integer_t id) override { return value(id); }
+  bool number_unsigned(number_unsigned_t id) override {
+    return value(id > static_cast<number_unsigned_t>(INT64_MAX) ? -1 : static_cast<std::int64_t>(id));
+  }
+  bool number_float(number_float_t, const string_t&) override { return value(-1); }
+  bool string(string_t&) override { return value(-1); }
+  bool binary(binary_t&) override { return value(-1); }
+  bool boolean(bool) override { return value(-1); }
+  bool null() override { return value(-1); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    problem = std::string("not valid JSON: ") + e.what();
+    return false;
+  }
+
+ private:
+  bool value(std::int64_t id) {
+    if (depth != 1) return not_flat();
+    pairs.emplace_back(std::move(key_), id);
+    return true;
+  }
+  bool not_flat() {
+    problem = "expected a JSON object of " + std::to_string(Gpt2BpeTokenizer::kVocabSize) + " tokens";
+    return false;
+  }
+};
+
+}  // namespace
+
 auto Gpt2BpeTokenizer::read_encoder(std::string_view text, const std::string& name)
     -> TokenIds {
   const auto fail = [&](const std::string& why) { throw std::runtime_error(name + ": " + why); };
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(std::string("not valid JSON: ") + e.what());
-  }
-  if (!json.is_object() || json.size() != kVocabSize)
+  EncoderPairs encoder;
+  if (!nlohmann::json::sax_parse(text, &encoder)) fail(encoder.problem);
+  if (encoder.pairs.size() != kVocabSize)
     fail("expected a JSON object of " + std::to_string(kVocabSize) + " tokens");
 
   const CharToByte to_byte = char_to_byte();
   TokenIds ids;
   token_bytes_.assign(kVocabSize, {});
   std::vector<bool> seen(kVocabSize);
-  for (const auto& [key, value] : json.items()) {
-    const std::int64_t id = value.is_number_integer() ? value.get<std::int64_t>() : -1;
+  for (auto& [key, id] : encoder.pairs) {
     const std::string token = "token " + nlohmann::json(key).dump();
     if (id < 0 || id >= kVocabSize || seen[static_cast<std::size_t>(id)])
-      fail(token + " has a bad or repeated id " + value.dump());
+      fail(token + " has a bad or repeated id" + (id < 0 ? std::string() : " " + std::to_string(id)));
     std::optional<std::string> bytes = token_bytes(key, to_byte);
     if (!bytes) fail(token + " is not spelt in GPT-2's byte alphabet");
     seen[static_cast<std::size_t>(id)] = true;

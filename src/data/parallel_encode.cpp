@@ -1,6 +1,7 @@
 #include "cllm/data/parallel_encode.h"
 
 #include <algorithm>
+#include <exception>
 
 namespace cllm {
 
@@ -53,8 +54,19 @@ std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
     for (const std::string_view piece : split_for_encoding(texts[t], kPieceBytes)) pieces.push_back({t, piece});
   std::vector<std::vector<std::int32_t>> ids(pieces.size());
   const auto n = static_cast<std::int64_t>(pieces.size());
+  // An exception may not leave an OpenMP region (it would terminate): the
+  // first one (out of memory, say) is kept and thrown after it.
+  std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (std::int64_t i = 0; i < n; ++i) ids[i] = tok.encode(pieces[i].bytes);
+  for (std::int64_t i = 0; i < n; ++i) {
+    try {
+      ids[i] = tok.encode(pieces[i].bytes);
+    } catch (...) {
+#pragma omp critical(cllm_encode_each)
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
   std::vector<std::vector<std::int32_t>> joined(texts.size());
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     auto& out = joined[pieces[i].text];
