@@ -230,15 +230,17 @@ TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
     return test::wait_program(test::start_program("/bin/sh", sh, dir.path()),
                               std::chrono::seconds(120));
   };
-  // Thread contexts of 256 sequences of 256 tokens: several GiB each.
+  // Thread contexts of 256 sequences of 256 tokens: several GiB each,
+  // reckoned from the settings before anything is allocated.
   expect_one_error(limited("2000000", {"train", "--data", kText, "--out", out("o1"), "--preset",
                                        "medium", "--micro-batch", "256", "--global-batch", "512",
                                        "--threads", "2", "--steps", "1"}),
-                   1, {"out of memory: thread ", "cannot allocate", "GiB", "--micro-batch 256"});
+                   1, {"out of memory: these settings need", "ulimit -v", "GiB for the threads' contexts",
+                       "--micro-batch 256"});
   // The model itself.
   expect_one_error(limited("1500000", {"train", "--data", kText, "--out", out("o2"), "--preset",
                                       "medium", "--embd", "3072", "--heads", "8", "--steps", "1"}),
-                   1, {"out of memory: cannot allocate", "GiB for the parameters of a model of"});
+                   1, {"out of memory: these settings need", "GiB for the model", "--embd 3072"});
   // prepare's tokenizer threads: std::bad_alloc inside the OpenMP region
   // ended the process (terminate, exit 134) before; a JSON document of
   // encoder.json freed when memory ran short did too.
@@ -249,6 +251,28 @@ TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
                      1, {"out of memory: cannot tokenize", kText, "threads"});
   EXPECT_FALSE(fs::exists(out("bpe.h5")));
 #endif
+}
+
+// Sizes no machine here can hold fail at once, naming the setting, from
+// arithmetic on the settings: before, --layers 1000000 built for 90 s and
+// 5.8 GB first, and --global-batch 2147483646 blamed the model.
+TEST_F(FaultTest, ImpossibleSizesAreNamedBeforeAnythingIsBuilt) {
+  const struct {
+    std::vector<std::string> options;
+    std::vector<std::string> names;
+  } cases[] = {
+      {{"--layers", "1000000"}, {"GiB for the model", "--layers 1000000"}},
+      {{"--global-batch", "2147483646", "--micro-batch", "2"},
+       {"for the token windows", "--global-batch 2147483646"}},
+      {{"--eval-batches", "2000000000"}, {"for the token windows", "--eval-batches 2000000000"}},
+  };
+  for (const auto& c : cases) {
+    const std::string run = out("huge");
+    std::vector<std::string> names = {"out of memory: these settings need at least"};
+    names.insert(names.end(), c.names.begin(), c.names.end());
+    expect_one_error(cllm(with(tiny_run(kText, run, 1, 2), c.options)), 1, names);
+    EXPECT_FALSE(fs::exists(CheckpointStore(run).path(2)));
+  }
 }
 
 // OpenBLAS maps about 300 MiB as it loads and, short of it, loops forever

@@ -117,6 +117,21 @@ TEST(ModelLayout, MatchesNanoGptStateDict) {
 // about a second. Registered with a short ctest TIMEOUT, which is the real
 // assertion: with a linear name lookup per tensor, 10,000 layers took 38 s
 // and 20,000 would take 150 s.
+// The memory plan (memory_plan.h) counts the buffers without building their
+// layouts; the counts must be the layouts' own, padding and all.
+TEST(ModelLayout, CountsWithoutBuildingEqualTheBuiltLayouts) {
+  for (const ModelConfig c : {ModelConfig{}, ModelConfig{50257, 64, 2, 12, 768},
+                              ModelConfig{37, 5, 3, 1, 7}, ModelConfig{256, 1, 1, 1, 1}}) {
+    EXPECT_EQ(gpt_parameter_floats(c), static_cast<double>(gpt_parameter_layout(c).total()));
+    for (const int B : {1, 3, 8})
+      for (const Recompute r : {Recompute::none, Recompute::block}) {
+        const GptActivations acts(c, B, r);
+        EXPECT_EQ(GptActivations::floats(c, B, r), static_cast<double>(acts.layout().total()))
+            << "B " << B << ", recompute " << (r == Recompute::block) << ", C " << c.n_embd;
+      }
+  }
+}
+
 TEST(ModelLayoutScale, TwentyThousandLayersBuildInLinearTime) {
   const int L = 20000;
   const TensorLayout layout = gpt_parameter_layout(make_config(50, 8, L, 2, 8));

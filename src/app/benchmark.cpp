@@ -13,6 +13,7 @@
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/rng.h"
 #include "cllm/train/cpu_usage.h"
+#include "cllm/train/memory_plan.h"
 #include "cllm/train/report_format.h"
 
 namespace cllm {
@@ -38,6 +39,7 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
       config.model.vocab_size = file.source->vocab();
     }
     config.validate();
+    check_memory(training_memory(config, comm.size()), memory_limit());
     if (!file.source) {
       random.vocab_size = config.model.vocab_size;
       random.source = "random tokens";

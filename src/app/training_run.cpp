@@ -16,6 +16,7 @@
 #include "cllm/dist/collective.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/model/generate.h"
+#include "cllm/train/memory_plan.h"
 #include "cllm/train/report_format.h"
 #include "cllm/train/stop_signal.h"
 
@@ -118,6 +119,7 @@ TrainingRun::TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, 
     }
     settings_ = run_settings(config_, policy_, data_spec_, *data_.source);
     if (init) record_init(*init, settings_);
+    check_memory(training_memory(config_, comm_.size()), memory_limit());
     trainer_ = std::make_unique<Trainer>(config_, *data_.source, comm_);
     if (!policy_.trace.empty()) timeline_ = Timeline(policy_.trace, config_.batch.threads, comm_);
   });

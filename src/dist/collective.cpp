@@ -1,5 +1,7 @@
 #include "cllm/dist/collective.h"
 
+#include "cllm/base/out_of_memory.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <new>
@@ -26,6 +28,9 @@ void collectively(const Comm& comm, const std::function<void()>& work, Collectiv
     } catch (const HelpRequested&) {
       code = kExitOk;
       reason = "help requested";
+    } catch (const SettingsOutOfMemory& e) {  // settings this machine cannot hold
+      code = kExitError;
+      reason = e.what();
     } catch (const std::invalid_argument& e) {
       code = kExitUsage;
       reason = e.what();

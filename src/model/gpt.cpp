@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 
@@ -13,6 +14,23 @@
 namespace cllm {
 
 namespace k = kernels;
+
+double GptActivations::floats(const ModelConfig& c, int micro_batch, Recompute recompute) {
+  const double B = micro_batch, T = c.seq_len, C = c.n_embd, NH = c.n_head, V = c.vocab_size;
+  const auto aligned = [](double n) {
+    constexpr double a = TensorLayout::kAlignFloats;
+    return std::ceil(n / a) * a;
+  };
+  const double BT = aligned(B * T), BTC = aligned(B * T * C);
+  // The constructor's tensors below, in its order.
+  const double kept = recompute == Recompute::block ? std::min(c.n_layer, 1) : c.n_layer;
+  const double block = 4 * BTC + 4 * BT + aligned(3 * B * T * C) + aligned(B * NH * T) +
+                       aligned(4 * B * T * C);
+  return BTC + kept * block + c.n_layer * BTC + BTC + 3 * BT +
+         aligned(std::min<double>(kLogitRows, B * T) * V) + 3 * BTC + aligned(3 * B * T * C) +
+         2 * aligned(4 * B * T * C) +
+         aligned(static_cast<double>(k::attention_scratch_floats()));
+}
 
 GptActivations::GptActivations(const ModelConfig& c, int micro_batch, Recompute recompute,
                                k::MatmulConfig matmul_options)

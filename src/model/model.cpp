@@ -35,6 +35,22 @@ TensorLayout gpt_parameter_layout(const ModelConfig& c) {
 }
 
 namespace {
+// A tensor of n elements in a layout, its padding included (TensorLayout::add).
+double aligned(double n) {
+  constexpr double a = TensorLayout::kAlignFloats;
+  return std::ceil(n / a) * a;
+}
+}  // namespace
+
+double gpt_parameter_floats(const ModelConfig& c) {
+  const double V = c.vocab_size, T = c.seq_len, C = c.n_embd;
+  const double block = 4 * aligned(C) + aligned(3 * C * C) + aligned(3 * C) + aligned(C * C) +
+                       aligned(C) + aligned(4 * C * C) + aligned(4 * C) + aligned(4 * C * C) +
+                       aligned(C);
+  return aligned(V * C) + aligned(T * C) + c.n_layer * block + 2 * aligned(C);
+}
+
+namespace {
 // gpt_parameter_layout's order: wte, wpe, then 12 tensors a block, then ln_f.
 constexpr std::size_t kEmbeddingTensors = 2, kTensorsPerBlock = 12;
 }  // namespace

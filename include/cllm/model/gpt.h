@@ -48,6 +48,10 @@ class GptActivations {
   GptActivations(const ModelConfig& config, int micro_batch, Recompute recompute = Recompute::none,
                  kernels::MatmulConfig matmul_options = {});
 
+  // layout().total() for these settings, without building it (memory_plan.h);
+  // a double, so that no setting overflows it.
+  static double floats(const ModelConfig& config, int micro_batch, Recompute recompute);
+
   int micro_batch() const { return micro_batch_; }
   Recompute recompute() const { return recompute_; }
   // The activations and the matrix engine's scratch (which is sized by the

@@ -43,6 +43,10 @@ struct GptTensors {
 
 // Names, shapes and offsets of every parameter, in state_dict order.
 TensorLayout gpt_parameter_layout(const ModelConfig& config);
+// gpt_parameter_layout(config).total(), without building it: a plan for
+// settings that may be far too large to build (memory_plan.h). A double, so
+// that no setting overflows it.
+double gpt_parameter_floats(const ModelConfig& config);
 
 // Views of a buffer laid out by gpt_parameter_layout(config).
 template <typename F>
