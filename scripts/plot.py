@@ -14,7 +14,8 @@ order of rate, labelled <job name>/lr-<rate>. Other runs are labelled by their
 folder's name. The three panels share the step axis; one line per run.
 
 A run still being written may end in a line cut mid-write (no newline): it is
-ignored. Values that are JSON null (not finite) are skipped, and keys other
+ignored. Values that are JSON null (not finite) or beyond 1e300 in magnitude
+are skipped, and keys other
 than step, loss, val_loss and tokens_per_s (comm_wait_s, ...) are ignored.
 A complete line that is not a JSON object with an integer "step" is an error
 (exit 1, one line naming the file and line). A metrics.jsonl with no records
@@ -59,11 +60,21 @@ def find_runs(run_dir):
     return [(f"{job}/{name}", sub) for _, name, sub in sorted(sweep)]
 
 
+# Larger magnitudes are skipped like non-finite ones: matplotlib's axis
+# arithmetic overflows near float's limit (1.8e308) and fails.
+PLOTTABLE = 1e300
+
+
 def number(value):
-    """value as a float, or None for null, non-numbers and non-finite values."""
+    """value as a float, or None for null, non-numbers and values that are not
+    finite or too large to plot."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer past float's range
+        return None
+    return value if math.isfinite(value) and abs(value) <= PLOTTABLE else None
 
 
 def read_metrics(path):
@@ -81,6 +92,10 @@ def read_metrics(path):
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise PlotError(f"{where}: not JSON: {e.msg} at column {e.colno}")
+        except RecursionError:
+            raise PlotError(f"{where}: not a metrics record: nested too deeply")
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise PlotError(f"{where}: not a metrics record: {e}")
         if not isinstance(record, dict):
             raise PlotError(f"{where}: not a JSON object")
         step = record.get("step")
@@ -123,7 +138,10 @@ def plot(runs, out):
         fig.savefig(out)
     except OSError as e:
         raise PlotError(f"{out}: cannot write: {e.strerror}")
-    plt.close(fig)
+    except ValueError as e:  # a format matplotlib does not write: "x.xyz"
+        raise PlotError(f"{out}: {e}")
+    finally:
+        plt.close(fig)
 
 
 def main():

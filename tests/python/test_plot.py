@@ -133,6 +133,17 @@ def main():
                  '1000.0, "comm_wait_s": 0.25, "not_a_key_of_cllm": [1, {"x": 2}]}\n')
         check.plots("null values and unknown keys", os.path.join(odd, "loss.png"), odd)
 
+        huge = os.path.join(tmp, "huge-values")
+        copy_run(metrics, huge, '{"step": 35, "loss": 1.7e308, "val_loss": -1.79e308, '
+                 '"tokens_per_s": 1' + "0" * 400 + '}\n')
+        check.plots("values near float's limit", os.path.join(huge, "loss.png"), huge)
+        for name, extra in (("deep", '{"step": 35, "x": ' + "[" * 100000 + "]" * 100000 + "}\n"),
+                            ("long-step", '{"step": 1' + "0" * 4300 + ', "loss": 2.0}\n')):
+            bad = copy_run(metrics, os.path.join(tmp, name), extra)
+            check.refuses(f"a {name} record", f"metrics.jsonl:{len(lines) + 1}", os.path.dirname(bad))
+        check.refuses("an --out format matplotlib lacks", "x.xyz", run, "--out",
+                      os.path.join(tmp, "x.xyz"))
+
         n = 3  # a line in the middle, then one at the end, each complete
         bad = copy_run(metrics, os.path.join(tmp, "not-json"))
         with open(bad, "w") as f:
