@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cllm/base/out_of_memory.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/dist/collective.h"
@@ -222,9 +223,14 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
     if (!comm_.is_root()) return;
     const double t0 = omp_get_wtime();
     const fs::path path = store_.path(state.step);
-    const OptimizerState optimizer = trainer_->optimizer().state();
-    write_checkpoint(path, trainer_->model(), &optimizer, state,
-                     data_.tokenizer, settings_);
+    try {
+      const OptimizerState optimizer = trainer_->optimizer().state();
+      write_checkpoint(path, trainer_->model(), &optimizer, state, data_.tokenizer, settings_);
+    } catch (const std::bad_alloc&) {  // HDF5's buffers, the settings' record
+      throw OutOfMemory("out of memory: cannot write " + path.string() + " (" +
+                        std::to_string(trainer_->model().layout().numel()) +
+                        " parameters and their moments); the previous checkpoint is untouched");
+    }
     store_.prune(policy_.keep, path);
     std::error_code ec;
     std::printf("checkpoint %s (%.1f MiB, %.2f s)\n", path.c_str(),
