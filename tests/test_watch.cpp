@@ -256,7 +256,8 @@ json read_cut_trace(const std::filesystem::path& path) {
 std::set<int> traced_steps(const json& trace) {
   std::set<int> steps;
   for (const json& e : trace)
-    if (e.value("name", "") == "step" && e.value("pid", -1) == 0) steps.insert(e["args"]["step"].get<int>());
+    if (e.value("name", "") == "step" && e.value("pid", -1) == 0)
+      steps.insert(e["args"]["step"].get<int>());
   return steps;
 }
 
@@ -337,8 +338,8 @@ TEST(Trace, AWriteErrorIsOneWarningAndTheRunGoesOn) {
   EXPECT_EQ(bench.exit_code, 0) << bench.err;
   const auto bench_warnings = lines_with(bench.err, "cllm: warning:");
   ASSERT_EQ(bench_warnings.size(), 1u) << bench.err;
-  EXPECT_TRUE(contains(bench_warnings[0], "/dev/full: cannot write the trace: No space left on device"))
-      << bench_warnings[0];
+  const std::string no_space = "/dev/full: cannot write the trace: No space left on device";
+  EXPECT_TRUE(contains(bench_warnings[0], no_space)) << bench_warnings[0];
 
   const std::string out = (dir / "out").string();
   const auto train = test::run_cllm_mpi(
@@ -347,8 +348,7 @@ TEST(Trace, AWriteErrorIsOneWarningAndTheRunGoesOn) {
   EXPECT_EQ(train.exit_code, 0) << train.err;
   const auto warnings = lines_with(train.err, "cllm: warning:");
   ASSERT_EQ(warnings.size(), 1u) << train.err;
-  EXPECT_TRUE(contains(warnings[0], "/dev/full: cannot write the trace: No space left on device"))
-      << warnings[0];
+  EXPECT_TRUE(contains(warnings[0], no_space)) << warnings[0];
   EXPECT_TRUE(contains(train.out, "final validation loss")) << train.out;
   EXPECT_EQ(test::read_metrics(dir / "out" / "metrics.jsonl").size(), 6u);
   EXPECT_NO_THROW(CheckpointReader(CheckpointStore(out).path(6)));
@@ -370,15 +370,15 @@ TEST(Trace, ADiskThatFillsUpLeavesWholeEvents) {
     ~Unmount() { [[maybe_unused]] int rc = std::system(("umount " + at.string()).c_str()); }
   } unmount{full};
   const fs::path trace = full / "trace.json";
-  const auto r = test::run_cllm(
-      with(test::tiny_run(kData, (dir / "out").string(), 2, 60), {"--log-every", "7", "--trace", trace.string()}),
-      dir.path());
+  const auto r = test::run_cllm(with(test::tiny_run(kData, (dir / "out").string(), 2, 60),
+                                     {"--log-every", "7", "--trace", trace.string()}),
+                                dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const auto warnings = lines_with(r.err, "cllm: warning:");
   ASSERT_EQ(warnings.size(), 1u) << r.err;
-  EXPECT_TRUE(std::regex_search(warnings[0], std::regex("^cllm: warning: step [0-9]+: " + trace.string() +
-                                                        ": cannot write the trace: No space left on device")))
-      << warnings[0];
+  const std::regex full_disk("^cllm: warning: step [0-9]+: " + trace.string() +
+                             ": cannot write the trace: No space left on device");
+  EXPECT_TRUE(std::regex_search(warnings[0], full_disk)) << warnings[0];
   EXPECT_TRUE(contains(r.out, "final validation loss")) << r.out;
   const json events = read_cut_trace(trace);
   const std::set<int> steps = traced_steps(events);
@@ -415,9 +415,9 @@ TEST(Trace, MaxMbBoundsTheFile) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto warnings = lines_with(r.err, "cllm: warning:");
   ASSERT_EQ(warnings.size(), 1u) << r.err;
-  EXPECT_TRUE(std::regex_search(warnings[0], std::regex("^cllm: warning: step [0-9]+: " + trace.string() +
-                                                        " would grow past --trace-max-mb 0.02; tracing stops")))
-      << warnings[0];
+  const std::regex bound("^cllm: warning: step [0-9]+: " + trace.string() +
+                         " would grow past --trace-max-mb 0.02; tracing stops");
+  EXPECT_TRUE(std::regex_search(warnings[0], bound)) << warnings[0];
   EXPECT_LE(std::filesystem::file_size(trace), 0.02 * 1048576);
   const std::set<int> steps = traced_steps(read_trace(trace));  // closed: parses as it is
   ASSERT_FALSE(steps.empty());
@@ -460,9 +460,10 @@ TEST(Trace, TheHostNameIsEscaped) {
     GTEST_SKIP() << "needs root to name the host in a UTS namespace";
   const auto trace = dir / "trace.json";
   std::vector<std::string> sh = {"--uts", "sh", "-c",
-                                 "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"", host,
-                                 test::cllm_binary()};
-  const auto args = with(test::one_layer_run(kData, (dir / "out").string()), {"--trace", trace.string()});
+                                 "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+                                 host, test::cllm_binary()};
+  const auto args =
+      with(test::one_layer_run(kData, (dir / "out").string()), {"--trace", trace.string()});
   sh.insert(sh.end(), args.begin(), args.end());
   const auto r = test::run_program("/usr/bin/unshare", sh, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -22,7 +22,7 @@ void BenchmarkConfig::validate() const {
   require_setting(steps > 0, "{steps} must be positive");
   require_setting(warmup_steps >= 0, "{warmup_steps} must not be negative");
   require_setting(data.empty() || !vocab, "{vocab} is the dataset's when {data} is given: give one of them");
-  require_setting(trace_max_mb > 0, "{trace_max_mb} must be positive");
+  require_setting(std::isfinite(trace_max_mb) && trace_max_mb > 0, "{trace_max_mb} must be positive");
 }
 
 BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -62,6 +63,12 @@ bool inside(const fs::path& path, const fs::path& folder) {
   return f == folder.end();
 }
 
+// mb MiB in bytes; beyond 2^63 bytes (or not a number): no bound at all.
+std::uint64_t bytes_in(double mb) {
+  const double bytes = mb * 1048576.0;
+  return bytes < 9.2e18 ? static_cast<std::uint64_t>(std::max(bytes, 0.0)) : UINT64_MAX;
+}
+
 std::string as_literal(const fs::path& path) { return SettingError::literal(path.string()); }
 
 }  // namespace
@@ -104,7 +111,7 @@ std::string json_string(std::string_view s) {
 TraceFile::TraceFile(const fs::path& path, double max_mb, SettingNames name_of)
     : path_(path),
       max_mb_(max_mb),
-      max_bytes_(static_cast<std::uint64_t>(max_mb * 1048576.0)),
+      max_bytes_(bytes_in(max_mb)),
       name_of_(std::move(name_of)) {
   const auto cannot = [&](const std::string& why) {
     return std::runtime_error(path.string() + ": cannot write the trace: " + why);
@@ -118,7 +125,8 @@ TraceFile::TraceFile(const fs::path& path, double max_mb, SettingNames name_of)
       if (!fs::exists(fs::symlink_status(next, ec))) kept_as_ = std::move(next);
     }
     fs::rename(path, kept_as_, ec);  // a symbolic link moves as itself
-    if (ec) throw cannot("cannot keep the trace there as " + kept_as_.string() + ": " + ec.message());
+    if (ec)
+      throw cannot("cannot keep the trace there as " + kept_as_.string() + ": " + ec.message());
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw cannot(std::strerror(errno));
@@ -165,7 +173,7 @@ void TraceFile::append(std::string_view events, int step) {
   if (written_ + separator.size() + events.size() + kClosing > max_bytes_) {
     char bound[64];
     std::snprintf(bound, sizeof bound, "%g", max_mb_);
-    end(name_settings("step " + std::to_string(step) + ": " + SettingError::literal(path_.string()) +
+    end(name_settings("step " + std::to_string(step) + ": " + as_literal(path_) +
                           " would grow past {trace_max_mb} " + bound +
                           "; tracing stops, the file holds the steps before",
                       name_of_));
