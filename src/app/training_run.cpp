@@ -97,12 +97,13 @@ TrainingRun::TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, 
     config_.validate(comm_.size());
     policy_.validate();
     data_spec_.validate();
-    if (comm_.is_root() && !policy_.trace.empty())
+    if (comm_.is_root() && !policy_.trace.empty()) {
+      const bool resume_names_a_file = policy_.resume != "auto" && policy_.resume != "none";
       check_trace_path(policy_.trace, policy_.out,
                        {{"data", data_spec_.path},
                         {"init", policy_.init},
-                        {"resume", policy_.resume == "auto" || policy_.resume == "none" ? ""
-                                                                                        : policy_.resume}});
+                        {"resume", resume_names_a_file ? policy_.resume : ""}});
+    }
     if (comm_.is_root()) {
       prepare_output_folder(policy_.out);
       lock_.emplace(policy_.out);
