@@ -7,7 +7,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -18,6 +23,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cllm/dist/trace_file.h"
+#include "cllm/io/checkpoint.h"
+#include "cllm/io/checkpoint_store.h"
 #include "support/metrics.h"
 #include "support/process.h"
 #include "support/run_args.h"
@@ -223,6 +231,257 @@ TEST(Trace, StallOptionsMustNotBeNegative) {
   }
 }
 
+// The lines of text that hold what.
+std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
+  std::vector<std::string> found;
+  for (const auto& line : test::split_lines(text))
+    if (contains(line, what)) found.push_back(line);
+  return found;
+}
+
+// ---- the trace file: the trace's alone, whole after any fault
+
+// The events of a trace that a kill or a full disk may have left without its
+// closing bracket: the file must parse as it is or with "]" appended.
+json read_cut_trace(const std::filesystem::path& path) {
+  const std::string text = test::read_file(path);
+  json trace = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (trace.is_discarded()) trace = json::parse(text + "]", nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(trace.is_array()) << path << " does not parse, even with a ] appended; it ends:\n"
+                                << text.substr(text.size() > 400 ? text.size() - 400 : 0);
+  return trace.is_array() ? trace : json::array();
+}
+
+// The steps whose "step" span rank 0's main thread holds.
+std::set<int> traced_steps(const json& trace) {
+  std::set<int> steps;
+  for (const json& e : trace)
+    if (e.value("name", "") == "step" && e.value("pid", -1) == 0)
+      steps.insert(e["args"]["step"].get<int>());
+  return steps;
+}
+
+std::string file_bytes(const std::filesystem::path& path) { return test::read_file(path); }
+
+// --trace naming a file that the run reads or that cllm writes in --out:
+// refused in one line (exit 2) before anything is written; the file keeps
+// its bytes. Before, --trace truncated each of them to "[\n...".
+TEST(Trace, APathThatIsAnotherFileOfTheRunIsRefusedAndTheFileKept) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  const fs::path data = dir / "austen.txt";  // a copy: the repository's is not ours to risk
+  fs::copy_file(kData, data);
+  const std::string out = (dir / "out").string();
+  const auto run = [&](const std::vector<std::string>& options) {
+    return test::run_cllm(with(test::one_layer_run(data.string(), out), options), dir.path());
+  };
+  ASSERT_EQ(run({}).exit_code, 0);
+  const fs::path checkpoint = dir / "out" / "checkpoint-00000002.h5";
+  ASSERT_TRUE(fs::exists(checkpoint));
+  fs::create_symlink(checkpoint, dir / "link.json");
+  fs::create_hard_link(data, dir / "hard.json");
+  std::ofstream(dir / "notes.txt") << "not a trace\n";
+  const std::map<fs::path, std::string> before = [&] {
+    std::map<fs::path, std::string> files;
+    for (const auto& entry : fs::recursive_directory_iterator(dir.path()))
+      if (entry.is_regular_file() && entry.path().filename().string().rfind("std", 0) != 0)
+        files[entry.path()] = file_bytes(entry.path());
+    return files;
+  }();
+
+  struct Refusal {
+    fs::path trace;
+    std::vector<std::string> options;  // besides --trace
+    std::string says;
+  };
+  const std::vector<Refusal> refusals = {
+      {data, {}, "is the file of --data " + data.string()},
+      {dir / "hard.json", {}, "is the file of --data"},
+      {checkpoint, {"--steps", "4"}, "is inside --out " + out},
+      {dir / "link.json", {"--steps", "4"}, "is inside --out " + out},
+      {dir / "out" / "metrics.jsonl", {"--steps", "4"}, "is inside --out " + out},
+      {dir / "out" / ".lock", {"--steps", "4"}, "is inside --out " + out},
+      {dir / "out" / "checkpoint-00000004.h5", {"--steps", "4"}, "is inside --out " + out},
+      {dir / "notes.txt", {}, "exists and is not a cllm trace"},
+      {checkpoint, {"--out", (dir / "other").string(), "--resume", checkpoint.string()},
+       "is the file of --resume " + checkpoint.string()},
+  };
+  for (const Refusal& refusal : refusals) {
+    std::vector<std::string> options = refusal.options;
+    options.insert(options.end(), {"--trace", refusal.trace.string()});
+    const auto r = run(options);
+    EXPECT_EQ(r.exit_code, 2) << refusal.trace << "\n" << r.err;
+    const auto lines = test::split_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << refusal.trace << "\n" << r.err;
+    EXPECT_TRUE(contains(lines[0], "--trace " + refusal.trace.string() + " " + refusal.says))
+        << lines[0];
+  }
+  for (const auto& [path, bytes] : before) EXPECT_EQ(file_bytes(path), bytes) << path << " changed";
+  EXPECT_FALSE(fs::exists(checkpoint.string() + ".bad"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "checkpoint-00000004.h5"));
+  EXPECT_FALSE(fs::exists(dir / "other"));
+  // A .json file inside --out is the trace's: cllm writes none there.
+  const auto r = run({"--steps", "4", "--trace", (dir / "out" / "trace.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(traced_steps(read_trace(dir / "out" / "trace.json")), (std::set<int>{3, 4}));
+}
+
+// A trace that cannot be written is one warning naming the file and the
+// error, then no trace: the run goes on and exits 0, its checkpoint whole.
+// Before: bench said nothing, and train exited 1 after the whole run.
+TEST(Trace, AWriteErrorIsOneWarningAndTheRunGoesOn) {
+  TempDir dir;
+  const auto bench = test::run_cllm({"bench", "--layers", "1", "--heads", "2", "--embd", "32",
+                                     "--seq-len", "32", "--micro-batch", "2", "--threads", "1",
+                                     "--steps", "3", "--warmup-steps", "1", "--trace", "/dev/full"},
+                                    dir.path());
+  EXPECT_EQ(bench.exit_code, 0) << bench.err;
+  const auto bench_warnings = lines_with(bench.err, "cllm: warning:");
+  ASSERT_EQ(bench_warnings.size(), 1u) << bench.err;
+  const std::string no_space = "/dev/full: cannot write the trace: No space left on device";
+  EXPECT_TRUE(contains(bench_warnings[0], no_space)) << bench_warnings[0];
+
+  const std::string out = (dir / "out").string();
+  const auto train = test::run_cllm_mpi(
+      2, with(test::tiny_run(kData, out, 1, 6), {"--checkpoint-every", "3", "--trace", "/dev/full"}),
+      dir.path());
+  EXPECT_EQ(train.exit_code, 0) << train.err;
+  const auto warnings = lines_with(train.err, "cllm: warning:");
+  ASSERT_EQ(warnings.size(), 1u) << train.err;
+  EXPECT_TRUE(contains(warnings[0], no_space)) << warnings[0];
+  EXPECT_TRUE(contains(train.out, "final validation loss")) << train.out;
+  EXPECT_EQ(test::read_metrics(dir / "out" / "metrics.jsonl").size(), 6u);
+  EXPECT_NO_THROW(CheckpointReader(CheckpointStore(out).path(6)));
+}
+
+// A disk that fills up midway (a small tmpfs, as root): one warning naming
+// the step, the run ends with exit 0, and the file holds whole events only.
+// Before: exit 1 at the end, and a file cut mid-event.
+TEST(Trace, ADiskThatFillsUpLeavesWholeEvents) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  const fs::path full = dir / "full";
+  fs::create_directories(full);
+  if (geteuid() != 0 || std::system(("mount -t tmpfs -o size=48k tmpfs " + full.string() +
+                                     " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { [[maybe_unused]] int rc = std::system(("umount " + at.string()).c_str()); }
+  } unmount{full};
+  const fs::path trace = full / "trace.json";
+  const auto r = test::run_cllm(with(test::tiny_run(kData, (dir / "out").string(), 2, 60),
+                                     {"--log-every", "7", "--trace", trace.string()}),
+                                dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto warnings = lines_with(r.err, "cllm: warning:");
+  ASSERT_EQ(warnings.size(), 1u) << r.err;
+  const std::regex full_disk("^cllm: warning: step [0-9]+: " + trace.string() +
+                             ": cannot write the trace: No space left on device");
+  EXPECT_TRUE(std::regex_search(warnings[0], full_disk)) << warnings[0];
+  EXPECT_TRUE(contains(r.out, "final validation loss")) << r.out;
+  const json events = read_cut_trace(trace);
+  const std::set<int> steps = traced_steps(events);
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(*steps.begin(), 1);
+  EXPECT_LT(*steps.rbegin(), 60) << "48 KiB hold all 60 steps?";
+}
+
+// A resumed run keeps the interrupted run's trace (FILE.1), and a third
+// run the second's (FILE.2). Before: each run truncated the one before.
+TEST(Trace, AResumedRunKeepsTheInterruptedRunsTrace) {
+  TempDir dir;
+  const auto trace = dir / "trace.json";
+  const auto args = with(test::tiny_run(kData, (dir / "out").string(), 1, 6),
+                         {"--checkpoint-every", "2", "--trace", trace.string()});
+  ASSERT_EQ(test::run_cllm(with(args, {"--stop-at", "2"}), dir.path()).exit_code, 0);
+  ASSERT_EQ(test::run_cllm(with(args, {"--stop-at", "4"}), dir.path()).exit_code, 0);
+  const auto r = test::run_cllm(args, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(traced_steps(read_trace(trace.string() + ".1")), (std::set<int>{1, 2}));
+  EXPECT_EQ(traced_steps(read_trace(trace.string() + ".2")), (std::set<int>{3, 4}));
+  EXPECT_EQ(traced_steps(read_trace(trace)), (std::set<int>{5, 6}));
+  EXPECT_FALSE(std::filesystem::exists(trace.string() + ".3"));
+}
+
+// --trace-max-mb bounds the file: tracing stops with one warning, the file
+// closed and whole.
+TEST(Trace, MaxMbBoundsTheFile) {
+  TempDir dir;
+  const auto trace = dir / "trace.json";
+  const auto r = test::run_cllm(with(test::tiny_run(kData, (dir / "out").string(), 1, 30),
+                                     {"--trace", trace.string(), "--trace-max-mb", "0.02"}),
+                                dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto warnings = lines_with(r.err, "cllm: warning:");
+  ASSERT_EQ(warnings.size(), 1u) << r.err;
+  const std::regex bound("^cllm: warning: step [0-9]+: " + trace.string() +
+                         " would grow past --trace-max-mb 0.02; tracing stops");
+  EXPECT_TRUE(std::regex_search(warnings[0], bound)) << warnings[0];
+  EXPECT_LE(std::filesystem::file_size(trace), 0.02 * 1048576);
+  const std::set<int> steps = traced_steps(read_trace(trace));  // closed: parses as it is
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(*steps.begin(), 1);
+  EXPECT_LT(*steps.rbegin(), 30);
+  EXPECT_TRUE(contains(r.out, "final validation loss")) << r.out;
+}
+
+// A run killed (SIGKILL) midway leaves whole events, written at least every
+// Timeline::kFlushSteps steps whatever --log-every: the file plus "]"
+// parses. Before: nothing before the first log line, here the last step.
+TEST(Trace, AKilledRunLeavesWholeEventsOfItsLastSteps) {
+  TempDir dir;
+  const auto trace = dir / "trace.json";
+  auto running = test::start_program(
+      test::cllm_binary(),
+      with(test::tiny_run(kData, (dir / "out").string(), 1, 100000),
+           {"--log-every", "100000", "--eval-every", "0", "--trace", trace.string()}),
+      dir.path());
+  // Events of 30 steps or more, or at most 120 s (a bound against a hang).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline &&
+         !contains(test::read_file(trace), "\"step\":30}"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(running.pid, SIGKILL);
+  const auto r = test::wait_program(running);
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  const std::set<int> steps = traced_steps(read_cut_trace(trace));
+  ASSERT_GE(steps.size(), 30u);
+  EXPECT_EQ(*steps.begin(), 1);
+  EXPECT_EQ(*steps.rbegin(), static_cast<int>(steps.size())) << "a step missing";
+}
+
+// The host name goes into the trace as a JSON string, escaped (a UTS
+// namespace of its own, as root). Before, a quote in it broke the file.
+TEST(Trace, TheHostNameIsEscaped) {
+  TempDir dir;
+  const std::string host = "we\"ird\\host";
+  if (geteuid() != 0 || std::system("unshare --uts true 2>/dev/null") != 0)
+    GTEST_SKIP() << "needs root to name the host in a UTS namespace";
+  const auto trace = dir / "trace.json";
+  std::vector<std::string> sh = {"--uts", "sh", "-c",
+                                 "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+                                 host, test::cllm_binary()};
+  const auto args =
+      with(test::one_layer_run(kData, (dir / "out").string()), {"--trace", trace.string()});
+  sh.insert(sh.end(), args.begin(), args.end());
+  const auto r = test::run_program("/usr/bin/unshare", sh, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string name;
+  for (const json& e : read_trace(trace))
+    if (e.value("name", "") == "process_name") name = e["args"]["name"].get<std::string>();
+  EXPECT_EQ(name, "rank 0 (" + host + ")");
+}
+
+TEST(TraceFile, JsonStringEscapesWhatJsonRequires) {
+  EXPECT_EQ(json_string("node-7"), "\"node-7\"");
+  EXPECT_EQ(json_string("a\"b\\c"), R"("a\"b\\c")");
+  EXPECT_EQ(json_string(std::string("t\ta\nb\x01\x7f", 7)), R"("t\u0009a\u000ab\u0001\u007f")");
+  EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf??\"");
+  for (const std::string s : {"a\"b\\c", "x\ny", "\x1f"})
+    EXPECT_EQ(json::parse(json_string(s)).get<std::string>(), s);
+}
+
 // Two ranks of two threads record their timelines, the main threads also
 // the allreduces in flight: the tsan preset runs this (label threads).
 TEST(TraceThreads, TwoThreadsRecordWithoutARace) {
@@ -286,13 +545,6 @@ std::vector<std::string> long_run(const std::string& out) {
           "--seq-len", "32", "--micro-batch", "2", "--global-batch", "6", "--steps", "1500",
           "--log-every", "50", "--eval-every", "0", "--checkpoint-every", "0", "--threads", "1",
           "--sample-tokens", "0"};
-}
-
-std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
-  std::vector<std::string> found;
-  for (const auto& line : test::split_lines(text))
-    if (contains(line, what)) found.push_back(line);
-  return found;
 }
 
 TEST(Stall, WarningNamesTheStoppedRankAndTheRunEndsAsIfUndisturbed) {

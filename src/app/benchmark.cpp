@@ -9,6 +9,7 @@
 #include "cllm/base/setting_error.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/dist/collective.h"
+#include "cllm/dist/trace_file.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/kernels/rng.h"
@@ -22,6 +23,7 @@ void BenchmarkConfig::validate() const {
   require_setting(steps > 0, "{steps} must be positive");
   require_setting(warmup_steps >= 0, "{warmup_steps} must not be negative");
   require_setting(data.empty() || !vocab, "{vocab} is the dataset's when {data} is given: give one of them");
+  require_setting(std::isfinite(trace_max_mb) && trace_max_mb > 0, "{trace_max_mb} must be positive");
 }
 
 BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& bench,
@@ -34,6 +36,8 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
     config.steps = bench.warmup_steps + bench.steps;
     config.optim.warmup_steps = 0;
     bench.validate();
+    if (comm.is_root() && !bench.trace.empty())
+      check_trace_path(bench.trace, "", {{"data", bench.data}});
     if (!bench.data.empty()) {
       file = open_training_data(DataConfig{bench.data}, config.model.seq_len);
       config.model.vocab_size = file.source->vocab();
@@ -49,14 +53,15 @@ BenchmarkResult benchmark_training(TrainConfig config, const BenchmarkConfig& be
       random.val.assign(random.train.begin(), random.train.begin() + 4 * config.model.seq_len);
     }
     trainer = std::make_unique<Trainer>(config, file.source ? *file.source : random, comm);
-    if (!bench.trace.empty()) timeline = Timeline(bench.trace, config.batch.threads, comm);
+    if (!bench.trace.empty())
+      timeline = Timeline(bench.trace, bench.trace_max_mb, config.batch.threads, comm, option_name);
   });
   if (comm.is_root()) warn_about_matmul(config.batch.matmul);
   timeline.start(comm);
   trainer->trace_into(&timeline);
   BenchmarkResult result =
       run_benchmark(*trainer, comm, bench.warmup_steps, bench.steps, &timeline);
-  timeline.flush(comm);
+  timeline.flush(comm, bench.warmup_steps + bench.steps);
   return result;
 }
 
@@ -73,7 +78,10 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
     }
     const StepResult r = trainer.train_step(s);
     const std::vector<CollectiveWait> waits = comm.take_waits();
-    if (timeline) timeline->waits(waits);
+    if (timeline) {
+      timeline->waits(waits);
+      timeline->step_done(comm, s + 1);
+    }
     if (s < warmup_steps) continue;
     sum += r.seconds;
   }
@@ -192,6 +200,7 @@ std::string bench_command(const TrainRunConfig& settings, BenchmarkConfig bench,
   collectively(comm, [&] { config.model = settings.shape.resolve(); });
   config.model.vocab_size = bench.vocab.value_or(config.model.vocab_size);
   bench.trace = settings.policy.trace;
+  bench.trace_max_mb = settings.policy.trace_max_mb;
   BenchmarkResult result = benchmark_training(config, bench, comm);
   result.preset = settings.shape.preset_name();
   return !comm.is_root() ? "" : bench.json ? bench_json(result) : bench_table(result);

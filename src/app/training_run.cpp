@@ -15,6 +15,7 @@
 #include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/dist/collective.h"
+#include "cllm/dist/trace_file.h"
 #include "cllm/kernels/blas.h"
 #include "cllm/model/generate.h"
 #include "cllm/train/memory_plan.h"
@@ -98,6 +99,13 @@ TrainingRun::TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, 
     config_.validate(comm_.size());
     policy_.validate();
     data_spec_.validate();
+    if (comm_.is_root() && !policy_.trace.empty()) {
+      const bool resume_names_a_file = policy_.resume != "auto" && policy_.resume != "none";
+      check_trace_path(policy_.trace, policy_.out,
+                       {{"data", data_spec_.path},
+                        {"init", policy_.init},
+                        {"resume", resume_names_a_file ? policy_.resume : ""}});
+    }
     if (comm_.is_root()) {
       prepare_output_folder(policy_.out);
       lock_.emplace(policy_.out);
@@ -122,7 +130,8 @@ TrainingRun::TrainingRun(TrainConfig config, RunConfig policy, DataConfig data, 
     if (init) record_init(*init, settings_);
     check_memory(training_memory(config_, comm_.size()), memory_limit());
     trainer_ = std::make_unique<Trainer>(config_, *data_.source, comm_);
-    if (!policy_.trace.empty()) timeline_ = Timeline(policy_.trace, config_.batch.threads, comm_);
+    if (!policy_.trace.empty())
+      timeline_ = Timeline(policy_.trace, policy_.trace_max_mb, config_.batch.threads, comm_, name_of_);
   });
   timeline_.start(comm_);
   trainer_->trace_into(&timeline_);
@@ -262,7 +271,7 @@ int RunEnd::exit_code() const {
 
 RunEnd TrainingRun::ended(RunEnd end) {
   timeline_.waits(comm_.take_waits());
-  timeline_.flush(comm_);
+  timeline_.flush(comm_, static_cast<int>(end.step));
   if (!comm_.is_root()) return end;
   const auto step = static_cast<long long>(end.step);
   if (end.why == RunEnd::Why::stop_at)
@@ -348,7 +357,7 @@ void TrainingRun::log(LogInterval& interval, int done, const StepResult& last, b
                   comm_.size());
   }
   interval.collect_waits();  // the log's own, before the timeline goes out
-  timeline_.flush(comm_);
+  timeline_.flush(comm_, done);
 }
 
 RunEnd TrainingRun::run() {
@@ -372,6 +381,7 @@ RunEnd TrainingRun::run() {
     if (act.check_replicas) trainer_->check_replicas(done);
     interval.collect_waits();  // this step's, and those of the last step boundary
     if (act.log) log(interval, done, r, act.evaluate);
+    timeline_.step_done(comm_, done);  // between log lines too: memory bounded
     // A stop signal on any rank: all ranks agree on it here, at the step
     // boundary (after the last step there is nothing left to interrupt).
     const bool interrupted =

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <stdexcept>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
 #include <utility>
 
 namespace cllm {
@@ -29,18 +29,12 @@ std::string host_name() {
 
 }  // namespace
 
-Timeline::Timeline(const std::string& path, int threads, const Comm& comm)
-    : threads_(static_cast<std::size_t>(std::max(threads, 1))), path_(path) {
+Timeline::Timeline(const std::string& path, double max_mb, int threads, const Comm& comm,
+                   SettingNames name_of)
+    : threads_(static_cast<std::size_t>(std::max(threads, 1))) {
   for (auto& events : threads_) events.reserve(1024);
   if (!comm.is_root()) return;
-  file_.reset(std::fopen(path.c_str(), "w"));
-  if (!file_) throw std::runtime_error(path + ": cannot write the trace: " + std::strerror(errno));
-  std::fputs("[\n", file_.get());
-}
-
-void Timeline::CloseTraceFile::operator()(std::FILE* file) const {
-  std::fputs("\n]\n", file);
-  std::fclose(file);
+  file_ = std::make_unique<TraceFile>(path, max_mb, std::move(name_of));
 }
 
 void Timeline::start(const Comm& comm) {
@@ -92,8 +86,10 @@ std::string Timeline::take_json(int rank) {
   if (!described_) {
     described_ = true;
     separate();
-    append(out, R"J({"name":"process_name","ph":"M","pid":%d,"args":{"name":"rank %d (%s)"}})J",
-           rank, rank, host_name().c_str());
+    // Not through append's fixed buffer: the host name's length is not ours.
+    out += R"J({"name":"process_name","ph":"M","pid":)J" + std::to_string(rank) +
+           R"J(,"args":{"name":)J" +
+           json_string("rank " + std::to_string(rank) + " (" + host_name() + ")") + "}}";
     separate();
     append(out, R"J({"name":"process_sort_index","ph":"M","pid":%d,"args":{"sort_index":%d}})J",
            rank, rank);
@@ -135,18 +131,31 @@ std::string Timeline::take_json(int rank) {
   return out;
 }
 
-void Timeline::flush(const Comm& comm) {
+void Timeline::flush(const Comm& comm, int step) {
   if (!on()) return;
+  steps_since_flush_ = 0;
   const std::vector<std::string> texts = comm.gather_text(take_json(comm.rank()), Collective::trace);
-  if (!file_) return;
-  for (const std::string& text : texts) {
-    if (text.empty()) continue;
-    if (!first_event_) std::fputs(",\n", file_.get());
-    first_event_ = false;
-    std::fwrite(text.data(), 1, text.size(), file_.get());
+  bool writing = true;
+  if (file_) {
+    // One append: the events go out whole, together.
+    std::string events;
+    for (const std::string& text : texts) {
+      if (text.empty()) continue;
+      if (!events.empty()) events += ",\n";
+      events += text;
+    }
+    file_->append(events, step);
+    writing = !file_->ended();
   }
-  if (std::fflush(file_.get()) != 0)
-    throw std::runtime_error(path_ + ": cannot write the trace: " + std::strerror(errno));
+  comm.broadcast_value(writing, Collective::trace);
+  if (!writing) {  // rank 0 said why
+    threads_.clear();
+    file_.reset();
+  }
+}
+
+void Timeline::step_done(const Comm& comm, int step) {
+  if (on() && ++steps_since_flush_ >= kFlushSteps) flush(comm, step);
 }
 
 TimedSpan::TimedSpan(Timeline& timeline, int thread, const char* name, int step,

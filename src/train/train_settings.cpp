@@ -114,7 +114,11 @@ const Setting kSettings[] = {
   {"check_every", "Steps between cross-rank parameter checksums (0: at the end only)",
    FIELD(policy.check_every), kNotNegative, kMayChange, kStep},
   {"trace", "Write a Chrome trace of every rank's and thread's work to FILE (open it in Perfetto or "
-            "chrome://tracing)", FIELD(policy.trace), kAny, kNotRecorded, kWatch},
+            "chrome://tracing); an existing trace there is kept as FILE.1 (or the next free "
+            "FILE.N); any other existing file, the data, and names in --out other than *.json are "
+            "refused", FIELD(policy.trace), kAny, kNotRecorded, kWatch},
+  {"trace_max_mb", "Size bound of the --trace file in MiB: tracing stops there with a warning, "
+                   "the file whole", FIELD(policy.trace_max_mb), kPositive, kNotRecorded, kWatch},
   // StallConfig::validate checks these two.
   {"stall_warn", "Seconds a rank may wait in a collective before rank 0 names the ranks that have "
                  "not arrived (0: off)", FIELD(stall.warn_s), kAny, kNotRecorded, kWatch},

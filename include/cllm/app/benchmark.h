@@ -44,6 +44,7 @@ struct BenchmarkConfig {
   int steps = 10;        // timed
   int warmup_steps = 2;  // untimed, first
   std::string trace;     // Chrome trace file of every step's timeline (empty: off)
+  double trace_max_mb = 1024;  // the trace file's bound
   std::optional<int> vocab;  // the model's vocabulary [default: the byte tokenizer's]
   // A dataset (or text) to read the windows from, as training does: the
   // data phase as a run on it has it. Empty: random tokens in memory.

@@ -5,33 +5,42 @@
 // one complete ("X") event. The allreduces in flight overlap the main
 // thread's own work, so they are async ("b"/"e") events.
 //
-// Each thread records into its own buffer, without a lock. Between steps
-// the main threads hand their events to rank 0 (flush, a collective), which
-// appends them to the one file: memory stays bounded however long the run,
-// and a run killed midway leaves a file that the viewers read (the JSON
-// array format lets the closing bracket go missing).
+// Each thread records into its own buffer, without a lock. Between steps,
+// at least every kFlushSteps steps, the main threads hand their events to
+// rank 0 (flush, a collective), which appends them to the one file
+// (trace_file.h: whole events, never another file's data): memory stays
+// bounded however long the run and whatever --log-every, and a run killed
+// midway leaves a file that the viewers read (the JSON array format lets the
+// closing bracket go missing). When rank 0's file ends early (a write error,
+// its size bound), the flush tells every rank, and tracing stops everywhere.
 //
 // An empty Timeline (tracing off) records nothing; callers test on() before
 // they read a clock.
 #pragma once
 
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cllm/base/setting_error.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/stall.h"
+#include "cllm/dist/trace_file.h"
 
 namespace cllm {
 
 class Timeline {
  public:
+  // The most steps whose events a rank holds before it flushes them.
+  static constexpr int kFlushSteps = 10;
+
   Timeline() = default;  // off
-  // On, for `threads` threads: rank 0 creates the file at path (throws
-  // std::runtime_error naming it). Not collective: make it inside
-  // collectively() and then call start().
-  Timeline(const std::string& path, int threads, const Comm& comm);
+  // On, for `threads` threads: rank 0 creates the file at path, at most
+  // max_mb MiB (TraceFile; throws std::runtime_error naming it); name_of
+  // names settings in its warnings. Check the path first (check_trace_path).
+  // Not collective: make it inside collectively() and then call start().
+  Timeline(const std::string& path, double max_mb, int threads, const Comm& comm,
+           SettingNames name_of = recorded_name);
 
   bool on() const { return !threads_.empty(); }
   // The ranks agree on the zero of time (a barrier). Collective.
@@ -48,8 +57,13 @@ class Timeline {
   // of thread 0 named "wait: <collective>".
   void waits(const std::vector<CollectiveWait>& waits);
 
-  // Every rank's events so far, appended to the file by rank 0. Collective.
-  void flush(const Comm& comm);
+  // Every rank's events so far, appended to the file by rank 0; step names
+  // the step in rank 0's warnings. When the file has ended, tracing stops on
+  // every rank (on() turns false). Collective.
+  void flush(const Comm& comm, int step);
+  // A step is done: flushes when kFlushSteps steps went by since the last
+  // flush. Collective: every rank calls it after every step.
+  void step_done(const Comm& comm, int step);
 
  private:
   struct Event {
@@ -63,13 +77,8 @@ class Timeline {
   std::vector<std::vector<Event>> threads_;
   double zero_ = 0;
   bool described_ = false;  // the process and thread names went out
-  std::string path_;
-  // Rank 0's file; closing it closes its JSON array.
-  struct CloseTraceFile {
-    void operator()(std::FILE* file) const;
-  };
-  std::unique_ptr<std::FILE, CloseTraceFile> file_;
-  bool first_event_ = true;
+  int steps_since_flush_ = 0;
+  std::unique_ptr<TraceFile> file_;  // rank 0's
 };
 
 // Records thread t's span from its construction to its destruction (on an

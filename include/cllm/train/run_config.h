@@ -23,6 +23,7 @@ struct RunConfig {
   int max_bad_steps = 5;        // consecutive non-finite steps before giving up
   int sample_tokens = 200;      // text sampled at the end (0: none)
   std::string trace;            // Chrome trace file of the run's timeline (empty: off)
+  double trace_max_mb = 1024;   // the trace file's bound: tracing stops there
 
   // Throws SettingError naming the setting (train_settings.h's ranges).
   void validate() const;
