@@ -61,7 +61,7 @@ const Setting kSettings[] = {
   {"checkpoint_every", "Steps between checkpoints (0: only at the end); one is always written at "
                        "the end and at --stop-at",
    FIELD(policy.checkpoint_every), kNotNegative, kMayChange},
-  {"keep", "Newest checkpoints kept in --out (0: all)", FIELD(policy.keep), kAny, kMayChange},
+  {"keep", "Newest checkpoints kept in --out (0: all)", FIELD(policy.keep), kNotNegative, kMayChange},
   {"resume", "auto: continue from the newest valid checkpoint in --out, if any; none: start afresh "
              "(refused if --out holds checkpoints); or a checkpoint file", FIELD(policy.resume)},
   {"init", "Start from this checkpoint's weights (cllm import's, or another run's): the model's "
