@@ -55,7 +55,7 @@ const Setting kSettings[] = {
    FIELD(config.batch.threads), kPositive, kNotRecorded, kBatch, true, {}, ""},
   {"data", "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
            "(byte-level tokens)", FIELD(data.path)},
-  {"val_fraction", "Tail of a text file held out for validation, in [0, 0.5] (datasets carry "
+  {"val_fraction", "Tail of a text file held out for validation, in (0, 0.5] (datasets carry "
                    "their own split)", FIELD(data.val_fraction)},  // DataConfig::validate checks it
   {"out", "Output folder: checkpoints and metrics.jsonl", FIELD(policy.out)},
   {"checkpoint_every", "Steps between checkpoints (0: only at the end); one is always written at "
