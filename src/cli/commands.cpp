@@ -192,8 +192,10 @@ struct Train {
   void check_parsed() const { step.check_parsed(); }
 
   int run(Comm& comm) {
-    // The handlers have been in place since the process started (main.cpp):
-    // a signal before the first step stops the run there (training_run.h).
+    // The handlers have been in place since the process started (main.cpp;
+    // installing again does nothing, but serves a caller of run_cli in
+    // process): a signal before the first step stops the run there.
+    install_stop_signal_handlers();
     describe_stop_signals(StopAction::checkpoint_at_step);
     const TrainRunConfig& s = step.settings;
     TrainConfig c;
@@ -282,6 +284,7 @@ struct Generate {
   int run(Comm& comm) {
     // The text streams out as it is sampled; a stop signal ends it after the
     // token being sampled, what was printed kept (generate_text.h).
+    install_stop_signal_handlers();  // as train does
     describe_stop_signals(StopAction::end_after_token);
     return generate_command(spec, comm);
   }
