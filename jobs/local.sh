@@ -20,6 +20,23 @@
 # script dies of SIGINT.
 set -euo pipefail
 
+# Started with & by a script (a non-interactive shell), this script ignores
+# SIGINT, and bash can neither trap nor reset a signal ignored on entry:
+# the INT trap below would do nothing. So it runs itself again with SIGINT
+# at its default action (coreutils' env, 8.31 or later).
+sigint_ignored() {
+  local ignored
+  ignored=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$$/status" 2>/dev/null) || return 1
+  [[ -n $ignored ]] && (( 16#$ignored & (1 << 1) ))  # bit 1: signal 2, SIGINT
+}
+if sigint_ignored; then
+  if [[ -z ${CLLM_LOCAL_SH_SIGINT_RESET:-} ]] && env --default-signal=INT true 2>/dev/null; then
+    CLLM_LOCAL_SH_SIGINT_RESET=1 exec env --default-signal=INT "$BASH" "${BASH_SOURCE[0]}" "$@"
+  fi
+  echo "jobs/local.sh: SIGINT is ignored (started with & from a script?): stop the run with SIGTERM" >&2
+fi
+unset CLLM_LOCAL_SH_SIGINT_RESET
+
 # GNU nproc answers OMP_NUM_THREADS when it is set: ask for the cores.
 cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 ranks=2

@@ -5,14 +5,17 @@
 // one line naming the file or option and a non-zero exit, or in a warning and
 // a run that goes on - never a crash, a hang, or lost progress.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -382,11 +385,69 @@ TEST_F(FaultTest, GenerateNamesTheOptionThatCannotBeUsed) {
   for (const auto& [options, message] : cases)
     expect_one_error(cllm(with({"generate", "--checkpoint", checkpoint}, options)), 2,
                      {"cllm: error: " + message});
-  // The command line refuses an empty value itself; a --config file passes it on.
+  // An empty value is refused by name, on the command line and in a --config file.
+  expect_one_error(cllm({"generate", "--checkpoint", checkpoint, "--prompt", ""}), 2,
+                   {"cllm: error: --prompt: an empty value"});
   const std::string config = out("empty-prompt.toml");
   std::ofstream(config) << "prompt = \"\"\n";
   expect_one_error(cllm({"generate", "--checkpoint", checkpoint, "--config", config}), 2,
-                   {"cllm: error: --prompt: give at least one character of text"});
+                   {"empty-prompt.toml:1: prompt: an empty value"});
+}
+
+// ---- stop signals while a run starts
+
+// Whether pid has a handler for signal (/proc/PID/status, SigCgt) and runs
+// the cllm under test (not the forked copy of this test before its exec).
+bool catches(pid_t pid, int signal) {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+  if (ec || exe != fs::canonical(test::cllm_binary())) return false;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (signal - 1)) & 1;
+  return false;
+}
+
+// No checkpoint and no metrics in folder: the run stopped before its first step.
+void expect_nothing_saved(const fs::path& folder) {
+  if (!fs::exists(folder)) return;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(name.rfind("checkpoint-", 0) != 0 && name != "metrics.jsonl") << "written: " << name;
+  }
+}
+
+// Slurm may preempt a job the moment it starts. The handlers were installed
+// only once the command line was read (0.25 s in), and SIGTERM before then
+// ended the process with exit 143, which the job script does not requeue.
+// Now they are in place before the libraries start (cli/main.cpp): a
+// SIGTERM pending at the first instruction, or one sent as soon as the
+// handler is there, stops the run before its first step with exit 4 and
+// nothing to save.
+TEST_F(FaultTest, ASigtermWhileARunStartsExits4WithNothingToSave) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    SCOPED_TRACE("pending at exec, attempt " + std::to_string(attempt));
+    const std::string o = out("pending" + std::to_string(attempt));
+    const test::Running child =
+        test::start_program(test::cllm_binary(), tiny_run(kText, o, 1, 2), dir.path(), {}, SIGTERM);
+    const ProcessResult r = test::wait_program(child, std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "stopped by SIGTERM before step 1 of 2: nothing new to save")) << r.out;
+    expect_nothing_saved(o);
+  }
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    SCOPED_TRACE("sent on arrival, attempt " + std::to_string(attempt));
+    const std::string o = out("early" + std::to_string(attempt));
+    const test::Running child = test::start_program(test::cllm_binary(), tiny_run(kText, o, 1, 2), dir.path());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!catches(child.pid, SIGTERM) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    kill(child.pid, SIGTERM);
+    const ProcessResult r = test::wait_program(child, std::chrono::seconds(120));
+    EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "stopped by SIGTERM before step 1 of 2: nothing new to save")) << r.out;
+    expect_nothing_saved(o);
+  }
 }
 
 TEST_F(FaultTest, OneRunPerOutputFolder) {

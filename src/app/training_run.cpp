@@ -266,7 +266,8 @@ void TrainingRun::print_sample() const {
 }
 
 int RunEnd::exit_code() const {
-  return why == Why::diverged ? kExitDiverged : why == Why::interrupted ? kExitInterrupted : 0;
+  if (why == Why::diverged) return kExitDiverged;
+  return why == Why::interrupted || why == Why::interrupted_before_start ? kExitInterrupted : 0;
 }
 
 RunEnd TrainingRun::ended(RunEnd end) {
@@ -277,12 +278,14 @@ RunEnd TrainingRun::ended(RunEnd end) {
   if (end.why == RunEnd::Why::stop_at)
     std::printf("stopped after step %lld of %d (%s); the same command with %s auto continues\n",
                 step, config_.steps, name_of_("stop_at").c_str(), name_of_("resume").c_str());
+  const std::string by =
+      end.signal ? std::string("SIG") + sigabbrev_np(end.signal) : "a signal to another rank";
+  if (end.why == RunEnd::Why::interrupted_before_start)
+    std::printf("stopped by %s before step %lld of %d: nothing new to save; the same command "
+                "starts there (exit code %d)\n", by.c_str(), step + 1, config_.steps, kExitInterrupted);
   if (end.why == RunEnd::Why::interrupted)
     std::printf("stopped after step %lld of %d by %s; the same command continues from the "
-                "checkpoint (exit code %d)\n", step, config_.steps,
-                end.signal ? (std::string("SIG") + sigabbrev_np(end.signal)).c_str()
-                           : "a signal to another rank",
-                kExitInterrupted);
+                "checkpoint (exit code %d)\n", step, config_.steps, by.c_str(), kExitInterrupted);
   if (end.why == RunEnd::Why::diverged)
     std::fprintf(stderr, "cllm: error: stopping at step %lld after %d non-finite steps in a row; "
                          "parameters are those of the last good step (try a lower %s)\n",
@@ -364,6 +367,11 @@ RunEnd TrainingRun::run() {
   const TrainingState start = resume_or_init();
   const int end = policy_.stop_at > 0 ? std::min(policy_.stop_at, config_.steps) : config_.steps;
   if (start.step >= end) return nothing_to_do(start.step, end);
+  // A stop signal while the run started (the handlers are in place from the
+  // process's start: cli/main.cpp): the ranks agree on it before the first
+  // step, and there is nothing a checkpoint would add.
+  if (!comm_.all_ok(stop_signal_received() == 0, Collective::stop_agreement))
+    return ended({RunEnd::Why::interrupted_before_start, start.step, stop_signal_received()});
   collectively(comm_, [&] {
     if (comm_.is_root()) metrics_.emplace(fs::path(policy_.out) / "metrics.jsonl", start.step);
   });

@@ -25,6 +25,7 @@
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/train/stop_signal.h"
+#include "cllm/train/thread_limit.h"
 #include "cllm/train/train_settings.h"
 #include "options_file.h"
 
@@ -47,6 +48,7 @@ void add_config_option(CLI::App& app) {
     if (!opt) return OptionKey::unknown;
     return opt->get_configurable() ? OptionKey::settable : OptionKey::not_settable_in_files;
   };
+  app.config_formatter(std::make_shared<OptionsFileFormat>());  // TOML's strings, escapes read
   app.set_config("--config", "",
                  "Read options from a TOML file: one 'name = value' per option, the long name "
                  "without its leading dashes (micro-batch = 8); command-line options win")
@@ -54,6 +56,53 @@ void add_config_option(CLI::App& app) {
           [key_kind](std::string& path) { return options_file_problem(path, key_kind); }, "",
           "config file"))
       ->trigger_on_parse();  // CLI11 opens the file before it would run validators
+}
+
+// CLI11 reads an empty value ("--seed ''", "seed = \"\"") as the type's
+// zero, an empty optional or an empty list: --grad-clip "" would turn
+// clipping off unseen. Every option that takes a value refuses one: leaving
+// the option out is how to ask for its default. (A transform runs first.)
+void refuse_empty_values(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_expected_max() == 0) continue;  // a flag
+    opt->transform(CLI::Validator(
+        [](std::string& text) -> std::string {
+          return text.empty() ? "an empty value (leave the option out for its default)" : "";
+        },
+        ""));
+  }
+}
+
+// For unsigned fields (seeds, token counts), which CLI11 would read "-1"
+// into as 2^64 - 1.
+CLI::Validator not_negative() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto first = text.find_first_not_of(" \t");
+        return first != std::string::npos && text[first] == '-' ? "must not be negative, not " + text : "";
+      },
+      "");
+}
+
+// --threads: no more than the OpenMP runtime can start (thread_limit.h),
+// refused while parsing rather than crashing inside the runtime.
+CLI::Option* add_threads_option(CLI::App& app, int& threads, const std::string& help) {
+  return app.add_option("--threads", threads, help)
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            int n = 0;
+            if (!CLI::detail::lexical_cast(text, n)) return "";  // the conversion names it
+            return thread_count_problem(n);
+          },
+          ""))
+      ->default_str("");
+}
+
+// The default of --threads comes from OMP_NUM_THREADS: held to the same limit.
+void check_thread_default(const CLI::Option* option, int threads) {
+  if (option->count()) return;  // checked as it was read
+  if (const std::string problem = thread_count_problem(threads); !problem.empty())
+    throw CommandLineError("OMP_NUM_THREADS (the default of --threads): " + problem);
 }
 
 // A choice setting's option: a name (in any case), read as the enum's
@@ -85,10 +134,15 @@ CLI::Option* add_setting(CLI::App& app, TrainRunConfig& settings, const Setting&
         auto& target = field(settings);
         const std::string option = option_name(row.name);
         CLI::Option* added = nullptr;
-        if constexpr (std::is_enum_v<std::decay_t<decltype(target)>>)
+        using Target = std::decay_t<decltype(target)>;
+        if constexpr (std::is_enum_v<Target>)
           added = add_choice_option(app, option, target, row, help ? help : row.help);
+        else if constexpr (std::is_same_v<Target, int>)
+          added = option == "--threads" ? add_threads_option(app, target, help ? help : row.help)
+                                        : app.add_option(option, target, help ? help : row.help);
         else
           added = app.add_option(option, target, help ? help : row.help);
+        if constexpr (std::is_unsigned_v<Target>) added->check(not_negative());
         return row.shown_default ? added->default_str(row.shown_default) : added;
       },
       row.field);
@@ -120,7 +174,12 @@ struct StepOptions {
     add_settings(app, settings, OptionGroup::step);
     add_settings(app, settings, OptionGroup::watch);
     app.get_option("--trace")->type_name("FILE");
+    threads_option = app.get_option("--threads");
   }
+
+  void check_parsed() const { check_thread_default(threads_option, settings.config.batch.threads); }
+
+  CLI::Option* threads_option = nullptr;
 };
 
 struct Train {
@@ -130,9 +189,14 @@ struct Train {
     step.add(app, train_setting("global_batch").help,
              [&] { add_settings(app, step.settings, OptionGroup::run); });
   }
+  void check_parsed() const { step.check_parsed(); }
 
   int run(Comm& comm) {
+    // The handlers have been in place since the process started (main.cpp;
+    // installing again does nothing, but serves a caller of run_cli in
+    // process): a signal before the first step stops the run there.
     install_stop_signal_handlers();
+    describe_stop_signals(StopAction::checkpoint_at_step);
     const TrainRunConfig& s = step.settings;
     TrainConfig c;
     collectively(comm, [&] { c = s.resolved(); });
@@ -160,8 +224,10 @@ struct Bench {
     });
     step.global_batch->default_str("");
   }
+  void check_parsed() const { step.check_parsed(); }
 
   int run(Comm& comm) {
+    restore_stop_signals();  // a benchmark stops as the signal says, at once
     BatchConfig& batch = step.settings.config.batch;
     if (!step.global_batch->count()) batch.global_batch = batch.micro_batch * batch.threads * comm.size();
     comm.watch_stalls(step.settings.stall, option_name);
@@ -194,7 +260,10 @@ struct Prepare {
                    "chosen by a hash of their text (for corpora of many documents)");
   }
 
-  int run(Comm& comm) { return print(prepare_command(spec, comm)); }
+  int run(Comm& comm) {
+    restore_stop_signals();  // prepare is not resumable: a stop signal ends it at once
+    return print(prepare_command(spec, comm));
+  }
 };
 
 // generate, import and export work on rank 0; under mpirun the other ranks
@@ -209,10 +278,16 @@ struct Generate {
     app.add_option("--tokens", spec.sampling.tokens, "New tokens to generate");
     app.add_option("--temperature", spec.sampling.temperature, "Sampling temperature (> 0)");
     app.add_option("--top-k", spec.sampling.top_k, "Sample among the k likeliest tokens (0: all)");
-    app.add_option("--seed", spec.sampling.seed, "Sampling seed");
+    app.add_option("--seed", spec.sampling.seed, "Sampling seed")->check(not_negative());
   }
 
-  int run(Comm& comm) { return print(generate_command(spec, comm)); }
+  int run(Comm& comm) {
+    // The text streams out as it is sampled; a stop signal ends it after the
+    // token being sampled, what was printed kept (generate_text.h).
+    install_stop_signal_handlers();  // as train does
+    describe_stop_signals(StopAction::end_after_token);
+    return generate_command(spec, comm);
+  }
 };
 
 struct Eval {
@@ -224,12 +299,16 @@ struct Eval {
     app.add_option("--data", spec.data, "Dataset (cllm prepare's .h5, or a text file) in the "
                                         "checkpoint's tokenizer")->required();
     app.add_option("--split", spec.split, "val or train");
-    app.add_option("--max-tokens", spec.max_tokens, "Score the first N predictions only (0: all)");
-    app.add_option("--threads", spec.threads, "OpenMP threads [default: OMP_NUM_THREADS]")->default_str("");
+    app.add_option("--max-tokens", spec.max_tokens, "Score the first N predictions only (0: all)")
+        ->check(not_negative());
+    threads_option = add_threads_option(app, spec.threads, "OpenMP threads [default: OMP_NUM_THREADS]");
     app.add_flag("--json", spec.json, "Print one JSON object instead of a line");
   }
+  void check_parsed() const { check_thread_default(threads_option, spec.threads); }
+  CLI::Option* threads_option = nullptr;
 
   int run(Comm& comm) {
+    restore_stop_signals();
     comm.watch_stalls(StallConfig{}, option_name);  // the default: warnings only
     return print(eval_command(spec, comm));
   }
@@ -247,7 +326,10 @@ struct Import {
     app.add_option("--vocab-dir", spec.vocab_dir, "Folder with GPT-2's encoder.json and vocab.bpe");
   }
 
-  int run(Comm& comm) { return print(import_command(spec, comm)); }
+  int run(Comm& comm) {
+    restore_stop_signals();
+    return print(import_command(spec, comm));
+  }
 };
 
 struct Export {
@@ -263,7 +345,10 @@ struct Export {
                    "model file, version 3, fp32)");
   }
 
-  int run(Comm& comm) { return print(export_command(spec, comm)); }
+  int run(Comm& comm) {
+    restore_stop_signals();
+    return print(export_command(spec, comm));
+  }
 };
 
 // Each subcommand parses as a top-level app of its own: CLI11 2.1 reads a
@@ -273,9 +358,31 @@ void add_options(CLI::App& app, Command& command) {
   app.option_defaults()->always_capture_default();
   add_config_option(app);
   command.add(app);
+  refuse_empty_values(app);
+}
+
+// What a command checks once every option is read: defaults from the
+// environment.
+template <class Command>
+void check_parsed(const Command& command) {
+  if constexpr (requires { command.check_parsed(); }) command.check_parsed();
+}
+
+// A flag given an empty value (--json=): CLI11 reads it as true, before
+// any validator could see it.
+void refuse_empty_flag_values(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") return;  // positionals follow
+    if (!arg.starts_with("--") || !arg.ends_with('=')) continue;
+    const std::string name(arg.substr(0, arg.size() - 1));
+    if (const CLI::Option* opt = app.get_option_no_throw(name); opt && opt->get_expected_max() == 0)
+      throw CommandLineError(name + ": an empty value (a flag is given alone)");
+  }
 }
 
 void parse(CLI::App& app, int argc, char** argv) {
+  refuse_empty_flag_values(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -296,7 +403,10 @@ int run_command(const Subcommand& self, int argc, char** argv, Comm& world) {
   Command command;
   CLI::App app{self.about, std::string("cllm ") + self.name};
   add_options(app, command);
-  collectively(world, [&] { parse(app, argc - 1, argv + 1); });
+  collectively(world, [&] {
+    parse(app, argc - 1, argv + 1);
+    check_parsed(command);
+  });
   return command.run(world);
 }
 
@@ -342,6 +452,7 @@ TrainConfig parse_train_options(std::vector<std::string> args) {
   add_options(app, train);
   std::reverse(args.begin(), args.end());  // CLI11 takes the last argument first
   app.parse(args);
+  check_parsed(train);
   const TrainRunConfig& s = train.step.settings;
   const TrainConfig cfg = s.resolved();
   cfg.validate(1);

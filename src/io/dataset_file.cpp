@@ -291,7 +291,13 @@ void check_val_fraction(double val_fraction) {
                   "{val_fraction} must be in [0, 0.5], not " + std::string(value));
 }
 
-void DataConfig::validate() const { check_val_fraction(val_fraction); }
+void DataConfig::validate() const {
+  check_val_fraction(val_fraction);
+  // Every run scores validation windows (at --eval-every and at the end):
+  // refused now rather than after the text is read.
+  require_setting(val_fraction > 0, "{val_fraction} must be above 0 for training, which needs "
+                                    "validation windows (cllm prepare takes 0)");
+}
 
 TrainingData open_training_data(const DataConfig& spec, int seq_len) {
   std::string ext = std::filesystem::path(spec.path).extension().string();

@@ -5,14 +5,15 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "cllm/kernels/rng.h"
 #include "cllm/model/gpt.h"
 
 namespace cllm {
 
-std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> tokens,
-                                   const SamplingConfig& o) {
+std::int64_t generate(const Model& model, std::vector<std::int32_t> tokens, const SamplingConfig& o,
+                      const std::function<bool(std::int32_t)>& next) {
   if (tokens.empty()) throw std::invalid_argument("generate needs a prompt of one token or more");
   const ModelConfig& c = model.config();
   const int T = c.seq_len, V = c.vocab_size;
@@ -51,9 +52,23 @@ std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t>
         break;
       }
     }
+    // The context is the last T tokens: drop the older ones now and then.
+    if (tokens.size() >= 2 * static_cast<std::size_t>(T))
+      tokens.erase(tokens.begin(), tokens.end() - T);
     tokens.push_back(pick);
+    if (!next(pick)) return n + 1;
   }
-  return tokens;
+  return o.tokens;
+}
+
+std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> prompt,
+                                   const SamplingConfig& options) {
+  std::vector<std::int32_t> all = prompt;
+  generate(model, std::move(prompt), options, [&all](std::int32_t id) {
+    all.push_back(id);
+    return true;
+  });
+  return all;
 }
 
 }  // namespace cllm

@@ -55,13 +55,13 @@ const Setting kSettings[] = {
    FIELD(config.batch.threads), kPositive, kNotRecorded, kBatch, true, {}, ""},
   {"data", "Training data: an HDF5 dataset from cllm prepare (.h5, .hdf5), or a text file "
            "(byte-level tokens)", FIELD(data.path)},
-  {"val_fraction", "Tail of a text file held out for validation, in [0, 0.5] (datasets carry "
+  {"val_fraction", "Tail of a text file held out for validation, in (0, 0.5] (datasets carry "
                    "their own split)", FIELD(data.val_fraction)},  // DataConfig::validate checks it
   {"out", "Output folder: checkpoints and metrics.jsonl", FIELD(policy.out)},
   {"checkpoint_every", "Steps between checkpoints (0: only at the end); one is always written at "
                        "the end and at --stop-at",
    FIELD(policy.checkpoint_every), kNotNegative, kMayChange},
-  {"keep", "Newest checkpoints kept in --out (0: all)", FIELD(policy.keep), kAny, kMayChange},
+  {"keep", "Newest checkpoints kept in --out (0: all)", FIELD(policy.keep), kNotNegative, kMayChange},
   {"resume", "auto: continue from the newest valid checkpoint in --out, if any; none: start afresh "
              "(refused if --out holds checkpoints); or a checkpoint file", FIELD(policy.resume)},
   {"init", "Start from this checkpoint's weights (cllm import's, or another run's): the model's "

@@ -60,13 +60,16 @@ struct Running {
 
 // Starts program with args in the folder `scratch` (so relative default
 // paths such as data/austen.txt and runs/default resolve there); stdout and
-// stderr go to files in it.
+// stderr go to files in it. pending_signal (if not 0) is blocked and sent
+// before the exec: the program finds it pending, as if it had come at its
+// first instruction.
 // The child's environment is ours plus: no leak checking (Open MPI's MPI_Init
 // leaks by design), Open MPI's permission to run as root, and extra_env
 // ("NAME=value" entries, which win over ours).
 inline Running start_program(const std::string& program, const std::vector<std::string>& args,
                              const std::filesystem::path& scratch,
-                             const std::vector<std::string>& extra_env = {}) {
+                             const std::vector<std::string>& extra_env = {},
+                             int pending_signal = 0) {
   static int counter = 0;
   const std::string tag = std::to_string(counter++);
   Running r;
@@ -114,6 +117,12 @@ inline Running start_program(const std::string& program, const std::vector<std::
     if (dup2(o, STDOUT_FILENO) < 0 || dup2(e, STDERR_FILENO) < 0 || dup2(in, STDIN_FILENO) < 0)
       _exit(126);
     if (chdir(cwd.c_str()) != 0) _exit(126);
+    if (pending_signal != 0) {
+      sigset_t blocked;
+      sigemptyset(&blocked);
+      sigaddset(&blocked, pending_signal);
+      if (sigprocmask(SIG_BLOCK, &blocked, nullptr) != 0 || kill(getpid(), pending_signal) != 0) _exit(126);
+    }
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }

@@ -39,11 +39,12 @@ struct RunEnd {
     nothing_to_do,  // the checkpoint it resumed from was already there
     stop_at,        // RunConfig::stop_at reached, checkpoint written
     interrupted,    // a stop signal, checkpoint written
+    interrupted_before_start,  // a stop signal before the first step: nothing new to save
     diverged,       // max_bad_steps non-finite steps in a row
   };
   Why why = Why::completed;
   std::int64_t step = 0;  // steps done
-  int signal = 0;         // interrupted: the signal this rank received (0: another rank's)
+  int signal = 0;         // interrupted*: the signal this rank received (0: another rank's)
   int bad_steps = 0;      // diverged: non-finite steps in a row
 
   int exit_code() const;  // 0, kExitDiverged or kExitInterrupted

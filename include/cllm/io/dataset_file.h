@@ -99,7 +99,8 @@ struct DataConfig {
   std::string path = "data/austen.txt";
   double val_fraction = 0.1;  // tail of a text file held out (a dataset has its own split)
 
-  void validate() const;  // throws SettingError naming the setting
+  // Throws SettingError naming the setting: val_fraction outside (0, 0.5].
+  void validate() const;
 };
 
 // Throws SettingError unless 0 <= val_fraction <= 0.5 (NaN fails too).

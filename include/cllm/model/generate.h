@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cllm/model/model.h"
@@ -20,8 +21,15 @@ struct SamplingConfig {
 inline constexpr SamplingConfig kReadableSampling{
     .tokens = 200, .temperature = 0.8f, .top_k = 40, .seed = 42};
 
-// Continues prompt (at least one token) with new tokens; the context is the
-// last seq_len tokens. Runs on the calling thread.
+// Continues prompt (at least one token) with options.tokens new tokens,
+// handing each to next as soon as it is sampled; next returns false to stop
+// there. The context is the last seq_len tokens, and only those are kept:
+// memory does not grow with options.tokens. Returns the tokens sampled.
+// Runs on the calling thread.
+std::int64_t generate(const Model& model, std::vector<std::int32_t> prompt,
+                      const SamplingConfig& options, const std::function<bool(std::int32_t)>& next);
+
+// The prompt and all its new tokens.
 std::vector<std::int32_t> generate(const Model& model, std::vector<std::int32_t> prompt,
                                    const SamplingConfig& options);
 

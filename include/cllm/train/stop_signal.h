@@ -3,7 +3,14 @@
 // boundary, write one checkpoint and exit with kExitInterrupted (training_run.h).
 // Slurm sends SIGUSR1/SIGTERM before a time limit (--signal) and on
 // preemption or scancel; SIGINT is a terminal's Ctrl-C. A second SIGINT
-// kills the process at once, without a checkpoint.
+// kills the process at once, without a checkpoint. cllm generate stops
+// after the token it is sampling instead.
+//
+// The handlers are installed when the process starts, before MPI and the
+// command line (cli/main.cpp): a signal sent while a job starts is recorded
+// too, never the default action that would end the process with no exit
+// code Slurm requeues. Commands that do not stop cleanly put the previous
+// dispositions back once they know what they are (restore_stop_signals).
 //
 // A signal handler can only reach process-wide state, so the flag is the one
 // piece of global state in CLLM; it lives in stop_signal.cpp behind this
@@ -14,8 +21,25 @@
 
 namespace cllm {
 
-// Installs the handlers for SIGUSR1, SIGTERM and SIGINT (once per process).
+// Installs the handlers for SIGUSR1, SIGTERM and SIGINT (once per process),
+// whatever the dispositions inherited - a SIGINT ignored by a shell that
+// started the process with & included - and unblocks the three: a signal
+// blocked and pending since the process started is recorded then.
+// Async-signal-safe, so it can run before anything else does.
 void install_stop_signal_handlers();
+
+// What the first SIGINT's note on stderr says will happen (a person at a
+// terminal sees nothing until then).
+enum class StopAction {
+  checkpoint_at_step,  // cllm train
+  end_after_token,     // cllm generate
+};
+void describe_stop_signals(StopAction action);
+
+// For commands with no clean stop: the dispositions that
+// install_stop_signal_handlers replaced come back, and a stop signal
+// received meanwhile is raised again, to act as it would have.
+void restore_stop_signals();
 
 // The signal received since installation (SIGUSR1, SIGTERM or SIGINT), or 0.
 int stop_signal_received();
