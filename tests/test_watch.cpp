@@ -399,7 +399,10 @@ std::vector<std::string> big_checkpoint_run(const std::string& out) {
 TEST(Stall, ACheckpointWrittenOrReadIsBusyNotStalled) {
   TempDir dir;
   const auto out = (dir / "out").string();
-  const std::vector<std::string> low = {"--stall-warn", "0.05", "--stall-abort", "1"};
+  // --stall-abort below the writes and reads under load (1-5 s here), above
+  // the silences of healthy ranks under load (a first step, the resume's
+  // large broadcasts: up to 2.3 s seen with ctest -j2 on two busy cores).
+  const std::vector<std::string> low = {"--stall-warn", "0.05", "--stall-abort", "5"};
   // Stopped after step 1 with its checkpoint, then resumed from it to step 2,
   // which writes another: rank 1 waits for each write and for the read.
   const auto first = test::run_cllm_mpi(
@@ -439,21 +442,21 @@ TEST(Stall, ARankStoppedWhileBusyIsNamedAndTheRunEnds) {
   // the steps' own waits short of --stall-abort.
   WatchedRanks run(with(big_checkpoint_run((dir / "out").string()),
                         {"--steps", "20", "--checkpoint-every", "1", "--stall-warn", "0.05",
-                         "--stall-abort", "2"}),
+                         "--stall-abort", "5"}),
                    dir, 2);
   // Rank 1 has seen rank 0 busy writing step 1's checkpoint (which takes
   // seconds): stop rank 0 there, its answering thread with it.
   const pid_t rank0 = run.pid_once_said(0, "busy writing a checkpoint");
   ASSERT_GT(rank0, 0);
   ASSERT_EQ(kill(rank0, SIGSTOP), 0);
-  std::this_thread::sleep_for(std::chrono::seconds(5));
+  std::this_thread::sleep_for(std::chrono::seconds(8));  // rank 1 gives up after 5 + 1 s
   kill(rank0, SIGCONT);  // mpiexec may have ended it already
   const auto r = run.wait();
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_TRUE(contains(r.err, "test: rank 1 exit 5")) << r.err;
   const auto gave_up = lines_with(r.err, "gave up after");
   ASSERT_EQ(gave_up.size(), 1u) << r.err;
-  EXPECT_TRUE(std::regex_match(gave_up[0], std::regex(R"(^cllm: error: rank 1: step 1: gave up after [0-9.]+ s waiting in the checkpoint agreement for rank 0, which does not answer \(--stall-abort 2\); every rank ends with exit code 5$)")))
+  EXPECT_TRUE(std::regex_match(gave_up[0], std::regex(R"(^cllm: error: rank 1: step 1: gave up after [0-9.]+ s waiting in the checkpoint agreement for rank 0, which does not answer \(--stall-abort 5\); every rank ends with exit code 5$)")))
       << gave_up[0];
 }
 

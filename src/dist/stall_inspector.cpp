@@ -108,7 +108,7 @@ StallInspector::~StallInspector() {
     answerer_.join();
   }
   // No throwing here: the receives still posted are cancelled, and the
-  // answers in flight delivered (a word each: MPI sends them eagerly).
+  // answers in flight delivered (a few words each: MPI sends them eagerly).
   MPI_Request open[] = {question_request_, answer_request_, notice_request_};
   for (MPI_Request& r : open)
     if (r != MPI_REQUEST_NULL) MPI_Cancel(&r);
