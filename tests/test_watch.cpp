@@ -399,9 +399,10 @@ std::vector<std::string> big_checkpoint_run(const std::string& out) {
 TEST(Stall, ACheckpointWrittenOrReadIsBusyNotStalled) {
   TempDir dir;
   const auto out = (dir / "out").string();
-  // --stall-abort below the writes and reads under load (1-5 s here), above
-  // the silences of healthy ranks under load (a first step, the resume's
-  // large broadcasts: up to 2.3 s seen with ctest -j2 on two busy cores).
+  // --stall-warn far below every write and read (1-5 s here), which the
+  // notes below show; --stall-abort above the silences of healthy ranks
+  // under load (a first step, rank 1 inside the resume's large broadcasts:
+  // up to 2.3 s seen with ctest -j2 on two busy cores).
   const std::vector<std::string> low = {"--stall-warn", "0.05", "--stall-abort", "5"};
   // Stopped after step 1 with its checkpoint, then resumed from it to step 2,
   // which writes another: rank 1 waits for each write and for the read.
