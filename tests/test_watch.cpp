@@ -3,7 +3,9 @@
 // runs forward within a thread; the stall inspector names a rank stopped by
 // SIGSTOP (--stall-warn), and the run then ends bitwise as an undisturbed
 // one; with --stall-abort every process ends with exit code 5; the log line
-// and metrics.jsonl show the wait.
+// and metrics.jsonl show the wait. A checkpoint written or read for longer
+// than the thresholds is busy, not stalled; a rank stopped while busy is
+// still named.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -496,17 +498,17 @@ TEST(TraceThreads, TwoThreadsRecordWithoutARace) {
 
 // ---- the stall inspector
 
-// Three ranks of the tiny model, long enough to be stopped midway; each
+// Ranks of a run long enough to be stopped midway (three, by default); each
 // rank runs under a shell that says its pid and, at the end, its exit code.
 // The shell ignores SIGTERM, and mpiexec waits, so that a rank's own exit
 // code is seen even when mpiexec ends the job (it does once a rank ends
 // without MPI_Finalize, as a rank that gives up must).
-struct ThreeRanks {
+struct WatchedRanks {
   test::Running mpiexec;
   std::filesystem::path err;
 
-  ThreeRanks(const std::vector<std::string>& args, const TempDir& dir) {
-    std::vector<std::string> full = {"-n", "3", "--oversubscribe", "--bind-to", "none",
+  WatchedRanks(const std::vector<std::string>& args, const TempDir& dir, int ranks = 3) {
+    std::vector<std::string> full = {"-n", std::to_string(ranks), "--oversubscribe", "--bind-to", "none",
                                      "--mca", "orte_abort_on_non_zero_status", "0",
                                      "--mca", "odls_base_sigkill_timeout", "5",
                                      "-x", "ASAN_OPTIONS", "-x", "OMP_WAIT_POLICY=passive"};
@@ -523,17 +525,31 @@ struct ThreeRanks {
 
   // Waits for the run's first log line, then returns rank `rank`'s pid.
   pid_t pid_once_training(int rank) {
+    return pid_once(rank, "a first log line", [&](const std::string&) {
+      return contains(test::read_file(mpiexec.out_path), "| loss ");
+    });
+  }
+
+  // Waits until stderr holds `text`, then returns rank `rank`'s pid.
+  pid_t pid_once_said(int rank, const std::string& text) {
+    return pid_once(rank, "'" + text + "' on stderr",
+                    [&](const std::string& err_text) { return contains(err_text, text); });
+  }
+
+  template <typename Seen>
+  pid_t pid_once(int rank, const std::string& what, Seen seen) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     const std::regex pid_line("test: rank " + std::to_string(rank) + " pid ([0-9]+)");
     while (std::chrono::steady_clock::now() < deadline) {
       std::smatch m;
       const std::string err_text = test::read_file(err);
-      if (contains(test::read_file(mpiexec.out_path), "| loss ") &&
-          std::regex_search(err_text, m, pid_line))
+      if (seen(err_text) && std::regex_search(err_text, m, pid_line))
         return static_cast<pid_t>(std::stoi(m[1]));
+      if (contains(err_text, "test: rank " + std::to_string(rank) + " exit")) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    ADD_FAILURE() << "no first log line within 60 s:\n" << test::read_file(err);
+    ADD_FAILURE() << "no " << what << " within 60 s, or rank " << rank << " ended:\n"
+                  << test::read_file(err);
     return -1;
   }
 
@@ -552,7 +568,7 @@ TEST(Stall, WarningNamesTheStoppedRankAndTheRunEndsAsIfUndisturbed) {
   const auto undisturbed = test::run_cllm_mpi(3, long_run((dir / "calm").string()), dir.path());
   ASSERT_EQ(undisturbed.exit_code, 0) << undisturbed.err;
 
-  ThreeRanks run(with(long_run((dir / "stalled").string()), {"--stall-warn", "1"}), dir);
+  WatchedRanks run(with(long_run((dir / "stalled").string()), {"--stall-warn", "1"}), dir);
   const pid_t rank1 = run.pid_once_training(1);
   ASSERT_GT(rank1, 0);
   ASSERT_EQ(kill(rank1, SIGSTOP), 0);
@@ -596,7 +612,7 @@ TEST(Stall, WarningNamesTheStoppedRankAndTheRunEndsAsIfUndisturbed) {
 
 TEST(Stall, AbortEndsEveryProcessWithExitCode5NamingTheStoppedRank) {
   TempDir dir;
-  ThreeRanks run(with(long_run((dir / "out").string()), {"--stall-abort", "2"}), dir);
+  WatchedRanks run(with(long_run((dir / "out").string()), {"--stall-abort", "2"}), dir);
   const pid_t rank1 = run.pid_once_training(1);
   ASSERT_GT(rank1, 0);
   const auto stopped_at = std::chrono::steady_clock::now();
@@ -619,6 +635,82 @@ TEST(Stall, AbortEndsEveryProcessWithExitCode5NamingTheStoppedRank) {
     EXPECT_EQ(lines_with(r.err, "cllm: error: rank " + std::to_string(rank) +
                                     ": step").size(), 1u) << r.err;
   EXPECT_EQ(lines_with(r.err, "rank 0 gave up waiting in").size(), 2u) << r.err;
+}
+
+// A model whose checkpoint (parameters and AdamW's two moments: 14.3M
+// floats, 170 MB) takes rank 0 well over the thresholds below to write and
+// to read, however fast the disk (HDF5 builds the file in memory, with
+// checksums), while a step of 16 tokens stays short.
+std::vector<std::string> big_checkpoint_run(const std::string& out) {
+  return {"train", "--data", kData, "--out", out, "--layers", "2", "--heads", "4", "--embd",
+          "768", "--seq-len", "8", "--micro-batch", "1", "--global-batch", "2", "--log-every",
+          "1", "--eval-every", "0", "--check-every", "0", "--threads", "1", "--sample-tokens",
+          "0"};
+}
+
+TEST(Stall, ACheckpointWrittenOrReadIsBusyNotStalled) {
+  TempDir dir;
+  const auto out = (dir / "out").string();
+  // --stall-warn far below every write and read (1-5 s here), which the
+  // notes below show; --stall-abort above the silences of healthy ranks
+  // under load (a first step, rank 1 inside the resume's large broadcasts:
+  // up to 2.3 s seen with ctest -j2 on two busy cores).
+  const std::vector<std::string> low = {"--stall-warn", "0.05", "--stall-abort", "5"};
+  // Stopped after step 1 with its checkpoint, then resumed from it to step 2,
+  // which writes another: rank 1 waits for each write and for the read.
+  const auto first = test::run_cllm_mpi(
+      2, with(with(big_checkpoint_run(out), {"--steps", "2", "--stop-at", "1"}), low), dir.path());
+  const auto resumed =
+      test::run_cllm_mpi(2, with(with(big_checkpoint_run(out), {"--steps", "2"}), low), dir.path());
+  for (const auto* r : {&first, &resumed}) {
+    ASSERT_EQ(r->exit_code, 0) << r->err;
+    EXPECT_TRUE(lines_with(r->err, "gave up").empty()) << r->err;
+    // Never on the busy rank 0 (rank 0 may warn of rank 1, late by this
+    // machine's load, or still copying the broadcast).
+    for (const auto& w : lines_with(r->err, "cllm: warning:"))
+      for (const char* wait : {"in the checkpoint agreement for rank 0",
+                               "in the resume broadcast for rank 0"})
+        EXPECT_FALSE(contains(w, wait)) << r->err;
+  }
+  EXPECT_TRUE(contains(resumed.out, "resuming from")) << resumed.out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "checkpoint-00000002.h5"));
+  // Rank 1 saw rank 0 busy writing (each write takes longer than the
+  // question's 0.25 s, so the note shows the check ran), once per wait.
+  const std::regex note(R"(^cllm: note: rank 1: step [12]: waiting [0-9.]+ s in the checkpoint agreement for rank 0, busy writing a checkpoint \([0-9.]+ s so far\)$)");
+  for (const auto* r : {&first, &resumed}) {
+    const auto notes = lines_with(r->err, "busy writing a checkpoint");
+    ASSERT_EQ(notes.size(), 1u) << r->err;
+    EXPECT_TRUE(std::regex_match(notes[0], note)) << notes[0];
+  }
+  // And reading the one it resumes from.
+  const auto reading = lines_with(resumed.err, "busy reading a checkpoint");
+  ASSERT_EQ(reading.size(), 1u) << resumed.err;
+  EXPECT_TRUE(std::regex_match(reading[0], std::regex(R"(^cllm: note: rank 1: setting up: waiting [0-9.]+ s in the resume broadcast for rank 0, busy reading a checkpoint \([0-9.]+ s so far\)$)")))
+      << reading[0];
+}
+
+TEST(Stall, ARankStoppedWhileBusyIsNamedAndTheRunEnds) {
+  TempDir dir;
+  // Two ranks: rank 1 waits for rank 0, and no more ranks than cores keep
+  // the steps' own waits short of --stall-abort.
+  WatchedRanks run(with(big_checkpoint_run((dir / "out").string()),
+                        {"--steps", "20", "--checkpoint-every", "1", "--stall-warn", "0.05",
+                         "--stall-abort", "5"}),
+                   dir, 2);
+  // Rank 1 has seen rank 0 busy writing step 1's checkpoint (which takes
+  // seconds): stop rank 0 there, its answering thread with it.
+  const pid_t rank0 = run.pid_once_said(0, "busy writing a checkpoint");
+  ASSERT_GT(rank0, 0);
+  ASSERT_EQ(kill(rank0, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(8));  // rank 1 gives up after 5 + 1 s
+  kill(rank0, SIGCONT);  // mpiexec may have ended it already
+  const auto r = run.wait();
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_TRUE(contains(r.err, "test: rank 1 exit 5")) << r.err;
+  const auto gave_up = lines_with(r.err, "gave up after");
+  ASSERT_EQ(gave_up.size(), 1u) << r.err;
+  EXPECT_TRUE(std::regex_match(gave_up[0], std::regex(R"(^cllm: error: rank 1: step 1: gave up after [0-9.]+ s waiting in the checkpoint agreement for rank 0, which does not answer \(--stall-abort 5\); every rank ends with exit code 5$)")))
+      << gave_up[0];
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "cllm/base/format.h"
 #include "cllm/base/setting_error.h"
+#include "cllm/dist/busy.h"
 #include "cllm/dist/collective.h"
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/dataset_file.h"
@@ -73,8 +74,10 @@ SplitEvaluation evaluate_split(const Model& model, const TokenSource& source, Sp
   std::vector<double> losses(result.windows, 0.0);
   const Range ours = static_block(static_cast<int>(result.windows), comm.size(), comm.rank());
   // A rank that cannot read its windows fails every rank, not a hang in the sum.
-  collectively(comm, [&] { score_windows(model, source, split, result.tokens, ours, threads, losses); },
-               Collective::evaluation);
+  collectively(comm, [&] {
+    const BusyScope busy(comm, Busy::evaluating);  // a rank with fewer windows waits: not a stall
+    score_windows(model, source, split, result.tokens, ours, threads, losses);
+  }, Collective::evaluation);
   comm.sum(losses, Collective::evaluation);  // each slot has one contributor: exact
   double total = 0;
   for (const double l : losses) total += l;
@@ -124,7 +127,12 @@ SplitEvaluation evaluate_checkpoint(const EvalConfig& spec, const Comm& comm) {
     checkpoint.check_reads(data.tokenizer, spec.data);
     if (data.source->split_size(split) < 2)
       throw std::runtime_error(spec.data + ": the " + spec.split + " split holds fewer than 2 tokens");
-    model = comm.is_root() ? checkpoint.read_model() : std::make_unique<Model>(checkpoint.header().model);
+    if (comm.is_root()) {
+      const BusyScope busy(comm, Busy::reading_checkpoint);  // the others wait: not a stall
+      model = checkpoint.read_model();
+    } else {
+      model = std::make_unique<Model>(checkpoint.header().model);
+    }
   }, Collective::resume);
   if (comm.size() > 1) comm.broadcast(model->params(), Collective::resume);
   return evaluate_split(*model, *data.source, split, spec.max_tokens, spec.threads, comm);

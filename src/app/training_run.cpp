@@ -14,6 +14,7 @@
 #include "cllm/base/out_of_memory.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/tokenizer.h"
+#include "cllm/dist/busy.h"
 #include "cllm/dist/collective.h"
 #include "cllm/dist/trace_file.h"
 #include "cllm/kernels/blas.h"
@@ -230,6 +231,7 @@ void TrainingRun::save_checkpoint(const TrainingState& state) {
   const TimedSpan span(timeline_, 0, "checkpoint", static_cast<int>(state.step));
   collectively(comm_, [&] {
     if (!comm_.is_root()) return;
+    const BusyScope busy(comm_, Busy::writing_checkpoint);  // the others wait: not a stall
     const double t0 = omp_get_wtime();
     const fs::path path = store_.path(state.step);
     try {
@@ -299,12 +301,15 @@ TrainingState TrainingRun::resume_or_init() {
   // Rank 0 reads the checkpoint and hands it on: one reader, however many ranks.
   std::optional<TrainingState> resumed;
   collectively(comm_, [&] {
-    if (root) resumed = load_resume_point();
+    if (!root) return;
+    const BusyScope busy(comm_, Busy::reading_checkpoint);  // the others wait: not a stall
+    resumed = load_resume_point();
   }, Collective::resume);
   const std::optional<TrainingState> point = share_resume_point(resumed);  // on every rank
   if (!point && !policy_.init.empty()) {
     collectively(comm_, [&] {
       if (!root) return;
+      const BusyScope busy(comm_, Busy::reading_checkpoint);
       const double t0 = omp_get_wtime();
       CheckpointReader(policy_.init).read_into(trainer_->mutable_model());
       std::printf("initialising from %s (read in %.2f s)\n", policy_.init.c_str(), omp_get_wtime() - t0);

@@ -4,10 +4,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <tuple>
+#include <stdexcept>
+#include <system_error>
 #include <utility>
 
 #include "mpi_check.h"
@@ -20,9 +22,11 @@ constexpr int kQuestionTag = 1;  // "are you there?"
 constexpr int kAnswerTag = 2;
 constexpr int kNoticeTag = 3;    // "I give up: end"
 
-// A rank that waits answers within a few milliseconds (it polls every 5 ms):
-// a question goes out this long before its check.
+// A rank that waits answers within a few milliseconds (it polls every 5 ms,
+// and so does a busy rank's answering thread): a question goes out this
+// long before its check.
 constexpr double kAnswerSeconds = 0.25;
+constexpr auto kBusyPollInterval = std::chrono::milliseconds(5);
 // How long a rank that gives up lets its notices travel before it ends.
 constexpr double kNoticeSeconds = 1.0;
 // How much longer than abort_s a rank other than 0 waits before it gives up
@@ -46,6 +50,16 @@ const char* to_string(Collective what) {
     case Collective::trace: return "the trace gather";
   }
   return "a collective";
+}
+
+const char* to_string(Busy what) {
+  switch (what) {
+    case Busy::nothing: return "with nothing";
+    case Busy::writing_checkpoint: return "writing a checkpoint";
+    case Busy::reading_checkpoint: return "reading a checkpoint";
+    case Busy::evaluating: return "evaluating";
+  }
+  return "with its own work";
 }
 
 void StallConfig::validate() const {
@@ -76,17 +90,25 @@ StallInspector::StallInspector(MPI_Comm parent, StallConfig policy, SettingNames
   warns_ = policy_.warn_s > 0 && rank_ <= 1;
   aborts_ = policy_.abort_s > 0;
   answered_.assign(size_, 0);
-  for (auto [word, tag, request] : {std::tuple{&question_in_, kQuestionTag, &question_request_},
-                                     std::tuple{&answer_in_, kAnswerTag, &answer_request_}})
-    check_mpi(MPI_Irecv(word, 1, MPI_INT64_T, MPI_ANY_SOURCE, tag, comm_, request), "MPI_Irecv");
+  replies_.assign(size_, {});
+  check_mpi(MPI_Irecv(&question_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQuestionTag, comm_,
+                      &question_request_),
+            "MPI_Irecv");
+  check_mpi(MPI_Irecv(answer_in_.data(), kAnswerWords, MPI_INT64_T, MPI_ANY_SOURCE, kAnswerTag,
+                      comm_, &answer_request_),
+            "MPI_Irecv");
   check_mpi(MPI_Irecv(notice_, kNoticeWords, MPI_INT64_T, MPI_ANY_SOURCE, kNoticeTag, comm_,
                       &notice_request_),
             "MPI_Irecv");
 }
 
 StallInspector::~StallInspector() {
+  if (answerer_.joinable()) {  // a BusyScope left by an exception, past its Comm
+    answerer_.request_stop();
+    answerer_.join();
+  }
   // No throwing here: the receives still posted are cancelled, and the
-  // answers in flight delivered (a word each: MPI sends them eagerly).
+  // answers in flight delivered (a few words each: MPI sends them eagerly).
   MPI_Request open[] = {question_request_, answer_request_, notice_request_};
   for (MPI_Request& r : open)
     if (r != MPI_REQUEST_NULL) MPI_Cancel(&r);
@@ -105,10 +127,11 @@ std::string StallInspector::setting(const char* name, double seconds) const {
   return name_settings(std::string("{") + name + "} " + value, name_of_);
 }
 
-void StallInspector::send(int to, int tag, std::int64_t word) {
+void StallInspector::send(int to, int tag, const Words& words, int count) {
   Send& s = sends_.emplace_back();
-  s.word = word;
-  check_mpi(MPI_Isend(&s.word, 1, MPI_INT64_T, to, tag, comm_, &s.request), "MPI_Isend");
+  s.words = words;
+  check_mpi(MPI_Isend(s.words.data(), count, MPI_INT64_T, to, tag, comm_, &s.request),
+            "MPI_Isend");
 }
 
 void StallInspector::reap_sends() {
@@ -121,10 +144,14 @@ void StallInspector::reap_sends() {
 }
 
 void StallInspector::arrive(Collective what, int step) {
+  if (busy_.load() != Busy::nothing)
+    throw std::logic_error(std::string("a collective (") + to_string(what) +
+                           ") inside a BusyScope (" + to_string(busy_.load()) + ")");
   what_ = what;
   step_ = step;
   arrived_at_ = omp_get_wtime();
   asking_ = false;
+  noted_busy_ = false;
   next_warning_ = policy_.warn_s;
   next_abort_ = policy_.abort_s + (rank_ == 0 ? 0.0 : kVerdictGraceSeconds);
   schedule_next_check();
@@ -138,7 +165,7 @@ void StallInspector::schedule_next_check() {
 // Each message that has come in on a receive always posted (word, from
 // any rank, with tag): on_message(source), then the receive again.
 template <typename OnMessage>
-void StallInspector::drain(MPI_Request& request, std::int64_t& word, int tag,
+void StallInspector::drain(MPI_Request& request, std::int64_t* words, int count, int tag,
                            OnMessage on_message) {
   for (;;) {
     int done = 0;
@@ -146,18 +173,73 @@ void StallInspector::drain(MPI_Request& request, std::int64_t& word, int tag,
     check_mpi(MPI_Test(&request, &done, &status), "MPI_Test");
     if (!done) return;
     on_message(status.MPI_SOURCE);
-    check_mpi(MPI_Irecv(&word, 1, MPI_INT64_T, MPI_ANY_SOURCE, tag, comm_, &request), "MPI_Irecv");
+    check_mpi(MPI_Irecv(words, count, MPI_INT64_T, MPI_ANY_SOURCE, tag, comm_, &request),
+              "MPI_Irecv");
   }
 }
 
 void StallInspector::answer_questions() {
-  drain(question_request_, question_in_, kQuestionTag,
-        [&](int from) { send(from, kAnswerTag, question_in_); });
+  drain(question_request_, &question_in_, 1, kQuestionTag, [&](int from) {
+    const Busy busy = busy_.load();
+    const double busy_s = busy == Busy::nothing ? 0.0 : omp_get_wtime() - busy_since_;
+    send(from, kAnswerTag,
+         {question_in_, static_cast<std::int64_t>(busy), std::llround(busy_s * 1000)},
+         kAnswerWords);
+  });
 }
 
 void StallInspector::read_answers() {
-  drain(answer_request_, answer_in_, kAnswerTag,
-        [&](int from) { answered_[from] = std::max(answered_[from], answer_in_); });
+  drain(answer_request_, answer_in_.data(), kAnswerWords, kAnswerTag, [&](int from) {
+    if (answer_in_[kQuestion] < answered_[from]) return;  // an older question's
+    answered_[from] = answer_in_[kQuestion];
+    const std::int64_t busy = answer_in_[kBusy];
+    replies_[from] = {busy >= 0 && busy <= static_cast<std::int64_t>(Busy::evaluating)
+                          ? static_cast<Busy>(busy)
+                          : Busy::nothing,
+                      static_cast<double>(answer_in_[kBusyMs]) / 1000.0, omp_get_wtime()};
+  });
+}
+
+void StallInspector::end_if_noticed() {
+  int noticed = 0;
+  check_mpi(MPI_Test(&notice_request_, &noticed, MPI_STATUS_IGNORE), "MPI_Test");
+  if (noticed) end_on_notice();
+}
+
+Busy StallInspector::set_busy(Busy what) {
+  const Busy outer = busy_.exchange(what);
+  if (outer == Busy::nothing && what != Busy::nothing) {
+    busy_since_ = omp_get_wtime();
+    try {
+      answerer_ = std::jthread([this](std::stop_token stop) { answer_while_busy(stop); });
+    } catch (const std::system_error&) {
+      // No thread to be had: this rank stays silent while busy, as a
+      // computing rank does, and may be named.
+    }
+  } else if (what == Busy::nothing && answerer_.joinable()) {
+    answerer_.request_stop();
+    answerer_.join();
+  }
+  return outer;
+}
+
+void StallInspector::answer_while_busy(const std::stop_token& stop) {
+  // The main thread makes no MPI call meanwhile (arrive refuses), so this
+  // thread's calls are serialized with the rest, as MPI_THREAD_SERIALIZED
+  // asks; joining it hands MPI back.
+  try {
+    while (!stop.stop_requested()) {
+      answer_questions();
+      end_if_noticed();
+      reap_sends();
+      std::this_thread::sleep_for(kBusyPollInterval);
+    }
+  } catch (const std::exception& e) {
+    // An MPI error: stop answering (the rank may then be named), and let
+    // the main thread's next collective meet the error itself.
+    std::fprintf(stderr, "cllm: warning: rank %d: the stall inspector stopped answering: %s\n",
+                 rank_, e.what());
+  }
 }
 
 std::vector<int> StallInspector::asked() const {
@@ -174,18 +256,38 @@ std::vector<int> StallInspector::silent() const {
   return ranks;
 }
 
+std::vector<int> StallInspector::busy() const {
+  std::vector<int> ranks;
+  for (int r : asked())
+    if (answered_[r] == question_ && replies_[r].busy != Busy::nothing) ranks.push_back(r);
+  return ranks;
+}
+
+// Once a wait: the ranks are there, busy with their own long work. It says
+// what the wait is for, and how long that work has lasted (a file system
+// that hangs shows here, not as a stall).
+void StallInspector::note_busy(double waited, const std::vector<int>& ranks) const {
+  const double now = omp_get_wtime();
+  const auto so_far = [&](const Reply& r) { return r.busy_s + (now - r.received_at); };
+  const Reply* longest = &replies_[ranks.front()];
+  for (int r : ranks)
+    if (so_far(replies_[r]) > so_far(*longest)) longest = &replies_[r];
+  std::fprintf(stderr, "cllm: note: %s%s: waiting %.1f s in %s for %s, busy %s (%.1f s so far)\n",
+               rank_ == 0 ? "" : "rank 1: ", where(step_).c_str(), waited, to_string(what_),
+               rank_list(ranks).c_str(), to_string(longest->busy), so_far(*longest));
+  std::fflush(stderr);
+}
+
 void StallInspector::poll() {
   answer_questions();
-  int noticed = 0;
-  check_mpi(MPI_Test(&notice_request_, &noticed, MPI_STATUS_IGNORE), "MPI_Test");
-  if (noticed) end_on_notice();
+  end_if_noticed();
   read_answers();
   reap_sends();
   if (!warns_ && !aborts_) return;  // this rank only answers
   const double waited = omp_get_wtime() - arrived_at_;
   if (!asking_ && waited >= check_at_ - kAnswerSeconds) {
     ++question_;
-    for (int r : asked()) send(r, kQuestionTag, question_);
+    for (int r : asked()) send(r, kQuestionTag, {question_}, 1);
     asking_ = true;
     asked_at_ = waited;
   }
@@ -195,9 +297,15 @@ void StallInspector::poll() {
   asking_ = false;
   const std::vector<int> missing = silent();
   if (check_is_abort_) {
+    // A busy rank answered: it is there, so no rank gives up on it.
     if (!missing.empty()) give_up(waited, missing);
     next_abort_ = waited + policy_.abort_s;  // everyone answered: ask again later
   } else {
+    const std::vector<int> working = busy();
+    if (missing.empty() && !working.empty() && !noted_busy_) {
+      note_busy(waited, working);
+      noted_busy_ = true;
+    }
     if (!missing.empty()) {
       std::fprintf(stderr, "cllm: warning: %s%s: waiting %.1f s in %s for %s, which %s not answer (%s)\n",
                    rank_ == 0 ? "" : "rank 1: ", where(step_).c_str(), waited, to_string(what_),

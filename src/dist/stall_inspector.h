@@ -7,7 +7,10 @@
 // every rank, the others ask rank 0. A rank answers from its own wait, so
 // the ranks that do not answer are the ones the collective waits for: still
 // computing (late), or stopped, even inside the collective itself, where an
-// arrival message alone would count them as present. At the threshold rank 0
+// arrival message alone would count them as present. A rank busy with long
+// work of its own (busy.h: a checkpoint, an evaluation) answers from a
+// thread of the inspector instead, "busy with what": it is named in a note,
+// never in a warning, and no rank gives up on it. At the threshold rank 0
 // names them; rank 1 names rank 0 when rank 0 does not answer. At abort_s the
 // rank that found them tells every rank to end, and ends. A healthy run
 // sends no message at all: the questions start only after a long wait.
@@ -20,12 +23,17 @@
 
 #include <mpi.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cllm/base/setting_error.h"
+#include "cllm/dist/busy.h"
 #include "cllm/dist/stall.h"
 
 namespace cllm {
@@ -39,8 +47,14 @@ class StallInspector {
   StallInspector(const StallInspector&) = delete;
   StallInspector& operator=(const StallInspector&) = delete;
 
-  // This rank enters its next collective, `what`, at step `step`.
+  // This rank enters its next collective, `what`, at step `step`. Throws
+  // std::logic_error while busy (busy.h: the answering thread uses MPI).
   void arrive(Collective what, int step);
+  // This rank's main thread starts long work of its own (busy.h), or ends
+  // it (Busy::nothing); returns what it was busy with before. From the
+  // first work to Busy::nothing, a thread answers the other ranks' questions
+  // as this rank, busy, and ends the process on a give-up notice.
+  Busy set_busy(Busy what);
   // Called every few milliseconds while this rank waits for the collective
   // it last arrived at: answers the other ranks' questions, asks its own,
   // warns, and ends the process when the run is given up.
@@ -53,20 +67,30 @@ class StallInspector {
   static constexpr int kNoticeWords = 64;
   static constexpr int kMaxNamed = kNoticeWords - kFirstMissing;
 
+  // An answer: the question's number, what the rank is busy with
+  // (Busy::nothing: it waits in a collective), and for how long, in ms.
+  enum AnswerWord { kQuestion, kBusy, kBusyMs };
+  static constexpr int kAnswerWords = 3;
+  using Words = std::array<std::int64_t, kAnswerWords>;
+
   struct Send {
     MPI_Request request = MPI_REQUEST_NULL;
-    std::int64_t word = 0;
+    Words words = {};
   };
-  void send(int to, int tag, std::int64_t word);
+  void send(int to, int tag, const Words& words, int count);
   void reap_sends();
   template <typename OnMessage>
-  void drain(MPI_Request& request, std::int64_t& word, int tag, OnMessage on_message);
+  void drain(MPI_Request& request, std::int64_t* words, int count, int tag, OnMessage on_message);
   void answer_questions();
   void read_answers();
+  void end_if_noticed();
+  void answer_while_busy(const std::stop_token& stop);
   // The ranks this one asks, and those of them that have not answered the
   // last question.
   std::vector<int> asked() const;
   std::vector<int> silent() const;
+  std::vector<int> busy() const;  // answered the last question busy
+  void note_busy(double waited, const std::vector<int>& ranks) const;
   void schedule_next_check();
   [[noreturn]] void give_up(double waited, const std::vector<int>& missing);
   [[noreturn]] void end_on_notice() const;
@@ -86,16 +110,29 @@ class StallInspector {
   // two), in seconds after arrival; its question.
   double next_warning_ = 0, next_abort_ = 0, check_at_ = 0;
   bool check_is_abort_ = false;
+  bool noted_busy_ = false;      // this wait's note on busy ranks is out
   bool asking_ = false;          // the question went out
   double asked_at_ = 0;          // when, in seconds after arrival
   std::int64_t question_ = 0;    // its number (questions of this rank, all waits)
   std::vector<std::int64_t> answered_;  // per rank: the last question it answered
+  struct Reply {
+    Busy busy = Busy::nothing;
+    double busy_s = 0;       // when it answered
+    double received_at = 0;  // omp_get_wtime() here
+  };
+  std::vector<Reply> replies_;  // per rank: its answer to that question
   // Receives always posted: a question, an answer, a give-up notice.
-  std::int64_t question_in_ = 0, answer_in_ = 0;
+  std::int64_t question_in_ = 0;
+  Words answer_in_ = {};
   std::int64_t notice_[kNoticeWords] = {};
   MPI_Request question_request_ = MPI_REQUEST_NULL, answer_request_ = MPI_REQUEST_NULL,
               notice_request_ = MPI_REQUEST_NULL;
   std::deque<Send> sends_;  // in flight; a deque keeps their words in place
+  // This rank's own long work (busy.h): written by the main thread, read by
+  // the answering thread, which alone touches MPI while it runs.
+  std::atomic<Busy> busy_{Busy::nothing};
+  double busy_since_ = 0;  // omp_get_wtime(), set before the thread starts
+  std::jthread answerer_;
 };
 
 // "rank 3", "ranks 1, 4 and 7" (at most 16 named, then "and N more").

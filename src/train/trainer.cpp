@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cllm/data/sampler.h"
+#include "cllm/dist/busy.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/model/gpt.h"
 #include "cllm/train/stop_signal.h"
@@ -366,16 +367,20 @@ double Trainer::evaluate() {
   const int n_batches = cfg_.eval_batches;
   const Range ours = static_block(n_batches, comm_.size(), comm_.rank());
   std::vector<double> losses(n_batches, 0.0);
-  update_bf16_weights();
-  const Model& model = model_;
-  read_validation_windows(ours.begin, ours.end - ours.begin, n_batches);
-#pragma omp parallel num_threads(n_threads)
   {
-    const StopSignalsHeld while_multiplying;
-    ThreadContext& ctx = *contexts_[omp_get_thread_num()];
-    const Range mine = static_block(ours.end - ours.begin, n_threads, omp_get_thread_num());
-    for (int i = mine.begin; i < mine.end; ++i)
-      losses[ours.begin + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
+    // A rank with fewer batches (or none) waits in the sum for the others.
+    const BusyScope busy(comm_, Busy::evaluating);
+    update_bf16_weights();
+    const Model& model = model_;
+    read_validation_windows(ours.begin, ours.end - ours.begin, n_batches);
+#pragma omp parallel num_threads(n_threads)
+    {
+      const StopSignalsHeld while_multiplying;
+      ThreadContext& ctx = *contexts_[omp_get_thread_num()];
+      const Range mine = static_block(ours.end - ours.begin, n_threads, omp_get_thread_num());
+      for (int i = mine.begin; i < mine.end; ++i)
+        losses[ours.begin + i] = gpt_forward(model, ctx.acts, batch_inputs(i), batch_targets(i));
+    }
   }
   comm_.sum(losses, Collective::evaluation);  // each slot has one contributor: exact
   double sum = 0.0;

@@ -3,7 +3,8 @@
 // collectives the trainer needs (the gradient allreduce is GradientReducer's,
 // gradient_reducer.h). Only the main thread calls it (the reducer's
 // progress thread too, while the main thread does not): OpenMP threads never
-// touch a Comm.
+// touch a Comm. Inside a BusyScope (busy.h) the stall inspector's thread
+// calls MPI, and the main thread starts no collective.
 //
 // Every collective is named (stall.h's Collective) and run nonblocking, then
 // waited for in one place (Comm::Mpi::complete): there the stall inspector

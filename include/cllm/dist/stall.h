@@ -4,7 +4,9 @@
 // not arrived (those that do not answer its question, see
 // src/dist/stall_inspector.h), with the step and the collective, again once
 // per interval. After abort_s seconds every rank ends with kExitStalled,
-// naming them, instead of hanging until the job's time limit. The inspector
+// naming them, instead of hanging until the job's time limit. A rank busy
+// with long work of its own (busy.h: a checkpoint, an evaluation) is there,
+// not missing: a note says so, once a wait. The inspector
 // only watches, with messages of its own on a communicator of its own: a
 // run's results are the same with it or without it.
 #pragma once
