@@ -21,6 +21,7 @@
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/file_checksum.h"
 #include "cllm/io/hdf5.h"
 #include "cllm/io/output_lock.h"
 #include "cllm/train/run_settings.h"
@@ -288,6 +289,7 @@ TEST_F(FaultTest, ACheckpointWhoseNameAndStepDisagreeIsSetAside) {
     h5::Handle state = h5::open_group(file, "state");
     h5::set_attr(state, "step", std::int64_t{-100});
   }
+  write_file_checksum(negative);  // as a writer's bug would: the checksum passes, the check after it must not
   expect_one_error(cllm(with(tiny_run(kText, out("o"), 1, 8), {"--resume", negative.string()})),
                    1, {negative.string(), "'step' = -100 is out of range"});
 }
