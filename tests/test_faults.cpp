@@ -214,6 +214,8 @@ TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].step, 2);
   EXPECT_NO_THROW(CheckpointReader{files[0].path});
+  // Built in memory (no room to reserve), and sealed as one written on disk.
+  EXPECT_EQ(verify_file_checksum(files[0].path), FileChecksum::verified);
   EXPECT_FALSE(fs::exists(temporary_name(store.path(4))));
 }
 

@@ -7,6 +7,7 @@
 // check, a bad signature or a missing attribute.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "cllm/io/checkpoint.h"
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
+#include "cllm/io/durable_file.h"
 #include "cllm/io/file_checksum.h"
 #include "cllm/io/hdf5.h"
 #include "cllm/model/model.h"
@@ -134,6 +136,31 @@ TEST_F(FileChecksumTest, CheckpointsAndDatasetsAreWrittenWithAVerifiedChecksum) 
   }
   EXPECT_EQ(checkpoint_error(checkpoint), "");
   EXPECT_EQ(dataset_error(dataset), "");
+}
+
+// On a nearly full disk a checkpoint is built in memory (checkpoint.cpp):
+// its image starts with the user block too, sealed as a file on disk is.
+TEST_F(FileChecksumTest, AFileBuiltInMemoryIsSealedAsOneOnDisk) {
+  const fs::path path = dir / "image.h5", copy = dir / "copy.h5";
+  std::vector<unsigned char> image;
+  {
+    h5::Handle file = h5::create_memory_file(path.string());
+    h5::set_attr(file, "format", std::string(kCheckpointFormat));
+    h5::write_bytes(file, "text", "some bytes to hash");
+    image = h5::file_image(file);
+  }
+  ASSERT_GT(image.size(), kChecksumHeaderBytes);
+  EXPECT_EQ(std::count(image.begin(), image.begin() + kChecksumHeaderBytes, 0),
+            static_cast<std::ptrdiff_t>(kChecksumHeaderBytes));
+  write_durably(copy, image);
+  write_file_checksum(image);
+  write_durably(path, image);
+  write_file_checksum(copy);
+  EXPECT_EQ(file_bytes(path), file_bytes(copy));
+  EXPECT_EQ(verify_file_checksum(path), FileChecksum::verified);
+  h5::Handle file = h5::open_file(path);
+  EXPECT_EQ(h5::string_attr(file, "format"), kCheckpointFormat);
+  EXPECT_EQ(h5::read_bytes(file, "text"), "some bytes to hash");
 }
 
 // Truncated, or one bit flipped in the tensors' data or in HDF5's own

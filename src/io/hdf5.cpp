@@ -113,8 +113,13 @@ std::vector<unsigned char> file_image(hid_t file) {
   flush(file);
   const ssize_t size = H5Fget_file_image(file, nullptr, 0);
   if (size < 0) fail("cannot get the file's image");
-  std::vector<unsigned char> image(static_cast<std::size_t>(size));
-  if (H5Fget_file_image(file, image.data(), image.size()) != size)
+  // HDF5 leaves the user block out of the image, though its superblock
+  // counts it: put it back (zeros), so the bytes are the file's on disk.
+  Handle fcpl(H5Fget_create_plist(file), "file creation properties");
+  hsize_t user_block = 0;
+  check(H5Pget_userblock(fcpl, &user_block), "user block");
+  std::vector<unsigned char> image(static_cast<std::size_t>(user_block) + static_cast<std::size_t>(size));
+  if (H5Fget_file_image(file, image.data() + user_block, static_cast<std::size_t>(size)) != size)
     fail("cannot get the file's image");
   return image;
 }

@@ -35,13 +35,6 @@ double parameters(const cllm::ModelConfig& m) {
   return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C;
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  cllm::h5::silence_error_stack();
-  return 0;
-}
-
-namespace {
-
 // Reads the checkpoint at path as a resume and `cllm generate` do; throws
 // std::exception on a bad file.
 void read_checkpoint(const std::filesystem::path& path) {
@@ -79,6 +72,11 @@ void read_checkpoint(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  cllm::h5::silence_error_stack();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   cllm::fuzz::read_each_way("checkpoint.h5", data, size, read_checkpoint);

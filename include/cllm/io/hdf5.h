@@ -44,7 +44,8 @@ Handle create_memory_file(const std::string& name);
 // large_attributes: HDF5 1.8's file format, whose attributes may pass 64 KiB
 // (a dataset's list of thousands of sources); readers need HDF5 1.8 or later.
 Handle create_file(const std::filesystem::path& path, bool large_attributes = false);
-// The bytes of a file made by create_memory_file, flushed.
+// The bytes of a file made by create_memory_file, flushed, as they would be
+// on disk: its user block (zeros) first.
 std::vector<unsigned char> file_image(hid_t file);
 // open_file fails on a file that is not HDF5.
 Handle open_file(const std::filesystem::path& path);  // read-only
