@@ -74,8 +74,8 @@ def main():
             with open(path, "rb") as f:
                 contents = f.read()
             if contents[:512] != expected_header(contents):
-                failures.append(f"{path}: header {contents[:200]!r}, hashlib says "
-                                f"{expected_header(contents)[:200]!r}")
+                failures.append(f"{path}: header {contents[:64]!r}, hashlib says "
+                                f"{expected_header(contents)[:64]!r}")
             with h5py.File(path, "r") as f:
                 print(f"{os.path.basename(path)}: {len(contents)} bytes, user block "
                       f"{f.userblock_size}, format {f.attrs['format']}")
