@@ -209,7 +209,8 @@ TEST_F(FileChecksumTest, DamagedDatasetsAreRefusedBeforeHdf5ReadsThem) {
   const std::string bytes = file_bytes(original);
   const std::size_t format = bytes.find("cllm-dataset");
   ASSERT_NE(format, std::string::npos);
-  // The second chunk of train tokens: where HDF5 says it is, past the user block.
+  // Inside the second chunk of train tokens: where HDF5 says it is, whose
+  // addresses start after the user block.
   haddr_t chunk = 0;
   {
     h5::Handle file = h5::open_file(original);
@@ -218,7 +219,7 @@ TEST_F(FileChecksumTest, DamagedDatasetsAreRefusedBeforeHdf5ReadsThem) {
     hsize_t size = 0;
     ASSERT_GE(H5Dget_chunk_info(tokens, space, 1, nullptr, nullptr, &chunk, &size), 0);
     ASSERT_GT(size, 100u);
-    chunk += 50;
+    chunk += kChecksumHeaderBytes + 50;
   }
   const struct {
     const char* name;
@@ -236,6 +237,11 @@ TEST_F(FileChecksumTest, DamagedDatasetsAreRefusedBeforeHdf5ReadsThem) {
     EXPECT_TRUE(error.starts_with(path.string() + ": " + kDamaged + "the SHA-256 of its bytes is "))
         << c.name << ": " << error;
   }
+  // The header wiped, the same flip is HDF5's to find: it is in the tokens.
+  std::string wiped = file_bytes(dir / "chunk-data.h5");
+  std::fill_n(wiped.begin(), kChecksumHeaderBytes, '\0');
+  put_bytes(dir / "chunk-data.h5", wiped);
+  EXPECT_TRUE(contains(dataset_error(dir / "chunk-data.h5"), "Fletcher32")) << dataset_error(dir / "chunk-data.h5");
   const fs::path cut = dir / "truncated.h5";
   fs::copy_file(original, cut);
   fs::resize_file(cut, bytes.size() - 1);
