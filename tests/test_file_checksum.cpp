@@ -48,11 +48,13 @@ void flip_bit(const fs::path& p, std::size_t at) {
   put_bytes(p, bytes);
 }
 
-void write_tiny_checkpoint(const fs::path& path, const test::TinyModel& tiny, std::int64_t step = 1) {
+void write_tiny_checkpoint(const fs::path& path, const test::TinyModel& tiny,
+                           std::int64_t step = 1) {
   RunSettings settings = config_settings(tiny.config);
   settings["data"] = std::string("test");
   const OptimizerState optimizer = tiny.optimizer.state();
-  write_checkpoint(path, tiny.model, &optimizer, TrainingState{step, 64, 0}, TokenizerSpec{}, settings);
+  write_checkpoint(path, tiny.model, &optimizer, TrainingState{step, 64, 0}, TokenizerSpec{},
+                   settings);
 }
 
 // Byte tokens: pseudo-random letters a-z, which deflate cannot shrink much:
@@ -112,15 +114,16 @@ TEST_F(FileChecksumTest, TheHeaderHoldsTheLengthAndTheTreeHashOfTheBytesAfterIt)
   std::string blocks;
   for (std::size_t at = kChecksumHeaderBytes; at < bytes.size(); at += 64 << 10)
     blocks += sha256_hex(std::string_view(bytes).substr(at, 64 << 10)) + "\n";
-  std::string expected = "cllm-sha256 v1\nlength " + std::to_string(bytes.size()) + "\nblock 65536\nsha256 " +
-                         sha256_hex(blocks) + "\n";
+  std::string expected = "cllm-sha256 v1\nlength " + std::to_string(bytes.size()) +
+                         "\nblock 65536\nsha256 " + sha256_hex(blocks) + "\n";
   expected.resize(kChecksumHeaderBytes, '\0');
   EXPECT_EQ(bytes.substr(0, kChecksumHeaderBytes), expected);
   EXPECT_EQ(verify_file_checksum(path), FileChecksum::verified);
   EXPECT_EQ(read_split(path, Split::train), letters(400000));
   // The last block, short.
   flip_bit(path, bytes.size() - 10);
-  EXPECT_TRUE(contains(error_of([&] { verify_file_checksum(path); }), kDamaged + "the SHA-256 of its bytes"));
+  EXPECT_TRUE(contains(error_of([&] { verify_file_checksum(path); }),
+                       kDamaged + "the SHA-256 of its bytes"));
 }
 
 TEST_F(FileChecksumTest, CheckpointsAndDatasetsAreWrittenWithAVerifiedChecksum) {
@@ -129,8 +132,8 @@ TEST_F(FileChecksumTest, CheckpointsAndDatasetsAreWrittenWithAVerifiedChecksum) 
   write_tiny_checkpoint(checkpoint, tiny);
   write_letters_dataset(dataset);
   for (const fs::path& p : {checkpoint, dataset}) {
-    EXPECT_TRUE(file_bytes(p).starts_with("cllm-sha256 v1\nlength " + std::to_string(fs::file_size(p)) +
-                                          "\nblock 67108864\nsha256 "))
+    EXPECT_TRUE(file_bytes(p).starts_with(
+        "cllm-sha256 v1\nlength " + std::to_string(fs::file_size(p)) + "\nblock 67108864\nsha256 "))
         << p;
     EXPECT_EQ(verify_file_checksum(p), FileChecksum::verified) << p;
   }
@@ -198,7 +201,8 @@ TEST_F(FileChecksumTest, DamagedCheckpointsAreRefusedBeforeHdf5ReadsThem) {
       flip_bit(path, c.flip);
     }
     const std::string error = checkpoint_error(path);
-    EXPECT_TRUE(error.starts_with(path.string() + ": " + kDamaged + c.says)) << c.name << ": " << error;
+    EXPECT_TRUE(error.starts_with(path.string() + ": " + kDamaged + c.says))
+        << c.name << ": " << error;
     EXPECT_EQ(split_lines(error).size(), 1u) << error;
   }
 }
@@ -241,7 +245,8 @@ TEST_F(FileChecksumTest, DamagedDatasetsAreRefusedBeforeHdf5ReadsThem) {
   std::string wiped = file_bytes(dir / "chunk-data.h5");
   std::fill_n(wiped.begin(), kChecksumHeaderBytes, '\0');
   put_bytes(dir / "chunk-data.h5", wiped);
-  EXPECT_TRUE(contains(dataset_error(dir / "chunk-data.h5"), "Fletcher32")) << dataset_error(dir / "chunk-data.h5");
+  EXPECT_TRUE(contains(dataset_error(dir / "chunk-data.h5"), "Fletcher32"))
+      << dataset_error(dir / "chunk-data.h5");
   const fs::path cut = dir / "truncated.h5";
   fs::copy_file(original, cut);
   fs::resize_file(cut, bytes.size() - 1);
@@ -271,7 +276,9 @@ TEST_F(FileChecksumTest, FilesWithoutAChecksumLoadAsBefore) {
   put_bytes(path, bytes);
   EXPECT_EQ(verify_file_checksum(path), FileChecksum::absent);
   EXPECT_EQ(checkpoint_error(path), "");
-  flip_bit(path, bytes.find(std::string(reinterpret_cast<const char*>(tiny.model.params().data()), 64)) + 33);
+  flip_bit(
+      path,
+      bytes.find(std::string(reinterpret_cast<const char*>(tiny.model.params().data()), 64)) + 33);
   const std::string error = checkpoint_error(path);
   EXPECT_TRUE(contains(error, "Fletcher32")) << error;
 }
@@ -295,7 +302,8 @@ TEST_F(FileChecksumTest, ResumeSetsADamagedNewestCheckpointAside) {
   EXPECT_EQ(loaded->step, 2);
   EXPECT_EQ(loaded_step, 2);
   EXPECT_TRUE(fs::exists(store.path(4).string() + ".bad"));
-  EXPECT_TRUE(contains(warnings, "cllm: warning: skipping checkpoint " + store.path(4).string() + ": " + kDamaged))
+  EXPECT_TRUE(contains(
+      warnings, "cllm: warning: skipping checkpoint " + store.path(4).string() + ": " + kDamaged))
       << warnings;
 }
 
@@ -304,8 +312,9 @@ TEST_F(FileChecksumTest, ResumeSetsADamagedNewestCheckpointAside) {
 TEST_F(FileChecksumTest, TheCommandsRefuseADamagedFileInOneLine) {
   const fs::path data = dir / "data.h5", run = dir / "run";
   ASSERT_EQ(test::run_cllm({"prepare", kText, "--out", data.string()}, dir.path()).exit_code, 0);
-  const auto trained = test::run_cllm(test::with(test::tiny_run(data.string(), run.string(), 1, 2), {"--checkpoint-every", "2"}),
-                                      dir.path());
+  const auto trained = test::run_cllm(
+      test::with(test::tiny_run(data.string(), run.string(), 1, 2), {"--checkpoint-every", "2"}),
+      dir.path());
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   const fs::path checkpoint = CheckpointStore(run).path(2);
   ASSERT_EQ(verify_file_checksum(checkpoint), FileChecksum::verified);
@@ -313,7 +322,9 @@ TEST_F(FileChecksumTest, TheCommandsRefuseADamagedFileInOneLine) {
   flip_bit(data, fs::file_size(data) / 2);
   const std::vector<std::pair<std::vector<std::string>, fs::path>> cases = {
       {test::tiny_run(data.string(), (dir / "o1").string(), 1, 2), data},
-      {test::with(test::tiny_run(kText, (dir / "o2").string(), 1, 2), {"--resume", checkpoint.string()}), checkpoint},
+      {test::with(test::tiny_run(kText, (dir / "o2").string(), 1, 2),
+                  {"--resume", checkpoint.string()}),
+       checkpoint},
       {{"generate", "--checkpoint", checkpoint.string()}, checkpoint},
   };
   for (const auto& [args, file] : cases) {
@@ -321,7 +332,8 @@ TEST_F(FileChecksumTest, TheCommandsRefuseADamagedFileInOneLine) {
     EXPECT_EQ(r.exit_code, 1) << test::join(args);
     const auto lines = split_lines(r.err);
     ASSERT_EQ(lines.size(), 1u) << r.err;
-    EXPECT_TRUE(lines[0].starts_with("cllm: error: " + file.string() + ": " + kDamaged)) << lines[0];
+    EXPECT_TRUE(lines[0].starts_with("cllm: error: " + file.string() + ": " + kDamaged))
+        << lines[0];
   }
 }
 
@@ -340,7 +352,8 @@ TEST_F(FileChecksumTest, Hdf5ToolsReadFilesWithAChecksum) {
   const auto ls = test::run_program("/usr/bin/h5ls", {"-r", path.string()}, dir.path());
   ASSERT_EQ(ls.exit_code, 0) << ls.err;
   EXPECT_TRUE(contains(ls.out, "/model/transformer.wte.weight Dataset {256, 8}")) << ls.out;
-  const auto dump = test::run_program("/usr/bin/h5dump", {"-B", "-a", "/state/step", path.string()}, dir.path());
+  const auto dump =
+      test::run_program("/usr/bin/h5dump", {"-B", "-a", "/state/step", path.string()}, dir.path());
   ASSERT_EQ(dump.exit_code, 0) << dump.err;
   EXPECT_TRUE(contains(dump.out, "USERBLOCK_SIZE 512")) << dump.out;
   EXPECT_TRUE(contains(dump.out, "(0): 1")) << dump.out;

@@ -23,7 +23,8 @@ namespace {
 
 constexpr std::string_view kMagic = kChecksumMagic;
 // A forged header's block size must not make millions of block hashes.
-constexpr std::uint64_t kMinBlockBytes = std::uint64_t{64} << 10, kMaxBlockBytes = std::uint64_t{1} << 40;
+constexpr std::uint64_t kMinBlockBytes = std::uint64_t{64} << 10,
+                        kMaxBlockBytes = std::uint64_t{1} << 40;
 // Each thread reads its block in pieces of this size.
 constexpr std::size_t kReadBytes = std::size_t{1} << 20;
 
@@ -42,7 +43,8 @@ std::runtime_error io_error(const std::string& what, int err) {
 // The header as written: its lines, then NULs to kChecksumHeaderBytes.
 std::string header_text(std::uint64_t length, std::uint64_t block, const std::string& sha256) {
   std::string text(kMagic);
-  text += "length " + std::to_string(length) + "\nblock " + std::to_string(block) + "\nsha256 " + sha256 + "\n";
+  text += "length " + std::to_string(length) + "\nblock " + std::to_string(block) + "\nsha256 " +
+          sha256 + "\n";
   text.resize(kChecksumHeaderBytes, '\0');
   return text;
 }
@@ -78,15 +80,17 @@ std::string tree_sha256(std::uint64_t begin, std::uint64_t end, std::uint64_t bl
 }
 
 std::string file_tree_sha256(int fd, std::uint64_t size, std::uint64_t block) {
-  return tree_sha256(kChecksumHeaderBytes, size, block, [&](std::uint64_t first, std::uint64_t last, Sha256& sha) {
-    std::vector<unsigned char> buffer(std::min<std::uint64_t>(kReadBytes, last - first));
-    for (std::uint64_t at = first; at < last; at += buffer.size()) {
-      const std::span<unsigned char> piece(buffer.data(), std::min<std::uint64_t>(buffer.size(), last - at));
-      if (const int error = io::pread_all(fd, piece, static_cast<off_t>(at)); error != 0)
-        throw io_error("cannot read it for its checksum", error);
-      sha.update({reinterpret_cast<const char*>(piece.data()), piece.size()});
-    }
-  });
+  return tree_sha256(
+      kChecksumHeaderBytes, size, block, [&](std::uint64_t first, std::uint64_t last, Sha256& sha) {
+        std::vector<unsigned char> buffer(std::min<std::uint64_t>(kReadBytes, last - first));
+        for (std::uint64_t at = first; at < last; at += buffer.size()) {
+          const std::span<unsigned char> piece(buffer.data(),
+                                               std::min<std::uint64_t>(buffer.size(), last - at));
+          if (const int error = io::pread_all(fd, piece, static_cast<off_t>(at)); error != 0)
+            throw io_error("cannot read it for its checksum", error);
+          sha.update({reinterpret_cast<const char*>(piece.data()), piece.size()});
+        }
+      });
 }
 
 void check_block(std::uint64_t block) {
@@ -101,7 +105,8 @@ std::uint64_t file_size(int fd) {
 }
 
 // The number after `key ` on the line starting at text[at]; at moves past it.
-bool parse_field(std::string_view text, std::size_t& at, std::string_view key, std::uint64_t& value) {
+bool parse_field(std::string_view text, std::size_t& at, std::string_view key,
+                 std::uint64_t& value) {
   if (text.substr(at, key.size() + 1) != std::string(key) + " ") return false;
   at += key.size() + 1;
   const char* first = text.data() + at;
@@ -122,8 +127,10 @@ void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_
   FileDescriptor f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
   if (f.fd < 0) throw io_error(path.string() + ": cannot open it to write its checksum", errno);
   const std::uint64_t size = file_size(f.fd);
-  if (size < kChecksumHeaderBytes) throw std::logic_error(path.string() + ": no room for a checksum");
-  const std::string header = header_text(size, block_bytes, file_tree_sha256(f.fd, size, block_bytes));
+  if (size < kChecksumHeaderBytes)
+    throw std::logic_error(path.string() + ": no room for a checksum");
+  const std::string header =
+      header_text(size, block_bytes, file_tree_sha256(f.fd, size, block_bytes));
   const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
   std::size_t done = 0;
   while (done < header.size()) {
@@ -136,12 +143,14 @@ void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_
 
 void write_file_checksum(std::span<unsigned char> image, std::uint64_t block_bytes) {
   check_block(block_bytes);
-  if (image.size() < kChecksumHeaderBytes) throw std::logic_error("write_file_checksum: no room for a checksum");
-  const std::string sha = tree_sha256(kChecksumHeaderBytes, image.size(), block_bytes,
-                                      [&](std::uint64_t first, std::uint64_t last, Sha256& s) {
-                                        s.update({reinterpret_cast<const char*>(image.data() + first),
-                                                  static_cast<std::size_t>(last - first)});
-                                      });
+  if (image.size() < kChecksumHeaderBytes)
+    throw std::logic_error("write_file_checksum: no room for a checksum");
+  const std::string sha =
+      tree_sha256(kChecksumHeaderBytes, image.size(), block_bytes,
+                  [&](std::uint64_t first, std::uint64_t last, Sha256& s) {
+                    s.update({reinterpret_cast<const char*>(image.data() + first),
+                              static_cast<std::size_t>(last - first)});
+                  });
   const std::string header = header_text(image.size(), block_bytes, sha);
   std::copy(header.begin(), header.end(), image.begin());
 }
@@ -152,7 +161,8 @@ FileChecksum verify_file_checksum(const std::filesystem::path& path) {
   const std::uint64_t size = file_size(f.fd);
   if (size < kChecksumHeaderBytes) return FileChecksum::absent;
   std::string header(kChecksumHeaderBytes, '\0');
-  if (const int error = io::pread_all(f.fd, {reinterpret_cast<unsigned char*>(header.data()), header.size()}, 0);
+  if (const int error =
+          io::pread_all(f.fd, {reinterpret_cast<unsigned char*>(header.data()), header.size()}, 0);
       error != 0)
     throw io_error("cannot read", error);
   if (!std::string_view(header).starts_with(kMagic)) return FileChecksum::absent;
@@ -163,14 +173,16 @@ FileChecksum verify_file_checksum(const std::filesystem::path& path) {
                       parse_field(header, at, "block", block) && header[at++] == '\n' &&
                       std::string_view(header).substr(at, 7) == "sha256 ";
   const std::string stated = parsed ? header.substr(at + 7, 64) : "";
-  if (!parsed || block < kMinBlockBytes || block > kMaxBlockBytes || header_text(length, block, stated) != header)
+  if (!parsed || block < kMinBlockBytes || block > kMaxBlockBytes ||
+      header_text(length, block, stated) != header)
     damaged("its checksum header is unreadable");
   if (length != size)
-    damaged("the file has " + std::to_string(size) + " bytes, its checksum header says " + std::to_string(length));
+    damaged("the file has " + std::to_string(size) + " bytes, its checksum header says " +
+            std::to_string(length));
   const std::string found = file_tree_sha256(f.fd, size, block);
   if (found != stated)
-    damaged("the SHA-256 of its bytes is " + found.substr(0, 16) + "..., its checksum header says " +
-            stated.substr(0, 16) + "...");
+    damaged("the SHA-256 of its bytes is " + found.substr(0, 16) +
+            "..., its checksum header says " + stated.substr(0, 16) + "...");
   return FileChecksum::verified;
 }
 
