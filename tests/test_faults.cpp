@@ -24,6 +24,7 @@
 #include "cllm/io/checkpoint_store.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/file_checksum.h"
 #include "cllm/io/hdf5.h"
 #include "cllm/io/output_lock.h"
 #include "cllm/train/run_settings.h"
@@ -216,6 +217,8 @@ TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].step, 2);
   EXPECT_NO_THROW(CheckpointReader{files[0].path});
+  // Built in memory (no room to reserve), and sealed as one written on disk.
+  EXPECT_EQ(verify_file_checksum(files[0].path), FileChecksum::verified);
   EXPECT_FALSE(fs::exists(temporary_name(store.path(4))));
 }
 
@@ -353,6 +356,7 @@ TEST_F(FaultTest, ACheckpointWhoseNameAndStepDisagreeIsSetAside) {
     h5::Handle state = h5::open_group(file, "state");
     h5::set_attr(state, "step", std::int64_t{-100});
   }
+  write_file_checksum(negative);  // as a writer's bug would: the checksum passes, the check after it must not
   expect_one_error(cllm(with(tiny_run(kText, out("o"), 1, 8), {"--resume", negative.string()})),
                    1, {negative.string(), "'step' = -100 is out of range"});
 }

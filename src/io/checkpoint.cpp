@@ -10,6 +10,7 @@
 #include "cllm/base/read_file.h"
 #include "cllm/io/dataset_file.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/file_checksum.h"
 #include "cllm/io/hdf5.h"
 #include "tokenizer_attributes.h"
 
@@ -198,9 +199,12 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
     const std::size_t copies = optimizer ? 3 : 1;
     if (out.try_reserve(copies * (layout.total() * sizeof(float) + layout.tensors().size() * 16384) +
                         tokenizer.encoder_json.size() + tokenizer.vocab_bpe.size() + (4u << 20))) {
-      h5::Handle file = h5::create_file(out.temporary_path());
-      write_contents(file);
-      h5::flush(file);
+      {
+        h5::Handle file = h5::create_file(out.temporary_path());
+        write_contents(file);
+        h5::flush(file);
+      }  // closed: HDF5 writes no more, and the checksum covers every byte
+      write_file_checksum(out.temporary_path());
     } else {
       std::vector<unsigned char> image;
       {
@@ -208,6 +212,7 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
         write_contents(file);
         image = h5::file_image(file);
       }  // the in-memory file is freed before the bytes go to disk
+      write_file_checksum(image);
       out.write(image);
     }
     out.commit();

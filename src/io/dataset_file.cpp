@@ -17,6 +17,7 @@
 #include "cllm/data/sha256.h"
 #include "cllm/data/text_dataset.h"
 #include "cllm/io/durable_file.h"
+#include "cllm/io/file_checksum.h"
 #include "cllm/io/hdf5.h"
 #include "chunk_filters.h"
 #include "tokenizer_attributes.h"
@@ -214,7 +215,8 @@ void write_token_dataset(const std::filesystem::path& path, const FilteredSplit&
       write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
       write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
       h5::flush(file);
-    }
+    }  // closed: HDF5 writes no more, and the checksum covers every byte
+    write_file_checksum(out.temporary_path());
     out.commit();
   } catch (const std::exception& e) {
     throw std::runtime_error(naming_file(path, e.what()));

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "cllm/io/file_checksum.h"
+
 namespace cllm::h5 {
 
 namespace {
@@ -34,6 +36,13 @@ std::string innermost_reason() {
 }
 
 Handle property_list(hid_t cls) { return Handle(H5Pcreate(cls), "cannot create property list"); }
+
+// File creation with the user block that write_file_checksum fills.
+Handle creation_with_checksum_room() {
+  Handle fcpl = property_list(H5P_FILE_CREATE);
+  check(H5Pset_userblock(fcpl, kChecksumHeaderBytes), "user block");
+  return fcpl;
+}
 
 Handle open_attr(hid_t object, const std::string& name) {
   return Handle(H5Aopen(object, name.c_str(), H5P_DEFAULT), "no attribute '" + name + "'");
@@ -89,22 +98,28 @@ void check(herr_t status, const std::string& what) {
 Handle create_memory_file(const std::string& name) {
   Handle fapl = property_list(H5P_FILE_ACCESS);
   check(H5Pset_fapl_core(fapl, 4u << 20, /*backing_store=*/0), "core driver");
-  return Handle(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl),
+  return Handle(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, creation_with_checksum_room(), fapl),
                 "cannot create HDF5 file in memory");
 }
 
 Handle create_file(const std::filesystem::path& path, bool large_attributes) {
   Handle fapl = property_list(H5P_FILE_ACCESS);
   if (large_attributes) check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), "file format");
-  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create HDF5 file");
+  return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, creation_with_checksum_room(), fapl),
+                "cannot create HDF5 file");
 }
 
 std::vector<unsigned char> file_image(hid_t file) {
   flush(file);
   const ssize_t size = H5Fget_file_image(file, nullptr, 0);
   if (size < 0) fail("cannot get the file's image");
-  std::vector<unsigned char> image(static_cast<std::size_t>(size));
-  if (H5Fget_file_image(file, image.data(), image.size()) != size)
+  // HDF5 leaves the user block out of the image, though its superblock
+  // counts it: put it back (zeros), so the bytes are the file's on disk.
+  Handle fcpl(H5Fget_create_plist(file), "file creation properties");
+  hsize_t user_block = 0;
+  check(H5Pget_userblock(fcpl, &user_block), "user block");
+  std::vector<unsigned char> image(static_cast<std::size_t>(user_block) + static_cast<std::size_t>(size));
+  if (H5Fget_file_image(file, image.data() + user_block, static_cast<std::size_t>(size)) != size)
     fail("cannot get the file's image");
   return image;
 }
@@ -117,6 +132,8 @@ Handle open_format(const std::filesystem::path& path, const std::string& format,
                    std::int64_t version) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error("no such file");
+  // Before HDF5 reads a byte: HDF5 1.10 has memory bugs on corrupt files.
+  verify_file_checksum(path);
   Handle file = open_file(path);
   // "cllm-checkpoint" -> "checkpoint", for messages.
   const std::string kind = format.substr(format.find('-') + 1);

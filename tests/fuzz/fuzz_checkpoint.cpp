@@ -4,10 +4,14 @@
 // given any bytes as the file, then what `cllm generate` does with what it
 // read: the stored tokenizer encodes a prompt, the model samples one token,
 // the tokenizer decodes. Throwing std::exception is a correct answer; a
-// crash, a leak, undefined behaviour or a huge allocation is a finding.
+// crash, a leak, undefined behaviour or a huge allocation is a finding. An
+// input that starts with a checksum header is read as it is (a damaged file
+// must be refused by the checksum) and with its checksum written afresh
+// (fuzz_common.h).
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <vector>
 
 #include "cllm/data/tokenizer.h"
@@ -31,6 +35,42 @@ double parameters(const cllm::ModelConfig& m) {
   return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C;
 }
 
+// Reads the checkpoint at path as a resume and `cllm generate` do; throws
+// std::exception on a bad file.
+void read_checkpoint(const std::filesystem::path& path) {
+  const cllm::CheckpointReader checkpoint(path);
+  const cllm::CheckpointContents& header = checkpoint.header();
+  (void)checkpoint.settings(cllm::compared_setting_names());  // as a resume reads them
+  if (parameters(header.model) > kMaxParams) return;
+  cllm::Model model(header.model);
+  cllm::CheckpointMoments moments;
+  checkpoint.read_into(model, &moments);
+  cllm::AdamW optimizer(cllm::OptimizerConfig{}, model.layout());
+  optimizer.restore(moments.state());
+  // As generate_text does (generate_text.h): cllm generate's default
+  // prompt, one sampled token. A prompt id outside the model's vocabulary
+  // must be refused: reading its embedding row would stay inside the
+  // parameter buffer, where ASan sees nothing.
+  const auto tok = cllm::make_tokenizer(header.tokenizer);
+  const std::vector<std::int32_t> prompt = tok->encode("\n");
+  const bool fits = std::all_of(prompt.begin(), prompt.end(), [&](std::int32_t id) {
+    return id >= 0 && id < header.model.vocab_size;
+  });
+  cllm::SamplingConfig so;
+  so.tokens = 1;
+  so.temperature = 0.8f;
+  so.top_k = 40;
+  std::vector<std::int32_t> ids;
+  try {
+    ids = cllm::generate(model, prompt, so);
+  } catch (const std::exception&) {
+    if (fits) throw;
+    return;
+  }
+  if (!fits) cllm::fuzz::fail("generate took a prompt id outside the model's vocabulary");
+  (void)tok->decode(ids);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -39,40 +79,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const auto& path = cllm::fuzz::write_input("checkpoint.h5", data, size);
-  try {
-    const cllm::CheckpointReader checkpoint(path);
-    const cllm::CheckpointContents& header = checkpoint.header();
-    (void)checkpoint.settings(cllm::compared_setting_names());  // as a resume reads them
-    if (parameters(header.model) > kMaxParams) return 0;
-    cllm::Model model(header.model);
-    cllm::CheckpointMoments moments;
-    checkpoint.read_into(model, &moments);
-    cllm::AdamW optimizer(cllm::OptimizerConfig{}, model.layout());
-    optimizer.restore(moments.state());
-    // As generate_text does (generate_text.h): cllm generate's default
-    // prompt, one sampled token. A prompt id outside the model's vocabulary
-    // must be refused: reading its embedding row would stay inside the
-    // parameter buffer, where ASan sees nothing.
-    const auto tok = cllm::make_tokenizer(header.tokenizer);
-    const std::vector<std::int32_t> prompt = tok->encode("\n");
-    const bool fits = std::all_of(prompt.begin(), prompt.end(), [&](std::int32_t id) {
-      return id >= 0 && id < header.model.vocab_size;
-    });
-    cllm::SamplingConfig so;
-    so.tokens = 1;
-    so.temperature = 0.8f;
-    so.top_k = 40;
-    std::vector<std::int32_t> ids;
-    try {
-      ids = cllm::generate(model, prompt, so);
-    } catch (const std::exception&) {
-      if (fits) throw;
-      return 0;
-    }
-    if (!fits) cllm::fuzz::fail("generate took a prompt id outside the model's vocabulary");
-    (void)tok->decode(ids);
-  } catch (const std::exception&) {
-  }
+  cllm::fuzz::read_each_way("checkpoint.h5", data, size, read_checkpoint);
   return 0;
 }

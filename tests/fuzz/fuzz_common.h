@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
+
+#include "cllm/io/file_checksum.h"
 
 namespace cllm::fuzz {
 
@@ -61,6 +64,42 @@ inline const std::filesystem::path& write_input(const std::string& name, const s
   std::fprintf(stderr, "fuzz: %s\n", what.c_str());
   std::fflush(stderr);
   std::abort();
+}
+
+// Gives the input to read, a reader of cllm's HDF5 files that throws
+// std::exception on a bad file, each way such a file can come:
+// - as it is: a file without a checksum (file_checksum.h) goes to HDF5, as
+//   h5py's and old cllm files do; one whose checksum does not match must be
+//   refused with the checksum's message, before HDF5 sees it (else: a
+//   finding);
+// - when it starts with a checksum header, again with its checksum written
+//   afresh, so that the fuzzed bytes get past the checksum and exercise HDF5
+//   and cllm's reader as a file cllm wrote would.
+template <class Read>
+void read_each_way(const std::string& name, const std::uint8_t* data, std::size_t size, const Read& read) {
+  const std::filesystem::path& path = write_input(name, data, size);
+  std::string refusal;  // the checksum's, if it refuses the file
+  try {
+    (void)verify_file_checksum(path);
+  } catch (const std::exception& e) {
+    refusal = e.what();
+  }
+  bool read_it = true;
+  try {
+    read(path);
+  } catch (const std::exception& e) {
+    read_it = false;
+    if (!refusal.empty() && std::string_view(e.what()).find(refusal) == std::string_view::npos)
+      fail("a file whose checksum does not match was not refused by it (" + refusal + "), but: " + e.what());
+  }
+  if (read_it && !refusal.empty()) fail("a file whose checksum does not match was read (" + refusal + ")");
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  if (size < kChecksumHeaderBytes || !bytes.starts_with(kChecksumMagic)) return;
+  write_file_checksum(path);
+  try {
+    read(path);
+  } catch (const std::exception&) {
+  }
 }
 
 }  // namespace cllm::fuzz

@@ -10,9 +10,12 @@
 //   root attributes               format "cllm-checkpoint", format_version,
 //                                 step, tokens_seen, the model's shape, the
 //                                 training options used
-// Every dataset carries the Fletcher-32 filter, so a flipped bit fails the
-// read. Files are written under a temporary name and renamed (durable_file.h);
-// checkpoint_store.h names them and keeps a run's folder of them.
+// The file's first 512 bytes hold a SHA-256 of the rest (file_checksum.h),
+// verified before HDF5 opens it; every dataset also carries the Fletcher-32
+// filter, which catches what the checksum cannot: a file without one (cllm's
+// from before it wrote them) whose tensor data is damaged. Files are written
+// under a temporary name and renamed (durable_file.h); checkpoint_store.h
+// names them and keeps a run's folder of them.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,9 @@
 //   root attributes              format "cllm-dataset", format_version,
 //                                vocab_size, tokenizer, eot_token, sources,
 //                                sources_sha256, val_fraction
+// The first 512 bytes (the HDF5 user block) hold a SHA-256 of the rest
+// (file_checksum.h), verified before HDF5 opens the file; datasets of other
+// writers (h5py) have none and go through HDF5's own checks.
 #pragma once
 
 #include <cstdint>

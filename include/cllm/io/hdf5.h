@@ -35,20 +35,26 @@ void check(herr_t status, const std::string& what);
 // core driver, no backing store; name is for messages only), whose bytes go
 // to disk through file_image() and write_durably, or into the temporary of
 // a DurableWriter whose room was reserved (create_file).
+// Both set aside the file's first kChecksumHeaderBytes (an HDF5 user block)
+// for the checksum that write_file_checksum (file_checksum.h) writes once
+// HDF5 has closed the file; without it the file reads as one without.
 Handle create_memory_file(const std::string& name);
 // A new file on disk, replacing any at path: give it DurableWriter's
 // temporary_path() once try_reserve() holds room, and flush it before commit().
 // large_attributes: HDF5 1.8's file format, whose attributes may pass 64 KiB
 // (a dataset's list of thousands of sources); readers need HDF5 1.8 or later.
 Handle create_file(const std::filesystem::path& path, bool large_attributes = false);
-// The bytes of a file made by create_memory_file, flushed.
+// The bytes of a file made by create_memory_file, flushed, as they would be
+// on disk: its user block (zeros) first.
 std::vector<unsigned char> file_image(hid_t file);
 // open_file fails on a file that is not HDF5.
 Handle open_file(const std::filesystem::path& path);  // read-only
 // Opens a file written by CLLM read-only, checking its root attributes
 // `format` (format) and `format_version` (version); throws
-// std::runtime_error saying what is wrong ("no such file", "not a CLLM
-// checkpoint", "format_version 2, this cllm reads version 1").
+// std::runtime_error saying what is wrong ("no such file", "damaged: its
+// checksum does not match (...)", "not a CLLM checkpoint", "format_version 2,
+// this cllm reads version 1"). A file with a checksum (file_checksum.h) is
+// verified before HDF5 opens it; one without goes through HDF5's checks.
 Handle open_format(const std::filesystem::path& path, const std::string& format,
                    std::int64_t version);
 // Flushes HDF5's buffers to the operating system.

@@ -1,0 +1,189 @@
+#include "cllm/io/file_checksum.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cllm/data/sha256.h"
+#include "fd_io.h"
+
+namespace cllm {
+
+namespace {
+
+constexpr std::string_view kMagic = kChecksumMagic;
+// A forged header's block size must not make millions of block hashes.
+constexpr std::uint64_t kMinBlockBytes = std::uint64_t{64} << 10,
+                        kMaxBlockBytes = std::uint64_t{1} << 40;
+// Each thread reads its block in pieces of this size.
+constexpr std::size_t kReadBytes = std::size_t{1} << 20;
+
+// Closes a file descriptor when it goes out of scope.
+struct FileDescriptor {
+  int fd;
+  ~FileDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::runtime_error io_error(const std::string& what, int err) {
+  return std::runtime_error(what + ": " + std::strerror(err));
+}
+
+// The header as written: its lines, then NULs to kChecksumHeaderBytes.
+std::string header_text(std::uint64_t length, std::uint64_t block, const std::string& sha256) {
+  std::string text(kMagic);
+  text += "length " + std::to_string(length) + "\nblock " + std::to_string(block) + "\nsha256 " +
+          sha256 + "\n";
+  text.resize(kChecksumHeaderBytes, '\0');
+  return text;
+}
+
+// SHA-256 over the hex SHA-256s (each and a newline) of the blocks of
+// [begin, end); hash_block(first, last, sha) feeds the bytes [first, last)
+// into sha. Blocks are hashed on all threads.
+template <class HashBlock>
+std::string tree_sha256(std::uint64_t begin, std::uint64_t end, std::uint64_t block,
+                        const HashBlock& hash_block) {
+  const std::uint64_t blocks = end > begin ? (end - begin + block - 1) / block : 0;
+  std::vector<std::string> hex(blocks);
+  std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(blocks); ++i) {
+    try {
+      const std::uint64_t first = begin + static_cast<std::uint64_t>(i) * block;
+      Sha256 sha;
+      hash_block(first, std::min(end, first + block), sha);
+      hex[static_cast<std::size_t>(i)] = sha.hex();
+    } catch (...) {
+#pragma omp critical(cllm_tree_sha256)
+      failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  Sha256 top;
+  for (const std::string& h : hex) {
+    top.update(h);
+    top.update("\n");
+  }
+  return top.hex();
+}
+
+std::string file_tree_sha256(int fd, std::uint64_t size, std::uint64_t block) {
+  return tree_sha256(
+      kChecksumHeaderBytes, size, block, [&](std::uint64_t first, std::uint64_t last, Sha256& sha) {
+        std::vector<unsigned char> buffer(std::min<std::uint64_t>(kReadBytes, last - first));
+        for (std::uint64_t at = first; at < last; at += buffer.size()) {
+          const std::span<unsigned char> piece(buffer.data(),
+                                               std::min<std::uint64_t>(buffer.size(), last - at));
+          if (const int error = io::pread_all(fd, piece, static_cast<off_t>(at)); error != 0)
+            throw io_error("cannot read it for its checksum", error);
+          sha.update({reinterpret_cast<const char*>(piece.data()), piece.size()});
+        }
+      });
+}
+
+void check_block(std::uint64_t block) {
+  if (block < kMinBlockBytes || block > kMaxBlockBytes)
+    throw std::logic_error("write_file_checksum: a block of " + std::to_string(block) + " bytes");
+}
+
+std::uint64_t file_size(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw io_error("cannot stat it", errno);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+// The number after `key ` on the line starting at text[at]; at moves past it.
+bool parse_field(std::string_view text, std::size_t& at, std::string_view key,
+                 std::uint64_t& value) {
+  if (text.substr(at, key.size() + 1) != std::string(key) + " ") return false;
+  at += key.size() + 1;
+  const char* first = text.data() + at;
+  const auto [end, error] = std::from_chars(first, text.data() + text.size(), value);
+  if (error != std::errc() || end == first) return false;
+  at += static_cast<std::size_t>(end - first);
+  return true;
+}
+
+[[noreturn]] void damaged(const std::string& why) {
+  throw std::runtime_error("damaged: its checksum does not match (" + why + ")");
+}
+
+}  // namespace
+
+void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_bytes) {
+  check_block(block_bytes);
+  FileDescriptor f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+  if (f.fd < 0) throw io_error(path.string() + ": cannot open it to write its checksum", errno);
+  const std::uint64_t size = file_size(f.fd);
+  if (size < kChecksumHeaderBytes)
+    throw std::logic_error(path.string() + ": no room for a checksum");
+  const std::string header =
+      header_text(size, block_bytes, file_tree_sha256(f.fd, size, block_bytes));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
+  std::size_t done = 0;
+  while (done < header.size()) {
+    const ssize_t n = ::pwrite(f.fd, bytes + done, header.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error(path.string() + ": cannot write its checksum", errno);
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void write_file_checksum(std::span<unsigned char> image, std::uint64_t block_bytes) {
+  check_block(block_bytes);
+  if (image.size() < kChecksumHeaderBytes)
+    throw std::logic_error("write_file_checksum: no room for a checksum");
+  const std::string sha =
+      tree_sha256(kChecksumHeaderBytes, image.size(), block_bytes,
+                  [&](std::uint64_t first, std::uint64_t last, Sha256& s) {
+                    s.update({reinterpret_cast<const char*>(image.data() + first),
+                              static_cast<std::size_t>(last - first)});
+                  });
+  const std::string header = header_text(image.size(), block_bytes, sha);
+  std::copy(header.begin(), header.end(), image.begin());
+}
+
+FileChecksum verify_file_checksum(const std::filesystem::path& path) {
+  FileDescriptor f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw io_error("cannot open", errno);
+  const std::uint64_t size = file_size(f.fd);
+  if (size < kChecksumHeaderBytes) return FileChecksum::absent;
+  std::string header(kChecksumHeaderBytes, '\0');
+  if (const int error =
+          io::pread_all(f.fd, {reinterpret_cast<unsigned char*>(header.data()), header.size()}, 0);
+      error != 0)
+    throw io_error("cannot read", error);
+  if (!std::string_view(header).starts_with(kMagic)) return FileChecksum::absent;
+  // Read strictly: the fields parsed must give back the header byte for byte.
+  std::size_t at = kMagic.size();
+  std::uint64_t length = 0, block = 0;
+  const bool parsed = parse_field(header, at, "length", length) && header[at++] == '\n' &&
+                      parse_field(header, at, "block", block) && header[at++] == '\n' &&
+                      std::string_view(header).substr(at, 7) == "sha256 ";
+  const std::string stated = parsed ? header.substr(at + 7, 64) : "";
+  if (!parsed || block < kMinBlockBytes || block > kMaxBlockBytes ||
+      header_text(length, block, stated) != header)
+    damaged("its checksum header is unreadable");
+  if (length != size)
+    damaged("the file has " + std::to_string(size) + " bytes, its checksum header says " +
+            std::to_string(length));
+  const std::string found = file_tree_sha256(f.fd, size, block);
+  if (found != stated)
+    damaged("the SHA-256 of its bytes is " + found.substr(0, 16) +
+            "..., its checksum header says " + stated.substr(0, 16) + "...");
+  return FileChecksum::verified;
+}
+
+}  // namespace cllm
