@@ -20,9 +20,45 @@
 # script dies of SIGINT.
 set -euo pipefail
 
+# The stop signals are caught from the start (the traps are below): one
+# that arrives before mpirun is started ends the script with exit 4 and
+# nothing started.
+mpirun_pid=
+signals=0 interrupts=0
+# shellcheck disable=SC2317  # run by the traps below
+stop_ranks() {  # $1: the signal this script got
+  signals=$((signals + 1))
+  [[ $1 == INT ]] && interrupts=$((interrupts + 1))
+  [[ -n $mpirun_pid ]] || return 0  # sent once mpirun's pid is known, below
+  if (( interrupts > 1 )); then
+    echo "jobs/local.sh: second SIGINT: ending the ranks now (SIGTERM to mpirun, which kills them)" >&2
+    kill -TERM "$mpirun_pid" 2>/dev/null || true
+  else
+    local again=
+    [[ $1 == INT ]] && again=" (Ctrl-C again: at once)"
+    echo "jobs/local.sh: got SIG$1: the ranks stop after this step with a checkpoint$again" >&2
+    usr1_to_mpirun
+  fi
+}
+# mpirun dies of SIGUSR1 (exit 138) until it has installed its handler, in
+# its first tens of milliseconds: wait for the handler (SigCgt, bit 9).
+usr1_to_mpirun() {
+  local i caught
+  for ((i = 0; i < 1000; ++i)); do
+    caught=$(awk '/^SigCgt:/ { print $2 }' "/proc/$mpirun_pid/status" 2>/dev/null) || break
+    [[ -n $caught ]] && (( (16#$caught >> 9) & 1 )) && break
+    sleep 0.01
+  done
+  kill -USR1 "$mpirun_pid" 2>/dev/null || true
+}
+trap 'stop_ranks TERM' TERM
+trap 'stop_ranks INT' INT
+trap 'stop_ranks HUP' HUP
+trap 'stop_ranks USR1' USR1
+
 # Started with & by a script (a non-interactive shell), this script ignores
 # SIGINT, and bash can neither trap nor reset a signal ignored on entry:
-# the INT trap below would do nothing. So it runs itself again with SIGINT
+# the INT trap above would do nothing. So it runs itself again with SIGINT
 # at its default action (coreutils' env, 8.31 or later).
 sigint_ignored() {
   local ignored
@@ -81,30 +117,13 @@ extra=(${MPIRUN_ARGS:-})
 # mpirun runs in a session of its own, where a terminal's Ctrl-C does not
 # reach it, and this script turns the stop signals into SIGUSR1 for it and
 # exits with mpirun's status.
-mpirun_pid=
-signals=0 interrupts=0
-# shellcheck disable=SC2317  # run by the traps below
-stop_ranks() {  # $1: the signal this script got
-  signals=$((signals + 1))
-  [[ $1 == INT ]] && interrupts=$((interrupts + 1))
-  [[ -n $mpirun_pid ]] || return 0  # sent once mpirun's pid is known, below
-  if (( interrupts > 1 )); then
-    echo "jobs/local.sh: second SIGINT: ending the ranks now (SIGTERM to mpirun, which kills them)" >&2
-    kill -TERM "$mpirun_pid" 2>/dev/null || true
-  else
-    local again=
-    [[ $1 == INT ]] && again=" (Ctrl-C again: at once)"
-    echo "jobs/local.sh: got SIG$1: the ranks stop after this step with a checkpoint$again" >&2
-    kill -USR1 "$mpirun_pid" 2>/dev/null || true
-  fi
-}
-trap 'stop_ranks TERM' TERM
-trap 'stop_ranks INT' INT
-trap 'stop_ranks HUP' HUP
-trap 'stop_ranks USR1' USR1
+if (( signals > 0 )); then
+  echo "jobs/local.sh: stopped before the ranks started: nothing to save" >&2
+  exit 4
+fi
 setsid mpirun "${args[@]}" "${extra[@]}" "$cllm" "$@" &
 mpirun_pid=$!
-(( signals == 0 )) || kill -USR1 "$mpirun_pid" 2>/dev/null || true
+(( signals == 0 )) || usr1_to_mpirun
 # bash runs a trap only between commands: `wait` returns early (status >
 # 128) when one runs, so wait again until mpirun itself has ended.
 while :; do

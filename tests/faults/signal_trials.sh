@@ -7,7 +7,8 @@
 # checkpoint with an uninterrupted run's (h5diff -d 0: bitwise) and the
 # trace with a JSON parser. Not a ctest: 20 trials take minutes.
 #
-#   tests/faults/signal_trials.sh [TRIALS] [SEED]     (defaults 20, 1)
+#   tests/faults/signal_trials.sh [TRIALS] [SEED] [WITHIN_MS]   (defaults 20, 1,
+#   the reference run's time + 10%; 300 tries the launcher's and ranks' start)
 set -euo pipefail
 trials=${1:-20}
 seed=${2:-1}
@@ -16,7 +17,7 @@ work=$(mktemp -d /tmp/cllm-signal-trials-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 RANDOM=$seed
 
-steps=24
+steps=60
 run() {  # run OUT: the training command, in the background; its pid in $!
   "$root/jobs/local.sh" -n 2 -t 2 -- train --data "$root/data/austen.txt" --out "$1" \
     --layers 2 --heads 2 --embd 64 --seq-len 64 --micro-batch 4 --global-batch 16 \
@@ -26,8 +27,13 @@ run() {  # run OUT: the training command, in the background; its pid in $!
 final() { echo "$1/checkpoint-$(printf %08d $steps).h5"; }
 
 mkdir -p "$work/reference"
+start=$(date +%s%N)
 run "$work/reference"; wait $! || { echo "reference run failed"; cat "$work/reference.log"; exit 1; }
 reference=$(final "$work/reference")
+# Signals land anywhere from the launcher's start to a little past the end.
+took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+span_ms=${3:-$((took_ms * 11 / 10))}
+echo "reference run: $took_ms ms; signals within the first $span_ms ms"
 
 signals=(TERM INT HUP USR1)
 passed=0
@@ -35,8 +41,7 @@ for ((i = 1; i <= trials; ++i)); do
   out="$work/trial-$i"
   mkdir -p "$out"
   signal=${signals[RANDOM % 4]}
-  delay=$(printf '0.%03d' $((RANDOM % 1000)))
-  delay=$(awk -v d="$delay" -v r=$((RANDOM % 4)) 'BEGIN { print d + r }')
+  delay=$(awk -v ms=$(( (RANDOM * 32768 + RANDOM) % span_ms )) 'BEGIN { print ms / 1000 }')
   run "$out"
   pid=$!
   sleep "$delay"
