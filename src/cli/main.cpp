@@ -14,8 +14,8 @@
 
 namespace {
 // The stop signals' handlers, installed before any library's initialiser
-// runs (.preinit_array entries of the executable come first): OpenBLAS,
-// oneDNN, HDF5 and Open MPI take tens of milliseconds to start, a window in
+// runs (.preinit_array entries of the executable come first): Open MPI,
+// oneDNN and HDF5 take tens of milliseconds to start, a window in
 // which a job's SIGTERM would otherwise end the process with no exit code
 // (train/stop_signal.h).
 void install_stop_signal_handlers_first(int, char**, char**) { cllm::install_stop_signal_handlers(); }
