@@ -24,15 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
-
-try:
-    import h5py
-    import numpy as np
-except ImportError as e:  # pragma: no cover - depends on the interpreter
-    print(f"SKIP: {e} (run with an interpreter that has numpy and h5py, "
-          f"e.g. /usr/bin/python3); this interpreter is {sys.executable}")
-    sys.exit(SKIP)
+from needs_h5py import h5py, np  # or exit 77: skipped
 
 TRAIN_ARGS = ["--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16",
               "--micro-batch", "2", "--global-batch", "4", "--steps", "2",
