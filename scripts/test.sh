@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: install packages, build the release, asan, tsan and
 # fuzz presets, run the first three's ctest suites, and run each fuzz target
-# for CLLM_FUZZ_SECONDS (default 50) on its seed corpus, then over the inputs
+# for CLLM_FUZZ_SECONDS (default 30) on its seed corpus, then over the inputs
 # that once crashed it (tests/fuzz/run_fuzzers.sh).
 #
 #   scripts/test.sh
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 presets=(release asan tsan fuzz)
-fuzz_seconds="${CLLM_FUZZ_SECONDS:-50}"
+fuzz_seconds="${CLLM_FUZZ_SECONDS:-30}"
 
 # Open MPI refuses to run as root without both of these; tests may start more
 # ranks than there are cores.
