@@ -4,14 +4,14 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <omp.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
+
+#include "cllm/base/address_space.h"
 
 namespace cllm::kernels {
 
@@ -36,19 +36,11 @@ std::string mib(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"
 // Refuses, before the library loads and hangs, an address-space limit that
 // cannot hold its buffers.
 void check_address_space() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
-  std::size_t pages = 0;
-  if (std::FILE* statm = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(statm, "%zu", &pages) != 1) pages = 0;
-    std::fclose(statm);
-  }
-  const std::size_t used = pages * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const std::size_t left = limit.rlim_cur > used ? limit.rlim_cur - used : 0;
-  if (left < kMappedAtLoad)
+  const std::optional<std::size_t> left = address_space_left();
+  if (left && *left < kMappedAtLoad)
     throw std::runtime_error(std::string(kLibrary) + ": OpenBLAS maps about " + mib(kMappedAtLoad) +
                              " as it loads, and the address-space limit (ulimit -v) leaves " +
-                             mib(left) + ": raise the limit, or use --matmul onednn");
+                             mib(*left) + ": raise the limit, or use --matmul onednn");
 }
 
 template <typename Function>

@@ -1,15 +1,14 @@
 // A run's memory, reckoned from its settings. See cllm/train/memory_plan.h.
 #include "cllm/train/memory_plan.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <string_view>
 
+#include "cllm/base/address_space.h"
 #include "cllm/base/format.h"
 #include "cllm/base/out_of_memory.h"
 #include "cllm/model/gpt.h"
@@ -105,16 +104,8 @@ std::optional<MemoryLimit> memory_limit() {
   if (const long pages = sysconf(_SC_PHYS_PAGES); pages > 0)
     consider(static_cast<double>(pages) * page, "this machine's physical memory");
   if (const auto room = cgroup_room()) consider(*room, "the cgroup's memory limit (memory.max: Slurm's --mem)");
-  rlimit as{};
-  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
-    double mapped = 0;
-    if (std::FILE* statm = std::fopen("/proc/self/statm", "r")) {
-      if (std::fscanf(statm, "%lf", &mapped) != 1) mapped = 0;
-      std::fclose(statm);
-    }
-    consider(std::max(0.0, static_cast<double>(as.rlim_cur) - mapped * page),
-             "the address-space limit (ulimit -v)");
-  }
+  if (const auto left = address_space_left())
+    consider(static_cast<double>(*left), "the address-space limit (ulimit -v)");
   return limit;
 }
 
