@@ -63,8 +63,11 @@ TEST_F(Eval, ScoresEveryWindowAndTheTailAsOneForwardPassPerWindowWould) {
     gpt_forward(model, acts, window.data(), window.data() + 1);
     for (int t = 0; t < std::min(32, 100 - start); ++t) sum += acts.losses[t];
   }
-  EXPECT_NEAR(got["loss"].get<double>(), sum / 100, 1e-12);
-  EXPECT_NEAR(got["perplexity"].get<double>(), std::exp(sum / 100), 1e-9);
+  // To float rounding: oneDNN may pick other kernels for eval's batches than
+  // for one window (it does on AVX2-only CPUs); a wrong window or tail would
+  // be off by far more.
+  EXPECT_NEAR(got["loss"].get<double>(), sum / 100, 1e-6);
+  EXPECT_NEAR(got["perplexity"].get<double>(), std::exp(sum / 100), 1e-4);
 }
 
 TEST_F(Eval, GivesTheSameBitsOnEveryLayout) {

@@ -84,6 +84,51 @@ TEST(TokenDatasetWriter, EverySizeAndElementTypeReadsBackThroughHdf5sFilters) {
   }
 }
 
+// The chunk rounds hand rank 0 chunks in rounds: whatever the order they are
+// written in, the tokens are the same, and a dataset with a chunk missing is
+// refused at commit and leaves nothing behind.
+TEST(TokenDatasetWriter, ChunksInAnyOrderGiveTheSameTokensAndAMissingOneIsRefused) {
+  test::TempDir dir;
+  std::vector<std::int32_t> train(3 * 16384 + 100), val(20000);
+  for (std::size_t i = 0; i < train.size(); ++i) train[i] = static_cast<std::int32_t>(i * 7919 % 50257);
+  for (std::size_t i = 0; i < val.size(); ++i) val[i] = static_cast<std::int32_t>(i * 104729 % 50257);
+  TokenizerSpec tokenizer;
+  tokenizer.vocab_size = 50257;
+  TokenSpool spool(dir / "spool.h5", "tokens", 2);
+  spool.append(train);
+  spool.append(val);
+  const TokenStream all({{&spool, 0, spool.size()}});
+  const TokenStream splits[2] = {all.slice(0, train.size()), all.slice(train.size(), all.size())};
+  const std::string h5 = (dir / "d.h5").string();
+  {
+    TokenDatasetWriter out(h5, train.size(), val.size(), tokenizer, 0.1);
+    for (int s = 1; s >= 0; --s)  // backwards
+      for (std::uint64_t i = token_chunks(splits[s].size()); i-- > 0;)
+        out.write_chunk(s, i, filter_token_chunk(splits[s], i));
+    out.commit({{"in.txt", "00"}});
+  }
+  EXPECT_EQ(hdf5_read(h5, "train/tokens"), train);
+  EXPECT_EQ(hdf5_read(h5, "val/tokens"), val);
+  const std::string missing = (dir / "missing.h5").string();
+  {
+    TokenDatasetWriter out(missing, train.size(), val.size(), tokenizer, 0.1);
+    for (std::uint64_t i = 1; i < token_chunks(train.size()); ++i)  // not the first
+      out.write_chunk(0, i, filter_token_chunk(splits[0], i));
+    out.write_chunk(1, 0, filter_token_chunk(splits[1], 0));
+    try {
+      out.commit({});
+      ADD_FAILURE() << "a dataset with a chunk missing was committed";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(out.write_chunk(0, token_chunks(train.size()), filter_token_chunk(splits[0], 0)),
+                 std::runtime_error);
+  }
+  EXPECT_FALSE(std::filesystem::exists(missing));
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_NE(entry.path().filename().string().rfind(".missing", 0), 0u) << entry.path() << " was left behind";
+}
+
 // A chunk whose bytes changed fails its Fletcher-32 on read: the checksum
 // is there and HDF5 verifies it.
 TEST(TokenDatasetWriter, ACorruptChunkFailsItsChecksum) {

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -18,6 +20,7 @@
 
 #include "cllm/base/format.h"
 #include "cllm/base/out_of_memory.h"
+#include "cllm/base/read_file.h"
 #include "cllm/base/setting_error.h"
 #include "cllm/data/corpus_reader.h"
 #include "cllm/data/parallel_encode.h"
@@ -80,6 +83,9 @@ std::string prepare_command(const PrepareConfig& spec, const Comm& comm) {
   // threshold moves them onto the heap, whose fragments then grow with the
   // corpus: GPT-2 BPE of 2 GB peaked 17% above 200 MB's, 2% with a fixed one.
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  // Each round of chunks (ChunkRounds) frees megabytes at the heap's top:
+  // trimmed at once, they cost page faults again the next round.
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   const bool terminal = isatty(fileno(stderr));
   double shown = -1;
   const PrepareSummary done = prepare_dataset(spec, comm, [&](const PrepareProgress& p) {
@@ -103,12 +109,13 @@ namespace {
 // ranks report back. Packed writes, Unpacked reads in the same order.
 class Packed {
  public:
-  const std::string& bytes() const { return bytes_; }
+  const std::string& bytes() const& { return bytes_; }
+  std::string bytes() && { return std::move(bytes_); }
   Packed& put(std::uint64_t v) {
     bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
     return *this;
   }
-  Packed& put(const std::string& text) {
+  Packed& put(std::string_view text) {
     put(text.size());
     bytes_.append(text);
     return *this;
@@ -126,7 +133,8 @@ class Unpacked {
     std::memcpy(&v, take(sizeof v).data(), sizeof v);
     return v;
   }
-  std::string text() { return std::string(take(number())); }
+  std::string text() { return std::string(view()); }
+  std::string_view view() { return take(number()); }  // valid while the bytes are
 
  private:
   std::string_view take(std::size_t n) {
@@ -137,6 +145,27 @@ class Unpacked {
   }
   std::string_view bytes_;
 };
+
+// Rank 0's text, on every rank.
+void broadcast_text(const Comm& comm, std::string& text) {
+  std::uint64_t size = text.size();
+  comm.broadcast_value(size, Collective::prepare);
+  text.resize(size);
+  comm.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), Collective::prepare);
+}
+
+// Every rank's text, in rank order, on every rank.
+std::vector<std::string> all_texts(const Comm& comm, const std::string& mine) {
+  const std::vector<std::string> texts = comm.gather_text(mine, Collective::prepare);
+  Packed packed;
+  for (const std::string& text : texts) packed.put(text);
+  std::string bytes = packed.bytes();
+  broadcast_text(comm, bytes);
+  Unpacked in(bytes);
+  std::vector<std::string> all(static_cast<std::size_t>(comm.size()));
+  for (std::string& text : all) text = in.text();
+  return all;
+}
 
 // Rank 0's plan: the input files and this rank's parts of them.
 struct Plan {
@@ -161,10 +190,7 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
     }
   });
   std::string bytes = packed.bytes();
-  std::uint64_t size = bytes.size();
-  comm.broadcast_value(size, Collective::prepare);
-  bytes.resize(size);
-  comm.broadcast(std::as_writable_bytes(std::span(bytes.data(), bytes.size())), Collective::prepare);
+  broadcast_text(comm, bytes);
   Unpacked in(bytes);
   Plan plan;
   plan.files.resize(in.number());
@@ -181,6 +207,66 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
   }
   return plan;
 }
+
+// A stretch of one split's tokens as a rank made them: tokens [begin, end)
+// of its spool of the split, or bytes [begin, end) of an input file that is
+// byte-level text.
+struct Segment {
+  static constexpr std::uint64_t kSpool = ~std::uint64_t{0};
+  std::uint64_t file = kSpool;  // else an index into the plan's files
+  std::uint64_t begin = 0, end = 0;
+};
+
+// The SHA-256s of the byte-level text files this rank starts (their bytes
+// are read where they lie): hashed a slice at a time beside the chunk
+// rounds, so that hashing a large file holds up no rank.
+class FileHashes {
+ public:
+  void add(std::uint32_t index, const std::string& path) {
+    std::error_code ec;
+    left_ += std::filesystem::file_size(path, ec);
+    pending_.push_back({index, path});
+  }
+  std::uint64_t bytes_left() const { return left_; }
+  // Hashes about `bytes` more (all: ~0), in order.
+  void hash(std::uint64_t bytes) {
+    std::vector<char> block(1u << 20);
+    while (next_ < pending_.size()) {
+      const std::string& path = pending_[next_].path;
+      if (!in_) {
+        in_.emplace(path, std::ios::binary);
+        if (!*in_) throw std::runtime_error(path + ": cannot open input file");
+        sha_ = std::make_unique<Sha256>();
+      }
+      for (;;) {
+        if (bytes == 0) return;
+        in_->read(block.data(), static_cast<std::streamsize>(std::min<std::uint64_t>(bytes, block.size())));
+        const auto got = static_cast<std::size_t>(in_->gcount());
+        if (in_->bad()) throw std::runtime_error(path + ": read error");
+        sha_->update({block.data(), got});
+        bytes -= got;
+        left_ -= std::min<std::uint64_t>(left_, got);
+        if (got == 0 || in_->eof()) break;
+      }
+      done.emplace_back(pending_[next_].index, sha_->hex());
+      in_.reset();
+      ++next_;
+    }
+  }
+
+  std::vector<std::pair<std::uint32_t, std::string>> done;  // file index, sha256
+
+ private:
+  struct Pending {
+    std::uint32_t index;
+    std::string path;
+  };
+  std::vector<Pending> pending_;
+  std::size_t next_ = 0;  // the file being hashed
+  std::optional<std::ifstream> in_;
+  std::unique_ptr<Sha256> sha_;  // Sha256 does not move
+  std::uint64_t left_ = 0;
+};
 
 // One rank's share of prepare: its parts of the inputs, read, tokenized (on
 // all threads, a block at a time) and spooled, each document's tokens to its
@@ -205,6 +291,8 @@ class ShareTokenizer {
   void add(const std::string& file, std::uint32_t index, const CorpusPart& part,
            const std::function<void(std::uint64_t)>& progress) {
     if (is_token_file(file)) return add_token_file(file, index, progress);
+    if (bytes_are_ids_ && spec_.jsonl_field.empty() && !is_gzip(file))
+      return add_text_bytes(file, index, part, progress);
     DocumentReader reader(file, spec_.jsonl_field, block_bytes_, bytes_are_ids_, part.begin, part.end);
     DocumentPiece piece;
     bool side = false;
@@ -231,10 +319,10 @@ class ShareTokenizer {
                       const std::function<void(std::uint64_t)>& progress) {
     flush();
     TokenFileReader reader(file, vocab_size_);
-    TokenSpool& spool = by_documents_ && in_validation(document_start(file), spec_.val_fraction) ? *val_ : train_;
+    const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
     std::vector<std::int32_t> ids;
     while (reader.next(ids, block_bytes_ / sizeof(std::int32_t))) {
-      spool.append(ids);
+      spool(to_val, [&](TokenSpool& spool) { spool.append(ids); });
       progress(reader.bytes_read());
     }
     ++documents;
@@ -249,23 +337,38 @@ class ShareTokenizer {
     std::vector<std::vector<std::int32_t>> ids;
     if (!bytes_are_ids_) ids = encode_each(*tok_, texts);
     for (std::size_t i = 0; i < batch_.size(); ++i) {
-      TokenSpool& spool = to_val_[i] ? *val_ : train_;
-      if (bytes_are_ids_)
-        spool.append_bytes({reinterpret_cast<const unsigned char*>(texts[i].data()), texts[i].size()});
-      else
-        spool.append(ids[i]);
-      if (batch_[i].last) {
-        ++documents;
-        if (eot_ >= 0) {  // between documents
+      spool(to_val_[i], [&](TokenSpool& spool) {
+        if (bytes_are_ids_)
+          spool.append_bytes({reinterpret_cast<const unsigned char*>(texts[i].data()), texts[i].size()});
+        else
+          spool.append(ids[i]);
+        if (batch_[i].last && eot_ >= 0) {  // between documents
           const auto eot = static_cast<std::int32_t>(eot_);
           spool.append({&eot, 1});
         }
-      }
+      });
+      if (batch_[i].last) ++documents;
       bytes += texts[i].size();
     }
     batch_.clear();
     to_val_.clear();
     batch_bytes_ = 0;
+  }
+
+  // Byte-level plain text is its own ids: the part is read from the file
+  // where its chunks are made, and here only for the file's hash.
+  void add_text_bytes(const std::string& file, std::uint32_t index, const CorpusPart& part,
+                      const std::function<void(std::uint64_t)>& progress) {
+    flush();
+    require_regular_file(file, "input file");
+    const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
+    if (part.end > part.begin) segments_[to_val].push_back({index, part.begin, part.end});
+    std::error_code ec;
+    if (part.end >= std::filesystem::file_size(file, ec)) ++documents;  // the part ends the document
+    bytes += part.end - part.begin;
+    direct_bytes += part.end - part.begin;
+    if (part.begin == 0) hashes.add(index, file);
+    progress(0);  // done as its chunks are written
   }
 
   const TokenSpool& train() const { return train_; }
@@ -274,12 +377,26 @@ class ShareTokenizer {
   // What rank 0 needs of this share: the counts and the sources' hashes.
   std::string report() const {
     Packed packed;
-    packed.put(bytes).put(documents).put(skipped_lines).put(first_skipped).put(sources.size());
+    packed.put(bytes).put(documents).put(skipped_lines).put(first_skipped);
+    packed.put(sources.size() + hashes.done.size());
     for (const auto& [file, sha] : sources) packed.put(file).put(sha);
+    for (const auto& [file, sha] : hashes.done) packed.put(file).put(sha);
+    return packed.bytes();
+  }
+
+  // Where each split's tokens of this share are, in order, for every rank.
+  std::string segments() const {
+    Packed packed;
+    for (const auto& split : segments_) {
+      packed.put(split.size());
+      for (const Segment& s : split) packed.put(s.file).put(s.begin).put(s.end);
+    }
     return packed.bytes();
   }
 
   std::uint64_t bytes = 0, documents = 0, skipped_lines = 0;
+  std::uint64_t direct_bytes = 0;  // of them, byte-level text read where it lies
+  FileHashes hashes;               // of those files, where this share starts them
   std::string first_skipped;
   std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
 
@@ -298,26 +415,49 @@ class ShareTokenizer {
   std::vector<DocumentPiece> batch_;
   std::vector<char> to_val_;
   std::size_t batch_bytes_ = 0;
+  // Each split's tokens of this share, in order (Segment).
+  std::vector<Segment> segments_[2];
+
+  // Appends to a split's spool through add(spool), noting where they went.
+  template <typename Add>
+  void spool(bool to_val, Add add) {
+    TokenSpool& into = to_val ? *val_ : train_;
+    const std::uint64_t before = into.size();
+    add(into);
+    std::vector<Segment>& split = segments_[to_val];
+    if (into.size() == before) return;
+    if (!split.empty() && split.back().file == Segment::kSpool && split.back().end == before)
+      split.back().end = into.size();
+    else
+      split.push_back({Segment::kSpool, before, into.size()});
+  }
 };
 
 }  // namespace
 
 namespace {
 
-// Every rank's share of the tokens, in its spools; rank 0 reports its own
-// progress.
-ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
-                              const Comm& comm, const std::function<void(const PrepareProgress&)>& progress,
-                              double t0) {
-  std::optional<ShareTokenizer> share;
+// Rank 0's progress reports on its share. Bytes are done once tokenized into
+// a spool, or, for byte-level text read where it lies, once the chunk rounds
+// have written their share of the chunks.
+struct ProgressReports {
+  std::function<void(const PrepareProgress&)> report;
+  double t0 = 0;
+  bool root = false;
   PrepareProgress at;
+  void operator()() {
+    at.seconds = omp_get_wtime() - t0;
+    if (report && root) report(at);
+  }
+};
+
+// Every rank's share of the tokens, in its spools.
+ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
+                              const Comm& comm, ProgressReports& progress) {
+  std::optional<ShareTokenizer> share;
+  PrepareProgress& at = progress.at;
   at.ranks = comm.size();
   for (const CorpusPart& part : plan.parts) at.bytes += part.end - part.begin;
-  const auto report_progress = [&] {
-    at.documents = share->documents;
-    at.seconds = omp_get_wtime() - t0;
-    if (progress && comm.is_root()) progress(at);
-  };
   collectively(comm, [&] {
     share.emplace(spec, tokenizer, comm.rank());
     std::uint64_t before = 0;  // bytes of the parts done
@@ -326,8 +466,9 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
       for (const CorpusPart& part : plan.parts) {
         file = &plan.files[part.file];
         share->add(*file, part.file, part, [&](std::uint64_t read) {
-          at.bytes_done = before + read;
-          report_progress();
+          at.bytes_done = before + read - share->direct_bytes;
+          at.documents = share->documents;
+          progress();
         });
         before += part.end - part.begin;
       }
@@ -338,70 +479,204 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-    at.bytes_done = before;
-    at.done = true;
-    report_progress();
+    at.bytes_done = before - share->direct_bytes;
+    at.documents = share->documents;
+    progress();
   });
   return std::move(*share);
 }
 
-// This rank's share of either split's chunks, filtered into a spool of its
-// own; the splits are the ranks' spools joined in rank order.
-struct ChunkShare {
-  TokenSpool chunks;
-  Packed sizes;  // per split: its tokens, this share's chunks, each one's size
-};
-
-ChunkShare filter_share(const PrepareConfig& spec, const ShareTokenizer& share, const Comm& comm) {
-  const int rank = comm.rank(), ranks = comm.size();
-  const bool by_documents = spec.val_split == "documents";
-  const std::vector<std::uint64_t> train_sizes = comm.all_gather(share.train().size(), Collective::prepare);
-  const std::vector<std::uint64_t> val_sizes =
-      comm.all_gather(by_documents ? share.val()->size() : std::uint64_t{0}, Collective::prepare);
-  const std::size_t element = share.train().element_size();
-  std::vector<TokenSpool> others;  // the other ranks' spools, to read
-  others.reserve(2 * static_cast<std::size_t>(ranks));
-  const auto spool_of = [&](int r, const std::string& what, const TokenSpool* mine) -> const TokenSpool* {
-    if (r == rank) return mine;
-    return &others.emplace_back(TokenSpool::open(spec.out, what + ".r" + std::to_string(r), element));
-  };
-  std::optional<ChunkShare> mine;
-  collectively(comm, [&] {
-    std::vector<SpoolRange> train_pieces, val_pieces;
-    for (int r = 0; r < ranks; ++r) {
-      train_pieces.push_back({spool_of(r, "train", &share.train()), 0, train_sizes[r]});
-      if (by_documents) val_pieces.push_back({spool_of(r, "val", share.val()), 0, val_sizes[r]});
+// The dataset's two splits as token streams over every rank's segments,
+// joined in rank order (the tail held out for val_split tail), with the
+// spools and input files they read.
+class JoinedSplits {
+ public:
+  JoinedSplits(const PrepareConfig& spec, const Plan& plan, const ShareTokenizer& share,
+               const std::vector<std::string>& segments, int rank) {
+    const std::size_t element = share.train().element_size();
+    const auto source_of = [&](int r, int split, const Segment& s) -> const TokenBytes* {
+      if (s.file != Segment::kSpool) return &inputs_.try_emplace(s.file, plan.files.at(s.file)).first->second;
+      if (r == rank) return split == 0 ? &share.train() : share.val();
+      auto at = others_.find({r, split});
+      if (at == others_.end()) {
+        const std::string name = (split == 0 ? "train.r" : "val.r") + std::to_string(r);
+        at = others_.emplace(std::pair(r, split), TokenSpool::open(spec.out, name, element)).first;
+      }
+      return &at->second;
+    };
+    std::vector<SpoolRange> pieces[2];
+    for (std::size_t r = 0; r < segments.size(); ++r) {
+      Unpacked in(segments[r]);
+      for (int split = 0; split < 2; ++split)
+        for (std::uint64_t i = in.number(); i > 0; --i) {
+          Segment s;
+          s.file = in.number();
+          s.begin = in.number();
+          s.end = in.number();
+          pieces[split].push_back({source_of(static_cast<int>(r), split, s), s.begin, s.end});
+        }
     }
-    TokenStream splits[2] = {TokenStream(train_pieces), TokenStream(val_pieces)};
-    if (!by_documents) {  // the tail
+    splits[0] = TokenStream(pieces[0]);
+    splits[1] = TokenStream(pieces[1]);
+    if (spec.val_split == "tail") {
       const std::uint64_t all = splits[0].size();
       const auto n_val = static_cast<std::uint64_t>(static_cast<double>(all) * spec.val_fraction);
       splits[1] = splits[0].slice(all - n_val, all);
       splits[0] = splits[0].slice(0, all - n_val);
     }
-    mine.emplace(ChunkShare{TokenSpool(spec.out, "chunks.r" + std::to_string(rank), 1), {}});
-    try {
-      for (const TokenStream& split : splits) {
-        const std::uint64_t n = token_chunks(split.size());
-        const std::uint64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
-        mine->sizes.put(split.size()).put(last - first);
-        for (const std::uint64_t size : filter_token_chunks(split, first, last, mine->chunks)) mine->sizes.put(size);
+  }
+  JoinedSplits(const JoinedSplits&) = delete;
+  JoinedSplits& operator=(const JoinedSplits&) = delete;
+
+  TokenStream splits[2];  // train, val
+
+ private:
+  std::map<std::pair<int, int>, TokenSpool> others_;  // the other ranks' spools, by (rank, split)
+  std::map<std::uint64_t, FileTokens> inputs_;        // byte-level text files, by index
+};
+
+// Chunks filtered a round at a time, in proportion to each rank's speed in the
+// round before, and written by rank 0 while the next round is filtered (on a
+// thread of its own when it has two): nothing waits in a spool, and rank 0's
+// writing costs it a smaller share, not everyone a wait.
+class ChunkRounds {
+ public:
+  ChunkRounds(const TokenStream (&splits)[2], const Comm& comm)
+      : splits_(splits), comm_(comm), weights_(static_cast<std::size_t>(comm.size()), 1.0) {
+    first_val_ = token_chunks(splits[0].size());
+    chunks_ = first_val_ + token_chunks(splits[1].size());
+    std::uint64_t threads = 0;
+    for (const std::uint64_t t : comm.all_gather(static_cast<std::uint64_t>(omp_get_max_threads()),
+                                                 Collective::prepare))
+      threads += t;
+    round_ = std::clamp<std::uint64_t>(kChunksPerThread * threads, 1, kMaxRoundChunks);
+  }
+
+  // Collective; out is rank 0's, null elsewhere. Beside the rounds, this
+  // rank hashes its files a slice a round; after each round, written(share
+  // of the chunks written).
+  void run(TokenDatasetWriter* out, const std::string& dataset, FileHashes& hashes,
+           const std::function<void(double)>& written_share) {
+    std::vector<std::string> written;  // the round before's chunks, every rank's, on rank 0
+    for (std::uint64_t begin = 0;; begin += round_) {
+      const std::uint64_t end = std::min(chunks_, begin + round_);
+      const auto [first, last] = share(begin, end);
+      const std::uint64_t rounds_left = (chunks_ - std::min(chunks_, begin) + round_ - 1) / round_ + 1;
+      const std::uint64_t hash_bytes = (hashes.bytes_left() + rounds_left - 1) / rounds_left;
+      std::string mine;
+      double busy = 0;
+      collectively(comm_, [&] {
+        const double t0 = omp_get_wtime();
+        mine = filter(first, last, [&] {
+          if (out) write(written, *out);
+          hashes.hash(begin >= chunks_ ? ~std::uint64_t{0} : hash_bytes);
+        }, dataset);
+        busy = omp_get_wtime() - t0;
+      });
+      written_share(chunks_ == 0 ? 1.0 : static_cast<double>(begin) / static_cast<double>(chunks_));
+      if (begin >= chunks_) return;
+      written = comm_.gather_text(mine, Collective::prepare);
+      reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(last - first, Collective::prepare));
+    }
+  }
+
+ private:
+  // Chunks a thread filters in a round, and a round's most (rank 0 holds
+  // two rounds of filtered chunks: at most 2 x 2,048 x 64 KiB).
+  static constexpr std::uint64_t kChunksPerThread = 256, kMaxRoundChunks = 4096;
+
+  // This rank's chunks of [begin, end), by the weights.
+  std::pair<std::uint64_t, std::uint64_t> share(std::uint64_t begin, std::uint64_t end) const {
+    if (begin >= end) return {end, end};
+    double total = 0, before = 0;
+    for (const double w : weights_) total += w;
+    for (int r = 0; r < comm_.rank(); ++r) before += weights_[static_cast<std::size_t>(r)];
+    const auto at = [&](double w) {
+      return begin + static_cast<std::uint64_t>(static_cast<double>(end - begin) * w / total + 0.5);
+    };
+    return {at(before), comm_.rank() + 1 == comm_.size() ? end : at(before + weights_[static_cast<std::size_t>(comm_.rank())])};
+  }
+
+  // The same on every rank: each weight moves half way to its rank's speed
+  // (chunks a second) in the round just done, as a share of all of them.
+  void reweigh(const std::vector<double>& busy, const std::vector<std::uint64_t>& chunks) {
+    std::vector<double> speed(weights_.size(), 0);
+    double speeds = 0, weights = 0;
+    for (std::size_t r = 0; r < weights_.size(); ++r) {
+      if (chunks[r] == 0 || busy[r] <= 0) return;  // too little to tell
+      speed[r] = static_cast<double>(chunks[r]) / busy[r];
+      speeds += speed[r];
+      weights += weights_[r];
+    }
+    for (std::size_t r = 0; r < weights_.size(); ++r)
+      weights_[r] = 0.5 * weights_[r] / weights + 0.5 * speed[r] / speeds;
+  }
+
+  // Filters chunks [first, last) on all threads, packed for rank 0: each
+  // one's size, then its bytes; meanwhile one thread does `beside`.
+  std::string filter(std::uint64_t first, std::uint64_t last, const std::function<void()>& beside,
+                     const std::string& dataset) {
+    std::vector<std::vector<unsigned char>> filtered(last - first);
+    std::exception_ptr failure;
+    const auto keep = [&] {
+#pragma omp critical(cllm_chunk_rounds)
+      if (!failure) failure = std::current_exception();
+    };
+#pragma omp parallel
+    {
+#pragma omp master  // no barrier: it joins the loop when done; HDF5 stays on one thread
+      try {
+        beside();
+      } catch (...) {
+        keep();
       }
+#pragma omp for schedule(dynamic, 1) nowait
+      for (std::uint64_t c = first; c < last; ++c) {
+        try {
+          const bool val = c >= first_val_;
+          filtered[c - first] = filter_token_chunk(splits_[val], val ? c - first_val_ : c);
+        } catch (...) {
+          keep();
+        }
+      }
+    }
+    try {
+      if (failure) std::rethrow_exception(failure);
     } catch (const std::bad_alloc&) {
-      throw OutOfMemory("out of memory: cannot compress the token chunks of " + spec.out + " on " +
+      throw OutOfMemory("out of memory: cannot compress the token chunks of " + dataset + " on " +
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-  });
-  return std::move(*mine);
-}
+    Packed packed;
+    packed.put(first).put(last - first);
+    for (const auto& chunk : filtered) packed.put({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
+    return std::move(packed).bytes();
+  }
 
-// Rank 0 joins the ranks' reports and chunks into the dataset.
-PrepareSummary write_dataset(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
-                             const std::vector<std::string>& reports, const std::vector<std::string>& filtered,
-                             const TokenSpool& own_chunks, double t0) {
+  void write(const std::vector<std::string>& ranks, TokenDatasetWriter& out) const {
+    for (const std::string& text : ranks) {
+      Unpacked in(text);
+      std::uint64_t c = in.number();
+      for (std::uint64_t n = in.number(); n > 0; --n, ++c) {
+        const std::string_view chunk = in.view();
+        const bool val = c >= first_val_;
+        out.write_chunk(val, val ? c - first_val_ : c,
+                        {reinterpret_cast<const unsigned char*>(chunk.data()), chunk.size()});
+      }
+    }
+  }
+
+  const TokenStream (&splits_)[2];
+  const Comm& comm_;
+  std::vector<double> weights_;  // of the ranks' shares of a round
+  std::uint64_t first_val_ = 0, chunks_ = 0, round_ = 1;
+};
+
+// Rank 0's summary of the ranks' reports, and the sources' hashes.
+PrepareSummary summarize(const Plan& plan, const std::vector<std::string>& reports,
+                         std::vector<DatasetSource>& sources) {
   PrepareSummary summary;
-  std::vector<DatasetSource> sources(plan.files.size());
+  sources.assign(plan.files.size(), {});
   for (std::size_t f = 0; f < plan.files.size(); ++f) sources[f].file = plan.files[f];
   for (const std::string& text : reports) {
     Unpacked report(text);
@@ -416,30 +691,6 @@ PrepareSummary write_dataset(const PrepareConfig& spec, const TokenizerSpec& tok
       sources.at(file).sha256 = report.text();
     }
   }
-  std::vector<TokenSpool> chunk_spools;  // the other ranks'
-  chunk_spools.reserve(filtered.size());
-  FilteredSplit splits[2];
-  for (std::size_t r = 0; r < filtered.size(); ++r) {
-    const TokenSpool* spool =
-        r == 0 ? &own_chunks
-               : &chunk_spools.emplace_back(TokenSpool::open(spec.out, "chunks.r" + std::to_string(r), 1));
-    Unpacked sizes(filtered[r]);
-    std::uint64_t offset = 0;
-    for (FilteredSplit& split : splits) {
-      split.tokens = sizes.number();
-      for (std::uint64_t i = sizes.number(); i > 0; --i) {
-        const std::uint64_t size = sizes.number();
-        split.chunks.push_back({spool, offset, size});
-        offset += size;
-      }
-    }
-  }
-  write_token_dataset(spec.out, splits[0], splits[1], tokenizer, sources, spec.val_fraction);
-  summary.train_tokens = splits[0].tokens;
-  summary.val_tokens = splits[1].tokens;
-  summary.tokenizer = tokenizer.name;
-  summary.vocab_size = tokenizer.vocab_size;
-  summary.seconds = omp_get_wtime() - t0;
   return summary;
 }
 
@@ -447,22 +698,45 @@ PrepareSummary write_dataset(const PrepareConfig& spec, const TokenizerSpec& tok
 
 PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
                                const std::function<void(const PrepareProgress&)>& progress) {
-  const double t0 = omp_get_wtime();
+  ProgressReports reports{progress, omp_get_wtime(), comm.is_root(), {}};
   TokenizerSpec tokenizer;
   collectively(comm, [&] {
     spec.validate();
     tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
   });
   const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
-  const ShareTokenizer share = tokenize_share(spec, tokenizer, plan, comm, progress, t0);
-  const std::vector<std::string> reports = comm.gather_text(share.report(), Collective::prepare);
-  const ChunkShare chunks = filter_share(spec, share, comm);
-  const std::vector<std::string> filtered = comm.gather_text(chunks.sizes.bytes(), Collective::prepare);
-  PrepareSummary summary;
-  // The spools stay until rank 0 is done: the agreement waits for it.
+  ShareTokenizer share = tokenize_share(spec, tokenizer, plan, comm, reports);
+  const std::vector<std::string> segments = all_texts(comm, share.segments());
+  // The spools stay until every rank is done with them.
+  std::optional<JoinedSplits> joined;
+  std::optional<TokenDatasetWriter> out;
   collectively(comm, [&] {
-    if (comm.is_root()) summary = write_dataset(spec, tokenizer, plan, reports, filtered, chunks.chunks, t0);
+    joined.emplace(spec, plan, share, segments, comm.rank());
+    if (comm.is_root())
+      out.emplace(spec.out, joined->splits[0].size(), joined->splits[1].size(), tokenizer, spec.val_fraction);
   });
+  const std::uint64_t spooled = reports.at.bytes_done;
+  ChunkRounds(joined->splits, comm)
+      .run(out ? &*out : nullptr, spec.out, share.hashes, [&](double written) {
+        reports.at.bytes_done = spooled + static_cast<std::uint64_t>(static_cast<double>(share.direct_bytes) * written);
+        reports();
+      });
+  const std::vector<std::string> shares = comm.gather_text(share.report(), Collective::prepare);
+  PrepareSummary summary;
+  collectively(comm, [&] {
+    if (!out) return;
+    std::vector<DatasetSource> sources;
+    summary = summarize(plan, shares, sources);
+    out->commit(sources);
+    summary.train_tokens = joined->splits[0].size();
+    summary.val_tokens = joined->splits[1].size();
+    summary.tokenizer = tokenizer.name;
+    summary.vocab_size = tokenizer.vocab_size;
+    summary.seconds = omp_get_wtime() - reports.t0;
+  });
+  reports.at.bytes_done = reports.at.bytes;
+  reports.at.done = true;
+  reports();
   return summary;
 }
 

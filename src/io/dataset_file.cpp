@@ -38,6 +38,8 @@ constexpr std::size_t kChunkCacheBytes = 32u << 20;
 // zlib's 4 at 2.5 times the speed (138 against 55 MB/s of text a core, on the
 // Zen 5 VM). The dataset declares it as deflate's level.
 constexpr int kDeflateLevel = 1;
+// The room a dataset's file reserves for its chunks at a time, as they come.
+constexpr std::uint64_t kReserveStep = 64u << 20;
 
 hid_t token_file_type(int vocab_size) {
   if (vocab_size <= 256) return H5T_STD_U8LE;
@@ -45,10 +47,9 @@ hid_t token_file_type(int vocab_size) {
   return H5T_STD_U32LE;
 }
 
-// Creates the 1-D dataset name, chunked, shuffled, deflated and checksummed,
-// and writes split's chunks into it as they are (H5Dwrite_chunk).
-void write_tokens(hid_t file, const std::string& name, const FilteredSplit& split, int vocab_size) {
-  const hsize_t n = split.tokens;
+// Creates the 1-D dataset name of n tokens, chunked, shuffled, deflated and
+// checksummed, for its chunks to be written as they are (H5Dwrite_chunk).
+h5::Handle create_tokens(hid_t file, const std::string& name, hsize_t n, int vocab_size) {
   h5::Handle space(H5Screate_simple(1, &n, nullptr), "dataspace of '" + name + "'");
   h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), "dataset creation");
   h5::check(H5Pset_obj_track_times(dcpl, 0), "track times");
@@ -59,19 +60,9 @@ void write_tokens(hid_t file, const std::string& name, const FilteredSplit& spli
     h5::check(H5Pset_deflate(dcpl, kDeflateLevel), "deflate filter");
     h5::check(H5Pset_fletcher32(dcpl), "fletcher32 filter");
   }
-  h5::Handle dset(H5Dcreate2(file, name.c_str(), token_file_type(vocab_size), space, H5P_DEFAULT, dcpl,
-                             H5P_DEFAULT),
-                  "cannot create dataset '" + name + "'");
-  if (split.chunks.size() != token_chunks(n)) throw std::logic_error("a split's chunks do not cover it");
-  std::vector<unsigned char> bytes;
-  for (std::size_t i = 0; i < split.chunks.size(); ++i) {
-    const FilteredSplit::Chunk& c = split.chunks[i];
-    bytes.resize(c.size);
-    c.spool->read_bytes(c.offset, c.size, bytes.data());
-    const hsize_t offset = static_cast<hsize_t>(i) * chunk;
-    h5::check(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, &offset, bytes.size(), bytes.data()),
-              "cannot write dataset '" + name + "'");
-  }
+  return h5::Handle(H5Dcreate2(file, name.c_str(), token_file_type(vocab_size), space, H5P_DEFAULT, dcpl,
+                               H5P_DEFAULT),
+                    "cannot create dataset '" + name + "'");
 }
 
 // Slots of a chunk cache of kChunkCacheBytes for dset. HDF5 1.10 keeps a
@@ -147,101 +138,127 @@ TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
 
 std::uint64_t token_chunks(std::uint64_t tokens) { return (tokens + kTokenChunk - 1) / kTokenChunk; }
 
-std::vector<std::uint64_t> filter_token_chunks(const TokenStream& split, std::uint64_t first,
-                                               std::uint64_t last, TokenSpool& into) {
+std::vector<unsigned char> filter_token_chunk(const TokenStream& split, std::uint64_t index) {
   const std::uint64_t n = split.size();
-  std::vector<std::uint64_t> sizes;
-  if (first >= last) return sizes;
-  const std::size_t element = split.element_size();
   const hsize_t chunk = std::min<hsize_t>(kTokenChunk, n);
-  const auto batch = static_cast<std::uint64_t>(4 * omp_get_max_threads());
-  std::vector<std::vector<unsigned char>> filtered(batch);
-  for (std::uint64_t b0 = first; b0 < last; b0 += batch) {
-    const std::uint64_t b1 = std::min(last, b0 + batch);
-    std::exception_ptr failure;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t i = static_cast<std::int64_t>(b0); i < static_cast<std::int64_t>(b1); ++i) {
-      try {
-        // The last chunk is stored whole: zeros past the end of the data.
-        std::vector<unsigned char> raw(chunk * element, 0);
-        const hsize_t begin = static_cast<hsize_t>(i) * chunk;
-        split.read_bytes(begin, std::min(chunk, n - begin), raw.data());
-        filtered[static_cast<std::size_t>(i) - b0] = h5::filter_chunk(raw, element, kDeflateLevel);
-      } catch (...) {
-#pragma omp critical(cllm_filter_token_chunks)
-        failure = std::current_exception();
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
-    for (std::uint64_t i = b0; i < b1; ++i) {
-      into.append_bytes(filtered[i - b0]);
-      sizes.push_back(filtered[i - b0].size());
-    }
-  }
-  return sizes;
+  const hsize_t begin = index * chunk;
+  if (begin >= n) throw std::logic_error("a token chunk past its split's end");
+  // The last chunk is stored whole: zeros past the end of the data.
+  std::vector<unsigned char> raw(chunk * split.element_size(), 0);
+  split.read_bytes(begin, std::min(chunk, n - begin), raw.data());
+  return h5::filter_chunk(raw, split.element_size(), kDeflateLevel);
 }
 
-void write_token_dataset(const std::filesystem::path& path, const FilteredSplit& train,
-                         const FilteredSplit& val, const TokenizerSpec& tokenizer,
-                         const std::vector<DatasetSource>& sources, double val_fraction) {
+struct TokenDatasetWriter::Open {
+  DurableWriter out;
+  h5::Handle file;
+  h5::Handle splits[2];
+  std::uint64_t chunks[2] = {0, 0};   // in each split
+  std::uint64_t written[2] = {0, 0};  // of them
+  hsize_t chunk[2] = {0, 0};          // tokens a chunk
+  std::uint64_t reserved = 0;         // bytes of the file's room
+  std::uint64_t room = 0;             // of it, reserved for chunks and not yet used
+  explicit Open(const std::filesystem::path& path) : out(path) {}
+};
+
+TokenDatasetWriter::TokenDatasetWriter(const std::filesystem::path& path, std::uint64_t train_tokens,
+                                       std::uint64_t val_tokens, const TokenizerSpec& tokenizer,
+                                       double val_fraction)
+    : path_(path) {
   try {
-    DurableWriter out(path);
-    // HDF5 writes to disk only where the room is certain (hdf5.h): the
-    // tokens, deflate's worst case, each chunk's index entry and checksum,
-    // the tokenizer's files, the sources and HDF5's own structures.
-    std::uint64_t bytes = (train.tokens + val.tokens) / kTokenChunk * 128 + tokenizer.encoder_json.size() +
-                          tokenizer.vocab_bpe.size() + (4u << 20);
-    for (const auto& s : sources) bytes += 2 * (s.file.size() + s.sha256.size() + 2);
-    for (const FilteredSplit* split : {&train, &val})
-      for (const FilteredSplit::Chunk& c : split->chunks) bytes += c.size;
-    if (const int error = out.reserve(bytes); error != 0 && error != EOPNOTSUPP)
-      throw std::runtime_error("cannot reserve " + std::to_string(bytes >> 20) +
-                               " MiB for the dataset: " + std::strerror(error));
-    {
-      h5::Handle file = h5::create_file(out.temporary_path(), /*large_attributes=*/true);
-      h5::set_attr(file, "format", std::string(kDatasetFormat));
-      h5::set_attr(file, "format_version", kDatasetFormatVersion);
-      write_tokenizer(file, file, tokenizer);
-      std::string names, sums;
-      for (const auto& s : sources) {
-        names += (names.empty() ? "" : "\n") + s.file;
-        sums += (sums.empty() ? "" : "\n") + s.sha256;
-      }
-      h5::set_attr(file, "sources", names);  // one per line
-      h5::set_attr(file, "sources_sha256", sums);
-      h5::set_attr(file, "val_fraction", val_fraction);
-      h5::create_group(file, "train");
-      h5::create_group(file, "val");
-      write_tokens(file, "train/tokens", train, tokenizer.vocab_size);
-      write_tokens(file, "val/tokens", val, tokenizer.vocab_size);
-      h5::flush(file);
-    }  // closed: HDF5 writes no more, and the checksum covers every byte
-    write_file_checksum(out.temporary_path());
-    out.commit();
+    open_ = std::make_unique<Open>(path);
+    // HDF5 writes to disk only where the room is certain (hdf5.h): first
+    // each chunk's index entry, the tokenizer's files and HDF5's own
+    // structures, then the chunks a step at a time, then the sources.
+    reserve((token_chunks(train_tokens) + token_chunks(val_tokens)) * 128 + tokenizer.encoder_json.size() +
+            tokenizer.vocab_bpe.size() + (4u << 20));
+    open_->file = h5::create_file(open_->out.temporary_path(), /*large_attributes=*/true);
+    const hid_t file = open_->file;
+    h5::set_attr(file, "format", std::string(kDatasetFormat));
+    h5::set_attr(file, "format_version", kDatasetFormatVersion);
+    write_tokenizer(file, file, tokenizer);
+    h5::set_attr(file, "val_fraction", val_fraction);
+    h5::create_group(file, "train");
+    h5::create_group(file, "val");
+    open_->splits[0] = create_tokens(file, "train/tokens", train_tokens, tokenizer.vocab_size);
+    open_->splits[1] = create_tokens(file, "val/tokens", val_tokens, tokenizer.vocab_size);
+    for (int s = 0; s < 2; ++s) {
+      const std::uint64_t tokens = s == 0 ? train_tokens : val_tokens;
+      open_->chunks[s] = token_chunks(tokens);
+      open_->chunk[s] = std::min<hsize_t>(kTokenChunk, tokens);
+    }
   } catch (const std::exception& e) {
+    open_.reset();
     throw std::runtime_error(naming_file(path, e.what()));
+  }
+}
+
+TokenDatasetWriter::~TokenDatasetWriter() = default;
+
+void TokenDatasetWriter::reserve(std::uint64_t more) {
+  open_->reserved += more;
+  if (const int error = open_->out.reserve(open_->reserved); error != 0 && error != EOPNOTSUPP)
+    throw std::runtime_error("cannot reserve " + std::to_string(open_->reserved >> 20) +
+                             " MiB for the dataset: " + std::strerror(error));
+}
+
+void TokenDatasetWriter::write_chunk(int split, std::uint64_t index, std::span<const unsigned char> filtered) {
+  try {
+    if (!open_ || split < 0 || split > 1 || index >= open_->chunks[split])
+      throw std::logic_error("a token chunk that the dataset does not have");
+    // Room for the chunks in steps: a reservation per chunk would cost a system call each.
+    if (filtered.size() > open_->room) {
+      const std::uint64_t step = std::max<std::uint64_t>(kReserveStep, filtered.size());
+      reserve(step);
+      open_->room += step;
+    }
+    open_->room -= filtered.size();
+    const hsize_t offset = index * open_->chunk[split];
+    h5::check(H5Dwrite_chunk(open_->splits[split], H5P_DEFAULT, 0, &offset, filtered.size(), filtered.data()),
+              std::string("cannot write dataset '") + (split == 0 ? "train" : "val") + "/tokens'");
+    ++open_->written[split];
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path_, e.what()));
+  }
+}
+
+void TokenDatasetWriter::commit(const std::vector<DatasetSource>& sources) {
+  try {
+    if (!open_) throw std::logic_error("a dataset committed twice");
+    if (open_->written[0] != open_->chunks[0] || open_->written[1] != open_->chunks[1])
+      throw std::logic_error("a dataset committed before all its chunks were written");
+    std::string names, sums;
+    for (const auto& s : sources) {
+      names += (names.empty() ? "" : "\n") + s.file;
+      sums += (sums.empty() ? "" : "\n") + s.sha256;
+    }
+    reserve(2 * (names.size() + sums.size()) + (64u << 10));
+    h5::set_attr(open_->file, "sources", names);  // one per line
+    h5::set_attr(open_->file, "sources_sha256", sums);
+    h5::flush(open_->file);
+    for (h5::Handle& split : open_->splits) split = h5::Handle();
+    open_->file = h5::Handle();  // closed: HDF5 writes no more, and the checksum covers every byte
+    write_file_checksum(open_->out.temporary_path());
+    open_->out.commit();
+    open_.reset();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path_, e.what()));
   }
 }
 
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,
                          const std::vector<DatasetSource>& sources, double val_fraction) {
-  const std::size_t element = token_element_size(tokenizer.vocab_size);
-  TokenSpool tokens(path, "tokens", element), chunks(path, "chunks", 1);
+  TokenSpool tokens(path, "tokens", token_element_size(tokenizer.vocab_size));
   tokens.append(train);
   tokens.append(val);
   const TokenStream all({{&tokens, 0, tokens.size()}});
-  FilteredSplit splits[2];
-  std::uint64_t offset = 0;
-  for (int s = 0; s < 2; ++s) {
-    const TokenStream split = s == 0 ? all.slice(0, train.size()) : all.slice(train.size(), all.size());
-    splits[s].tokens = split.size();
-    for (const std::uint64_t size : filter_token_chunks(split, 0, token_chunks(split.size()), chunks)) {
-      splits[s].chunks.push_back({&chunks, offset, size});
-      offset += size;
-    }
-  }
-  write_token_dataset(path, splits[0], splits[1], tokenizer, sources, val_fraction);
+  const TokenStream splits[2] = {all.slice(0, train.size()), all.slice(train.size(), all.size())};
+  TokenDatasetWriter out(path, train.size(), val.size(), tokenizer, val_fraction);
+  for (int s = 0; s < 2; ++s)
+    for (std::uint64_t i = 0; i < token_chunks(splits[s].size()); ++i)
+      out.write_chunk(s, i, filter_token_chunk(splits[s], i));
+  out.commit(sources);
 }
 
 Hdf5TokenSource::Hdf5TokenSource(const std::filesystem::path& path, int min_window)

@@ -84,6 +84,22 @@ void TokenSpool::read_bytes(std::uint64_t start, std::size_t count, unsigned cha
     throw error("cannot read", err);
 }
 
+FileTokens::FileTokens(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot open input file: " + std::strerror(errno));
+}
+
+FileTokens::FileTokens(FileTokens&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+
+FileTokens::~FileTokens() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileTokens::read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const {
+  // EIO for an early end: the file shrank since it was planned.
+  if (const int err = io::pread_all(fd_, {out, count}, static_cast<off_t>(start)); err != 0)
+    throw std::runtime_error(path_ + ": cannot read input file: " + std::strerror(err));
+}
+
 TokenStream::TokenStream(std::vector<SpoolRange> pieces) : pieces_(std::move(pieces)) {
   for (const SpoolRange& piece : pieces_) size_ += piece.size();
 }

@@ -35,10 +35,10 @@ struct PrepareConfig {
 
 // How far prepare_dataset has got, over all inputs.
 struct PrepareProgress {
-  std::uint64_t bytes_done = 0, bytes = 0;  // of the inputs, read and tokenized / in all
+  std::uint64_t bytes_done = 0, bytes = 0;  // of the inputs, tokenized (byte-level text: written) / in all
   std::uint64_t documents = 0;              // done
   double seconds = 0;                       // since it began
-  bool done = false;                        // the last report: every input tokenized
+  bool done = false;                        // the last report: the dataset written
   int ranks = 1;  // more: these are rank 0's share of the inputs
 };
 
@@ -61,11 +61,12 @@ struct PrepareSummary {
 // by the end-of-text token where the tokenizer has one), holds out
 // validation tokens as val_split says and writes the dataset to spec.out
 // atomically. Collective: each rank of comm tokenizes a share of the inputs
-// (share_corpus) and filters a share of the chunks, and rank 0 writes the
-// file; the dataset is the same for any number of ranks and threads. Memory
-// stays bounded: the tokens wait in spools beside spec.out, a folder every
-// rank must see. progress, when given, is called on rank 0 after each block
-// (a few MB) and once more when its share is tokenized. Returns the summary
+// (share_corpus) and filters shares of the chunks, a round at a time, and
+// rank 0 writes the file as they come; the dataset is the same for any
+// number of ranks and threads. Memory stays bounded: the tokens wait in
+// spools beside spec.out, a folder every rank must see. progress, when
+// given, is called on rank 0 after each block (a few MB), after each round
+// of chunks and once more when the dataset is written. Returns the summary
 // on rank 0. Throws CollectiveFailure on every rank, naming the file at
 // fault where it failed.
 PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,33 +33,40 @@ struct DatasetSource {
   std::string sha256;  // hex of its bytes
 };
 
-// A split's token chunks, filtered as the dataset stores them
-// (filter_token_chunks), in order, wherever they wait: one spool of bytes per
-// rank that filtered a share of them.
-struct FilteredSplit {
-  struct Chunk {
-    const TokenSpool* spool;  // of element size 1
-    std::uint64_t offset, size;
-  };
-  std::uint64_t tokens = 0;
-  std::vector<Chunk> chunks;  // token_chunks(tokens) of them
-};
-
 // Chunks of a split of `tokens` tokens (the last one may be short).
 std::uint64_t token_chunks(std::uint64_t tokens);
-// Filters the chunks [first, last) of split (shuffle, deflate, checksum) on
-// all threads, a few at a time, and appends them to into (element size 1).
-// Returns each chunk's filtered size.
-std::vector<std::uint64_t> filter_token_chunks(const TokenStream& split, std::uint64_t first,
-                                               std::uint64_t last, TokenSpool& into);
+// Chunk `index` of split, filtered as the dataset stores it (shuffle,
+// deflate, Fletcher-32): what TokenDatasetWriter::write_chunk takes. Any
+// thread may filter any chunk.
+std::vector<unsigned char> filter_token_chunk(const TokenStream& split, std::uint64_t index);
 
-// Writes the dataset to a temporary beside path, fsyncs it and renames it
-// to path: a crash leaves either the old file or the new one. The chunks are
-// copied from their spools: memory does not grow with the dataset. Throws
+// A dataset written as its filtered chunks arrive: to a temporary beside
+// path, fsynced and renamed to path by commit(), so that a crash leaves
+// either the old file or the new one. Memory does not grow with the
+// dataset. Destroyed uncommitted, it leaves nothing. Errors are
 // std::runtime_error naming the file.
-void write_token_dataset(const std::filesystem::path& path, const FilteredSplit& train,
-                         const FilteredSplit& val, const TokenizerSpec& tokenizer,
-                         const std::vector<DatasetSource>& sources, double val_fraction);
+class TokenDatasetWriter {
+ public:
+  TokenDatasetWriter(const std::filesystem::path& path, std::uint64_t train_tokens, std::uint64_t val_tokens,
+                     const TokenizerSpec& tokenizer, double val_fraction);
+  ~TokenDatasetWriter();
+  TokenDatasetWriter(const TokenDatasetWriter&) = delete;
+  TokenDatasetWriter& operator=(const TokenDatasetWriter&) = delete;
+
+  // Chunk `index` of split 0 (train) or 1 (val), from filter_token_chunk.
+  // In any order; in the chunks' order, the file is the same every time.
+  void write_chunk(int split, std::uint64_t index, std::span<const unsigned char> filtered);
+  // Every chunk written: records the sources (known only once the inputs
+  // are read through), closes, checksums and renames the file into place.
+  void commit(const std::vector<DatasetSource>& sources);
+
+ private:
+  struct Open;
+  std::filesystem::path path_;
+  std::unique_ptr<Open> open_;
+  void reserve(std::uint64_t more);  // bytes of room more in the file
+};
+
 // The same from tokens in memory (tests, small datasets).
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,
                          const std::vector<std::int32_t>& val, const TokenizerSpec& tokenizer,

@@ -19,7 +19,16 @@ namespace cllm {
 // Bytes a token takes in a dataset of vocab_size tokens: 1, 2 or 4.
 std::size_t token_element_size(int vocab_size);
 
-class TokenSpool {
+// Tokens stored as bytes, read by position: a spool, or an input file.
+class TokenBytes {
+ public:
+  virtual ~TokenBytes() = default;
+  virtual std::size_t element_size() const = 0;
+  // The stored bytes of tokens [start, start + count).
+  virtual void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const = 0;
+};
+
+class TokenSpool final : public TokenBytes {
  public:
   // Creates the spool `what` ("train") of the dataset at path, beside it
   // and hidden (replacing a file there); removed with this object. Errors
@@ -41,9 +50,8 @@ class TokenSpool {
   // text is its own token ids.
   void append_bytes(std::span<const unsigned char> bytes);
   std::uint64_t size() const { return size_; }  // tokens
-  std::size_t element_size() const { return element_size_; }
-  // The stored bytes of tokens [start, start + count).
-  void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const;
+  std::size_t element_size() const override { return element_size_; }
+  void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const override;
 
  private:
   TokenSpool(const std::filesystem::path& dataset, const std::string& what, std::size_t element_size,
@@ -58,9 +66,28 @@ class TokenSpool {
   std::runtime_error error(const char* what, int err) const;
 };
 
-// A stretch of a spool's tokens.
+// A plain text file as byte-level tokens, read where it lies: byte-level
+// text needs no spool. Errors are std::runtime_error naming the file.
+class FileTokens final : public TokenBytes {
+ public:
+  explicit FileTokens(const std::string& path);
+  ~FileTokens() override;
+  FileTokens(FileTokens&& o) noexcept;
+  FileTokens& operator=(FileTokens&&) = delete;
+  FileTokens(const FileTokens&) = delete;
+  FileTokens& operator=(const FileTokens&) = delete;
+
+  std::size_t element_size() const override { return 1; }
+  void read_bytes(std::uint64_t start, std::size_t count, unsigned char* out) const override;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// A stretch of a spool's tokens (or a file's).
 struct SpoolRange {
-  const TokenSpool* spool = nullptr;
+  const TokenBytes* spool = nullptr;
   std::uint64_t begin = 0, end = 0;
   std::uint64_t size() const { return end - begin; }
 };
