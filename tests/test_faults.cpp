@@ -249,12 +249,20 @@ TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
                    1, {"out of memory: these settings need", "GiB for the model", "--embd 3072"});
   // prepare's tokenizer threads: std::bad_alloc inside the OpenMP region
   // ended the process (terminate, exit 134) before; a JSON document of
-  // encoder.json freed when memory ran short did too.
+  // encoder.json freed when memory ran short did too. Austen 8 times over
+  // fills a whole block of 16 MiB, which one thread or two cannot tokenize
+  // in 170 MB (Austen alone fits in 115 MB on one).
+  const std::string austen8 = out("austen8.txt");
+  {
+    std::ofstream eight(austen8, std::ios::binary);
+    const std::string austen = test::read_file(kText);
+    for (int i = 0; i < 8; ++i) eight << austen;
+  }
   for (int trial = 0; trial < 3; ++trial)
-    expect_one_error(limited("250000", {"prepare", kText, "--tokenizer", "gpt2-bpe", "--vocab-dir",
+    expect_one_error(limited("170000", {"prepare", austen8, "--tokenizer", "gpt2-bpe", "--vocab-dir",
                                         std::string(CLLM_SOURCE_DIR) + "/data/gpt2-bpe", "--out",
                                         out("bpe.h5")}),
-                     1, {"out of memory: cannot tokenize", kText, "threads"});
+                     1, {"out of memory: cannot tokenize", austen8, "threads"});
   EXPECT_FALSE(fs::exists(out("bpe.h5")));
 #endif
 }

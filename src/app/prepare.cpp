@@ -109,6 +109,8 @@ namespace {
 // ranks report back. Packed writes, Unpacked reads in the same order.
 class Packed {
  public:
+  Packed() = default;
+  explicit Packed(std::string room) : bytes_(std::move(room)) { bytes_.clear(); }  // its capacity kept
   const std::string& bytes() const& { return bytes_; }
   std::string bytes() && { return std::move(bytes_); }
   Packed& put(std::uint64_t v) {
@@ -304,7 +306,7 @@ class ShareTokenizer {
       batch_.push_back(std::move(piece));
       to_val_.push_back(side);
       if (batch_bytes_ >= block_bytes_) {
-        flush();
+        flush([&] { reader.read_ahead(block_bytes_); });
         progress(reader.bytes_read());
       }
     }
@@ -317,7 +319,7 @@ class ShareTokenizer {
   // with no end-of-text token added (llm.c's shards hold their own).
   void add_token_file(const std::string& file, std::uint32_t index,
                       const std::function<void(std::uint64_t)>& progress) {
-    flush();
+    drain();
     TokenFileReader reader(file, vocab_size_);
     const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
     std::vector<std::int32_t> ids;
@@ -330,36 +332,51 @@ class ShareTokenizer {
     sources.push_back({index, reader.sha256()});
   }
 
-  // Tokenizes and spools what is read and waiting.
-  void flush() {
+  // Tokenizes what is read and waiting and spools it. BPE's ids are spooled
+  // a batch later, beside the next batch's encoding, as is read_ahead (the
+  // next block's reading): the threads wait for neither.
+  void flush(const std::function<void()>& read_ahead = {}) {
     std::vector<std::string_view> texts;
     for (const DocumentPiece& piece : batch_) texts.push_back(piece.text);
-    std::vector<std::vector<std::int32_t>> ids;
-    if (!bytes_are_ids_) ids = encode_each(*tok_, texts);
+    Encoded batch;
     for (std::size_t i = 0; i < batch_.size(); ++i) {
-      spool(to_val_[i], [&](TokenSpool& spool) {
-        if (bytes_are_ids_)
+      batch.to_val.push_back(to_val_[i]);
+      batch.last.push_back(batch_[i].last);
+      batch.bytes.push_back(texts[i].size());
+    }
+    if (bytes_are_ids_) {  // .gz and JSON Lines: no eot_ between documents
+      for (std::size_t i = 0; i < texts.size(); ++i) {
+        spool(to_val_[i], [&](TokenSpool& spool) {
           spool.append_bytes({reinterpret_cast<const unsigned char*>(texts[i].data()), texts[i].size()});
-        else
-          spool.append(ids[i]);
-        if (batch_[i].last && eot_ >= 0) {  // between documents
-          const auto eot = static_cast<std::int32_t>(eot_);
-          spool.append({&eot, 1});
-        }
+        });
+        if (batch_[i].last) ++documents;
+        bytes += texts[i].size();
+      }
+      if (read_ahead) read_ahead();
+    } else {
+      batch.ids = encode_each(*tok_, texts, [&] {
+        spool_encoded(encoded_);
+        if (read_ahead) read_ahead();
       });
-      if (batch_[i].last) ++documents;
-      bytes += texts[i].size();
+      encoded_ = std::move(batch);
     }
     batch_.clear();
     to_val_.clear();
     batch_bytes_ = 0;
   }
 
+  // Everything read, in the spools.
+  void drain() {
+    flush();
+    spool_encoded(encoded_);
+  }
+
+
   // Byte-level plain text is its own ids: the part is read from the file
   // where its chunks are made, and here only for the file's hash.
   void add_text_bytes(const std::string& file, std::uint32_t index, const CorpusPart& part,
                       const std::function<void(std::uint64_t)>& progress) {
-    flush();
+    drain();
     require_regular_file(file, "input file");
     const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
     if (part.end > part.begin) segments_[to_val].push_back({index, part.begin, part.end});
@@ -411,6 +428,30 @@ class ShareTokenizer {
   std::size_t block_bytes_;
   TokenSpool train_;
   std::optional<TokenSpool> val_;
+  // A batch tokenized, to spool: each piece's ids, side, whether it ends its
+  // document, and its bytes of text.
+  struct Encoded {
+    std::vector<std::vector<std::int32_t>> ids;
+    std::vector<char> to_val, last;
+    std::vector<std::size_t> bytes;
+  };
+  Encoded encoded_;  // BPE's last batch, not yet spooled
+
+  void spool_encoded(Encoded& batch) {
+    for (std::size_t i = 0; i < batch.ids.size(); ++i) {
+      spool(batch.to_val[i], [&](TokenSpool& spool) {
+        spool.append(batch.ids[i]);
+        if (batch.last[i] && eot_ >= 0) {  // between documents
+          const auto eot = static_cast<std::int32_t>(eot_);
+          spool.append({&eot, 1});
+        }
+      });
+      if (batch.last[i]) ++documents;
+      bytes += batch.bytes[i];
+    }
+    batch = Encoded();
+  }
+
   // The pieces read and not yet tokenized, each with its document's side.
   std::vector<DocumentPiece> batch_;
   std::vector<char> to_val_;
@@ -472,7 +513,7 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
         });
         before += part.end - part.begin;
       }
-      share->flush();
+      share->drain();
     } catch (const std::bad_alloc&) {
       throw OutOfMemory("out of memory: cannot tokenize " + (file ? *file : std::string("the corpus")) +
                         " in blocks of " + format_bytes(share->block_bytes()) + " on " +
@@ -535,11 +576,20 @@ class JoinedSplits {
   std::map<std::uint64_t, FileTokens> inputs_;        // byte-level text files, by index
 };
 
-// Chunks filtered a round at a time, in proportion to each rank's speed in the
-// round before, and written by rank 0 while the next round is filtered (on a
-// thread of its own when it has two): nothing waits in a spool, and rank 0's
-// writing costs it a smaller share, not everyone a wait.
+// Chunks filtered a round at a time, each rank's share in proportion to its
+// speed so far, and written by rank 0's main thread while the next round is
+// filtered: nothing waits in a spool, and rank 0's writing (or a rank's
+// hashing) costs it a smaller share, not everyone a wait.
 class ChunkRounds {
+  struct Chunks {
+    std::uint64_t first = 0;                           // the first one's number
+    std::vector<std::vector<unsigned char>> filtered;  // filter_token_chunk's
+  };
+  struct Round {
+    Chunks own;                       // rank 0's
+    std::vector<std::string_view> others;  // every rank's, packed (rank 0's empty): views of received_
+  };
+
  public:
   ChunkRounds(const TokenStream (&splits)[2], const Comm& comm)
       : splits_(splits), comm_(comm), weights_(static_cast<std::size_t>(comm.size()), 1.0) {
@@ -549,7 +599,8 @@ class ChunkRounds {
     for (const std::uint64_t t : comm.all_gather(static_cast<std::uint64_t>(omp_get_max_threads()),
                                                  Collective::prepare))
       threads += t;
-    round_ = std::clamp<std::uint64_t>(kChunksPerThread * threads, 1, kMaxRoundChunks);
+    const std::uint64_t most = kMaxRoundBytes / (token_chunk_tokens() * splits[0].element_size());
+    round_ = std::clamp<std::uint64_t>(kChunksPerThread * threads, 1, most);
   }
 
   // Collective; out is rank 0's, null elsewhere. Beside the rounds, this
@@ -557,13 +608,13 @@ class ChunkRounds {
   // of the chunks written).
   void run(TokenDatasetWriter* out, const std::string& dataset, FileHashes& hashes,
            const std::function<void(double)>& written_share) {
-    std::vector<std::string> written;  // the round before's chunks, every rank's, on rank 0
+    Round written;  // the round before's chunks, on rank 0
     for (std::uint64_t begin = 0;; begin += round_) {
       const std::uint64_t end = std::min(chunks_, begin + round_);
       const auto [first, last] = share(begin, end);
       const std::uint64_t rounds_left = (chunks_ - std::min(chunks_, begin) + round_ - 1) / round_ + 1;
       const std::uint64_t hash_bytes = (hashes.bytes_left() + rounds_left - 1) / rounds_left;
-      std::string mine;
+      Chunks mine;
       double busy = 0;
       collectively(comm_, [&] {
         const double t0 = omp_get_wtime();
@@ -575,15 +626,18 @@ class ChunkRounds {
       });
       written_share(chunks_ == 0 ? 1.0 : static_cast<double>(begin) / static_cast<double>(chunks_));
       if (begin >= chunks_) return;
-      written = comm_.gather_text(mine, Collective::prepare);
+      // Rank 0 keeps its own chunks as they are; the others' come packed.
+      if (!comm_.is_root()) pack(mine, sent_);
+      written.others = comm_.gather_text(comm_.is_root() ? std::string_view() : sent_, received_, Collective::prepare);
+      if (out) written.own = std::move(mine);
       reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(last - first, Collective::prepare));
     }
   }
 
  private:
-  // Chunks a thread filters in a round, and a round's most (rank 0 holds
-  // two rounds of filtered chunks: at most 2 x 2,048 x 64 KiB).
-  static constexpr std::uint64_t kChunksPerThread = 256, kMaxRoundChunks = 4096;
+  // Chunks a thread filters in a round, and a round's most tokens in bytes:
+  // rank 0 holds two rounds of filtered chunks, at most 2 x 64 MiB.
+  static constexpr std::uint64_t kChunksPerThread = 256, kMaxRoundBytes = 64u << 20;
 
   // This rank's chunks of [begin, end), by the weights.
   std::pair<std::uint64_t, std::uint64_t> share(std::uint64_t begin, std::uint64_t end) const {
@@ -597,26 +651,25 @@ class ChunkRounds {
     return {at(before), comm_.rank() + 1 == comm_.size() ? end : at(before + weights_[static_cast<std::size_t>(comm_.rank())])};
   }
 
-  // The same on every rank: each weight moves half way to its rank's speed
-  // (chunks a second) in the round just done, as a share of all of them.
+  // The same on every rank: each rank's weight is its speed so far (chunks
+  // a second busy), which settles where one round's noise would not.
   void reweigh(const std::vector<double>& busy, const std::vector<std::uint64_t>& chunks) {
-    std::vector<double> speed(weights_.size(), 0);
-    double speeds = 0, weights = 0;
     for (std::size_t r = 0; r < weights_.size(); ++r) {
-      if (chunks[r] == 0 || busy[r] <= 0) return;  // too little to tell
-      speed[r] = static_cast<double>(chunks[r]) / busy[r];
-      speeds += speed[r];
-      weights += weights_[r];
+      busy_[r] += busy[r];
+      chunks_done_[r] += chunks[r];
     }
     for (std::size_t r = 0; r < weights_.size(); ++r)
-      weights_[r] = 0.5 * weights_[r] / weights + 0.5 * speed[r] / speeds;
+      if (chunks_done_[r] == 0 || busy_[r] <= 0) return;  // too little to tell
+    for (std::size_t r = 0; r < weights_.size(); ++r)
+      weights_[r] = static_cast<double>(chunks_done_[r]) / busy_[r];
   }
 
   // Filters chunks [first, last) on all threads, packed for rank 0: each
   // one's size, then its bytes; meanwhile one thread does `beside`.
-  std::string filter(std::uint64_t first, std::uint64_t last, const std::function<void()>& beside,
-                     const std::string& dataset) {
-    std::vector<std::vector<unsigned char>> filtered(last - first);
+  Chunks filter(std::uint64_t first, std::uint64_t last, const std::function<void()>& beside,
+               const std::string& dataset) {
+    Chunks done{first, std::vector<std::vector<unsigned char>>(last - first)};
+    auto& filtered = done.filtered;
     std::exception_ptr failure;
     const auto keep = [&] {
 #pragma omp critical(cllm_chunk_rounds)
@@ -647,28 +700,40 @@ class ChunkRounds {
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-    Packed packed;
-    packed.put(first).put(last - first);
-    for (const auto& chunk : filtered) packed.put({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
-    return std::move(packed).bytes();
+    return done;
   }
 
-  void write(const std::vector<std::string>& ranks, TokenDatasetWriter& out) const {
-    for (const std::string& text : ranks) {
-      Unpacked in(text);
+  // For rank 0: the first chunk's number, the chunks, each one's size and bytes.
+  static void pack(const Chunks& chunks, std::string& into) {
+    Packed packed(std::move(into));
+    packed.put(chunks.first).put(chunks.filtered.size());
+    for (const auto& chunk : chunks.filtered) packed.put({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
+    into = std::move(packed).bytes();
+  }
+
+  // In order: rank 0's share of a round comes first.
+  void write(const Round& round, TokenDatasetWriter& out) const {
+    const auto put = [&](std::uint64_t c, std::span<const unsigned char> chunk) {
+      const bool val = c >= first_val_;
+      out.write_chunk(val, val ? c - first_val_ : c, chunk);
+    };
+    for (std::size_t i = 0; i < round.own.filtered.size(); ++i) put(round.own.first + i, round.own.filtered[i]);
+    for (std::size_t r = 1; r < round.others.size(); ++r) {
+      Unpacked in(round.others[r]);
       std::uint64_t c = in.number();
       for (std::uint64_t n = in.number(); n > 0; --n, ++c) {
         const std::string_view chunk = in.view();
-        const bool val = c >= first_val_;
-        out.write_chunk(val, val ? c - first_val_ : c,
-                        {reinterpret_cast<const unsigned char*>(chunk.data()), chunk.size()});
+        put(c, {reinterpret_cast<const unsigned char*>(chunk.data()), chunk.size()});
       }
     }
   }
 
   const TokenStream (&splits_)[2];
   const Comm& comm_;
+  std::string sent_, received_;  // kept from round to round, with their room
   std::vector<double> weights_;  // of the ranks' shares of a round
+  std::vector<double> busy_ = std::vector<double>(weights_.size(), 0.0);            // seconds, each rank's
+  std::vector<std::uint64_t> chunks_done_ = std::vector<std::uint64_t>(weights_.size(), 0);  // so far
   std::uint64_t first_val_ = 0, chunks_ = 0, round_ = 1;
 };
 

@@ -166,6 +166,11 @@ bool DocumentReader::read_more() {
   return got > 0;
 }
 
+void DocumentReader::read_ahead(std::size_t bytes) {
+  while (buffer_.size() < bytes && read_more()) {
+  }
+}
+
 bool DocumentReader::next(DocumentPiece& piece) {
   return field_.empty() ? next_text(piece) : next_record(piece);
 }

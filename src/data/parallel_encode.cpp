@@ -44,7 +44,8 @@ std::size_t last_encoding_cut(std::string_view text) {
 }
 
 std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
-                                                   const std::vector<std::string_view>& texts) {
+                                                   const std::vector<std::string_view>& texts,
+                                                   const std::function<void()>& beside) {
   struct Piece {
     std::size_t text;
     std::string_view bytes;
@@ -57,13 +58,25 @@ std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
   // An exception may not leave an OpenMP region (it would terminate): the
   // first one (out of memory, say) is kept and thrown after it.
   std::exception_ptr failure;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (std::int64_t i = 0; i < n; ++i) {
-    try {
-      ids[i] = tok.encode(pieces[i].bytes);
-    } catch (...) {
+  const auto keep = [&] {
 #pragma omp critical(cllm_encode_each)
-      if (!failure) failure = std::current_exception();
+    if (!failure) failure = std::current_exception();
+  };
+#pragma omp parallel
+  {
+#pragma omp master  // no barrier: the others start encoding at once
+    try {
+      if (beside) beside();
+    } catch (...) {
+      keep();
+    }
+#pragma omp for schedule(dynamic, 1) nowait
+    for (std::int64_t i = 0; i < n; ++i) {
+      try {
+        ids[i] = tok.encode(pieces[i].bytes);
+      } catch (...) {
+        keep();
+      }
     }
   }
   if (failure) std::rethrow_exception(failure);

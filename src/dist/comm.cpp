@@ -179,7 +179,16 @@ std::vector<double> Comm::all_gather(double value, Collective what) const {
 }
 
 std::vector<std::string> Comm::gather_text(const std::string& mine, Collective what) const {
-  if (mpi_->comm == MPI_COMM_NULL) return {mine};
+  std::string all;
+  const std::vector<std::string_view> views = gather_text(mine, all, what);
+  return {views.begin(), views.end()};
+}
+
+std::vector<std::string_view> Comm::gather_text(std::string_view mine, std::string& all, Collective what) const {
+  if (mpi_->comm == MPI_COMM_NULL) {
+    all.assign(mine);
+    return {all};
+  }
   // Sizes first, then the texts, into one buffer on rank 0.
   if (mine.size() > static_cast<std::size_t>(INT32_MAX))
     throw std::runtime_error("gather_text: " + std::to_string(mine.size()) + " bytes on rank " +
@@ -197,14 +206,15 @@ std::vector<std::string> Comm::gather_text(const std::string& mine, Collective w
   }
   if (total > static_cast<std::size_t>(INT32_MAX))
     throw std::runtime_error("gather_text: " + std::to_string(total) + " bytes (at most 2 GiB)");
-  std::string all(total, '\0');
+  all.resize(total);  // a buffer used again keeps its room
   run_collective(*this, what, [&](MPI_Request* r) {
     check_mpi(MPI_Igatherv(mine.data(), size, MPI_CHAR, all.data(), sizes.data(), offsets.data(),
                            MPI_CHAR, 0, mpi_->comm, r),
               "MPI_Igatherv");
   });
-  std::vector<std::string> texts;
-  for (std::size_t i = 0; i < sizes.size(); ++i) texts.push_back(all.substr(offsets[i], sizes[i]));
+  std::vector<std::string_view> texts;
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    texts.push_back(std::string_view(all).substr(static_cast<std::size_t>(offsets[i]), static_cast<std::size_t>(sizes[i])));
   return texts;
 }
 

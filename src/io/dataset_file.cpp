@@ -137,6 +137,7 @@ TokenizerSpec read_tokenizer(hid_t file, hid_t attributes_at) {
 }
 
 std::uint64_t token_chunks(std::uint64_t tokens) { return (tokens + kTokenChunk - 1) / kTokenChunk; }
+std::uint64_t token_chunk_tokens() { return kTokenChunk; }
 
 std::vector<unsigned char> filter_token_chunk(const TokenStream& split, std::uint64_t index) {
   const std::uint64_t n = split.size();

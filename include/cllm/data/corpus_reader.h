@@ -46,6 +46,10 @@ class DocumentReader {
   // The next piece, or false at the end of the file. Throws
   // std::runtime_error naming the file (a read error, a truncated .gz).
   bool next(DocumentPiece& piece);
+  // Reads until `bytes` wait in the buffer (or the part ends): next() then
+  // has them at hand. Another thread may call it while the pieces next()
+  // gave are being tokenized.
+  void read_ahead(std::size_t bytes);
   std::uint64_t bytes_read() const;  // of the part, as stored (compressed for .gz)
   // SHA-256 of the whole file's bytes (decompressed), once every piece is
   // read: a part that ends before the file's end reads on to hash the rest.

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -28,9 +29,11 @@ std::size_t last_encoding_cut(std::string_view text);
 
 // tok.encode of each text, on all OpenMP threads: the texts, and the pieces
 // of those longer than a piece (split_for_encoding), are encoded in
-// parallel, and each text's ids joined in order.
+// parallel, and each text's ids joined in order. beside, when given, runs
+// meanwhile on the calling thread, which then joins the encoding.
 std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
-                                                   const std::vector<std::string_view>& texts);
+                                                   const std::vector<std::string_view>& texts,
+                                                   const std::function<void()>& beside = {});
 
 // tok.encode(text), on all OpenMP threads.
 std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text);

@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -78,6 +79,9 @@ class Comm {
   std::vector<double> all_gather(double value, Collective what) const;
   // Every rank's text, in rank order, on rank 0 (elsewhere: empty).
   std::vector<std::string> gather_text(const std::string& mine, Collective what) const;
+  // The same into `all`, whose room a caller that gathers again keeps
+  // (megabytes allocated afresh each time cost page faults): views into it.
+  std::vector<std::string_view> gather_text(std::string_view mine, std::string& all, Collective what) const;
   // A barrier, then this rank's omp_get_wtime(): the ranks' common zero of time, to
   // within the barrier's skew (microseconds on one node).
   double synchronized_now(Collective what) const;

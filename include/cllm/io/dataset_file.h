@@ -33,8 +33,10 @@ struct DatasetSource {
   std::string sha256;  // hex of its bytes
 };
 
-// Chunks of a split of `tokens` tokens (the last one may be short).
+// Chunks of a split of `tokens` tokens (the last one may be short), and the
+// tokens a chunk holds.
 std::uint64_t token_chunks(std::uint64_t tokens);
+std::uint64_t token_chunk_tokens();
 // Chunk `index` of split, filtered as the dataset stores it (shuffle,
 // deflate, Fletcher-32): what TokenDatasetWriter::write_chunk takes. Any
 // thread may filter any chunk.
