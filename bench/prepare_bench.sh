@@ -3,7 +3,8 @@
 # of two sizes that are not Austen repeated (bench/make_corpus.py), with 1
 # thread, all of them, and (mpirun) as many ranks of one thread.
 #
-#   bench/prepare_bench.sh [CLLM [OTHER_CLLM]]   (sizes: SIZES="200 2000" MB)
+#   bench/prepare_bench.sh [CLLM [OTHER_CLLM]]   (sizes: SIZES="200 2000" MB;
+#                                                REPEATS=3: each layout 3 times)
 #
 # Prints one line per run: binary, tokenizer, MB, ranks x threads, seconds,
 # MB/s, peak RSS (GNU time; of one process only, so none under mpirun). OTHER_CLLM, if given, runs the same on the smaller corpus
@@ -34,8 +35,11 @@ run() {  # binary tokenizer mb threads [ranks]
 threads=$(nproc)
 for tok in byte gpt2-bpe; do
   for mb in "${sizes[@]}"; do
-    for t in 1 "$threads"; do run "$cllm" "$tok" "$mb" "$t"; done
-    run "$cllm" "$tok" "$mb" 1 "$threads"
+    # Interleaved, so that a noisy spell on a shared machine falls on all three.
+    for ((rep = 0; rep < ${REPEATS:-1}; ++rep)); do
+      for t in 1 "$threads"; do run "$cllm" "$tok" "$mb" "$t"; done
+      run "$cllm" "$tok" "$mb" 1 "$threads"
+    done
   done
   if [[ -n $other ]]; then
     for t in 1 "$threads"; do run "$other" "$tok" "${sizes[0]}" "$t"; done

@@ -611,7 +611,9 @@ class ChunkRounds {
     Round written;  // the round before's chunks, on rank 0
     for (std::uint64_t begin = 0;; begin += round_) {
       const std::uint64_t end = std::min(chunks_, begin + round_);
-      const auto [first, last] = share(begin, end);
+      // Not a structured binding: clang 14 cannot capture one in a lambda.
+      const std::pair<std::uint64_t, std::uint64_t> range = share(begin, end);
+      const std::uint64_t first = range.first, last = range.second;
       const std::uint64_t rounds_left = (chunks_ - std::min(chunks_, begin) + round_ - 1) / round_ + 1;
       const std::uint64_t hash_bytes = (hashes.bytes_left() + rounds_left - 1) / rounds_left;
       Chunks mine;
