@@ -338,12 +338,6 @@ class ShareTokenizer {
   void flush(const std::function<void()>& read_ahead = {}) {
     std::vector<std::string_view> texts;
     for (const DocumentPiece& piece : batch_) texts.push_back(piece.text);
-    Encoded batch;
-    for (std::size_t i = 0; i < batch_.size(); ++i) {
-      batch.to_val.push_back(to_val_[i]);
-      batch.last.push_back(batch_[i].last);
-      batch.bytes.push_back(texts[i].size());
-    }
     if (bytes_are_ids_) {  // .gz and JSON Lines: no eot_ between documents
       for (std::size_t i = 0; i < texts.size(); ++i) {
         spool(to_val_[i], [&](TokenSpool& spool) {
@@ -354,6 +348,12 @@ class ShareTokenizer {
       }
       if (read_ahead) read_ahead();
     } else {
+      Encoded batch;
+      for (std::size_t i = 0; i < batch_.size(); ++i) {
+        batch.last.push_back(batch_[i].last);
+        batch.bytes.push_back(texts[i].size());
+      }
+      batch.to_val = std::move(to_val_);
       batch.ids = encode_each(*tok_, texts, [&] {
         spool_encoded(encoded_);
         if (read_ahead) read_ahead();
