@@ -204,7 +204,7 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
         write_contents(file);
         h5::flush(file);
       }  // closed: HDF5 writes no more, and the checksum covers every byte
-      write_file_checksum(out.temporary_path());
+      out.commit([&] { write_file_checksum(out.temporary_path()); });
     } else {
       std::vector<unsigned char> image;
       {
@@ -214,8 +214,8 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
       }  // the in-memory file is freed before the bytes go to disk
       write_file_checksum(image);
       out.write(image);
+      out.commit();
     }
-    out.commit();
   } catch (const std::exception& e) {
     rethrow_naming(path, e);
   }

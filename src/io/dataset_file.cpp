@@ -250,8 +250,7 @@ void TokenDatasetWriter::commit(const std::vector<DatasetSource>& sources) {
     h5::flush(open_->file);
     for (h5::Handle& split : open_->splits) split = h5::Handle();
     open_->file = h5::Handle();  // closed: HDF5 writes no more, and the checksum covers every byte
-    write_file_checksum(open_->out.temporary_path());
-    open_->out.commit();
+    open_->out.commit([&] { write_file_checksum(open_->out.temporary_path()); });
     open_.reset();
   } catch (const std::exception& e) {
     throw std::runtime_error(naming_file(path_, e.what()));

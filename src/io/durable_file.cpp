@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "cllm/base/read_file.h"
@@ -78,6 +79,16 @@ int DurableWriter::reserve(std::uint64_t bytes) noexcept {
 void DurableWriter::write(std::span<const unsigned char> bytes) {
   if (const int error = io::write_all(fd_, bytes); error != 0)
     throw std::runtime_error(naming_file(path_, io_error("write failed", error).what()));
+}
+
+void DurableWriter::commit(const std::function<void()>& finish) {
+  int synced = 0;
+  {
+    const std::jthread sync([&] { synced = ::fdatasync(fd_) == 0 ? 0 : errno; });
+    finish();  // should it throw, the sync is still joined first
+  }
+  if (synced != 0) throw std::runtime_error(naming_file(path_, io_error("fsync failed", synced).what()));
+  commit();
 }
 
 void DurableWriter::commit() {

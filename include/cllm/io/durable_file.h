@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -49,6 +50,10 @@ class DurableWriter {
     write({reinterpret_cast<const unsigned char*>(values.data()), values.size_bytes()});
   }
   void commit();
+  // Runs finish (the last writes: say, the file's checksum) while what is
+  // written so far goes to disk, then commits: the fsync left has only
+  // finish's writes to flush.
+  void commit(const std::function<void()>& finish);
 
  private:
   std::filesystem::path path_, tmp_;
