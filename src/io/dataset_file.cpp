@@ -173,18 +173,18 @@ TokenDatasetWriter::TokenDatasetWriter(const std::filesystem::path& path, std::u
     // structures, then the chunks a step at a time, then the sources.
     reserve((token_chunks(train_tokens) + token_chunks(val_tokens)) * 128 + tokenizer.encoder_json.size() +
             tokenizer.vocab_bpe.size() + (4u << 20));
-    open_->file = h5::create_file(open_->out.temporary_path(), /*large_attributes=*/true);
+    open_->file = h5::create_file(open_->out.temporary_path(), /*format_1_10=*/true);
     const hid_t file = open_->file;
     // HDF5's metadata cache grows with a file's chunk index (up to 32 MiB):
-    // written once, in order, the index needs little of it, and prepare's
-    // memory stays the same whatever the corpus.
+    // written once, in order, the index (an array, format_1_10) needs a page
+    // of it at a time, and prepare's memory stays the same whatever the corpus.
     H5AC_cache_config_t cache{};
     cache.version = H5AC__CURR_CACHE_CONFIG_VERSION;
     h5::check(H5Fget_mdc_config(file, &cache), "metadata cache");
     cache.set_initial_size = true;
-    cache.initial_size = 1u << 20;
-    cache.min_size = 1u << 20;
-    cache.max_size = 2u << 20;
+    cache.initial_size = 512u << 10;
+    cache.min_size = 512u << 10;
+    cache.max_size = 1u << 20;
     h5::check(H5Fset_mdc_config(file, &cache), "metadata cache");
     h5::set_attr(file, "format", std::string(kDatasetFormat));
     h5::set_attr(file, "format_version", kDatasetFormatVersion);

@@ -102,9 +102,9 @@ Handle create_memory_file(const std::string& name) {
                 "cannot create HDF5 file in memory");
 }
 
-Handle create_file(const std::filesystem::path& path, bool large_attributes) {
+Handle create_file(const std::filesystem::path& path, bool format_1_10) {
   Handle fapl = property_list(H5P_FILE_ACCESS);
-  if (large_attributes) check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), "file format");
+  if (format_1_10) check(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), "file format");
   return Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, creation_with_checksum_room(), fapl),
                 "cannot create HDF5 file");
 }

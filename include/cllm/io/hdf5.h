@@ -41,9 +41,11 @@ void check(herr_t status, const std::string& what);
 Handle create_memory_file(const std::string& name);
 // A new file on disk, replacing any at path: give it DurableWriter's
 // temporary_path() once try_reserve() holds room, and flush it before commit().
-// large_attributes: HDF5 1.8's file format, whose attributes may pass 64 KiB
-// (a dataset's list of thousands of sources); readers need HDF5 1.8 or later.
-Handle create_file(const std::filesystem::path& path, bool large_attributes = false);
+// format_1_10: HDF5 1.10's file format, whose attributes may pass 64 KiB
+// (a dataset's list of thousands of sources) and whose fixed-size chunked
+// datasets index their chunks in an array, not in a B-tree that grows in
+// memory as they are written; readers need HDF5 1.10 (2016) or later.
+Handle create_file(const std::filesystem::path& path, bool format_1_10 = false);
 // The bytes of a file made by create_memory_file, flushed, as they would be
 // on disk: its user block (zeros) first.
 std::vector<unsigned char> file_image(hid_t file);
