@@ -219,9 +219,10 @@ struct Segment {
   std::uint64_t begin = 0, end = 0;
 };
 
-// The SHA-256s of the byte-level text files this rank starts (their bytes
-// are read where they lie): hashed a slice at a time beside the chunk
-// rounds, so that hashing a large file holds up no rank.
+// The SHA-256s of the files this rank starts and does not read whole
+// (byte-level text, read where it lies; a file shared with other ranks):
+// hashed a slice at a time beside the chunk rounds, whose shares follow each
+// rank's speed, so that hashing a large file holds up no rank.
 class FileHashes {
  public:
   void add(std::uint32_t index, const std::string& path) {
@@ -310,7 +311,10 @@ class ShareTokenizer {
         progress(reader.bytes_read());
       }
     }
-    if (part.begin == 0) sources.push_back({index, reader.sha256()});
+    if (reader.hashes_file())
+      sources.push_back({index, reader.sha256()});
+    else if (part.begin == 0)
+      hashes.add(index, file);  // the file goes on in another rank's share
     if (reader.skipped_lines() > 0 && skipped_lines == 0) first_skipped = reader.first_skipped();
     skipped_lines += reader.skipped_lines();
   }
@@ -413,7 +417,7 @@ class ShareTokenizer {
 
   std::uint64_t bytes = 0, documents = 0, skipped_lines = 0;
   std::uint64_t direct_bytes = 0;  // of them, byte-level text read where it lies
-  FileHashes hashes;               // of those files, where this share starts them
+  FileHashes hashes;               // of the files this share starts and does not read whole
   std::string first_skipped;
   std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
 

@@ -72,8 +72,8 @@ bool is_gzip(const std::string& path) { return path.size() > 3 && path.compare(p
 // A file's bytes [begin, end) as stored, through zlib for .gz (whole only).
 class DocumentReader::Bytes {
  public:
-  Bytes(const std::string& path, std::uint64_t begin, std::uint64_t end)
-      : path_(path), left_(end - begin), hashed_(begin == 0) {
+  Bytes(const std::string& path, std::uint64_t begin, std::uint64_t end, bool hashed)
+      : path_(path), left_(end - begin), hashed_(hashed) {
     require_regular_file(path, "input file");
     if (is_gzip(path)) {
       if (begin != 0) throw std::logic_error("a .gz file is read whole");
@@ -98,11 +98,9 @@ class DocumentReader::Bytes {
     return got;
   }
   std::uint64_t stored() const { return stored_; }
-  // Of the whole file: the bytes past the part's end are read for it.
+  bool hashed() const { return hashed_; }
   std::string sha256() {
-    if (!hashed_) throw std::logic_error("a part that starts inside its file has no hash of the file");
-    std::vector<char> rest(1u << 20);
-    for (std::size_t got; (got = read_stored(rest.data(), rest.size())) > 0;) sha_.update({rest.data(), got});
+    if (!hashed_) throw std::logic_error("a part that is not its whole file has no hash of the file");
     return sha_.hex();
   }
 
@@ -129,7 +127,7 @@ class DocumentReader::Bytes {
 
   std::string path_;
   std::uint64_t left_;  // of the part
-  bool hashed_;         // the part starts the file
+  bool hashed_;         // the part is the whole file
   Sha256 sha_;
   gzFile gz_ = nullptr;
   std::ifstream plain_;
@@ -142,16 +140,18 @@ DocumentReader::DocumentReader(std::string path, std::string jsonl_field, std::s
       field_(std::move(jsonl_field)),
       block_bytes_(block_bytes),
       cut_anywhere_(cut_anywhere),
-      bytes_(std::make_unique<Bytes>(path_, begin, end)),
       begin_(begin) {
   std::error_code ec;
   ends_file_ = end == kToTheEnd || is_gzip(path_) || end >= fs::file_size(path_, ec);
+  bytes_ = std::make_unique<Bytes>(path_, begin, end, begin == 0 && ends_file_);
   if (begin > 0 && field_.empty()) key_ = document_start(path_);
 }
 
 DocumentReader::~DocumentReader() = default;
 
 std::uint64_t DocumentReader::bytes_read() const { return bytes_->stored(); }
+
+bool DocumentReader::hashes_file() const { return bytes_->hashed(); }
 
 std::string DocumentReader::sha256() { return bytes_->sha256(); }
 

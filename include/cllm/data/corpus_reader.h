@@ -51,8 +51,11 @@ class DocumentReader {
   // gave are being tokenized.
   void read_ahead(std::size_t bytes);
   std::uint64_t bytes_read() const;  // of the part, as stored (compressed for .gz)
-  // SHA-256 of the whole file's bytes (decompressed), once every piece is
-  // read: a part that ends before the file's end reads on to hash the rest.
+  // For a part that is the whole file (hashes_file()): the SHA-256 of its
+  // bytes (decompressed), once every piece is read. A part that stops short
+  // leaves the file's hash to whoever reads it all (prepare, beside its
+  // chunk rounds, where the work is shared by speed).
+  bool hashes_file() const;
   std::string sha256();
   // The first kDocumentKeyBytes of the last piece's document, also where the
   // part starts inside it: what in_validation hashes.
