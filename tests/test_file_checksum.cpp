@@ -126,6 +126,25 @@ TEST_F(FileChecksumTest, TheHeaderHoldsTheLengthAndTheTreeHashOfTheBytesAfterIt)
                        kDamaged + "the SHA-256 of its bytes"));
 }
 
+// Ranks that share the reading (prepare) hash blocks in parts: the header
+// is the same as from one reader, and hashes for another size are refused.
+TEST_F(FileChecksumTest, BlockHashesInPartsGiveTheSameHeader) {
+  const fs::path whole = dir / "whole.h5", parts = dir / "parts.h5";
+  write_letters_dataset(whole);
+  fs::copy_file(whole, parts);
+  write_file_checksum(whole, 64 << 10);
+  const std::uint64_t blocks = checksum_blocks(fs::file_size(parts), 64 << 10);
+  ASSERT_GE(blocks, 4u);
+  std::vector<std::string> hashes = file_block_hashes(parts, 0, 1, 64 << 10);
+  for (const std::string& h : file_block_hashes(parts, 1, blocks, 64 << 10)) hashes.push_back(h);
+  EXPECT_TRUE(file_block_hashes(parts, blocks, blocks + 3, 64 << 10).empty());  // past the end: none
+  std::vector<std::string> short_by_one(hashes.begin(), hashes.end() - 1);
+  EXPECT_THROW(write_file_checksum(parts, short_by_one, 64 << 10), std::logic_error);
+  write_file_checksum(parts, hashes, 64 << 10);
+  EXPECT_EQ(file_bytes(parts), file_bytes(whole));
+  EXPECT_EQ(verify_file_checksum(parts), FileChecksum::verified);
+}
+
 TEST_F(FileChecksumTest, CheckpointsAndDatasetsAreWrittenWithAVerifiedChecksum) {
   const test::TinyModel tiny;
   const fs::path checkpoint = dir / "checkpoint-00000001.h5", dataset = dir / "data.h5";

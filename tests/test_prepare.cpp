@@ -21,6 +21,7 @@
 #include "cllm/data/bpe_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
+#include "cllm/io/file_checksum.h"
 #include "support/process.h"
 #include "support/token_files.h"
 
@@ -477,6 +478,8 @@ TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
       for (const char* split : {"train/tokens", "val/tokens"})
         EXPECT_TRUE(hdf5_read((dir / one).string(), split) == hdf5_read((dir / many).string(), split)) << split;
       EXPECT_FALSE(hdf5_read((dir / many).string(), "val/tokens").empty());
+      // Its checksum's blocks were hashed by all the ranks.
+      EXPECT_EQ(verify_file_checksum(dir / many), FileChecksum::verified);
       for (const char* name : {"sources", "sources_sha256"})
         EXPECT_EQ(attribute((dir / one).string(), name), attribute((dir / many).string(), name)) << name;
       // The summary and the skip warning, word for word (but the seconds).

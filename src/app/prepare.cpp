@@ -28,6 +28,8 @@
 #include "cllm/data/token_file.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/io/dataset_file.h"
+#include "cllm/io/durable_file.h"
+#include "cllm/io/file_checksum.h"
 #include "cllm/data/corpus_shares.h"
 #include "cllm/dist/collective.h"
 
@@ -765,6 +767,30 @@ PrepareSummary summarize(const Plan& plan, const std::vector<std::string>& repor
   return summary;
 }
 
+// The hashes of the blocks of the dataset's checksum (file_checksum.h),
+// rank 0's: every rank reads back an even share of the file, which is in a
+// folder they share (their spools are there too), so that tens of GB are
+// read at all the ranks' speed, not at rank 0's alone.
+std::vector<std::string> block_hashes_on_all_ranks(const Comm& comm, const std::filesystem::path& file,
+                                                   std::uint64_t bytes) {
+  const auto ranks = static_cast<std::uint64_t>(comm.size()), rank = static_cast<std::uint64_t>(comm.rank());
+  const std::uint64_t blocks = checksum_blocks(bytes);
+  std::string mine;
+  collectively(comm, [&] {
+    std::error_code ec;
+    if (const std::uint64_t seen = std::filesystem::file_size(file, ec); ec || seen != bytes)
+      throw std::runtime_error(file.string() + ": rank " + std::to_string(rank) + " finds " +
+                               (ec ? ec.message() : std::to_string(seen) + " bytes") + " where rank 0 wrote " +
+                               std::to_string(bytes) + " bytes: --out must be in a folder every rank shares");
+    for (const std::string& hash : file_block_hashes(file, blocks * rank / ranks, blocks * (rank + 1) / ranks))
+      mine += hash;
+  });
+  std::vector<std::string> all;
+  for (const std::string& part : comm.gather_text(mine, Collective::prepare))
+    for (std::size_t at = 0; at < part.size(); at += kSha256HexChars) all.push_back(part.substr(at, kSha256HexChars));
+  return all;
+}
+
 }  // namespace
 
 PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
@@ -794,11 +820,18 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
       });
   const std::vector<std::string> shares = comm.gather_text(share.report(), Collective::prepare);
   PrepareSummary summary;
+  std::uint64_t file_bytes = 0;
   collectively(comm, [&] {
     if (!out) return;
     std::vector<DatasetSource> sources;
     summary = summarize(plan, shares, sources);
-    out->commit(sources);
+    file_bytes = std::filesystem::file_size(out->close(sources));
+  });
+  comm.broadcast_value(file_bytes, Collective::prepare);
+  const std::vector<std::string> hashes = block_hashes_on_all_ranks(comm, temporary_name(spec.out), file_bytes);
+  collectively(comm, [&] {
+    if (!out) return;
+    out->commit_hashed(hashes);
     summary.train_tokens = joined->splits[0].size();
     summary.val_tokens = joined->splits[1].size();
     summary.tokenizer = tokenizer.name;

@@ -204,7 +204,9 @@ void write_checkpoint(const std::filesystem::path& path, const Model& model,
         write_contents(file);
         h5::flush(file);
       }  // closed: HDF5 writes no more, and the checksum covers every byte
-      out.commit([&] { write_file_checksum(out.temporary_path()); });
+      out.start_sync();  // the file goes to disk while it is read back for its checksum
+      write_file_checksum(out.temporary_path());
+      out.commit();
     } else {
       std::vector<unsigned char> image;
       {

@@ -159,6 +159,7 @@ struct TokenDatasetWriter::Open {
   hsize_t chunk[2] = {0, 0};          // tokens a chunk
   std::uint64_t reserved = 0;         // bytes of the file's room
   std::uint64_t room = 0;             // of it, reserved for chunks and not yet used
+  bool closed = false;                // by close(): HDF5 writes no more
   explicit Open(const std::filesystem::path& path) : out(path) {}
 };
 
@@ -216,7 +217,7 @@ void TokenDatasetWriter::reserve(std::uint64_t more) {
 
 void TokenDatasetWriter::write_chunk(int split, std::uint64_t index, std::span<const unsigned char> filtered) {
   try {
-    if (!open_ || split < 0 || split > 1 || index >= open_->chunks[split])
+    if (!open_ || open_->closed || split < 0 || split > 1 || index >= open_->chunks[split])
       throw std::logic_error("a token chunk that the dataset does not have");
     // Room for the chunks in steps: a reservation per chunk would cost a system call each.
     if (filtered.size() > open_->room) {
@@ -234,11 +235,11 @@ void TokenDatasetWriter::write_chunk(int split, std::uint64_t index, std::span<c
   }
 }
 
-void TokenDatasetWriter::commit(const std::vector<DatasetSource>& sources) {
+std::filesystem::path TokenDatasetWriter::close(const std::vector<DatasetSource>& sources) {
   try {
-    if (!open_) throw std::logic_error("a dataset committed twice");
+    if (!open_ || open_->closed) throw std::logic_error("a dataset closed twice");
     if (open_->written[0] != open_->chunks[0] || open_->written[1] != open_->chunks[1])
-      throw std::logic_error("a dataset committed before all its chunks were written");
+      throw std::logic_error("a dataset closed before all its chunks were written");
     std::string names, sums;
     for (const auto& s : sources) {
       names += (names.empty() ? "" : "\n") + s.file;
@@ -250,11 +251,34 @@ void TokenDatasetWriter::commit(const std::vector<DatasetSource>& sources) {
     h5::flush(open_->file);
     for (h5::Handle& split : open_->splits) split = h5::Handle();
     open_->file = h5::Handle();  // closed: HDF5 writes no more, and the checksum covers every byte
-    open_->out.commit([&] { write_file_checksum(open_->out.temporary_path()); });
+    open_->closed = true;
+    open_->out.start_sync();      // to disk while it is read back for its checksum
+    return open_->out.temporary_path();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path_, e.what()));
+  }
+}
+
+void TokenDatasetWriter::commit_hashed(const std::vector<std::string>& block_hashes) {
+  try {
+    if (!open_ || !open_->closed) throw std::logic_error("a dataset committed before it was closed");
+    write_file_checksum(open_->out.temporary_path(), block_hashes);
+    open_->out.commit();
     open_.reset();
   } catch (const std::exception& e) {
     throw std::runtime_error(naming_file(path_, e.what()));
   }
+}
+
+void TokenDatasetWriter::commit(const std::vector<DatasetSource>& sources) {
+  const std::filesystem::path file = close(sources);
+  std::vector<std::string> hashes;
+  try {
+    hashes = file_block_hashes(file, 0, ~std::uint64_t{0});
+  } catch (const std::exception& e) {
+    throw std::runtime_error(naming_file(path_, e.what()));
+  }
+  commit_hashed(hashes);
 }
 
 void write_token_dataset(const std::filesystem::path& path, const std::vector<std::int32_t>& train,

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "cllm/base/read_file.h"
@@ -64,6 +63,7 @@ DurableWriter::DurableWriter(std::filesystem::path path)
 }
 
 DurableWriter::~DurableWriter() {
+  wait_for_sync();  // before its file descriptor goes
   if (fd_ >= 0) ::close(fd_);
   if (!tmp_.empty()) {
     std::error_code ec;
@@ -81,20 +81,21 @@ void DurableWriter::write(std::span<const unsigned char> bytes) {
     throw std::runtime_error(naming_file(path_, io_error("write failed", error).what()));
 }
 
-void DurableWriter::commit(const std::function<void()>& finish) {
-  int synced = 0;
-  {
-    const std::jthread sync([&] { synced = ::fdatasync(fd_) == 0 ? 0 : errno; });
-    finish();  // should it throw, the sync is still joined first
-  }
-  if (synced != 0) throw std::runtime_error(naming_file(path_, io_error("fsync failed", synced).what()));
-  commit();
+void DurableWriter::start_sync() {
+  wait_for_sync();
+  sync_ = std::jthread([this] { sync_error_ = ::fdatasync(fd_) == 0 ? 0 : errno; });
+}
+
+void DurableWriter::wait_for_sync() {
+  if (sync_.joinable()) sync_.join();
 }
 
 void DurableWriter::commit() {
   try {
     struct stat st {};
     // Gives back the reserved room the file did not use.
+    wait_for_sync();
+    if (sync_error_ != 0) throw io_error("fsync failed", sync_error_);
     if (reserved_ && (::fstat(fd_, &st) != 0 || ::ftruncate(fd_, st.st_size) != 0))
       throw io_error("cannot trim", errno);
     if (::fsync(fd_) != 0) throw io_error("fsync failed", errno);

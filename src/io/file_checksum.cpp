@@ -49,28 +49,36 @@ std::string header_text(std::uint64_t length, std::uint64_t block, const std::st
   return text;
 }
 
-// SHA-256 over the hex SHA-256s (each and a newline) of the blocks of
-// [begin, end); hash_block(first, last, sha) feeds the bytes [first, last)
-// into sha. Blocks are hashed on all threads.
+std::uint64_t blocks_of(std::uint64_t begin, std::uint64_t end, std::uint64_t block) {
+  return end > begin ? (end - begin + block - 1) / block : 0;
+}
+
+// The hex SHA-256s of blocks [first, last) of the bytes [begin, end), on
+// all threads; hash_block(from, to, sha) feeds the bytes [from, to) into sha.
 template <class HashBlock>
-std::string tree_sha256(std::uint64_t begin, std::uint64_t end, std::uint64_t block,
-                        const HashBlock& hash_block) {
-  const std::uint64_t blocks = end > begin ? (end - begin + block - 1) / block : 0;
-  std::vector<std::string> hex(blocks);
+std::vector<std::string> block_hashes(std::uint64_t begin, std::uint64_t end, std::uint64_t block,
+                                      std::uint64_t first, std::uint64_t last, const HashBlock& hash_block) {
+  last = std::min(last, blocks_of(begin, end, block));
+  std::vector<std::string> hex(last > first ? last - first : 0);
   std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (std::int64_t i = 0; i < static_cast<std::int64_t>(blocks); ++i) {
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(hex.size()); ++i) {
     try {
-      const std::uint64_t first = begin + static_cast<std::uint64_t>(i) * block;
+      const std::uint64_t from = begin + (first + static_cast<std::uint64_t>(i)) * block;
       Sha256 sha;
-      hash_block(first, std::min(end, first + block), sha);
+      hash_block(from, std::min(end, from + block), sha);
       hex[static_cast<std::size_t>(i)] = sha.hex();
     } catch (...) {
-#pragma omp critical(cllm_tree_sha256)
+#pragma omp critical(cllm_block_hashes)
       failure = std::current_exception();
     }
   }
   if (failure) std::rethrow_exception(failure);
+  return hex;
+}
+
+// SHA-256 over the blocks' hex SHA-256s, each and a newline.
+std::string top_sha256(const std::vector<std::string>& hex) {
   Sha256 top;
   for (const std::string& h : hex) {
     top.update(h);
@@ -79,18 +87,23 @@ std::string tree_sha256(std::uint64_t begin, std::uint64_t end, std::uint64_t bl
   return top.hex();
 }
 
-std::string file_tree_sha256(int fd, std::uint64_t size, std::uint64_t block) {
-  return tree_sha256(
-      kChecksumHeaderBytes, size, block, [&](std::uint64_t first, std::uint64_t last, Sha256& sha) {
-        std::vector<unsigned char> buffer(std::min<std::uint64_t>(kReadBytes, last - first));
-        for (std::uint64_t at = first; at < last; at += buffer.size()) {
+std::vector<std::string> file_blocks(int fd, std::uint64_t size, std::uint64_t block, std::uint64_t first,
+                                     std::uint64_t last) {
+  return block_hashes(
+      kChecksumHeaderBytes, size, block, first, last, [&](std::uint64_t from, std::uint64_t to, Sha256& sha) {
+        std::vector<unsigned char> buffer(std::min<std::uint64_t>(kReadBytes, to - from));
+        for (std::uint64_t at = from; at < to; at += buffer.size()) {
           const std::span<unsigned char> piece(buffer.data(),
-                                               std::min<std::uint64_t>(buffer.size(), last - at));
+                                               std::min<std::uint64_t>(buffer.size(), to - at));
           if (const int error = io::pread_all(fd, piece, static_cast<off_t>(at)); error != 0)
             throw io_error("cannot read it for its checksum", error);
           sha.update({reinterpret_cast<const char*>(piece.data()), piece.size()});
         }
       });
+}
+
+std::string file_tree_sha256(int fd, std::uint64_t size, std::uint64_t block) {
+  return top_sha256(file_blocks(fd, size, block, 0, ~std::uint64_t{0}));
 }
 
 void check_block(std::uint64_t block) {
@@ -122,15 +135,22 @@ bool parse_field(std::string_view text, std::size_t& at, std::string_view key,
 
 }  // namespace
 
-void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_bytes) {
+namespace {
+
+// Writes the header of the file at path from its blocks' hashes (all of
+// them, or null to hash them here).
+void write_header(const std::filesystem::path& path, std::uint64_t block_bytes,
+                  const std::vector<std::string>* hashes) {
   check_block(block_bytes);
   FileDescriptor f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
   if (f.fd < 0) throw io_error(path.string() + ": cannot open it to write its checksum", errno);
   const std::uint64_t size = file_size(f.fd);
   if (size < kChecksumHeaderBytes)
     throw std::logic_error(path.string() + ": no room for a checksum");
-  const std::string header =
-      header_text(size, block_bytes, file_tree_sha256(f.fd, size, block_bytes));
+  if (hashes && hashes->size() != checksum_blocks(size, block_bytes))
+    throw std::logic_error(path.string() + ": block hashes for another size of file");
+  const std::string header = header_text(
+      size, block_bytes, hashes ? top_sha256(*hashes) : file_tree_sha256(f.fd, size, block_bytes));
   const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
   std::size_t done = 0;
   while (done < header.size()) {
@@ -141,16 +161,38 @@ void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_
   }
 }
 
+}  // namespace
+
+void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_bytes) {
+  write_header(path, block_bytes, nullptr);
+}
+
+std::uint64_t checksum_blocks(std::uint64_t file_size, std::uint64_t block_bytes) {
+  return blocks_of(kChecksumHeaderBytes, file_size, block_bytes);
+}
+
+std::vector<std::string> file_block_hashes(const std::filesystem::path& path, std::uint64_t first,
+                                           std::uint64_t last, std::uint64_t block_bytes) {
+  check_block(block_bytes);
+  FileDescriptor f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw io_error(path.string() + ": cannot open it for its checksum", errno);
+  return file_blocks(f.fd, file_size(f.fd), block_bytes, first, last);
+}
+
+void write_file_checksum(const std::filesystem::path& path, const std::vector<std::string>& block_hashes,
+                         std::uint64_t block_bytes) {
+  write_header(path, block_bytes, &block_hashes);
+}
+
 void write_file_checksum(std::span<unsigned char> image, std::uint64_t block_bytes) {
   check_block(block_bytes);
   if (image.size() < kChecksumHeaderBytes)
     throw std::logic_error("write_file_checksum: no room for a checksum");
-  const std::string sha =
-      tree_sha256(kChecksumHeaderBytes, image.size(), block_bytes,
-                  [&](std::uint64_t first, std::uint64_t last, Sha256& s) {
-                    s.update({reinterpret_cast<const char*>(image.data() + first),
-                              static_cast<std::size_t>(last - first)});
-                  });
+  const std::string sha = top_sha256(block_hashes(
+      kChecksumHeaderBytes, image.size(), block_bytes, 0, ~std::uint64_t{0},
+      [&](std::uint64_t from, std::uint64_t to, Sha256& s) {
+        s.update({reinterpret_cast<const char*>(image.data() + from), static_cast<std::size_t>(to - from)});
+      }));
   const std::string header = header_text(image.size(), block_bytes, sha);
   std::copy(header.begin(), header.end(), image.begin());
 }

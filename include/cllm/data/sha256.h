@@ -2,10 +2,13 @@
 // inputs, and to tell whether a resumed run trains on the same data.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace cllm {
+
+inline constexpr std::size_t kSha256HexChars = 64;  // of every hash below
 
 std::string sha256_hex(std::string_view bytes);
 

@@ -61,6 +61,13 @@ class TokenDatasetWriter {
   // Every chunk written: records the sources (known only once the inputs
   // are read through), closes, checksums and renames the file into place.
   void commit(const std::vector<DatasetSource>& sources);
+  // The same in two steps, for ranks that share the checksum's reading:
+  // close() records the sources, closes the file, starts it to disk and
+  // gives its temporary path, whose blocks any rank may hash
+  // (file_block_hashes); commit_hashed() writes the checksum from every
+  // block's hash and renames the file into place.
+  std::filesystem::path close(const std::vector<DatasetSource>& sources);
+  void commit_hashed(const std::vector<std::string>& block_hashes);
 
  private:
   struct Open;

@@ -5,10 +5,10 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
+#include <thread>
 
 namespace cllm {
 
@@ -49,16 +49,19 @@ class DurableWriter {
   void write(std::span<const float> values) {
     write({reinterpret_cast<const unsigned char*>(values.data()), values.size_bytes()});
   }
+  // Starts what is written so far to disk on a thread of its own, so that
+  // the last writes (a checksum, which reads the file back) run beside it
+  // and commit's fsync has only those left.
+  void start_sync();
   void commit();
-  // Runs finish (the last writes: say, the file's checksum) while what is
-  // written so far goes to disk, then commits: the fsync left has only
-  // finish's writes to flush.
-  void commit(const std::function<void()>& finish);
 
  private:
   std::filesystem::path path_, tmp_;
   int fd_ = -1;
   bool reserved_ = false;
+  std::jthread sync_;
+  int sync_error_ = 0;  // its errno
+  void wait_for_sync();
 };
 
 // Writes contents to path durably (a DurableWriter of one write): to temporary_name(path) with plain

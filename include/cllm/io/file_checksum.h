@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace cllm {
 
@@ -40,6 +42,14 @@ inline constexpr std::uint64_t kChecksumBlockBytes = std::uint64_t{64} << 20;
 // kChecksumHeaderBytes set aside) into its first bytes. Throws
 // std::runtime_error on an I/O error.
 void write_file_checksum(const std::filesystem::path& path,
+                         std::uint64_t block_bytes = kChecksumBlockBytes);
+// The same in parts, for processes that share the reading: the blocks of
+// a file of file_size bytes; the hex SHA-256s of blocks [first, last) of the
+// file at path, on all threads; and the header from all the blocks' hashes.
+std::uint64_t checksum_blocks(std::uint64_t file_size, std::uint64_t block_bytes = kChecksumBlockBytes);
+std::vector<std::string> file_block_hashes(const std::filesystem::path& path, std::uint64_t first,
+                                           std::uint64_t last, std::uint64_t block_bytes = kChecksumBlockBytes);
+void write_file_checksum(const std::filesystem::path& path, const std::vector<std::string>& block_hashes,
                          std::uint64_t block_bytes = kChecksumBlockBytes);
 // The same for a file's image in memory.
 void write_file_checksum(std::span<unsigned char> image,
