@@ -651,8 +651,8 @@ class ChunkRounds {
   // other ranks a round waits on four collectives, so a long corpus has
   // longer rounds, up to 1,024 chunks a thread, as long as there are
   // kRounds of them for the shares to settle: 2 ranks x 1 thread ran 2 GB of
-  // bytes 0.5-0.9 s (of 11) faster with 1,024 than with 256, and 200 MB of
-  // BPE (3,170 chunks) 0.7-1.1 s slower in two rounds than in six.
+  // bytes 0.4-0.9 s (of 11) faster with 1,024 than with 256, and 200 MB of
+  // BPE (3,170 chunks) 0.6-1.2 s slower in two rounds than in six.
   static constexpr std::uint64_t kChunksPerThread = 256, kMostChunksPerThread = 1024, kRounds = 64,
                                  kMaxRoundBytes = 64u << 20;
 
