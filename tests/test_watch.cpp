@@ -638,11 +638,11 @@ TEST(Stall, AbortEndsEveryProcessWithExitCode5NamingTheStoppedRank) {
 }
 
 // A model whose checkpoint (parameters and AdamW's two moments: 14.3M
-// floats, 170 MB) takes rank 0 well over the thresholds below to write and
-// to read, however fast the disk (HDF5 builds the file in memory, with
-// checksums), while a step of 16 tokens stays short.
-std::vector<std::string> big_checkpoint_run(const std::string& out) {
-  return {"train", "--data", kData, "--out", out, "--layers", "2", "--heads", "4", "--embd",
+// floats, 170 MB, with 2 layers) takes rank 0 well over the thresholds below
+// to write and to read, however fast the disk (HDF5 builds the file in
+// memory, with checksums), while a step of 16 tokens stays short.
+std::vector<std::string> big_checkpoint_run(const std::string& out, const char* layers = "2") {
+  return {"train", "--data", kData, "--out", out, "--layers", layers, "--heads", "4", "--embd",
           "768", "--seq-len", "8", "--micro-batch", "1", "--global-batch", "2", "--log-every",
           "1", "--eval-every", "0", "--check-every", "0", "--threads", "1", "--sample-tokens",
           "0"};
@@ -658,10 +658,13 @@ TEST(Stall, ACheckpointWrittenOrReadIsBusyNotStalled) {
   const std::vector<std::string> low = {"--stall-warn", "0.05", "--stall-abort", "5"};
   // Stopped after step 1 with its checkpoint, then resumed from it to step 2,
   // which writes another: rank 1 waits for each write and for the read.
+  // Four layers (340 MB): with two, rank 0 read the checkpoint in about the
+  // 0.25 s rank 1 waits before it asks, and under load (ctest -j2 beside the
+  // fuzzers) rank 1 sometimes asked after the read, with no note to show.
   const auto first = test::run_cllm_mpi(
-      2, with(with(big_checkpoint_run(out), {"--steps", "2", "--stop-at", "1"}), low), dir.path());
+      2, with(with(big_checkpoint_run(out, "4"), {"--steps", "2", "--stop-at", "1"}), low), dir.path());
   const auto resumed =
-      test::run_cllm_mpi(2, with(with(big_checkpoint_run(out), {"--steps", "2"}), low), dir.path());
+      test::run_cllm_mpi(2, with(with(big_checkpoint_run(out, "4"), {"--steps", "2"}), low), dir.path());
   for (const auto* r : {&first, &resumed}) {
     ASSERT_EQ(r->exit_code, 0) << r->err;
     EXPECT_TRUE(lines_with(r->err, "gave up").empty()) << r->err;
