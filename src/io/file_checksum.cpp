@@ -135,36 +135,8 @@ bool parse_field(std::string_view text, std::size_t& at, std::string_view key,
 
 }  // namespace
 
-namespace {
-
-// Writes the header of the file at path from its blocks' hashes (all of
-// them, or null to hash them here).
-void write_header(const std::filesystem::path& path, std::uint64_t block_bytes,
-                  const std::vector<std::string>* hashes) {
-  check_block(block_bytes);
-  FileDescriptor f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
-  if (f.fd < 0) throw io_error(path.string() + ": cannot open it to write its checksum", errno);
-  const std::uint64_t size = file_size(f.fd);
-  if (size < kChecksumHeaderBytes)
-    throw std::logic_error(path.string() + ": no room for a checksum");
-  if (hashes && hashes->size() != checksum_blocks(size, block_bytes))
-    throw std::logic_error(path.string() + ": block hashes for another size of file");
-  const std::string header = header_text(
-      size, block_bytes, hashes ? top_sha256(*hashes) : file_tree_sha256(f.fd, size, block_bytes));
-  const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
-  std::size_t done = 0;
-  while (done < header.size()) {
-    const ssize_t n = ::pwrite(f.fd, bytes + done, header.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw io_error(path.string() + ": cannot write its checksum", errno);
-    done += static_cast<std::size_t>(n);
-  }
-}
-
-}  // namespace
-
 void write_file_checksum(const std::filesystem::path& path, std::uint64_t block_bytes) {
-  write_header(path, block_bytes, nullptr);
+  write_file_checksum(path, file_block_hashes(path, 0, ~std::uint64_t{0}, block_bytes), block_bytes);
 }
 
 std::uint64_t checksum_blocks(std::uint64_t file_size, std::uint64_t block_bytes) {
@@ -181,7 +153,23 @@ std::vector<std::string> file_block_hashes(const std::filesystem::path& path, st
 
 void write_file_checksum(const std::filesystem::path& path, const std::vector<std::string>& block_hashes,
                          std::uint64_t block_bytes) {
-  write_header(path, block_bytes, &block_hashes);
+  check_block(block_bytes);
+  FileDescriptor f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+  if (f.fd < 0) throw io_error(path.string() + ": cannot open it to write its checksum", errno);
+  const std::uint64_t size = file_size(f.fd);
+  if (size < kChecksumHeaderBytes)
+    throw std::logic_error(path.string() + ": no room for a checksum");
+  if (block_hashes.size() != checksum_blocks(size, block_bytes))
+    throw std::logic_error(path.string() + ": block hashes for another size of file");
+  const std::string header = header_text(size, block_bytes, top_sha256(block_hashes));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
+  std::size_t done = 0;
+  while (done < header.size()) {
+    const ssize_t n = ::pwrite(f.fd, bytes + done, header.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error(path.string() + ": cannot write its checksum", errno);
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 void write_file_checksum(std::span<unsigned char> image, std::uint64_t block_bytes) {
@@ -214,7 +202,7 @@ FileChecksum verify_file_checksum(const std::filesystem::path& path) {
   const bool parsed = parse_field(header, at, "length", length) && header[at++] == '\n' &&
                       parse_field(header, at, "block", block) && header[at++] == '\n' &&
                       std::string_view(header).substr(at, 7) == "sha256 ";
-  const std::string stated = parsed ? header.substr(at + 7, 64) : "";
+  const std::string stated = parsed ? header.substr(at + 7, kSha256HexChars) : "";
   if (!parsed || block < kMinBlockBytes || block > kMaxBlockBytes ||
       header_text(length, block, stated) != header)
     damaged("its checksum header is unreadable");
