@@ -197,6 +197,34 @@ TEST(PrepareStreaming, BlocksGiveTheTokensOfTheWholeText) {
   }
 }
 
+// Byte-level text is done as its chunks are written, the rest as it is
+// tokenized: every report is within the inputs' bytes and none goes back.
+TEST(PrepareStreaming, ProgressNeverPassesTheInputsOrGoesBack) {
+  test::TempDir dir;
+  const std::uint64_t size = std::filesystem::file_size(kText);
+  for (const std::string tokenizer : {"byte", "gpt2-bpe"}) {
+    SCOPED_TRACE(tokenizer);
+    PrepareConfig spec;
+    spec.inputs = {kText, kText};
+    spec.tokenizer = tokenizer;
+    spec.vocab_dir = kVocab;
+    spec.block_bytes = 100000;
+    spec.out = (dir / (tokenizer + ".h5")).string();
+    std::vector<PrepareProgress> reports;
+    prepare_dataset(spec, Comm(), [&](const PrepareProgress& p) { reports.push_back(p); });
+    ASSERT_GE(reports.size(), 3u);
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      EXPECT_EQ(reports[i].bytes, 2 * size);
+      EXPECT_LE(reports[i].bytes_done, reports[i].bytes) << "report " << i;
+      if (i > 0) {
+        EXPECT_GE(reports[i].bytes_done, reports[i - 1].bytes_done) << "report " << i;
+      }
+    }
+    EXPECT_TRUE(reports.back().done);
+    EXPECT_EQ(reports.back().bytes_done, 2 * size);
+  }
+}
+
 void write(const std::filesystem::path& path, const std::string& bytes) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary) << bytes;

@@ -391,7 +391,7 @@ class ShareTokenizer {
     bytes += part.end - part.begin;
     direct_bytes += part.end - part.begin;
     if (part.begin == 0) hashes.add(index, file);
-    progress(0);  // done as its chunks are written
+    progress(part.end - part.begin);  // read, but done only as its chunks are written
   }
 
   const TokenSpool& train() const { return train_; }
@@ -635,7 +635,8 @@ class ChunkRounds {
         }, dataset);
         busy = omp_get_wtime() - t0;
       });
-      written_share(chunks_ == 0 ? 1.0 : static_cast<double>(begin) / static_cast<double>(chunks_));
+      const std::uint64_t done = std::min(begin, chunks_);  // the last round's begin is past the end
+      written_share(chunks_ == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(chunks_));
       if (begin >= chunks_) return;
       // Rank 0 keeps its own chunks as they are; the others' come packed.
       if (!comm_.is_root()) pack(mine, sent_);
