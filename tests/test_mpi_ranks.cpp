@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -31,6 +32,7 @@
 #include "cllm/dist/collective.h"
 #include "cllm/dist/comm.h"
 #include "cllm/dist/mpi_env.h"
+#include "cllm/dist/node_counters.h"
 #include "cllm/kernels/rng.h"
 #include "cllm/train/train_config.h"
 #include "cllm/train/train_settings.h"
@@ -93,6 +95,48 @@ TEST(MpiRanksThreads, GradientIsTheMeanLossGradientOverEveryRanksMicroBatches) {
                 comm.size(), r.loss, ref.loss, r.grad_norm, ref.grad_norm);
   test::expect_step_matches_reference(r, trainer.gradients(), ref);
   EXPECT_TRUE(r.applied);
+}
+
+// What prepare's chunk rounds rest on: every thread of every rank takes
+// from a counter they all map, and each value is taken exactly once; a
+// counter set between two collectives starts again from its new value.
+TEST(MpiRanksThreads, NodeCountersHandEachValueToExactlyOneThreadOfOneRank) {
+  const Comm comm = Comm::world();
+  SCOPED_TRACE("rank " + std::to_string(comm.rank()));
+  ASSERT_TRUE(comm.on_one_node());
+  const NodeCounters counters(comm, 2, Collective::prepare);
+  constexpr std::uint64_t kValues = 20000;
+  const auto take_all = [&](std::size_t counter, std::uint64_t end) {
+    std::vector<std::uint64_t> taken;
+#pragma omp parallel num_threads(2)
+    {
+      std::vector<std::uint64_t> mine;
+      for (std::uint64_t v = counters.fetch_add(counter, 1); v < end; v = counters.fetch_add(counter, 1))
+        mine.push_back(v);
+#pragma omp critical
+      taken.insert(taken.end(), mine.begin(), mine.end());
+    }
+    std::string bytes(taken.size() * sizeof(std::uint64_t), '\0');
+    if (!taken.empty()) std::memcpy(bytes.data(), taken.data(), bytes.size());
+    std::vector<int> times(end, 0);
+    for (const std::string& rank : comm.gather_text(bytes, Collective::prepare))
+      for (std::size_t i = 0; i < rank.size(); i += sizeof(std::uint64_t)) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, rank.data() + i, sizeof v);
+        ++times.at(v);
+      }
+    return times;
+  };
+  const std::vector<int> first = take_all(0, kValues);
+  if (comm.is_root()) {
+    for (std::uint64_t v = 0; v < kValues; ++v) EXPECT_EQ(first[v], 1) << "value " << v;
+    counters.store(1, kValues - 100);
+  }
+  comm.synchronized_now(Collective::prepare);
+  const std::vector<int> second = take_all(1, kValues);
+  if (comm.is_root()) {
+    for (std::uint64_t v = 0; v < kValues; ++v) EXPECT_EQ(second[v], v >= kValues - 100 ? 1 : 0) << "value " << v;
+  }
 }
 
 TEST(MpiRanks, ReplicaCheckPassesWhileReplicasAgree) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -32,6 +33,7 @@
 #include "cllm/io/file_checksum.h"
 #include "cllm/data/corpus_shares.h"
 #include "cllm/dist/collective.h"
+#include "cllm/dist/node_counters.h"
 
 namespace cllm {
 
@@ -582,17 +584,21 @@ class JoinedSplits {
   std::map<std::uint64_t, FileTokens> inputs_;        // byte-level text files, by index
 };
 
-// Chunks filtered a round at a time, each rank's share in proportion to its
-// speed so far, and written by rank 0's main thread while the next round is
-// filtered: nothing waits in a spool, and rank 0's writing (or a rank's
-// hashing) costs it a smaller share, not everyone a wait.
+// Chunks filtered a round at a time and written by rank 0's main thread
+// while the next round is filtered: nothing waits in a spool. On one node
+// every thread of every rank takes the round's chunks one at a time from a
+// counter they share (NodeCounters), so rank 0's writing, a rank's hashing
+// or a core slowed by a neighbour costs no one a wait. Across nodes each
+// rank filters a share in proportion to its speed so far.
 class ChunkRounds {
-  struct Chunks {
-    std::uint64_t first = 0;                           // the first one's number
-    std::vector<std::vector<unsigned char>> filtered;  // filter_token_chunk's
+  // A rank's chunks of a round that begins at chunk `begin`: filtered[c -
+  // begin] is chunk c's filter_token_chunk, empty where another rank took c.
+  struct Taken {
+    std::uint64_t begin = 0;
+    std::vector<std::vector<unsigned char>> filtered;
   };
   struct Round {
-    Chunks own;                       // rank 0's
+    Taken own;                             // rank 0's
     std::vector<std::string_view> others;  // every rank's, packed (rank 0's empty): views of received_
   };
 
@@ -610,6 +616,8 @@ class ChunkRounds {
         comm.size() > 1 ? std::clamp(chunks_ / kRounds / threads, kChunksPerThread, kMostChunksPerThread)
                         : kChunksPerThread;
     round_ = std::clamp<std::uint64_t>(per_thread * threads, 1, most);
+    // A round's counter, and the next round's, set while this one runs.
+    if (comm.size() > 1 && comm.on_one_node()) counters_.emplace(comm, 2, Collective::prepare);
   }
 
   // Collective; out is rank 0's, null elsewhere. Beside the rounds, this
@@ -618,18 +626,15 @@ class ChunkRounds {
   void run(TokenDatasetWriter* out, const std::string& dataset, FileHashes& hashes,
            const std::function<void(double)>& written_share) {
     Round written;  // the round before's chunks, on rank 0
-    for (std::uint64_t begin = 0;; begin += round_) {
+    for (std::uint64_t begin = 0, round = 0;; begin += round_, ++round) {
       const std::uint64_t end = std::min(chunks_, begin + round_);
-      // Not a structured binding: clang 14 cannot capture one in a lambda.
-      const std::pair<std::uint64_t, std::uint64_t> range = share(begin, end);
-      const std::uint64_t first = range.first, last = range.second;
       const std::uint64_t rounds_left = (chunks_ - std::min(chunks_, begin) + round_ - 1) / round_ + 1;
       const std::uint64_t hash_bytes = (hashes.bytes_left() + rounds_left - 1) / rounds_left;
-      Chunks mine;
+      Taken mine;
       double busy = 0;
       collectively(comm_, [&] {
         const double t0 = omp_get_wtime();
-        mine = filter(first, last, [&] {
+        mine = filter(begin, end, round, [&] {
           if (out) write(written, *out);
           hashes.hash(begin >= chunks_ ? ~std::uint64_t{0} : hash_bytes);
         }, dataset);
@@ -641,23 +646,27 @@ class ChunkRounds {
       // Rank 0 keeps its own chunks as they are; the others' come packed.
       if (!comm_.is_root()) pack(mine, sent_);
       written.others = comm_.gather_text(comm_.is_root() ? std::string_view() : sent_, received_, Collective::prepare);
+      if (!counters_) {
+        std::uint64_t took = 0;
+        for (const auto& chunk : mine.filtered) took += !chunk.empty();
+        reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(took, Collective::prepare));
+      }
       if (out) written.own = std::move(mine);
-      reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(last - first, Collective::prepare));
     }
   }
 
  private:
   // Chunks a thread filters in a round, and a round's most tokens in bytes:
   // rank 0 holds two rounds of filtered chunks, at most 2 x 64 MiB. With
-  // other ranks a round waits on four collectives, so a long corpus has
-  // longer rounds, up to 1,024 chunks a thread, as long as there are
-  // kRounds of them for the shares to settle: 2 ranks x 1 thread ran 2 GB of
-  // bytes 0.4-0.9 s (of 11) faster with 1,024 than with 256, and 200 MB of
-  // BPE (3,170 chunks) 0.6-1.2 s slower in two rounds than in six.
+  // other ranks a round waits on collectives, so a long corpus has longer
+  // rounds, up to 1,024 chunks a thread, as long as there are kRounds of
+  // them for shares by speed to settle: 2 ranks x 1 thread ran 2 GB of bytes
+  // 0.4-0.9 s (of 11) faster with 1,024 than with 256, and 200 MB of BPE
+  // (3,170 chunks) 0.6-1.2 s slower in two rounds than in six.
   static constexpr std::uint64_t kChunksPerThread = 256, kMostChunksPerThread = 1024, kRounds = 64,
                                  kMaxRoundBytes = 64u << 20;
 
-  // This rank's chunks of [begin, end), by the weights.
+  // Across nodes, this rank's chunks of [begin, end), by the weights.
   std::pair<std::uint64_t, std::uint64_t> share(std::uint64_t begin, std::uint64_t end) const {
     if (begin >= end) return {end, end};
     double total = 0, before = 0;
@@ -682,12 +691,21 @@ class ChunkRounds {
       weights_[r] = static_cast<double>(chunks_done_[r]) / busy_[r];
   }
 
-  // Filters chunks [first, last) on all threads, packed for rank 0: each
-  // one's size, then its bytes; meanwhile one thread does `beside`.
-  Chunks filter(std::uint64_t first, std::uint64_t last, const std::function<void()>& beside,
+  // Filters this rank's chunks of round `round`, [begin, end), on all
+  // threads, each taking the next chunk when it is free; meanwhile one
+  // thread does `beside`.
+  Taken filter(std::uint64_t begin, std::uint64_t end, std::uint64_t round, const std::function<void()>& beside,
                const std::string& dataset) {
-    Chunks done{first, std::vector<std::vector<unsigned char>>(last - first)};
-    auto& filtered = done.filtered;
+    Taken taken{begin, std::vector<std::vector<unsigned char>>(end - std::min(begin, end))};
+    auto& filtered = taken.filtered;
+    const std::size_t counter = round % 2;
+    // Every rank is past the round before, the last to use the other counter.
+    if (counters_ && comm_.is_root()) counters_->store(1 - counter, begin + round_);
+    // Not a structured binding: clang 14 cannot capture one.
+    const std::pair<std::uint64_t, std::uint64_t> range = counters_ ? std::pair(begin, end) : share(begin, end);
+    const std::uint64_t last = range.second;
+    std::atomic<std::uint64_t> next_of_share{range.first};
+    const auto take = [&] { return counters_ ? counters_->fetch_add(counter, 1) : next_of_share.fetch_add(1); };
     std::exception_ptr failure;
     const auto keep = [&] {
 #pragma omp critical(cllm_chunk_rounds)
@@ -695,17 +713,16 @@ class ChunkRounds {
     };
 #pragma omp parallel
     {
-#pragma omp master  // no barrier: it joins the loop when done; HDF5 stays on one thread
+#pragma omp master  // no barrier: it joins the taking when done; HDF5 stays on one thread
       try {
         beside();
       } catch (...) {
         keep();
       }
-#pragma omp for schedule(dynamic, 1) nowait
-      for (std::uint64_t c = first; c < last; ++c) {
+      for (std::uint64_t c = take(); c < last; c = take()) {
         try {
           const bool val = c >= first_val_;
-          filtered[c - first] = filter_token_chunk(splits_[val], val ? c - first_val_ : c);
+          filtered[c - begin] = filter_token_chunk(splits_[val], val ? c - first_val_ : c);
         } catch (...) {
           keep();
         }
@@ -718,38 +735,47 @@ class ChunkRounds {
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-    return done;
+    return taken;
   }
 
-  // For rank 0: the first chunk's number, the chunks, each one's size and bytes.
-  static void pack(const Chunks& chunks, std::string& into) {
+  // For rank 0: how many chunks, then each one's number and bytes.
+  static void pack(const Taken& taken, std::string& into) {
     Packed packed(std::move(into));
-    packed.put(chunks.first).put(chunks.filtered.size());
-    for (const auto& chunk : chunks.filtered) packed.put({reinterpret_cast<const char*>(chunk.data()), chunk.size()});
+    std::uint64_t count = 0;
+    for (const auto& chunk : taken.filtered) count += !chunk.empty();
+    packed.put(count);
+    for (std::size_t i = 0; i < taken.filtered.size(); ++i)
+      if (!taken.filtered[i].empty())
+        packed.put(taken.begin + i).put({reinterpret_cast<const char*>(taken.filtered[i].data()), taken.filtered[i].size()});
     into = std::move(packed).bytes();
   }
 
-  // In order: rank 0's share of a round comes first.
+  // In the chunks' order, whichever rank filtered them.
   void write(const Round& round, TokenDatasetWriter& out) const {
-    const auto put = [&](std::uint64_t c, std::span<const unsigned char> chunk) {
-      const bool val = c >= first_val_;
-      out.write_chunk(val, val ? c - first_val_ : c, chunk);
-    };
-    for (std::size_t i = 0; i < round.own.filtered.size(); ++i) put(round.own.first + i, round.own.filtered[i]);
+    const std::uint64_t begin = round.own.begin;
+    std::vector<std::span<const unsigned char>> chunks(round.own.filtered.size());
+    for (std::size_t i = 0; i < chunks.size(); ++i) chunks[i] = round.own.filtered[i];
     for (std::size_t r = 1; r < round.others.size(); ++r) {
       Unpacked in(round.others[r]);
-      std::uint64_t c = in.number();
-      for (std::uint64_t n = in.number(); n > 0; --n, ++c) {
+      for (std::uint64_t n = in.number(); n > 0; --n) {
+        const std::uint64_t c = in.number();
         const std::string_view chunk = in.view();
-        put(c, {reinterpret_cast<const unsigned char*>(chunk.data()), chunk.size()});
+        chunks.at(c - begin) = {reinterpret_cast<const unsigned char*>(chunk.data()), chunk.size()};
       }
+    }
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      if (chunks[i].empty()) throw std::logic_error("token chunk " + std::to_string(begin + i) + " filtered by no rank");
+      const std::uint64_t c = begin + i;
+      const bool val = c >= first_val_;
+      out.write_chunk(val, val ? c - first_val_ : c, chunks[i]);
     }
   }
 
   const TokenStream (&splits_)[2];
   const Comm& comm_;
+  std::optional<NodeCounters> counters_;  // on one node: the chunks' counters, by round % 2
   std::string sent_, received_;  // kept from round to round, with their room
-  std::vector<double> weights_;  // of the ranks' shares of a round
+  std::vector<double> weights_;  // across nodes: of the ranks' shares of a round
   std::vector<double> busy_ = std::vector<double>(weights_.size(), 0.0);            // seconds, each rank's
   std::vector<std::uint64_t> chunks_done_ = std::vector<std::uint64_t>(weights_.size(), 0);  // so far
   std::uint64_t first_val_ = 0, chunks_ = 0, round_ = 1;

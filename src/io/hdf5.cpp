@@ -41,6 +41,7 @@ Handle property_list(hid_t cls) { return Handle(H5Pcreate(cls), "cannot create p
 Handle creation_with_checksum_room() {
   Handle fcpl = property_list(H5P_FILE_CREATE);
   check(H5Pset_userblock(fcpl, kChecksumHeaderBytes), "user block");
+  check(H5Pset_obj_track_times(fcpl, 0), "track times");  // the root group's, as create_group
   return fcpl;
 }
 
@@ -151,7 +152,10 @@ void flush(hid_t file) { check(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush H
 Handle create_group(hid_t parent, const std::string& name) {
   Handle lcpl = property_list(H5P_LINK_CREATE);
   check(H5Pset_create_intermediate_group(lcpl, 1), "link property");
-  return Handle(H5Gcreate2(parent, name.c_str(), lcpl, H5P_DEFAULT, H5P_DEFAULT),
+  // No times: the same contents give the same file, byte for byte.
+  Handle gcpl = property_list(H5P_GROUP_CREATE);
+  check(H5Pset_obj_track_times(gcpl, 0), "track times");
+  return Handle(H5Gcreate2(parent, name.c_str(), lcpl, gcpl, H5P_DEFAULT),
                 "cannot create group '" + name + "'");
 }
 
