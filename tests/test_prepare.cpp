@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -523,6 +525,38 @@ TEST(PrepareRanks, AnyRanksAndThreadsGiveTheOneRankDataset) {
       for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
         EXPECT_NE(entry.path().filename().string()[0], '.') << entry.path() << " was left behind";
     }
+  }
+}
+
+// --out in a folder the ranks do not share (a node's own /tmp): each rank
+// mounts a folder of its own there, in a mount namespace of its own. Every
+// rank exits 1, one line says why, and no folder keeps a dataset, a
+// temporary or a spool.
+TEST(PrepareRanks, AnOutFolderTheRanksDoNotShareIsOneErrorAndLeavesNothing) {
+  if (geteuid() != 0 || std::system("unshare -m true 2>/dev/null") != 0)
+    GTEST_SKIP() << "needs root, for a mount namespace a rank";
+  test::TempDir dir;
+  write(dir / "in/a.txt", file_bytes(kText).substr(0, 300000));
+  for (const std::string tokenizer : {"byte", "gpt2-bpe"}) {  // the dataset's hash, the spools
+    SCOPED_TRACE(tokenizer);
+    for (const char* folder : {"out", "rank0", "rank1"}) std::filesystem::create_directories(dir / folder);
+    const std::string rank = "mount --bind " + (dir / "rank").string() + "$OMPI_COMM_WORLD_RANK " +
+                             (dir / "out").string() + " && exec " + test::cllm_binary() + " prepare " +
+                             (dir / "in/a.txt").string() + " --out " + (dir / "out/d.h5").string() +
+                             " --tokenizer " + tokenizer + " --vocab-dir " + kVocab;
+    const auto r = test::run_program(CLLM_MPIEXEC,
+                                     {"-n", "2", "--oversubscribe", "--bind-to", "none", "--mca",
+                                      "odls_base_sigkill_timeout", "0", "-x", "ASAN_OPTIONS", "unshare", "-m",
+                                      "--propagation", "private", "sh", "-c", rank},
+                                     dir.path());
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    std::size_t errors = 0;
+    for (std::size_t at = r.err.find("cllm: error:"); at != std::string::npos; at = r.err.find("cllm: error:", at + 1))
+      ++errors;
+    EXPECT_EQ(errors, 1u) << r.err;
+    EXPECT_NE(r.err.find("--out must be in a folder every rank shares"), std::string::npos) << r.err;
+    for (const char* folder : {"out", "rank0", "rank1"})
+      EXPECT_TRUE(std::filesystem::is_empty(dir / folder)) << folder << " keeps a file";
   }
 }
 

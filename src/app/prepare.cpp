@@ -214,6 +214,9 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
   return plan;
 }
 
+// What a rank that cannot see another's files in --out's folder says.
+constexpr const char* kSharedOut = "--out must be in a folder every rank shares";
+
 // A stretch of one split's tokens as a rank made them: tokens [begin, end)
 // of its spool of the split, or bytes [begin, end) of an input file that is
 // byte-level text.
@@ -549,7 +552,11 @@ class JoinedSplits {
       auto at = others_.find({r, split});
       if (at == others_.end()) {
         const std::string name = (split == 0 ? "train.r" : "val.r") + std::to_string(r);
-        at = others_.emplace(std::pair(r, split), TokenSpool::open(spec.out, name, element)).first;
+        try {
+          at = others_.emplace(std::pair(r, split), TokenSpool::open(spec.out, name, element)).first;
+        } catch (const std::exception& e) {
+          throw std::runtime_error(e.what() + std::string(": ") + kSharedOut);
+        }
       }
       return &at->second;
     };
@@ -815,9 +822,8 @@ std::vector<std::string> block_hashes_on_all_ranks(const Comm& comm, const std::
   collectively(comm, [&] {
     std::error_code ec;
     if (const std::uint64_t seen = std::filesystem::file_size(file, ec); ec || seen != bytes)
-      throw std::runtime_error(file.string() + ": rank " + std::to_string(rank) + " finds " +
-                               (ec ? ec.message() : std::to_string(seen) + " bytes") + " where rank 0 wrote " +
-                               std::to_string(bytes) + " bytes: --out must be in a folder every rank shares");
+      throw std::runtime_error(file.string() + ": " + (ec ? ec.message() : std::to_string(seen) + " bytes") +
+                               " here, " + std::to_string(bytes) + " bytes on rank 0: " + kSharedOut);
     for (const std::string& hash : file_block_hashes(file, blocks * rank / ranks, blocks * (rank + 1) / ranks))
       mine += hash;
   });
