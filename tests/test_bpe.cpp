@@ -289,6 +289,23 @@ TEST_P(ParallelEncode, PiecesEncodeAsTheWhole) {
   }
 }
 
+// One thread's memory of the words it met, kept from piece to piece (as
+// encode_each keeps it), changes no id; nor does forgetting them when there
+// are too many (80,000 numbers, none repeated).
+TEST_P(ParallelEncode, AMemoryKeptFromPieceToPieceGivesTheSameIds) {
+  const auto tok = this->tok();
+  std::string numbers;
+  for (int i = 0; i < 80000; ++i) numbers += " a" + std::to_string(i * 7919);
+  for (const std::string& text : {austen_prefix(256 * 1024), numbers}) {
+    const Ids whole = tok->encode(text);
+    const auto memory = tok->new_memory();
+    EXPECT_EQ(memory == nullptr, GetParam() == "byte");
+    std::vector<Ids> parts;
+    for (const std::string_view piece : split_for_encoding(text, 4096)) parts.push_back(tok->encode(piece, memory.get()));
+    EXPECT_EQ(concat(parts), whole) << GetParam();
+  }
+}
+
 TEST_P(ParallelEncode, EncodeInParallelGivesTheWholeTextsIds) {
   const auto tok = this->tok();
   const std::string text = test::read_file(kSource / "data/austen.txt");  // 4 pieces

@@ -306,12 +306,18 @@ void Gpt2BpeTokenizer::read_merges(std::string_view text, const std::string& nam
 }
 
 std::vector<std::int32_t> Gpt2BpeTokenizer::encode(std::string_view text) const {
+  WordIds words;  // per call, so that concurrent calls share nothing mutable
+  return encode(text, words);
+}
+
+std::vector<std::int32_t> Gpt2BpeTokenizer::encode(std::string_view text, WordIds& words) const {
+  // Forgotten all at once past 65,536 words, so that text that does not
+  // repeat itself (numbers, hashes) holds a piece's words, not a batch's.
+  if (words.size() > (1u << 16)) words = WordIds();
   std::vector<std::int32_t> ids;
-  // Per call, so that concurrent calls share nothing mutable.
   const MatchData match(pcre2_match_data_create_from_pattern(split_pattern_.get(), nullptr));
   if (!match) throw std::bad_alloc();
-  PieceCache cache;
-  const auto add = [&](std::string_view piece) { encode_piece(piece, cache, ids); };
+  const auto add = [&](std::string_view piece) { encode_piece(piece, words, ids); };
   // The pattern is for UTF-8. Bytes that are not UTF-8 are kept rather than
   // refused or replaced: each run of them is a piece of its own, so decode
   // gives them back, and the valid text around them is split as usual.
@@ -324,10 +330,10 @@ std::vector<std::int32_t> Gpt2BpeTokenizer::encode(std::string_view text) const 
   return ids;
 }
 
-void Gpt2BpeTokenizer::encode_piece(std::string_view piece, PieceCache& cache,
+void Gpt2BpeTokenizer::encode_piece(std::string_view piece, WordIds& words,
                                     std::vector<std::int32_t>& out) const {
   // Text repeats its words, and a word's tokens do not depend on where it is.
-  auto [it, added] = cache.try_emplace(piece);
+  auto [it, added] = words.try_emplace(piece);
   std::vector<std::int32_t>& word = it->second;
   if (added) {
     word.reserve(piece.size());

@@ -1,7 +1,10 @@
 #include "cllm/data/parallel_encode.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <exception>
+#include <memory>
 
 namespace cllm {
 
@@ -55,6 +58,8 @@ std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
     for (const std::string_view piece : split_for_encoding(texts[t], kPieceBytes)) pieces.push_back({t, piece});
   std::vector<std::vector<std::int32_t>> ids(pieces.size());
   const auto n = static_cast<std::int64_t>(pieces.size());
+  // Each thread's memory of the words it has met, over the pieces it takes.
+  std::vector<std::unique_ptr<Tokenizer::Memory>> memories(static_cast<std::size_t>(omp_get_max_threads()));
   // An exception may not leave an OpenMP region (it would terminate): the
   // first one (out of memory, say) is kept and thrown after it.
   std::exception_ptr failure;
@@ -73,7 +78,9 @@ std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
 #pragma omp for schedule(dynamic, 1) nowait
     for (std::int64_t i = 0; i < n; ++i) {
       try {
-        ids[i] = tok.encode(pieces[i].bytes);
+        auto& memory = memories.at(static_cast<std::size_t>(omp_get_thread_num()));
+        if (!memory) memory = tok.new_memory();
+        ids[i] = tok.encode(pieces[i].bytes, memory.get());
       } catch (...) {
         keep();
       }

@@ -35,6 +35,14 @@ class Gpt2Bpe final : public Tokenizer {
   std::vector<std::int32_t> encode(std::string_view text) const override {
     return bpe_.encode(text);
   }
+  struct Words final : Memory {
+    Gpt2BpeTokenizer::WordIds ids;
+  };
+  std::unique_ptr<Memory> new_memory() const override { return std::make_unique<Words>(); }
+  std::vector<std::int32_t> encode(std::string_view text, Memory* memory) const override {
+    if (!memory) return encode(text);
+    return bpe_.encode(text, static_cast<Words&>(*memory).ids);
+  }
   std::string decode(std::span<const std::int32_t> ids) const override {
     return bpe_.decode(ids);
   }

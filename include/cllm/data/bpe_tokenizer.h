@@ -45,6 +45,10 @@ class Gpt2BpeTokenizer {
   // Bytes that are not valid UTF-8 are kept: each run of them is a piece of
   // its own, so that decode(encode(text)) == text for any bytes.
   std::vector<std::int32_t> encode(std::string_view text) const;
+  // The same, with the ids of the words met so far in `words`, kept from
+  // text to text by one thread (its keys point into those texts).
+  using WordIds = std::unordered_map<std::string_view, std::vector<std::int32_t>>;
+  std::vector<std::int32_t> encode(std::string_view text, WordIds& words) const;
 
   // Throws std::out_of_range naming the id when an id is not in [0, 50257).
   std::string decode(std::span<const std::int32_t> tokens) const;
@@ -58,13 +62,11 @@ class Gpt2BpeTokenizer {
     void operator()(pcre2_real_code_8* code) const;
   };
   using TokenIds = std::unordered_map<std::string, std::int32_t>;  // token bytes -> id
-  using PieceCache = std::unordered_map<std::string_view, std::vector<std::int32_t>>;
 
   explicit Gpt2BpeTokenizer(const Files& files);
   TokenIds read_encoder(std::string_view json, const std::string& name);
   void read_merges(std::string_view text, const std::string& name, const TokenIds& ids);
-  void encode_piece(std::string_view piece, PieceCache& cache,
-                    std::vector<std::int32_t>& out) const;
+  void encode_piece(std::string_view piece, WordIds& words, std::vector<std::int32_t>& out) const;
   void merge_pairs(std::vector<std::int32_t>& word) const;
 
   std::vector<std::string> token_bytes_;             // id -> the bytes it stands for

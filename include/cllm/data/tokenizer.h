@@ -20,6 +20,14 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   // Thread-safe: prepare encodes pieces of a corpus on several threads.
   virtual std::vector<std::int32_t> encode(std::string_view text) const = 0;
+  // What one thread keeps from text to text it encodes (GPT-2 BPE: each
+  // word's ids); the texts must outlive it. Null: nothing worth keeping.
+  struct Memory {
+    virtual ~Memory() = default;
+  };
+  virtual std::unique_ptr<Memory> new_memory() const { return nullptr; }
+  // encode(text), with memory from new_memory() (or null), one thread's.
+  virtual std::vector<std::int32_t> encode(std::string_view text, Memory* /*memory*/) const { return encode(text); }
   // Throws std::out_of_range naming an id outside the vocabulary.
   virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
   virtual const TokenizerSpec& spec() const = 0;
