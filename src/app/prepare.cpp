@@ -603,6 +603,9 @@ class ChunkRounds {
   struct Taken {
     std::uint64_t begin = 0;
     std::vector<std::vector<unsigned char>> filtered;
+    std::uint64_t count() const {
+      return static_cast<std::uint64_t>(std::ranges::count_if(filtered, [](const auto& c) { return !c.empty(); }));
+    }
   };
   struct Round {
     Taken own;                             // rank 0's
@@ -653,11 +656,8 @@ class ChunkRounds {
       // Rank 0 keeps its own chunks as they are; the others' come packed.
       if (!comm_.is_root()) pack(mine, sent_);
       written.others = comm_.gather_text(comm_.is_root() ? std::string_view() : sent_, received_, Collective::prepare);
-      if (!counters_) {
-        std::uint64_t took = 0;
-        for (const auto& chunk : mine.filtered) took += !chunk.empty();
-        reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(took, Collective::prepare));
-      }
+      if (!counters_)
+        reweigh(comm_.all_gather(busy, Collective::prepare), comm_.all_gather(mine.count(), Collective::prepare));
       if (out) written.own = std::move(mine);
     }
   }
@@ -748,9 +748,7 @@ class ChunkRounds {
   // For rank 0: how many chunks, then each one's number and bytes.
   static void pack(const Taken& taken, std::string& into) {
     Packed packed(std::move(into));
-    std::uint64_t count = 0;
-    for (const auto& chunk : taken.filtered) count += !chunk.empty();
-    packed.put(count);
+    packed.put(taken.count());
     for (std::size_t i = 0; i < taken.filtered.size(); ++i)
       if (!taken.filtered[i].empty())
         packed.put(taken.begin + i).put({reinterpret_cast<const char*>(taken.filtered[i].data()), taken.filtered[i].size()});
