@@ -162,14 +162,10 @@ void write_file_checksum(const std::filesystem::path& path, const std::vector<st
   if (block_hashes.size() != checksum_blocks(size, block_bytes))
     throw std::logic_error(path.string() + ": block hashes for another size of file");
   const std::string header = header_text(size, block_bytes, top_sha256(block_hashes));
-  const auto* bytes = reinterpret_cast<const unsigned char*>(header.data());
-  std::size_t done = 0;
-  while (done < header.size()) {
-    const ssize_t n = ::pwrite(f.fd, bytes + done, header.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw io_error(path.string() + ": cannot write its checksum", errno);
-    done += static_cast<std::size_t>(n);
-  }
+  if (const int error =
+          io::pwrite_all(f.fd, {reinterpret_cast<const unsigned char*>(header.data()), header.size()}, 0);
+      error != 0)
+    throw io_error(path.string() + ": cannot write its checksum", error);
 }
 
 void write_file_checksum(std::span<unsigned char> image, std::uint64_t block_bytes) {
