@@ -14,14 +14,7 @@
 # namespaces: not root).
 set -euo pipefail
 
-if (( $# != 1 )); then
-  echo "usage: $0 CLLM_BINARY" >&2
-  exit 2
-fi
-cllm=$(realpath "${CLLM_TEST_BINARY:-$1}")
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-log() { echo "netns-traffic: $*"; }
-[[ -x $cllm ]] || { log "FAIL: $cllm is not an executable"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/test_start.sh" netns-traffic "$@"
 
 out=$(mktemp "${TMPDIR:-/tmp}/cllm-netns-traffic.XXXXXX")
 trap 'rm -f "$out"' EXIT

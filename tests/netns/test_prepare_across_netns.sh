@@ -14,16 +14,7 @@
 # failed; 77: skipped (no network namespaces: not root).
 set -euo pipefail
 
-if (( $# != 1 )); then
-  echo "usage: $0 CLLM_BINARY" >&2
-  exit 2
-fi
-cllm=$(realpath "${CLLM_TEST_BINARY:-$1}")
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-log() { echo "netns-prepare-test: $*"; }
-fail() { log "FAIL: $*"; exit 1; }
-[[ -x $cllm ]] || fail "$cllm is not an executable"
+. "$(dirname "${BASH_SOURCE[0]}")/test_start.sh" netns-prepare-test "$@"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cllm-netns-prepare.XXXXXX")
 trap 'rm -rf "$work"' EXIT

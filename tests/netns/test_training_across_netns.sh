@@ -32,18 +32,7 @@
 # The work folder is removed on exit; CLLM_NETNS_TEST_KEEP=1 keeps it.
 set -euo pipefail
 
-if (( $# != 1 )); then
-  echo "usage: $0 CLLM_BINARY" >&2
-  exit 2
-fi
-# As the C++ end-to-end tests (tests/support/process.h): CLLM_TEST_BINARY
-# runs this test against another build.
-cllm=$(realpath "${CLLM_TEST_BINARY:-$1}")
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-log() { echo "netns-test: $*"; }
-fail() { log "FAIL: $*"; exit 1; }
-[[ -x $cllm ]] || fail "$cllm is not an executable"
+. "$(dirname "${BASH_SOURCE[0]}")/test_start.sh" netns-test "$@"
 if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
   log "skipped: /usr/bin/python3 cannot import h5py and numpy (scripts/setup.sh test)"
   exit 77
