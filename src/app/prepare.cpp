@@ -312,6 +312,10 @@ class ShareTokenizer {
       keyed = true;
       batch_bytes_ += piece.text.size();
       batch_.push_back(std::move(piece));
+      if (!spare_texts_.empty()) {
+        piece.text = std::move(spare_texts_.back());
+        spare_texts_.pop_back();
+      }
       to_val_.push_back(side);
       if (batch_bytes_ >= block_bytes_) {
         flush([&] { reader.read_ahead(block_bytes_); });
@@ -371,6 +375,7 @@ class ShareTokenizer {
       });
       encoded_ = std::move(batch);
     }
+    for (DocumentPiece& piece : batch_) spare_texts_.push_back(std::move(piece.text));
     batch_.clear();
     to_val_.clear();
     batch_bytes_ = 0;
@@ -442,7 +447,7 @@ class ShareTokenizer {
   // A batch tokenized, to spool: each piece's ids, side, whether it ends its
   // document, and its bytes of text.
   struct Encoded {
-    std::vector<std::vector<std::int32_t>> ids;
+    std::vector<PieceIds> ids;
     std::vector<char> to_val, last;
     std::vector<std::size_t> bytes;
   };
@@ -451,7 +456,7 @@ class ShareTokenizer {
   void spool_encoded(Encoded& batch) {
     for (std::size_t i = 0; i < batch.ids.size(); ++i) {
       spool(batch.to_val[i], [&](TokenSpool& spool) {
-        spool.append(batch.ids[i]);
+        for (const auto& piece : batch.ids[i]) spool.append(piece);
         if (batch.last[i] && eot_ >= 0) {  // between documents
           const auto eot = static_cast<std::int32_t>(eot_);
           spool.append({&eot, 1});
@@ -467,6 +472,9 @@ class ShareTokenizer {
   std::vector<DocumentPiece> batch_;
   std::vector<char> to_val_;
   std::size_t batch_bytes_ = 0;
+  // The texts of the last batch, kept to be read into: a fresh block's
+  // pages would each fault on one thread, and their unmapping stall the rest.
+  std::vector<std::string> spare_texts_;
   // Each split's tokens of this share, in order (Segment).
   std::vector<Segment> segments_[2];
 

@@ -315,6 +315,7 @@ std::vector<std::int32_t> Gpt2BpeTokenizer::encode(std::string_view text, WordId
   // repeat itself (numbers, hashes) holds a piece's words, not a batch's.
   if (words.size() > (1u << 16)) words = WordIds();
   std::vector<std::int32_t> ids;
+  ids.reserve(text.size() / 2);  // English is a token per 4 bytes or so; pages not met cost nothing
   const MatchData match(pcre2_match_data_create_from_pattern(split_pattern_.get(), nullptr));
   if (!match) throw std::bad_alloc();
   const auto add = [&](std::string_view piece) { encode_piece(piece, words, ids); };

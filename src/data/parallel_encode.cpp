@@ -46,9 +46,8 @@ std::size_t last_encoding_cut(std::string_view text) {
   return 0;
 }
 
-std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
-                                                   const std::vector<std::string_view>& texts,
-                                                   const std::function<void()>& beside) {
+std::vector<PieceIds> encode_each(const Tokenizer& tok, const std::vector<std::string_view>& texts,
+                                  const std::function<void()>& beside) {
   struct Piece {
     std::size_t text;
     std::string_view bytes;
@@ -85,19 +84,24 @@ std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
         keep();
       }
     }
+    // Forgotten here, each on its own thread: a thread's words are many
+    // small blocks, slow to free on one thread while the others wait.
+    memories.at(static_cast<std::size_t>(omp_get_thread_num())).reset();
   }
   if (failure) std::rethrow_exception(failure);
-  std::vector<std::vector<std::int32_t>> joined(texts.size());
-  for (std::size_t i = 0; i < pieces.size(); ++i) {
-    auto& out = joined[pieces[i].text];
-    if (out.empty()) out = std::move(ids[i]);
-    else out.insert(out.end(), ids[i].begin(), ids[i].end());
-  }
-  return joined;
+  std::vector<PieceIds> each(texts.size());
+  for (std::size_t i = 0; i < pieces.size(); ++i) each[pieces[i].text].push_back(std::move(ids[i]));
+  return each;
 }
 
 std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text) {
-  return std::move(encode_each(tok, {text}).front());
+  PieceIds pieces = std::move(encode_each(tok, {text}).front());
+  std::size_t count = 0;
+  for (const auto& piece : pieces) count += piece.size();
+  std::vector<std::int32_t> ids;
+  ids.reserve(count);
+  for (const auto& piece : pieces) ids.insert(ids.end(), piece.begin(), piece.end());
+  return ids;
 }
 
 }  // namespace cllm

@@ -27,13 +27,16 @@ std::size_t first_encoding_cut(std::string_view text, std::size_t from);
 // read in blocks is cut there, and the rest carried to the next block.
 std::size_t last_encoding_cut(std::string_view text);
 
+// A text's ids in the pieces it was encoded in: joined, tok.encode(text).
+using PieceIds = std::vector<std::vector<std::int32_t>>;
+
 // tok.encode of each text, on all OpenMP threads: the texts, and the pieces
 // of those longer than a piece (split_for_encoding), are encoded in
-// parallel, and each text's ids joined in order. beside, when given, runs
-// meanwhile on the calling thread, which then joins the encoding.
-std::vector<std::vector<std::int32_t>> encode_each(const Tokenizer& tok,
-                                                   const std::vector<std::string_view>& texts,
-                                                   const std::function<void()>& beside = {});
+// parallel. The pieces' ids are not joined: that would copy every id once
+// more, on one thread. beside, when given, runs meanwhile on the calling
+// thread, which then joins the encoding.
+std::vector<PieceIds> encode_each(const Tokenizer& tok, const std::vector<std::string_view>& texts,
+                                  const std::function<void()>& beside = {});
 
 // tok.encode(text), on all OpenMP threads.
 std::vector<std::int32_t> encode_in_parallel(const Tokenizer& tok, std::string_view text);
