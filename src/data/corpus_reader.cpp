@@ -178,6 +178,7 @@ bool DocumentReader::next(DocumentPiece& piece) {
 bool DocumentReader::next_text(DocumentPiece& piece) {
   // A document's first piece holds its key (in_validation) whatever the block.
   const bool first = !started_ && begin_ == 0;
+  if (!at_end_) buffer_.reserve(std::max(block_bytes_, kDocumentKeyBytes) + kReadBytes);  // not grown by doubling
   while (buffer_.size() < (first ? std::max(block_bytes_, kDocumentKeyBytes) : block_bytes_) && read_more()) {
   }
   if (buffer_.empty() && started_) return false;
@@ -189,8 +190,11 @@ bool DocumentReader::next_text(DocumentPiece& piece) {
     if (cut == 0) cut = buffer_.size();
   }
   if (first) key_.assign(buffer_, 0, std::min(buffer_.size(), kDocumentKeyBytes));
-  piece.text.assign(buffer_, 0, cut);
-  buffer_.erase(0, cut);
+  // The block goes out by a swap, not a copy; piece.text's old room is read into next.
+  std::string rest(buffer_, cut);
+  buffer_.resize(cut);
+  std::swap(piece.text, buffer_);
+  buffer_.assign(rest);
   piece.first = first;
   started_ = true;
   piece.last = at_end_ && buffer_.empty() && ends_file_;
@@ -199,11 +203,16 @@ bool DocumentReader::next_text(DocumentPiece& piece) {
 
 bool DocumentReader::next_record(DocumentPiece& piece) {
   for (;;) {
-    std::size_t eol = buffer_.find('\n');
-    while (eol == std::string::npos && read_more()) eol = buffer_.find('\n');
-    if (buffer_.empty()) return false;
+    std::size_t eol = buffer_.find('\n', record_at_);
+    if (eol == std::string::npos) {
+      buffer_.erase(0, record_at_);
+      record_at_ = 0;
+      for (std::size_t searched = buffer_.size(); eol == std::string::npos && read_more(); searched = buffer_.size())
+        eol = buffer_.find('\n', searched);
+    }
+    if (record_at_ == buffer_.size()) return false;
     const std::size_t end = eol == std::string::npos ? buffer_.size() : eol;
-    const std::string_view line(buffer_.data(), end);
+    const std::string_view line(buffer_.data() + record_at_, end - record_at_);
     ++line_;
     std::string why;
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
@@ -223,7 +232,7 @@ bool DocumentReader::next_record(DocumentPiece& piece) {
     } else {
       why = "blank";  // not counted
     }
-    buffer_.erase(0, std::min(buffer_.size(), end + 1));
+    record_at_ = std::min(buffer_.size(), end + 1);
     if (why.empty()) {
       key_.assign(piece.text, 0, std::min(piece.text.size(), kDocumentKeyBytes));
       piece.first = piece.last = true;

@@ -76,7 +76,8 @@ class DocumentReader {
   std::unique_ptr<Bytes> bytes_;
   static constexpr std::size_t kReadBytes = std::size_t{1} << 20;
   std::unique_ptr<char[]> read_buffer_;  // kReadBytes
-  std::string buffer_;   // read, not yet handed out
+  std::string buffer_;   // read, not yet handed out (JSON Lines: from record_at_)
+  std::size_t record_at_ = 0;  // moved up only to read more: not a line at a time
   std::uint64_t begin_;
   bool at_end_ = false;      // of the part's bytes
   bool ends_file_ = true;    // the part's end is the file's
