@@ -268,6 +268,34 @@ TEST(PrepareInputs, JsonLinesGiveADocumentPerRecordAndNameTheLinesThatHoldNone) 
   EXPECT_EQ(hdf5_read(spec.out, "train/tokens"), expected);
 }
 
+// Records longer than the reader's 1 MiB reads, and short ones that straddle
+// its reads, come out whole and in order; so does a last line with no newline.
+TEST(PrepareInputs, JsonLinesAcrossTheReadsComeOutWholeAndInOrder) {
+  test::TempDir dir;
+  std::vector<std::string> texts;
+  char letter = 'a';
+  for (const std::size_t n : {5u, 3u << 20, 100u, (1u << 20) + 1, 7u}) texts.emplace_back(n, letter++);
+  for (int i = 0; i < 40000; ++i) texts.push_back(std::to_string(i));  // ~0.3 MiB of short lines
+  std::string lines, expected;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (i % 1000 == 3) lines += "\n";  // a blank line now and then
+    lines.append("{\"text\": \"").append(texts[i]).append("\"}");
+    if (i + 1 < texts.size()) lines += "\n";
+    expected += texts[i];
+  }
+  write(dir / "long.jsonl", lines);
+  PrepareConfig spec;
+  spec.inputs = {(dir / "long.jsonl").string()};
+  spec.jsonl_field = "text";
+  spec.val_fraction = 0;
+  spec.out = (dir / "long.h5").string();
+  const PrepareSummary done = prepare_dataset(spec);
+  EXPECT_EQ(done.documents, texts.size());
+  EXPECT_EQ(done.skipped_lines, 0u);
+  const std::vector<std::int32_t> ids = hdf5_read(spec.out, "train/tokens");
+  EXPECT_TRUE(std::string(ids.begin(), ids.end()) == expected);  // no 4 MiB diff on failure
+}
+
 // Folders, glob patterns and .gz files, in the order given: the same tokens
 // as the plain files named one by one; a cut-short .gz is one line, exit 1.
 TEST(PrepareInputs, FoldersPatternsAndGzipReadAsThePlainFilesInOrder) {
