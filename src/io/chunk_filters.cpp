@@ -2,6 +2,7 @@
 
 #include <libdeflate.h>
 
+#include <algorithm>
 #include <memory>
 
 #include <stdexcept>
@@ -37,8 +38,10 @@ std::uint32_t fletcher32(std::span<const unsigned char> bytes) {
 
 std::vector<unsigned char> filter_chunk(std::span<const unsigned char> raw, std::size_t element_size,
                                         int level) {
+  // A thread's room to work in, kept from chunk to chunk: what leaves is only
+  // the chunk as stored, allocated once at its size.
+  thread_local std::vector<unsigned char> shuffled, deflated;
   // Shuffle: byte b of every element, then byte b + 1 of every element...
-  std::vector<unsigned char> shuffled;
   std::span<const unsigned char> input = raw;
   if (element_size > 1) {
     const std::size_t n = raw.size() / element_size;
@@ -53,12 +56,13 @@ std::vector<unsigned char> filter_chunk(std::span<const unsigned char> raw, std:
   thread_local const std::unique_ptr<libdeflate_compressor, decltype(&libdeflate_free_compressor)> compressor(
       libdeflate_alloc_compressor(level), &libdeflate_free_compressor);
   if (!compressor) throw std::runtime_error("cannot allocate a deflate compressor");
-  std::vector<unsigned char> out(libdeflate_zlib_compress_bound(compressor.get(), input.size()) + 4);
-  const std::size_t size = libdeflate_zlib_compress(compressor.get(), input.data(), input.size(), out.data(), out.size() - 4);
+  deflated.resize(libdeflate_zlib_compress_bound(compressor.get(), input.size()));
+  const std::size_t size = libdeflate_zlib_compress(compressor.get(), input.data(), input.size(), deflated.data(), deflated.size());
   if (size == 0) throw std::runtime_error("deflate failed");
+  std::vector<unsigned char> out(size + 4);
+  std::copy_n(deflated.begin(), size, out.begin());
   const std::uint32_t sum = fletcher32({out.data(), size});
   for (std::size_t i = 0; i < 4; ++i) out[size + i] = static_cast<unsigned char>(sum >> (8 * i));
-  out.resize(size + 4);
   return out;
 }
 

@@ -174,6 +174,10 @@ TokenDatasetWriter::TokenDatasetWriter(const std::filesystem::path& path, std::u
     // structures, then the chunks a step at a time, then the sources.
     reserve((token_chunks(train_tokens) + token_chunks(val_tokens)) * 128 + tokenizer.encoder_json.size() +
             tokenizer.vocab_bpe.size() + (4u << 20));
+    // HDF5 keeps the blocks it frees on lists of its own, up to 16 MiB: the
+    // ones it outgrew (its metadata accumulator doubles to 2 MiB) would stay.
+    constexpr int kList = 64 << 10, kAllLists = 1 << 20;
+    h5::check(H5set_free_list_limits(kAllLists, kList, kAllLists, kList, kAllLists, kList), "free list limits");
     open_->file = h5::create_file(open_->out.temporary_path(), /*format_1_10=*/true);
     const hid_t file = open_->file;
     // HDF5's metadata cache grows with a file's chunk index (up to 32 MiB):
@@ -183,9 +187,9 @@ TokenDatasetWriter::TokenDatasetWriter(const std::filesystem::path& path, std::u
     cache.version = H5AC__CURR_CACHE_CONFIG_VERSION;
     h5::check(H5Fget_mdc_config(file, &cache), "metadata cache");
     cache.set_initial_size = true;
-    cache.initial_size = 512u << 10;
-    cache.min_size = 512u << 10;
-    cache.max_size = 1u << 20;
+    cache.initial_size = 128u << 10;
+    cache.min_size = 128u << 10;
+    cache.max_size = 256u << 10;
     h5::check(H5Fset_mdc_config(file, &cache), "metadata cache");
     h5::set_attr(file, "format", std::string(kDatasetFormat));
     h5::set_attr(file, "format_version", kDatasetFormatVersion);
