@@ -418,9 +418,10 @@ TEST(PrepareInputs, DocumentsSplitKeepsEachDocumentWholeOnOneSide) {
   EXPECT_LT(in_val, 260u);
 }
 
-// The shares of ranks join to the files, in order, and each cut falls where
-// its rule allows: after a line end, before a spaced word, anywhere; a .gz
-// file and an empty one go whole to one share.
+// The shares of ranks, and the pieces that ranks on one node take, join to
+// the files, in order, and each cut falls where its rule allows: after a line
+// end, before a spaced word, anywhere; a .gz file and an empty one go whole
+// to one share.
 TEST(CorpusShares, PartsJoinToTheFilesAndCutOnlyWhereAllowed) {
   test::TempDir dir;
   const std::string text = file_bytes(kText).substr(0, 400000);
@@ -439,10 +440,16 @@ TEST(CorpusShares, PartsJoinToTheFilesAndCutOnlyWhereAllowed) {
   add("d.txt", text.substr(257000));
   add("e.jsonl", lines);
   for (const CutRule rule : {CutRule::anywhere, CutRule::encoding, CutRule::line}) {
-    for (const int ranks : {1, 2, 3, 5, 16, 64}) {
+    for (const int ranks : {1, 2, 3, 5, 16, 64, -2, -3}) {  // negative: pieces_to_take by so many ranks
       SCOPED_TRACE(std::to_string(static_cast<int>(rule)) + " rule, " + std::to_string(ranks) + " ranks");
-      const auto shares = share_corpus(files, ranks, rule);
-      ASSERT_EQ(shares.size(), static_cast<std::size_t>(ranks));
+      const auto shares = ranks > 0 ? share_corpus(files, ranks, rule) : pieces_to_take(files, -ranks, 4u << 20, rule);
+      if (ranks > 0) {
+        ASSERT_EQ(shares.size(), static_cast<std::size_t>(ranks));
+      }
+      // Pieces to take of this 0.5 MB corpus shrink to 64 KiB: many of them.
+      if (ranks < 0) {
+        EXPECT_GT(shares.size(), 6u);
+      }
       std::uint32_t file = 0;
       std::uint64_t at = 0;  // in file
       for (const auto& share : shares) {

@@ -174,13 +174,27 @@ std::vector<std::string> all_texts(const Comm& comm, const std::string& mine) {
 }
 
 // Rank 0's plan: the input files and this rank's parts of them.
+// The corpus in shares, in order. Tokenized on one node, the ranks take the
+// next share from a counter they share when free (pieces_to_take), so a core
+// slowed by a neighbour holds no rank up; else rank r tokenizes share r.
 struct Plan {
   std::vector<std::string> files;
-  std::vector<CorpusPart> parts;
+  std::vector<std::vector<CorpusPart>> shares;
+  bool taken = false;
+  std::uint64_t bytes(std::uint64_t share) const {
+    std::uint64_t n = 0;
+    for (const CorpusPart& part : shares.at(share)) n += part.end - part.begin;
+    return n;
+  }
 };
+
+// The smallest share to take: 4 MiB is a quarter of a second of GPT-2 BPE on a core.
+constexpr std::uint64_t kLeastShareBytes = 4u << 20;
 
 Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm& comm) {
   Packed packed;
+  // Byte-level text is not tokenized: its chunk rounds are where the work is.
+  const bool taken = comm.size() > 1 && comm.on_one_node() && !cut_anywhere;
   collectively(comm, [&] {
     if (!comm.is_root()) return;
     const std::vector<std::string> files = expand_inputs(spec.inputs);
@@ -190,7 +204,10 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
                                                   : CutRule::encoding;
     packed.put(files.size());
     for (const std::string& file : files) packed.put(file);
-    for (const auto& share : share_corpus(files, comm.size(), rule)) {
+    const auto shares = taken ? pieces_to_take(files, comm.size(), kLeastShareBytes, rule)
+                              : share_corpus(files, comm.size(), rule);
+    packed.put(shares.size());
+    for (const auto& share : shares) {
       packed.put(share.size());
       for (const CorpusPart& part : share) packed.put(part.file).put(part.begin).put(part.end);
     }
@@ -199,16 +216,16 @@ Plan plan_on_rank_zero(const PrepareConfig& spec, bool cut_anywhere, const Comm&
   broadcast_text(comm, bytes);
   Unpacked in(bytes);
   Plan plan;
+  plan.taken = taken;
   plan.files.resize(in.number());
   for (std::string& file : plan.files) file = in.text();
-  for (int r = 0; r < comm.size(); ++r) {
-    const std::uint64_t parts = in.number();
-    for (std::uint64_t i = 0; i < parts; ++i) {
-      CorpusPart part;
+  plan.shares.resize(in.number());
+  for (auto& share : plan.shares) {
+    share.resize(in.number());
+    for (CorpusPart& part : share) {
       part.file = static_cast<std::uint32_t>(in.number());
       part.begin = in.number();
       part.end = in.number();
-      if (r == comm.rank()) plan.parts.push_back(part);
     }
   }
   return plan;
@@ -222,6 +239,7 @@ constexpr const char* kSharedOut = "--out must be in a folder every rank shares"
 // byte-level text.
 struct Segment {
   static constexpr std::uint64_t kSpool = ~std::uint64_t{0};
+  std::uint64_t share = 0;      // of the plan: the dataset joins segments in share order
   std::uint64_t file = kSpool;  // else an index into the plan's files
   std::uint64_t begin = 0, end = 0;
 };
@@ -297,9 +315,11 @@ class ShareTokenizer {
   }
   bool bytes_are_ids() const { return bytes_are_ids_; }
 
-  // Reads part of file; progress(bytes of the part read) after each block.
-  void add(const std::string& file, std::uint32_t index, const CorpusPart& part,
+  // Reads part of file, of the plan's share `share`; progress(bytes of the
+  // part read) after each block.
+  void add(const std::string& file, std::uint32_t index, const CorpusPart& part, std::uint64_t share,
            const std::function<void(std::uint64_t)>& progress) {
+    share_ = share;
     if (is_token_file(file)) return add_token_file(file, index, progress);
     if (bytes_are_ids_ && spec_.jsonl_field.empty() && !is_gzip(file))
       return add_text_bytes(file, index, part, progress);
@@ -312,6 +332,7 @@ class ShareTokenizer {
       keyed = true;
       batch_bytes_ += piece.text.size();
       batch_.push_back(std::move(piece));
+      share_of_.push_back(share_);
       if (!spare_texts_.empty()) {
         piece.text = std::move(spare_texts_.back());
         spare_texts_.pop_back();
@@ -326,7 +347,10 @@ class ShareTokenizer {
       sources.push_back({index, reader.sha256()});
     else if (part.begin == 0)
       hashes.add(index, file);  // the file goes on in another rank's share
-    if (reader.skipped_lines() > 0 && skipped_lines == 0) first_skipped = reader.first_skipped();
+    if (reader.skipped_lines() > 0 && skipped_lines == 0) {
+      first_skipped = reader.first_skipped();
+      first_skipped_share = share_;
+    }
     skipped_lines += reader.skipped_lines();
   }
 
@@ -339,7 +363,7 @@ class ShareTokenizer {
     const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
     std::vector<std::int32_t> ids;
     while (reader.next(ids, block_bytes_ / sizeof(std::int32_t))) {
-      spool(to_val, [&](TokenSpool& spool) { spool.append(ids); });
+      spool(to_val, share_, [&](TokenSpool& spool) { spool.append(ids); });
       progress(reader.bytes_read());
     }
     ++documents;
@@ -355,7 +379,7 @@ class ShareTokenizer {
     for (const DocumentPiece& piece : batch_) texts.push_back(piece.text);
     if (bytes_are_ids_) {  // .gz and JSON Lines: no eot_ between documents
       for (std::size_t i = 0; i < texts.size(); ++i) {
-        spool(to_val_[i], [&](TokenSpool& spool) {
+        spool(to_val_[i], share_of_[i], [&](TokenSpool& spool) {
           spool.append_bytes({reinterpret_cast<const unsigned char*>(texts[i].data()), texts[i].size()});
         });
         if (batch_[i].last) ++documents;
@@ -369,6 +393,7 @@ class ShareTokenizer {
         batch.bytes.push_back(texts[i].size());
       }
       batch.to_val = std::move(to_val_);
+      batch.share = std::move(share_of_);
       batch.ids = encode_each(*tok_, texts, [&] {
         spool_encoded(encoded_);
         if (read_ahead) read_ahead();
@@ -378,6 +403,7 @@ class ShareTokenizer {
     for (DocumentPiece& piece : batch_) spare_texts_.push_back(std::move(piece.text));
     batch_.clear();
     to_val_.clear();
+    share_of_.clear();
     batch_bytes_ = 0;
   }
 
@@ -395,7 +421,7 @@ class ShareTokenizer {
     drain();
     require_regular_file(file, "input file");
     const bool to_val = by_documents_ && in_validation(document_start(file), spec_.val_fraction);
-    if (part.end > part.begin) segments_[to_val].push_back({index, part.begin, part.end});
+    if (part.end > part.begin) segments_[to_val].push_back({share_, index, part.begin, part.end});
     std::error_code ec;
     if (part.end >= std::filesystem::file_size(file, ec)) ++documents;  // the part ends the document
     bytes += part.end - part.begin;
@@ -410,7 +436,7 @@ class ShareTokenizer {
   // What rank 0 needs of this share: the counts and the sources' hashes.
   std::string report() const {
     Packed packed;
-    packed.put(bytes).put(documents).put(skipped_lines).put(first_skipped);
+    packed.put(bytes).put(documents).put(skipped_lines).put(first_skipped).put(first_skipped_share);
     packed.put(sources.size() + hashes.done.size());
     for (const auto& [file, sha] : sources) packed.put(file).put(sha);
     for (const auto& [file, sha] : hashes.done) packed.put(file).put(sha);
@@ -422,7 +448,7 @@ class ShareTokenizer {
     Packed packed;
     for (const auto& split : segments_) {
       packed.put(split.size());
-      for (const Segment& s : split) packed.put(s.file).put(s.begin).put(s.end);
+      for (const Segment& s : split) packed.put(s.share).put(s.file).put(s.begin).put(s.end);
     }
     return packed.bytes();
   }
@@ -431,6 +457,7 @@ class ShareTokenizer {
   std::uint64_t direct_bytes = 0;  // of them, byte-level text read where it lies
   FileHashes hashes;               // of the files this share starts and does not read whole
   std::string first_skipped;
+  std::uint64_t first_skipped_share = 0;  // the share first_skipped is in
   std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
 
   std::size_t block_bytes() const { return block_bytes_; }
@@ -448,6 +475,7 @@ class ShareTokenizer {
   // document, and its bytes of text.
   struct Encoded {
     std::vector<PieceIds> ids;
+    std::vector<std::uint64_t> share;
     std::vector<char> to_val, last;
     std::vector<std::size_t> bytes;
   };
@@ -455,7 +483,7 @@ class ShareTokenizer {
 
   void spool_encoded(Encoded& batch) {
     for (std::size_t i = 0; i < batch.ids.size(); ++i) {
-      spool(batch.to_val[i], [&](TokenSpool& spool) {
+      spool(batch.to_val[i], batch.share[i], [&](TokenSpool& spool) {
         for (const auto& piece : batch.ids[i]) spool.append(piece);
         if (batch.last[i] && eot_ >= 0) {  // between documents
           const auto eot = static_cast<std::int32_t>(eot_);
@@ -468,9 +496,12 @@ class ShareTokenizer {
     batch = Encoded();
   }
 
-  // The pieces read and not yet tokenized, each with its document's side.
+  // The pieces read and not yet tokenized, each with its document's side
+  // and its share of the plan.
   std::vector<DocumentPiece> batch_;
   std::vector<char> to_val_;
+  std::vector<std::uint64_t> share_of_;
+  std::uint64_t share_ = 0;  // of what add() reads
   std::size_t batch_bytes_ = 0;
   // The texts of the last batch, kept to be read into: a fresh block's
   // pages would each fault on one thread, and their unmapping stall the rest.
@@ -480,16 +511,17 @@ class ShareTokenizer {
 
   // Appends to a split's spool through add(spool), noting where they went.
   template <typename Add>
-  void spool(bool to_val, Add add) {
+  void spool(bool to_val, std::uint64_t share, Add add) {
     TokenSpool& into = to_val ? *val_ : train_;
     const std::uint64_t before = into.size();
     add(into);
     std::vector<Segment>& split = segments_[to_val];
     if (into.size() == before) return;
-    if (!split.empty() && split.back().file == Segment::kSpool && split.back().end == before)
+    const Segment& last = split.empty() ? Segment{} : split.back();
+    if (!split.empty() && last.share == share && last.file == Segment::kSpool && last.end == before)
       split.back().end = into.size();
     else
-      split.push_back({Segment::kSpool, before, into.size()});
+      split.push_back({share, Segment::kSpool, before, into.size()});
   }
 };
 
@@ -511,27 +543,47 @@ struct ProgressReports {
   }
 };
 
-// Every rank's share of the tokens, in its spools.
+// Every rank's shares of the tokens, in its spools: share `rank`, or, taken
+// (plan.taken), the next share from counter 0 of `taking` while any is left;
+// counters 1 and 2 then add up every rank's bytes and documents done, so
+// that rank 0's progress is the whole corpus's.
 ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& tokenizer, const Plan& plan,
-                              const Comm& comm, ProgressReports& progress) {
+                              const Comm& comm, const NodeCounters* taking, ProgressReports& progress) {
   std::optional<ShareTokenizer> share;
   PrepareProgress& at = progress.at;
-  at.ranks = comm.size();
-  for (const CorpusPart& part : plan.parts) at.bytes += part.end - part.begin;
+  at.ranks = taking ? 1 : comm.size();
+  if (taking)
+    for (std::uint64_t s = 0; s < plan.shares.size(); ++s) at.bytes += plan.bytes(s);
+  else
+    at.bytes = plan.bytes(static_cast<std::uint64_t>(comm.rank()));
   collectively(comm, [&] {
     share.emplace(spec, tokenizer, comm.rank());
-    std::uint64_t before = 0;  // bytes of the parts done
+    std::uint64_t before = 0;                   // bytes of the parts done
+    std::uint64_t added_bytes = 0, added_documents = 0;  // to taking's counters
+    const auto report = [&](std::uint64_t bytes) {
+      at.bytes_done = bytes;
+      at.documents = share->documents;
+      if (taking) {
+        at.bytes_done = taking->fetch_add(1, bytes - added_bytes) + bytes - added_bytes;
+        at.documents = taking->fetch_add(2, share->documents - added_documents) + share->documents - added_documents;
+        added_bytes = bytes;
+        added_documents = share->documents;
+      }
+      progress();
+    };
     const std::string* file = nullptr;
     try {
-      for (const CorpusPart& part : plan.parts) {
-        file = &plan.files[part.file];
-        share->add(*file, part.file, part, [&](std::uint64_t read) {
-          at.bytes_done = before + read - share->direct_bytes;
-          at.documents = share->documents;
-          progress();
-        });
-        before += part.end - part.begin;
-      }
+      const auto tokenize = [&](std::uint64_t s) {
+        for (const CorpusPart& part : plan.shares.at(s)) {
+          file = &plan.files[part.file];
+          share->add(*file, part.file, part, s, [&](std::uint64_t read) { report(before + read - share->direct_bytes); });
+          before += part.end - part.begin;
+        }
+      };
+      if (taking)
+        for (std::uint64_t s = taking->fetch_add(0, 1); s < plan.shares.size(); s = taking->fetch_add(0, 1)) tokenize(s);
+      else
+        tokenize(static_cast<std::uint64_t>(comm.rank()));
       share->drain();
     } catch (const std::bad_alloc&) {
       throw OutOfMemory("out of memory: cannot tokenize " + (file ? *file : std::string("the corpus")) +
@@ -539,16 +591,14 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
-    at.bytes_done = before - share->direct_bytes;
-    at.documents = share->documents;
-    progress();
+    report(before - share->direct_bytes);
   });
   return std::move(*share);
 }
 
 // The dataset's two splits as token streams over every rank's segments,
-// joined in rank order (the tail held out for val_split tail), with the
-// spools and input files they read.
+// joined in the order of the plan's shares (the tail held out for val_split
+// tail), with the spools and input files they read.
 class JoinedSplits {
  public:
   JoinedSplits(const PrepareConfig& spec, const Plan& plan, const ShareTokenizer& share,
@@ -568,20 +618,26 @@ class JoinedSplits {
       }
       return &at->second;
     };
-    std::vector<SpoolRange> pieces[2];
+    // Each share is one rank's, its segments in order: a stable sort by share.
+    std::vector<std::pair<std::uint64_t, SpoolRange>> pieces[2];
     for (std::size_t r = 0; r < segments.size(); ++r) {
       Unpacked in(segments[r]);
       for (int split = 0; split < 2; ++split)
         for (std::uint64_t i = in.number(); i > 0; --i) {
           Segment s;
+          s.share = in.number();
           s.file = in.number();
           s.begin = in.number();
           s.end = in.number();
-          pieces[split].push_back({source_of(static_cast<int>(r), split, s), s.begin, s.end});
+          pieces[split].push_back({s.share, {source_of(static_cast<int>(r), split, s), s.begin, s.end}});
         }
     }
-    splits[0] = TokenStream(pieces[0]);
-    splits[1] = TokenStream(pieces[1]);
+    for (int split = 0; split < 2; ++split) {
+      std::ranges::stable_sort(pieces[split], {}, &std::pair<std::uint64_t, SpoolRange>::first);
+      std::vector<SpoolRange> ranges;
+      for (const auto& piece : pieces[split]) ranges.push_back(piece.second);
+      splits[split] = TokenStream(ranges);
+    }
     if (spec.val_split == "tail") {
       const std::uint64_t all = splits[0].size();
       const auto n_val = static_cast<std::uint64_t>(static_cast<double>(all) * spec.val_fraction);
@@ -798,6 +854,7 @@ class ChunkRounds {
 PrepareSummary summarize(const Plan& plan, const std::vector<std::string>& reports,
                          std::vector<DatasetSource>& sources) {
   PrepareSummary summary;
+  std::uint64_t first_skipped_share = 0;
   sources.assign(plan.files.size(), {});
   for (std::size_t f = 0; f < plan.files.size(); ++f) sources[f].file = plan.files[f];
   for (const std::string& text : reports) {
@@ -806,7 +863,11 @@ PrepareSummary summarize(const Plan& plan, const std::vector<std::string>& repor
     summary.documents += report.number();
     const std::uint64_t skipped = report.number();
     std::string first_skipped = report.text();
-    if (skipped > 0 && summary.skipped_lines == 0) summary.first_skipped = std::move(first_skipped);
+    const std::uint64_t share = report.number();
+    if (skipped > 0 && (summary.skipped_lines == 0 || share < first_skipped_share)) {
+      summary.first_skipped = std::move(first_skipped);  // the corpus's first, whichever rank read it
+      first_skipped_share = share;
+    }
     summary.skipped_lines += skipped;
     for (std::uint64_t i = report.number(); i > 0; --i) {
       const std::uint64_t file = report.number();
@@ -850,7 +911,10 @@ PrepareSummary prepare_dataset(const PrepareConfig& spec, const Comm& comm,
     tokenizer = tokenizer_spec(spec.tokenizer, spec.vocab_dir);
   });
   const Plan plan = plan_on_rank_zero(spec, tokenizer.name == "byte", comm);
-  ShareTokenizer share = tokenize_share(spec, tokenizer, plan, comm, reports);
+  std::optional<NodeCounters> taking;  // the next share, bytes and documents done
+  if (plan.taken) taking.emplace(comm, 3, Collective::prepare);
+  ShareTokenizer share = tokenize_share(spec, tokenizer, plan, comm, taking ? &*taking : nullptr, reports);
+  taking.reset();
   const std::vector<std::string> segments = all_texts(comm, share.segments());
   // The spools stay until every rank is done with them.
   std::optional<JoinedSplits> joined;

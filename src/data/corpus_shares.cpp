@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 #include <string_view>
 
@@ -42,8 +43,14 @@ std::uint64_t next_cut(const std::string& path, std::uint64_t at, std::uint64_t 
 
 }  // namespace
 
-std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>& files, int ranks,
-                                                  CutRule rule) {
+namespace {
+
+// The files cut into shares whose nominal bytes of the joined files are
+// [borders[i], borders[i + 1]) (borders from 0 to the total), each border
+// moved on to the next place rule allows.
+std::vector<std::vector<CorpusPart>> cut_corpus(
+    const std::vector<std::string>& files, CutRule rule,
+    const std::function<std::vector<std::uint64_t>(std::uint64_t total)>& borders_of) {
   std::vector<std::uint64_t> sizes;
   std::uint64_t total = 0;
   for (const std::string& file : files) {
@@ -54,16 +61,11 @@ std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>
     sizes.push_back(size);
     total += size;
   }
-  const auto n = static_cast<std::uint64_t>(ranks);
-  // Share r's nominal bytes of the joined files: [border(r), border(r + 1)).
-  const auto border = [&](std::uint64_t r) {
-    return total / n * r + total % n * r / n;  // total * r / n without overflow
-  };
+  const std::vector<std::uint64_t> border = borders_of(total);
+  const std::uint64_t n = border.size() - 1;
   // The share a byte of the joined files falls in (the last for the end).
   const auto share_of = [&](std::uint64_t byte) {
-    std::uint64_t r = 0;
-    while (r + 1 < n && border(r + 1) <= byte) ++r;
-    return r;
+    return static_cast<std::uint64_t>(std::upper_bound(border.begin() + 1, border.end() - 1, byte) - border.begin() - 1);
   };
   std::vector<std::vector<CorpusPart>> shares(n);
   std::uint64_t offset = 0;  // of the file in the joined files
@@ -75,8 +77,8 @@ std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>
       continue;
     }
     // The shares whose nominal start falls inside the file each begin at a cut.
-    for (; r + 1 < n && border(r + 1) < offset + size; ++r) {
-      const std::uint64_t at = border(r + 1) - offset;
+    for (; r + 1 < n && border[r + 1] < offset + size; ++r) {
+      const std::uint64_t at = border[r + 1] - offset;
       if (at <= begin) continue;  // an earlier cut went past this border
       const std::uint64_t cut = next_cut(files[f], at, size, rule);
       if (cut > begin) shares[r].push_back({f, begin, cut});
@@ -86,6 +88,35 @@ std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>
     if (begin < size) shares[r].push_back({f, begin, size});
   }
   return shares;
+}
+
+}  // namespace
+
+std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>& files, int ranks,
+                                                  CutRule rule) {
+  return cut_corpus(files, rule, [&](std::uint64_t total) {
+    const auto n = static_cast<std::uint64_t>(ranks);
+    std::vector<std::uint64_t> borders;
+    for (std::uint64_t r = 0; r <= n; ++r) borders.push_back(total / n * r + total % n * r / n);  // no overflow
+    return borders;
+  });
+}
+
+std::vector<std::vector<CorpusPart>> pieces_to_take(const std::vector<std::string>& files, int ranks,
+                                                    std::uint64_t least_bytes, CutRule rule) {
+  return cut_corpus(files, rule, [&](std::uint64_t total) {
+    const auto n = static_cast<std::uint64_t>(ranks);
+    const std::uint64_t least = std::clamp<std::uint64_t>(total / (16 * n), std::min<std::uint64_t>(least_bytes, 64u << 10), least_bytes);
+    std::vector<std::uint64_t> borders{0};
+    for (std::uint64_t at = 0;;) {
+      const std::uint64_t left = total - at;
+      const std::uint64_t step = std::max(least, left / (2 * n));
+      if (step >= left) break;
+      borders.push_back(at += step);
+    }
+    borders.push_back(total);
+    return borders;
+  });
 }
 
 }  // namespace cllm

@@ -29,4 +29,11 @@ enum class CutRule { anywhere, encoding, line };
 std::vector<std::vector<CorpusPart>> share_corpus(const std::vector<std::string>& files, int ranks,
                                                   CutRule rule);
 
+// The same cut into pieces for ranks that each take the next one when free
+// (one node, a shared counter): pieces of a 2 x ranks-th of what is left,
+// down to least_bytes (a 16 x ranks-th of a small corpus, at least 64 KiB),
+// so that the last ones taken even out where the ranks end.
+std::vector<std::vector<CorpusPart>> pieces_to_take(const std::vector<std::string>& files, int ranks,
+                                                    std::uint64_t least_bytes, CutRule rule);
+
 }  // namespace cllm
