@@ -556,6 +556,13 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
     for (std::uint64_t s = 0; s < plan.shares.size(); ++s) at.bytes += plan.bytes(s);
   else
     at.bytes = plan.bytes(static_cast<std::uint64_t>(comm.rank()));
+  // The threads first: libgomp exits when it cannot make one, where a
+  // block or the vocabulary that cannot be had is std::bad_alloc, named below.
+  int threads = 0;
+#pragma omp parallel
+#pragma omp single
+  threads = omp_get_num_threads();
+  (void)threads;
   collectively(comm, [&] {
     share.emplace(spec, tokenizer, comm.rank());
     std::uint64_t before = 0;                   // bytes of the parts done
