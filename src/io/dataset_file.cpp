@@ -74,7 +74,11 @@ std::size_t chunk_cache_slots(hid_t dset) {
   hsize_t chunk = 0;
   if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return 1;
   h5::Handle type(H5Dget_type(dset), "dataset type");
-  return std::max<std::size_t>(1, kChunkCacheBytes / (chunk * H5Tget_size(type)));
+  // A type of no size, or a chunk past the cache (their product may wrap to
+  // 0): one slot; the type is refused when the dataset is opened.
+  const std::size_t element = H5Tget_size(type);
+  if (element == 0 || chunk > kChunkCacheBytes / element) return 1;
+  return std::max<std::size_t>(1, kChunkCacheBytes / (chunk * element));
 }
 
 h5::Handle open_tokens(hid_t file, const std::string& name, std::uint64_t& size) {
