@@ -173,10 +173,10 @@ std::vector<std::string> all_texts(const Comm& comm, const std::string& mine) {
   return all;
 }
 
-// Rank 0's plan: the input files and this rank's parts of them.
-// The corpus in shares, in order. Tokenized on one node, the ranks take the
-// next share from a counter they share when free (pieces_to_take), so a core
-// slowed by a neighbour holds no rank up; else rank r tokenizes share r.
+// Rank 0's plan: the input files, and the corpus in shares, in order. On one
+// node the ranks take the next share from a counter they share when free
+// (pieces_to_take), so a core slowed by a neighbour holds no rank up; else
+// rank r tokenizes share r.
 struct Plan {
   std::vector<std::string> files;
   std::vector<std::vector<CorpusPart>> shares;
@@ -517,8 +517,8 @@ class ShareTokenizer {
     add(into);
     std::vector<Segment>& split = segments_[to_val];
     if (into.size() == before) return;
-    const Segment& last = split.empty() ? Segment{} : split.back();
-    if (!split.empty() && last.share == share && last.file == Segment::kSpool && last.end == before)
+    if (!split.empty() && split.back().share == share && split.back().file == Segment::kSpool &&
+        split.back().end == before)
       split.back().end = into.size();
     else
       split.push_back({share, Segment::kSpool, before, into.size()});

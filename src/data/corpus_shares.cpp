@@ -106,7 +106,8 @@ std::vector<std::vector<CorpusPart>> pieces_to_take(const std::vector<std::strin
                                                     std::uint64_t least_bytes, CutRule rule) {
   return cut_corpus(files, rule, [&](std::uint64_t total) {
     const auto n = static_cast<std::uint64_t>(ranks);
-    const std::uint64_t least = std::clamp<std::uint64_t>(total / (16 * n), std::min<std::uint64_t>(least_bytes, 64u << 10), least_bytes);
+    const std::uint64_t floor = std::min<std::uint64_t>(least_bytes, 64u << 10);
+    const std::uint64_t least = std::clamp<std::uint64_t>(total / (16 * n), floor, least_bytes);
     std::vector<std::uint64_t> borders{0};
     for (std::uint64_t at = 0;;) {
       const std::uint64_t left = total - at;
