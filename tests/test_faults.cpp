@@ -225,7 +225,7 @@ TEST_F(FaultTest, AFullDiskFailsTheWriteAndKeepsTheLastGoodFile) {
 // Memory that cannot be had ends the run with a line that says for what and
 // how much, not with std::bad_alloc escaping an OpenMP region (abort).
 TEST_F(FaultTest, MemoryThatCannotBeHadIsNamed) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef CLLM_TEST_SANITIZED
   GTEST_SKIP() << "the sanitizers reserve more address space than the limit allows";
 #else
   const auto limited = [&](const std::string& limit_kib, const std::vector<std::string>& args) {
@@ -293,7 +293,7 @@ TEST_F(FaultTest, ImpossibleSizesAreNamedBeforeAnythingIsBuilt) {
 // (OpenBLAS issue 5289). Linked, it hung every subcommand under this limit,
 // --help included; opened only for --matmul openblas, it is refused by name.
 TEST_F(FaultTest, AShortAddressSpaceHangsNothingAndRefusesOpenBlasByName) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef CLLM_TEST_SANITIZED
   GTEST_SKIP() << "the sanitizers reserve more address space than the limit allows";
 #else
   const auto limited = [&](const std::vector<std::string>& args) {

@@ -381,11 +381,13 @@ TEST_F(KernelTest, GeluForwardMatchesTanhFormula) {
   for (std::size_t i = 0; i < n; ++i) {
     const double xd = x[i];
     const double e = 0.5 * xd * (1.0 + std::tanh(s * (xd + 0.044715 * xd * xd * xd)));
-    const double err = std::abs(y[i] - e);
+    // Relative to max(1, |x|): at x = -10, 0.5 x (1 + tanh) loses 1 + tanh's
+    // rounding (an ulp of 1) times 5, whichever compiler fuses which products.
+    const double err = std::abs(y[i] - e) / std::max(1.0, std::abs(xd));
     if (err > worst) worst = err, worst_x = xd;
   }
-  std::printf("gelu_forward: max |error| %.3g at x = %.4f\n", worst, worst_x);
-  EXPECT_LE(worst, 1e-6) << "at x = " << worst_x;
+  std::printf("gelu_forward: max |error| / max(1, |x|) %.3g at x = %.4f\n", worst, worst_x);
+  EXPECT_LE(worst, 2.5e-7) << "at x = " << worst_x;
 }
 
 TEST_F(KernelTest, GeluBackwardMatchesFiniteDifferences) {

@@ -147,7 +147,10 @@ inline float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
+  // A NaN x must give NaN (the step is then skipped as non-finite), but a NaN
+  // converted to int is undefined: it takes 2^-126 instead, and p stays NaN.
+  const float exponent = n >= -126.0f ? n : -126.0f;
+  return p * std::bit_cast<float>((static_cast<std::int32_t>(exponent) + 127) << 23);
 }
 
 // p (rows, cols; leading dimension kAttnKeyBlock) = q[r0:r0+rows] @

@@ -22,6 +22,16 @@
 
 extern char** environ;
 
+// Defined in ASan and TSan builds, by GCC's macros or clang's __has_feature:
+// the sanitizers reserve terabytes of address space, so `ulimit -v` cases skip.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CLLM_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CLLM_TEST_SANITIZED 1
+#endif
+#endif
+
 namespace cllm::test {
 
 // A folder under the system's temporary directory, removed on destruction.
