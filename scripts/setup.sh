@@ -10,7 +10,7 @@
 #          Google Benchmark, PCRE2 and nlohmann-json (GPT-2 tokenizer),
 #          OpenSSL's libcrypto (SHA-256 of dataset sources)
 #   test   build + clang-14 with LLVM's OpenMP runtime and sanitizer runtimes
-#          (the tsan preset; libclang-rt-14-dev also has libFuzzer, for the
+#          (the asan and tsan presets; libclang-rt-14-dev also has libFuzzer, for the
 #          fuzz preset), Python 3 with NumPy, PyTorch and h5py (reference
 #          checks; tests/fuzz/triage.py) and matplotlib (scripts/plot.py), Slurm and munge (tests/slurm: batch
 #          jobs on a real Slurm), iproute2 and iptables (tests/netns: an
