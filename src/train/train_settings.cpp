@@ -108,7 +108,7 @@ const Setting kSettings[] = {
    FIELD(config.batch.overlap), kAny, kNotRecorded, kStep, true, kOverlap},
   {"progress_us", "With --overlap on and several ranks: microseconds between a progress thread's "
                   "tests of the allreduces in flight, which Open MPI moves only inside MPI calls "
-                  "(0: no thread; the main thread tests between layers) [default: 100 when the "
+                  "(0: no thread; the main thread tests between layers) [default: 1000 when the "
                   "ranks span nodes, 0 on one node, where messages are memory copies]",
    FIELD(config.batch.progress_us), kAny, kNotRecorded, kStep, true, {}, ""},  // BatchConfig::validate
   {"check_every", "Steps between cross-rank parameter checksums (0: at the end only)",

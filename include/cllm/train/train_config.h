@@ -29,9 +29,10 @@ struct OptimizerConfig {
 // lr * min_lr_ratio at the last step.
 float learning_rate(const OptimizerConfig& o, int step, int total_steps);
 
-// Measured on an emulated 1 Gbit/s link (README): a test every 100 us hid
-// 83% of the allreduce, against 29% tested between layers only.
-inline constexpr double kDefaultProgressUs = 100;
+// Measured on an emulated 1 Gbit/s link (docs/performance.md): with every
+// core computing, a test every 1000 us hid more of the allreduce than every
+// 100 us and left the step 16-18% shorter; between layers only hid 51%.
+inline constexpr double kDefaultProgressUs = 1000;
 
 // When the gradient allreduce runs: on, each layer's as soon as backward is
 // done with it (behind the layers below); off, all of it after backward.
