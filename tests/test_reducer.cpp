@@ -187,15 +187,17 @@ TEST(ReducerPlan, GptLayoutInDefaultBucketsCoversEveryParameter) {
 }
 
 TEST(ReducerPlan, BucketsNeverSpanTwoUnitsOfTheGptLayout) {
-  // The units of backward (embeddings, each block, ln_f): every bucket lies
-  // in one, whatever the size, and each unit's buckets cover exactly its
-  // tensors, in buffer order.
+  // The units of backward (embeddings, each block's attention and MLP
+  // halves, ln_f): every bucket lies in one, whatever the size, and each
+  // unit's buckets cover exactly its tensors, in buffer order.
   ModelConfig cfg;
   cfg.vocab_size = 256, cfg.seq_len = 128, cfg.n_layer = 3, cfg.n_head = 4, cfg.n_embd = 64;
   const TensorLayout layout = gpt_parameter_layout(cfg);
   const std::vector<std::size_t> starts = gpt_unit_starts(cfg.n_layer);
-  ASSERT_EQ(starts.size(), 5u);  // embeddings, 3 blocks, ln_f
-  EXPECT_EQ(layout[starts[gpt_block_unit(1)]].name, "transformer.h.1.ln_1.weight");
+  ASSERT_EQ(starts.size(), 8u);  // embeddings, 3 blocks' 2 halves, ln_f
+  EXPECT_EQ(layout[starts[gpt_attention_unit(1)]].name, "transformer.h.1.ln_1.weight");
+  EXPECT_EQ(layout[starts[gpt_mlp_unit(1)]].name, "transformer.h.1.ln_2.weight");
+  EXPECT_EQ(layout[starts[gpt_mlp_unit(1)] - 1].name, "transformer.h.1.attn.c_proj.bias");
   EXPECT_EQ(layout[starts[gpt_ln_f_unit(3)]].name, "transformer.ln_f.weight");
   for (std::size_t bytes : bucket_sizes(layout)) {
     const std::vector<GradientBucket> buckets = plan_buckets(layout, bytes, starts);

@@ -274,26 +274,23 @@ void gpt_head_finish(const Model& model, GptActivations& a, float* dln_f_w, floa
                         model.tensors().ln_f_w, a.ln_f_mean, a.ln_f_rstd, N, c.n_embd);
 }
 
-void gpt_block_backward(const Model& model, GptActivations& a, int l,
-                        const BlockTensors<float>& dw) {
+void gpt_block_backward_mlp(const Model& model, GptActivations& a, int l,
+                            const BlockTensors<float>& dw) {
   const ModelConfig& c = model.config();
-  const int B = a.micro_batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
-  const int N = B * T;
+  const int N = a.micro_batch() * c.seq_len, C = c.n_embd;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   KernelClock clock(a.seconds, a.matmul);
   const GptTensors<const float> p = model.tensors();
   const GptTensors<const k::bf16> low = model.bf16_tensors();
-  const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
   k::MatrixEngine& mm = a.matmul;
   const BlockTensors<const float>& w = p.h[l];
   const BlockTensors<const k::bf16>& lw = low.h[l];
   BlockActivations& s = a.h[l];
-  const float* x = block_input(a, l);
   // Recompute::block: the one set of block activations holds the last
   // block's; run this block's forward again. Same kernels, same inputs:
   // the same bits as if they had been kept.
   if (a.recompute() == Recompute::block && l != c.n_layer - 1)
-    block_forward(model, p, low, a, l, x, clock);
+    block_forward(model, p, low, a, l, block_input(a, l), clock);
 
   // a.dres holds d(loss)/d(block output); each residual add passes it
   // through unchanged and each branch adds to it.
@@ -307,7 +304,22 @@ void gpt_block_backward(const Model& model, GptActivations& a, int l,
                      C, 4 * C);
   k::layernorm_backward(a.dres, dw.ln_2_w, dw.ln_2_b, a.dbtc, s.res_2, w.ln_2_w, s.ln_2_mean,
                         s.ln_2_rstd, N, C);
+}
 
+void gpt_block_backward_attention(const Model& model, GptActivations& a, int l,
+                                  const BlockTensors<float>& dw) {
+  const ModelConfig& c = model.config();
+  const int B = a.micro_batch(), T = c.seq_len, C = c.n_embd, NH = c.n_head;
+  const int N = B * T;
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  KernelClock clock(a.seconds, a.matmul);
+  const GptTensors<const float> p = model.tensors();
+  const GptTensors<const k::bf16> low = model.bf16_tensors();
+  const BlockTensors<const float>& w = p.h[l];
+  const BlockTensors<const k::bf16>& lw = low.h[l];
+  const auto attention = clock.timed(a.seconds.attention, k::attention_backward);
+  k::MatrixEngine& mm = a.matmul;
+  BlockActivations& s = a.h[l];
   // Attention branch: res_2 = x + c_proj(attn(c_attn(ln_1(x))))
   k::matmul_backward(mm, a.dbtc, dw.attn_proj_w, dw.attn_proj_b, a.dres, s.atty,
                      k::Weight(w.attn_proj_w, lw.attn_proj_w), N, C, C);
@@ -315,8 +327,14 @@ void gpt_block_backward(const Model& model, GptActivations& a, int l,
   attention(mm, a.dqkv, a.attn_scratch, a.dbtc, s.qkv, s.atty, s.att_lse, B, T, C, NH);
   k::matmul_backward(mm, a.dbtc, dw.attn_w, dw.attn_b, a.dqkv, s.ln_1,
                      k::Weight(w.attn_w, lw.attn_w), N, C, 3 * C);
-  k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, x, w.ln_1_w, s.ln_1_mean,
-                        s.ln_1_rstd, N, C);
+  k::layernorm_backward(a.dres, dw.ln_1_w, dw.ln_1_b, a.dbtc, block_input(a, l), w.ln_1_w,
+                        s.ln_1_mean, s.ln_1_rstd, N, C);
+}
+
+void gpt_block_backward(const Model& model, GptActivations& a, int l,
+                        const BlockTensors<float>& dw) {
+  gpt_block_backward_mlp(model, a, l, dw);
+  gpt_block_backward_attention(model, a, l, dw);
 }
 
 double gpt_forward_backward(const Model& model, GptActivations& a, std::span<float> grads,

@@ -51,13 +51,19 @@ double gpt_parameter_floats(const ModelConfig& c) {
 }
 
 namespace {
-// gpt_parameter_layout's order: wte, wpe, then 12 tensors a block, then ln_f.
-constexpr std::size_t kEmbeddingTensors = 2, kTensorsPerBlock = 12;
+// gpt_parameter_layout's order: wte, wpe, then 12 tensors a block (the
+// attention half's 6, then the MLP half's 6), then ln_f.
+constexpr std::size_t kEmbeddingTensors = 2, kTensorsPerBlock = 12, kAttentionTensors = 6;
 }  // namespace
 
 std::vector<std::size_t> gpt_unit_starts(int n_layer) {
   std::vector<std::size_t> starts{0};
-  for (int l = 0; l <= n_layer; ++l) starts.push_back(kEmbeddingTensors + kTensorsPerBlock * l);
+  for (int l = 0; l < n_layer; ++l) {
+    const std::size_t block = kEmbeddingTensors + kTensorsPerBlock * l;
+    starts.push_back(block);
+    starts.push_back(block + kAttentionTensors);
+  }
+  starts.push_back(kEmbeddingTensors + kTensorsPerBlock * n_layer);
   return starts;
 }
 

@@ -15,7 +15,9 @@ ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute reco
     : acts(model.config(), micro_batch, recompute, matmul) {
   const std::vector<std::size_t> units = gpt_unit_starts(model.config().n_layer);
   const int L = model.config().n_layer;
-  block_grads = AlignedBuffer<float>(unit_span(model.layout(), units, gpt_block_unit(0)));
+  const TensorLayout& layout = model.layout();
+  mlp_offset = layout[units[gpt_mlp_unit(0)]].offset - layout[units[gpt_attention_unit(0)]].offset;
+  block_grads = AlignedBuffer<float>(mlp_offset + unit_span(layout, units, gpt_mlp_unit(0)));
   ln_f_grads = AlignedBuffer<float>(unit_span(model.layout(), units, gpt_ln_f_unit(L)));
   block_grads.zero();
   ln_f_grads.zero();

@@ -265,25 +265,33 @@ void Trainer::run_rounds(int me, int label, Timeline* timeline) {
       gpt_head_finish(model, ctx.acts, d_ln_f, d_ln_f + (g.ln_f_b - g.ln_f_w));
     }
     clock.lap("output head", "micro_index", micro_index);
-    for (int l = L - 1; l >= 0; --l) {
-      if (mine) {
-        ctx.block_grads.zero();
-        gpt_block_backward(model, ctx.acts, l, ctx.block(model, l));
-      }
-      timed_barrier(waited);  // every thread has block l's gradient
+    // Each block in two halves, MLP then attention: when every thread has
+    // a half's gradient, the team sums it in-rank, and in the last round
+    // its allreduce is posted before the next half computes.
+    const auto sum_half = [&](int l, int unit, const float* (ThreadContext::*grads)() const) {
+      timed_barrier(waited);  // every thread has the half's gradient
       PhaseClock reduce_clock(timeline, me, label);
-      add_unit(gpt_block_unit(l), contributors, round == 0,
-               [&](int t) { return contexts_[t]->block_grads.data(); });
-      if (l == L - 1)
+      add_unit(unit, contributors, round == 0,
+               [&](int t) { return (contexts_[t].get()->*grads)(); });
+      if (unit == gpt_mlp_unit(L - 1))
         add_unit(gpt_ln_f_unit(L), contributors, round == 0,
                  [&](int t) { return contexts_[t]->ln_f_grads.data(); });
       reducing += reduce_clock.lap("reduce layer", "layer", l);
-      timed_barrier(waited);  // block l is summed in-rank; the buffers are free
+      timed_barrier(waited);  // the half is summed in-rank; its buffers are free
       if (last && overlap) {
-        if (l == L - 1) post(gpt_ln_f_unit(L));
-        post(gpt_block_unit(l));
+        if (unit == gpt_mlp_unit(L - 1)) post(gpt_ln_f_unit(L));
+        post(unit);
       }
       progress();
+    };
+    for (int l = L - 1; l >= 0; --l) {
+      if (mine) {
+        ctx.block_grads.zero();
+        gpt_block_backward_mlp(model, ctx.acts, l, ctx.block(model, l));
+      }
+      sum_half(l, gpt_mlp_unit(l), &ThreadContext::mlp_grads);
+      if (mine) gpt_block_backward_attention(model, ctx.acts, l, ctx.block(model, l));
+      sum_half(l, gpt_attention_unit(l), &ThreadContext::attention_grads);
     }
     // The embeddings' gradient: every thread's d(encoded), final since the
     // barrier after block 0, into the rows this thread owns.

@@ -128,6 +128,13 @@ void gpt_head_finish(const Model& model, GptActivations& acts, float* dln_f_w, f
 // then kernels::encoder_backward(_rows) takes acts.dres to wte and wpe.
 void gpt_block_backward(const Model& model, GptActivations& acts, int l,
                         const BlockTensors<float>& dw);
+// The same in its two halves (gpt_unit_starts' units), MLP then attention:
+// the first adds only the MLP tensors' gradients into dw, the second only
+// the attention half's.
+void gpt_block_backward_mlp(const Model& model, GptActivations& acts, int l,
+                            const BlockTensors<float>& dw);
+void gpt_block_backward_attention(const Model& model, GptActivations& acts, int l,
+                                  const BlockTensors<float>& dw);
 
 // Training's pass: the forward pass with targets, and the backward pass of
 // dloss * (the sum of the losses), added into grads (the model's layout).

@@ -54,11 +54,16 @@ GptTensors<F> gpt_tensors(const TensorLayout& layout, int n_layer, F* base);
 
 // The layout's units of backward, whose gradients are complete together
 // (dist/gradient_reducer.h), in buffer order: the embeddings (wte and wpe),
-// block 0 .. n_layer - 1, the final layernorm. Each one's first tensor's index.
+// then each block's attention half (ln_1, attn, its c_proj) and MLP half
+// (ln_2, c_fc, c_proj), block 0 .. n_layer - 1, then the final layernorm.
+// Backward finishes a block's MLP half first: split, block 0's allreduce
+// starts while its attention still computes, so less of it is left exposed.
+// Each unit's first tensor's index.
 std::vector<std::size_t> gpt_unit_starts(int n_layer);
 inline int gpt_embedding_unit() { return 0; }
-inline int gpt_block_unit(int l) { return 1 + l; }
-inline int gpt_ln_f_unit(int n_layer) { return 1 + n_layer; }
+inline int gpt_attention_unit(int l) { return 1 + 2 * l; }
+inline int gpt_mlp_unit(int l) { return 2 + 2 * l; }
+inline int gpt_ln_f_unit(int n_layer) { return 1 + 2 * n_layer; }
 
 // Views of block l's tensors in a buffer that holds only block l's span of
 // the layout (base: its first element): every block has the same shape.

@@ -25,11 +25,14 @@ struct ThreadContext {
   GptActivations acts;
   AlignedBuffer<float> block_grads;  // one block's span of the layout, block after block
   AlignedBuffer<float> ln_f_grads;   // the final layernorm's span of the layout
+  std::size_t mlp_offset = 0;        // where the block's MLP half (its second unit) starts in it
 
   // Views of block_grads as block l's gradient.
   BlockTensors<float> block(const Model& model, int l) {
     return gpt_block_tensors(model.layout(), l, block_grads.data());
   }
+  const float* attention_grads() const { return block_grads.data(); }
+  const float* mlp_grads() const { return block_grads.data() + mlp_offset; }
   std::size_t bytes() const { return acts.bytes() + block_grads.bytes() + ln_f_grads.bytes(); }
 };
 

@@ -2,11 +2,12 @@
 // micro-batches are split over ranks, then dealt to the rank's OpenMP threads
 // in rounds (thread t runs micro-batch t of each round). Each thread owns a
 // ThreadContext and runs forward and backward on the shared model, which it
-// sees only as const. The threads go down the backward pass in step, layer by
-// layer: when all of them are done with a block, they sum its gradient into
-// the rank's (in thread order, parallel over chunks), and in the last round
-// the block's allreduce is posted at once (GradientReducer), so the
-// communication of block l runs while block l - 1 computes. No thread holds
+// sees only as const. The threads go down the backward pass in step, half a
+// block at a time (its MLP, then its attention): when all of them are done
+// with a half, they sum its gradient into the rank's (in thread order,
+// parallel over chunks), and in the last round its allreduce is posted at
+// once (GradientReducer), so the communication of one half runs while the
+// halves below compute. No thread holds
 // more than one block's gradient. Then every rank clips and applies
 // the same AdamW step to its replica. While a step computes, one more thread
 // reads the next step's token windows (joined before the step returns).
