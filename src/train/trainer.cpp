@@ -127,7 +127,7 @@ StepResult Trainer::train_step(int step) {
   r.seconds.data = clock.lap("read windows");
 
   // ---- forward + backward: threads share the model read-only, no lock;
-  // each layer's gradient is summed in-rank, and posted, as it is done.
+  // each half-block's gradient is summed in-rank, and posted, as it is done.
   update_bf16_weights();
   std::fill(micro_losses_.begin(), micro_losses_.end(), 0.0);
   reducer_.start(grads_.span());
