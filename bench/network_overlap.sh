@@ -13,7 +13,8 @@
 # 1 warm-up step (each cell is one short run: expect several per cent of
 # noise on a 2-core machine), settings 1gbit:1ms and 600mbit:1ms (the medium
 # preset's allreduce is a third of its step, then about as long as its
-# backward, on the 2-core machine of docs/performance.md's figures). A setting
+# backward, on the 2-core Zen 5 of docs/performance.md's figures; on the
+# Zen 3, whose step is twice as long, 400mbit:1ms and 300mbit:1ms). A setting
 # is RATE:DELAY in tc's units; leave either side empty for none (":1ms").
 # Needs root (network namespaces; exit 77 otherwise) and /usr/bin/python3.
 #
