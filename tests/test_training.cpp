@@ -162,9 +162,9 @@ TEST(TrainingThreads, AThreadHoldsOneBlocksGradientNotTheModels) {
   const GptActivations acts(cfg.model, cfg.batch.micro_batch);
   const TensorLayout& layout = trainer.model().layout();
   const std::vector<std::size_t> units = gpt_unit_starts(cfg.model.n_layer);
-  const std::size_t grads = sizeof(float) * (unit_span(layout, units, gpt_attention_unit(0)) +
-                                             unit_span(layout, units, gpt_mlp_unit(0)) +
-                                             unit_span(layout, units, gpt_ln_f_unit(4)));
+  const std::size_t grads =
+      sizeof(float) * (unit_span(layout, units, gpt_attention_unit(0), gpt_mlp_unit(0)) +
+                       unit_span(layout, units, gpt_ln_f_unit(4)));
   EXPECT_EQ(trainer.thread_context_bytes(), acts.bytes() + grads);
   EXPECT_LT(3 * grads, sizeof(float) * layout.total());
 }

@@ -3,11 +3,11 @@
 namespace cllm {
 
 std::size_t unit_span(const TensorLayout& layout, std::span<const std::size_t> unit_starts,
-                      int unit) {
-  const std::size_t first = unit_starts[unit];
-  const std::size_t end = unit + 1 < static_cast<int>(unit_starts.size()) ? unit_starts[unit + 1]
+                      int first, int last) {
+  const std::size_t begin = unit_starts[first];
+  const std::size_t end = last + 1 < static_cast<int>(unit_starts.size()) ? unit_starts[last + 1]
                                                                           : layout.count();
-  return layout[end - 1].offset + layout[end - 1].numel - layout[first].offset;
+  return layout[end - 1].offset + layout[end - 1].numel - layout[begin].offset;
 }
 
 ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute recompute,
@@ -16,9 +16,10 @@ ThreadContext::ThreadContext(const Model& model, int micro_batch, Recompute reco
   const std::vector<std::size_t> units = gpt_unit_starts(model.config().n_layer);
   const int L = model.config().n_layer;
   const TensorLayout& layout = model.layout();
+  block_grads =
+      AlignedBuffer<float>(unit_span(layout, units, gpt_attention_unit(0), gpt_mlp_unit(0)));
   mlp_offset = layout[units[gpt_mlp_unit(0)]].offset - layout[units[gpt_attention_unit(0)]].offset;
-  block_grads = AlignedBuffer<float>(mlp_offset + unit_span(layout, units, gpt_mlp_unit(0)));
-  ln_f_grads = AlignedBuffer<float>(unit_span(model.layout(), units, gpt_ln_f_unit(L)));
+  ln_f_grads = AlignedBuffer<float>(unit_span(layout, units, gpt_ln_f_unit(L)));
   block_grads.zero();
   ln_f_grads.zero();
 }

@@ -103,8 +103,8 @@ const Setting kSettings[] = {
   {"bucket_mb", "Gradient allreduce bucket (MiB): the most one MPI_Iallreduce sends",
    FIELD(config.batch.bucket_mb), kPositive, kNotRecorded, kStep, true},
   {"overlap", "on: each layer's gradient allreduce (a block's MLP, then its attention) starts as "
-              "soon as backward is done with it, behind the layers below; off: all of it after backward (the same results, to "
-              "measure what on hides)",
+              "soon as backward is done with it, behind the layers below; off: all of it after "
+              "backward (the same results, to measure what on hides)",
    FIELD(config.batch.overlap), kAny, kNotRecorded, kStep, true, kOverlap},
   {"progress_us", "With --overlap on and several ranks: microseconds between a progress thread's "
                   "tests of the allreduces in flight, which Open MPI moves only inside MPI calls "

@@ -36,8 +36,13 @@ struct ThreadContext {
   std::size_t bytes() const { return acts.bytes() + block_grads.bytes() + ln_f_grads.bytes(); }
 };
 
-// Elements of one unit of the layout (gpt_unit_starts), padding within included.
+// Elements of units first .. last of the layout (gpt_unit_starts), padding
+// within included; last = first: one unit.
 std::size_t unit_span(const TensorLayout& layout, std::span<const std::size_t> unit_starts,
-                      int unit);
+                      int first, int last);
+inline std::size_t unit_span(const TensorLayout& layout,
+                             std::span<const std::size_t> unit_starts, int unit) {
+  return unit_span(layout, unit_starts, unit, unit);
+}
 
 }  // namespace cllm
