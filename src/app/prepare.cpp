@@ -308,8 +308,7 @@ class ShareTokenizer {
         tok_(make_tokenizer(tokenizer)),
         bytes_are_ids_(tokenizer.name == "byte"),
         by_documents_(spec.val_split == "documents"),
-        block_bytes_(spec.block_bytes > 0 ? spec.block_bytes
-                                          : std::max<std::size_t>(16, 8 * omp_get_max_threads()) << 20),
+        block_bytes_(block_bytes(spec)),
         train_(spec.out, "train.r" + std::to_string(rank), token_element_size(tokenizer.vocab_size)) {
     if (by_documents_) val_.emplace(spec.out, "val.r" + std::to_string(rank), train_.element_size());
   }
@@ -460,7 +459,11 @@ class ShareTokenizer {
   std::uint64_t first_skipped_share = 0;  // the share first_skipped is in
   std::vector<std::pair<std::uint32_t, std::string>> sources;  // file index, sha256
 
-  std::size_t block_bytes() const { return block_bytes_; }
+  // The text read at once: 16 MiB, or 8 MiB a thread on more than 2.
+  static std::size_t block_bytes(const PrepareConfig& spec) {
+    return spec.block_bytes > 0 ? spec.block_bytes
+                                : std::max<std::size_t>(16, 8 * omp_get_max_threads()) << 20;
+  }
 
  private:
   const PrepareConfig& spec_;
@@ -564,7 +567,6 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
   threads = omp_get_num_threads();
   (void)threads;
   collectively(comm, [&] {
-    share.emplace(spec, tokenizer, comm.rank());
     std::uint64_t before = 0;                   // bytes of the parts done
     std::uint64_t added_bytes = 0, added_documents = 0;  // to taking's counters
     const auto report = [&](std::uint64_t bytes) {
@@ -578,8 +580,10 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
       }
       progress();
     };
-    const std::string* file = nullptr;
+    // Named if even the share's vocabulary and spools cannot be had.
+    const std::string* file = plan.files.size() == 1 ? &plan.files[0] : nullptr;
     try {
+      share.emplace(spec, tokenizer, comm.rank());
       const auto tokenize = [&](std::uint64_t s) {
         for (const CorpusPart& part : plan.shares.at(s)) {
           file = &plan.files[part.file];
@@ -594,7 +598,7 @@ ShareTokenizer tokenize_share(const PrepareConfig& spec, const TokenizerSpec& to
       share->drain();
     } catch (const std::bad_alloc&) {
       throw OutOfMemory("out of memory: cannot tokenize " + (file ? *file : std::string("the corpus")) +
-                        " in blocks of " + format_bytes(share->block_bytes()) + " on " +
+                        " in blocks of " + format_bytes(ShareTokenizer::block_bytes(spec)) + " on " +
                         std::to_string(omp_get_max_threads()) +
                         " threads: give the process more memory, or fewer threads (OMP_NUM_THREADS)");
     }
