@@ -21,7 +21,10 @@
 # Columns: ms/step and exposed communication, the mean milliseconds per step
 # that the step waited for the gradient allreduce after its threads were done
 # (bench's JSON key comm_exposed_ms); hidden = 1 - exposed(on) / exposed(off)
-# for the same setting. Where the binary's JSON has no comm_exposed_ms, the
+# for the same setting; x bound = ms/step over the larger of compute alone
+# (the shared-memory step less its wait) and communication alone (the
+# overlap-off wait, all of the allreduce after backward): 1.00 is perfect
+# overlap. Where the binary's JSON has no comm_exposed_ms, the
 # allreduce share of the step (time_split.allreduce x ms_per_step) stands in,
 # marked *; where it has no --overlap option, both rows run its one
 # behaviour, marked ~ (only the plumbing is measured then).
@@ -143,21 +146,27 @@ def exposed(d):
         return share * d["ms_per_step"]
     return None
 
-fmt = "{:<22} {:>7} {:>10} {:>14} {:>7}"
-print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "hidden"))
+fmt = "{:<22} {:>7} {:>10} {:>14} {:>7} {:>8}"
+print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "hidden", "x bound"))
+compute = None  # the shared-memory step less its wait: the first row
 for row in sys.argv[2:]:
     label, overlap, path, off_path = row.split("|")
     d = load(path)
     ms = d.get("ms_per_step")
     e = exposed(d)
-    hidden = "-"
+    hidden = bound = "-"
+    if compute is None and isinstance(ms, (int, float)) and e is not None:
+        compute = ms - e
     if off_path:
         e_off = exposed(load(off_path))
         hidden = f"{1 - e / e_off:.2f}" if e is not None and e_off else "n/a"
+        if isinstance(ms, (int, float)) and compute and e_off is not None:
+            bound = f"{ms / max(compute, e_off):.2f}"
     mark = ("" if has_overlap else "~") + ("*" if e is not None and "comm_exposed_ms" not in d else "")
     print(fmt.format(label, overlap + ("" if has_overlap else "~"),
                      f"{ms:.1f}" if isinstance(ms, (int, float)) else "n/a",
-                     (f"{e:.1f}" if e is not None else "n/a") + ("*" if "*" in mark else ""), hidden))
+                     (f"{e:.1f}" if e is not None else "n/a") + ("*" if "*" in mark else ""), hidden,
+                     bound))
 if stand_in:
     print("* no comm_exposed_ms in this binary's JSON: time_split.allreduce x ms_per_step stands in")
 if not has_overlap:

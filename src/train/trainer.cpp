@@ -1,5 +1,6 @@
 #include "cllm/train/trainer.h"
 
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -67,6 +68,13 @@ Trainer::Trainer(const TrainConfig& config, const TokenSource& data, const Comm&
                                 " tokens is larger than the model's " +
                                 std::to_string(cfg_.model.vocab_size));
   kernels::use_single_threaded_blas();
+  // Freed blocks stay with the process. Open MPI's MPI_Iallreduce allocates
+  // and frees a bucket-sized buffer per bucket and step; glibc gave each back
+  // to the kernel (munmap, or a trim of the heap's top), and every page of it
+  // faulted again: 10 ms of a 160 ms step (small, 2 x 1, on a VM). 32 MiB is
+  // glibc's largest threshold, beyond --bucket-mb's default.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   model_.init_gpt2(cfg_.seed);
   grads_.zero();
   for (const GradientBucket& bucket : reducer_.buckets())
