@@ -86,10 +86,20 @@ void GradientReducer::progress_loop() {
     wake_.wait(lock, [this] { return active_ || quit_; });
     if (quit_) return;
     working_ = true;
+    bool in_flight = false;
     while (active_) {
+      // Nothing posted or in flight (the forward pass, the gaps between
+      // posts): asleep until post() or finish(), not waking every interval
+      // on a core the ranks compute on.
+      if (!in_flight && queued_.load(std::memory_order_acquire) == taken_) {
+        wake_.wait(lock, [this] {
+          return !active_ || quit_ || queued_.load(std::memory_order_acquire) > taken_;
+        });
+        continue;
+      }
       lock.unlock();
       post_queued();
-      test_now();
+      in_flight = test_now();
       std::this_thread::sleep_for(interval_);
       lock.lock();
     }
@@ -127,6 +137,9 @@ void GradientReducer::post(int unit) noexcept {
   if (n >= n_units_) return;
   queue_[n] = unit;
   queued_.store(n + 1, std::memory_order_release);  // the progress thread posts it
+  // Through the mutex: the thread then either saw the new count or waits.
+  { const std::lock_guard lock(mutex_); }
+  wake_.notify_one();
 }
 
 void GradientReducer::post_queued() {
@@ -162,9 +175,10 @@ void GradientReducer::post_now(int unit) {
   test_now();
 }
 
-void GradientReducer::test_now() {
-  if (!distributed() || failure_) return;
+bool GradientReducer::test_now() {
+  if (!distributed() || failure_) return false;
   const double m0 = omp_get_wtime();
+  bool in_flight = false;
   try {
     int n = 0;
     std::vector<MPI_Request>& of = requests_->of;
@@ -173,10 +187,12 @@ void GradientReducer::test_now() {
               "MPI_Testsome");
     const double now = omp_get_wtime();
     for (int i = 0; i < n && n != MPI_UNDEFINED; ++i) completed_at_[requests_->done[i]] = now;
+    in_flight = n != MPI_UNDEFINED;  // some were; the next test tells whether any still are
   } catch (...) {
     failure_ = std::current_exception();
   }
   mpi_seconds_ += omp_get_wtime() - m0;
+  return in_flight;
 }
 
 double GradientReducer::finish(Timeline* timeline, int step) {
@@ -185,6 +201,7 @@ double GradientReducer::finish(Timeline* timeline, int step) {
     // Take MPI back from the progress thread.
     std::unique_lock lock(mutex_);
     active_ = false;
+    wake_.notify_one();  // it may be waiting for a post
     idle_.wait(lock, [this] { return !working_; });
   }
   // What the progress thread had not taken yet, in its order; then what was

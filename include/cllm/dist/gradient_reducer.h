@@ -90,7 +90,7 @@ class GradientReducer {
   // The MPI work of post() and progress(), on whichever thread calls MPI now.
   void post_now(int unit);
   void post_queued();  // the queued units not posted yet, in queue order
-  void test_now();
+  bool test_now();  // whether any allreduce was still in flight
   void progress_loop();  // the progress thread
 
   const Comm& comm_;
