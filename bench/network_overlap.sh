@@ -20,7 +20,9 @@
 #
 # Columns: ms/step and exposed communication, the mean milliseconds per step
 # that the step waited for the gradient allreduce after its threads were done
-# (bench's JSON key comm_exposed_ms); hidden = 1 - exposed(on) / exposed(off)
+# (bench's JSON key comm_exposed_ms, the mean of the ranks); rank spread, the
+# least and most of one rank (a rank that ends backward first waits for the
+# others too: the spread is their skew); hidden = 1 - exposed(on) / exposed(off)
 # for the same setting; x bound = ms/step over the larger of compute alone
 # (the shared-memory step less its wait) and communication alone (the
 # overlap-off wait, all of the allreduce after backward): 1.00 is perfect
@@ -146,8 +148,13 @@ def exposed(d):
         return share * d["ms_per_step"]
     return None
 
-fmt = "{:<22} {:>7} {:>10} {:>14} {:>7} {:>8}"
-print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "hidden", "x bound"))
+fmt = "{:<22} {:>7} {:>10} {:>15} {:>12} {:>7} {:>8}"
+print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "rank spread", "hidden", "x bound"))
+
+def spread(d):
+    lo, hi = d.get("comm_exposed_min_ms"), d.get("comm_exposed_max_ms")
+    return f"{lo:.0f}-{hi:.0f}" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else "-"
+
 compute = None  # the shared-memory step less its wait: the first row
 for row in sys.argv[2:]:
     label, overlap, path, off_path = row.split("|")
@@ -165,8 +172,8 @@ for row in sys.argv[2:]:
     mark = ("" if has_overlap else "~") + ("*" if e is not None and "comm_exposed_ms" not in d else "")
     print(fmt.format(label, overlap + ("" if has_overlap else "~"),
                      f"{ms:.1f}" if isinstance(ms, (int, float)) else "n/a",
-                     (f"{e:.1f}" if e is not None else "n/a") + ("*" if "*" in mark else ""), hidden,
-                     bound))
+                     (f"{e:.1f}" if e is not None else "n/a") + ("*" if "*" in mark else ""),
+                     spread(d), hidden, bound))
 if stand_in:
     print("* no comm_exposed_ms in this binary's JSON: time_split.allreduce x ms_per_step stands in")
 if not has_overlap:

@@ -582,6 +582,8 @@ TEST_F(CliTest, BenchJson) {
   // One rank: nothing to wait for after backward, overlap or not.
   EXPECT_EQ(obj.value("overlap", ""), "on");
   EXPECT_EQ(number_at(obj, "comm_exposed_ms"), 0.0);
+  EXPECT_EQ(number_at(obj, "comm_exposed_min_ms"), 0.0);
+  EXPECT_EQ(number_at(obj, "comm_exposed_max_ms"), 0.0);
   // 1 layer of width 256 over 256 tokens, 128 positions: 12C^2 + 13C + (V + T + 2) C.
   EXPECT_EQ(number_at(obj, "params"), 12.0 * 256 * 256 + 13 * 256 + (256 + 128 + 2) * 256);
   // The time split: shares of the step that add up, and matmul, attention,

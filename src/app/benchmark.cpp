@@ -1,8 +1,11 @@
 #include "cllm/app/benchmark.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <numeric>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -97,7 +100,11 @@ BenchmarkResult run_benchmark(Trainer& trainer, const Comm& comm, int warmup_ste
   const double step_s = sum.total / timed_steps;
   b.ms_per_step = 1000 * step_s;
   b.overlap = cfg.batch.overlap;
-  b.comm_exposed_ms = 1000 * sum.allreduce / timed_steps;
+  const std::vector<double> exposed =
+      comm.all_gather(1000 * sum.allreduce / timed_steps, Collective::log);
+  b.comm_exposed_ms = std::accumulate(exposed.begin(), exposed.end(), 0.0) / exposed.size();
+  b.comm_exposed_min_ms = *std::min_element(exposed.begin(), exposed.end());
+  b.comm_exposed_max_ms = *std::max_element(exposed.begin(), exposed.end());
   b.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / step_s;
   b.flops_per_token = cfg.model.flops_per_token();
   b.gflops = b.flops_per_token * b.tokens_per_s / 1e9;
@@ -147,8 +154,12 @@ std::string bench_table(const BenchmarkResult& r) {
                        r.tokens_per_s, r.ms_per_step, r.gflops, 100 * r.cpu_busy,
                        100 * r.cpu_steal) +
          "time split  " + time_split_text(r.timed_seconds) + "\n" +
-         printf_string("allreduce   overlap %s: %.1f ms/step exposed after backward\n",
+         printf_string("allreduce   overlap %s: %.1f ms/step exposed after backward",
                        r.overlap == Overlap::on ? "on" : "off", r.comm_exposed_ms) +
+         (r.ranks > 1 ? printf_string(" (mean of the ranks; one rank %.1f to %.1f)",
+                                      r.comm_exposed_min_ms, r.comm_exposed_max_ms)
+                      : std::string()) +
+         "\n" +
          printf_string("memory      %.1f MiB per thread context, peak RSS %.1f MiB\n",
                        r.thread_context_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0) +
          printf_string("matmul      %s, %s\n", r.matmul.c_str(), kernels::to_string(r.precision));
@@ -184,6 +195,8 @@ std::string bench_json(const BenchmarkResult& r) {
   j["gflops"] = json_number(r.gflops, "%.2f");
   j["overlap"] = r.overlap == Overlap::on ? "on" : "off";
   j["comm_exposed_ms"] = json_number(r.comm_exposed_ms, "%.3f");
+  j["comm_exposed_min_ms"] = json_number(r.comm_exposed_min_ms, "%.3f");
+  j["comm_exposed_max_ms"] = json_number(r.comm_exposed_max_ms, "%.3f");
   j["flops_per_token"] = whole(r.flops_per_token);
   j["thread_context_bytes"] = r.thread_context_bytes;
   j["peak_rss_bytes"] = whole(r.peak_rss_bytes);

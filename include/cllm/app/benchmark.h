@@ -26,8 +26,10 @@ struct BenchmarkResult {
   Overlap overlap = Overlap::on;
   double tokens_per_s = 0, ms_per_step = 0, gflops = 0, flops_per_token = 0;
   // Milliseconds a step waited for the gradient allreduce after its threads
-  // were done: the communication backward did not hide.
-  double comm_exposed_ms = 0;
+  // were done: the communication backward did not hide. The mean over ranks,
+  // and the least and most of one rank: a rank that ends backward first also
+  // waits for the others to end theirs, so the spread is the ranks' skew.
+  double comm_exposed_ms = 0, comm_exposed_min_ms = 0, comm_exposed_max_ms = 0;
   std::size_t thread_context_bytes = 0;
   double peak_rss_bytes = 0;
   // The share of this rank's cores that were busy (OpenMP threads that spin
