@@ -5,13 +5,16 @@
 # with --overlap off and on for each setting, and once over shared memory
 # with --overlap on, and prints one table.
 #
-#   bench/network_overlap.sh [-p PRESET] [-n RANKS] [-t THREADS] [-s STEPS] [-w WARMUP] [RATE:DELAY...]
+#   bench/network_overlap.sh [-p PRESET] [-n RANKS] [-t THREADS] [-s STEPS] [-w WARMUP] [-r ROUNDS] [RATE:DELAY...]
 #   bench/network_overlap.sh                               # medium, 2 x 1, 1gbit:1ms and 600mbit:1ms
+#   bench/network_overlap.sh -r 3 -s 8                     # three rounds: medians, and ranges
 #   bench/network_overlap.sh -p small 10gbit:100us 1gbit:1ms 100mbit:5ms
 #
 # Defaults: preset medium, 2 ranks, 1 thread per rank, 5 timed steps after
-# 1 warm-up step (each cell is one short run: expect several per cent of
-# noise on a 2-core machine), settings 1gbit:1ms and 600mbit:1ms (the medium
+# 1 warm-up step, 1 round (each cell is one short run: expect several per
+# cent of noise on a 2-core machine; with -r, every run of a round runs
+# before the next round starts, so a drift hits all, and each cell is the
+# median over the rounds with their range in brackets), settings 1gbit:1ms and 600mbit:1ms (the medium
 # preset's allreduce is a third of its step, then about as long as its
 # backward, on the 2-core Zen 5 of docs/performance.md's figures; on the
 # Zen 3, whose step is twice as long, 400mbit:1ms and 300mbit:1ms). A setting
@@ -38,21 +41,22 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 me=network_overlap.sh
 usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; }  # the comment block above
-preset=medium ranks=2 threads=1 steps=5 warmup=1
-while getopts "p:n:t:s:w:h" opt; do
+preset=medium ranks=2 threads=1 steps=5 warmup=1 rounds=1
+while getopts "p:n:t:s:w:r:h" opt; do
   case $opt in
     p) preset=$OPTARG ;;
     n) ranks=$OPTARG ;;
     t) threads=$OPTARG ;;
     s) steps=$OPTARG ;;
     w) warmup=$OPTARG ;;
+    r) rounds=$OPTARG ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
 (( $# > 0 )) || set -- 1gbit:1ms 600mbit:1ms
-for v in ranks threads steps; do
+for v in ranks threads steps rounds; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$me: -${v:0:1} must be a positive integer" >&2; exit 2; }
 done
 [[ $warmup =~ ^[0-9]+$ ]] || { echo "$me: -w must be a whole number" >&2; exit 2; }
@@ -113,28 +117,33 @@ run() {
   [[ -s $work/$name.json ]] || { echo "$me: $name: no JSON line from cllm bench" >&2; cat "$work/$name.out" >&2; exit 1; }
 }
 
-rows=()  # "label|overlap|json file|paired off json (on rows only)"
-run shm on
-rows+=("shared memory|on|$work/shm.json|")
+rows=("shared memory|on|shm|")  # "label|overlap|run name|paired off run (on rows only)"
 i=0
 for s in "$@"; do
-  rate=${s%%:*} delay=${s#*:}
-  run "net$i-off" off "$rate" "$delay"
-  run "net$i-on" on "$rate" "$delay"
-  rows+=("$s|off|$work/net$i-off.json|")
-  rows+=("$s|on|$work/net$i-on.json|$work/net$i-off.json")
+  rows+=("$s|off|net$i-off|" "$s|on|net$i-on|net$i-off")
   i=$((i + 1))
 done
+for (( r = 0; r < rounds; r++ )); do
+  run "r$r-shm" on
+  i=0
+  for s in "$@"; do
+    rate=${s%%:*} delay=${s#*:}
+    run "r$r-net$i-off" off "$rate" "$delay"
+    run "r$r-net$i-on" on "$rate" "$delay"
+    i=$((i + 1))
+  done
+done
 
-echo "$me: preset $preset, $ranks ranks x $threads thread(s), $steps steps (+$warmup warm-up) per run; $(basename "$cllm") bench${bench_args[*]:+ ${bench_args[*]}}"
-/usr/bin/python3 - "$has_overlap" "${rows[@]}" <<'EOF'
-import json, sys
+echo "$me: preset $preset, $ranks ranks x $threads thread(s), $steps steps (+$warmup warm-up) per run, $rounds round(s); $(basename "$cllm") bench${bench_args[*]:+ ${bench_args[*]}}"
+/usr/bin/python3 - "$has_overlap" "$work" "$rounds" "${rows[@]}" <<'EOF'
+import json, statistics, sys
 
 has_overlap = sys.argv[1] == "1"
+work, rounds = sys.argv[2], int(sys.argv[3])
 stand_in = False
 
-def load(path):
-    with open(path) as f:
+def load(r, name):
+    with open(f"{work}/r{r}-{name}.json") as f:
         return json.loads(f.read())
 
 def exposed(d):
@@ -148,32 +157,53 @@ def exposed(d):
         return share * d["ms_per_step"]
     return None
 
-fmt = "{:<22} {:>7} {:>10} {:>15} {:>12} {:>7} {:>8}"
+def number(v):
+    return isinstance(v, (int, float))
+
+def cell(values, digits):
+    """The median over the rounds, and with several rounds their range."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    text = f"{statistics.median(values):.{digits}f}"
+    if len(values) > 1:
+        text += f" ({min(values):.{digits}f}-{max(values):.{digits}f})"
+    return text
+
+def spread(ds):
+    """The least and most one rank waited, over every round."""
+    lo = [d.get("comm_exposed_min_ms") for d in ds]
+    hi = [d.get("comm_exposed_max_ms") for d in ds]
+    if not all(number(v) for v in lo + hi):
+        return "-"
+    return f"{min(lo):.0f}-{max(hi):.0f}"
+
+wide = rounds > 1
+fmt = "{:<22} {:>7} " + ("{:>20} {:>18} {:>12} {:>18} {:>18}" if wide else "{:>10} {:>15} {:>12} {:>7} {:>8}")
 print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "rank spread", "hidden", "x bound"))
 
-def spread(d):
-    lo, hi = d.get("comm_exposed_min_ms"), d.get("comm_exposed_max_ms")
-    return f"{lo:.0f}-{hi:.0f}" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else "-"
-
-compute = None  # the shared-memory step less its wait: the first row
-for row in sys.argv[2:]:
-    label, overlap, path, off_path = row.split("|")
-    d = load(path)
-    ms = d.get("ms_per_step")
-    e = exposed(d)
-    hidden = bound = "-"
-    if compute is None and isinstance(ms, (int, float)) and e is not None:
-        compute = ms - e
-    if off_path:
-        e_off = exposed(load(off_path))
-        hidden = f"{1 - e / e_off:.2f}" if e is not None and e_off else "n/a"
-        if isinstance(ms, (int, float)) and compute and e_off is not None:
-            bound = f"{ms / max(compute, e_off):.2f}"
-    mark = ("" if has_overlap else "~") + ("*" if e is not None and "comm_exposed_ms" not in d else "")
-    print(fmt.format(label, overlap + ("" if has_overlap else "~"),
-                     f"{ms:.1f}" if isinstance(ms, (int, float)) else "n/a",
-                     (f"{e:.1f}" if e is not None else "n/a") + ("*" if "*" in mark else ""),
-                     spread(d), hidden, bound))
+# Per round: compute alone is that round's shared-memory step less its wait.
+compute = []
+for r in range(rounds):
+    d = load(r, "shm")
+    ms, e = d.get("ms_per_step"), exposed(d)
+    compute.append(ms - e if number(ms) and e is not None else None)
+for row in sys.argv[4:]:
+    label, overlap, name, off_name = row.split("|")
+    ds = [load(r, name) for r in range(rounds)]
+    ms = [d.get("ms_per_step") if number(d.get("ms_per_step")) else None for d in ds]
+    e = [exposed(d) for d in ds]
+    hidden, bound = [], []
+    if off_name:
+        for r in range(rounds):
+            e_off = exposed(load(r, off_name))
+            hidden.append(1 - e[r] / e_off if e[r] is not None and e_off else None)
+            bound.append(ms[r] / max(compute[r], e_off)
+                         if ms[r] is not None and compute[r] and e_off is not None else None)
+    starred = any(v is not None and "comm_exposed_ms" not in d for v, d in zip(e, ds))
+    print(fmt.format(label, overlap + ("" if has_overlap else "~"), cell(ms, 1),
+                     cell(e, 1) + ("*" if starred else ""), spread(ds),
+                     cell(hidden, 2) if off_name else "-", cell(bound, 2) if off_name else "-"))
 if stand_in:
     print("* no comm_exposed_ms in this binary's JSON: time_split.allreduce x ms_per_step stands in")
 if not has_overlap:
