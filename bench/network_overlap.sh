@@ -179,7 +179,7 @@ def spread(ds):
     return f"{min(lo):.0f}-{max(hi):.0f}"
 
 wide = rounds > 1
-fmt = "{:<22} {:>7} " + ("{:>20} {:>18} {:>12} {:>18} {:>18}" if wide else "{:>10} {:>15} {:>12} {:>7} {:>8}")
+fmt = "{:<22} {:>7} " + ("{:>24} {:>22} {:>12} {:>18} {:>18}" if wide else "{:>10} {:>15} {:>12} {:>7} {:>8}")
 print(fmt.format("setting", "overlap", "ms/step", "exposed ms/step", "rank spread", "hidden", "x bound"))
 
 # Per round: compute alone is that round's shared-memory step less its wait.
