@@ -14,10 +14,11 @@
 # 1 warm-up step, 1 round (each cell is one short run: expect several per
 # cent of noise on a 2-core machine; with -r, every run of a round runs
 # before the next round starts, so a drift hits all, and each cell is the
-# median over the rounds with their range in brackets), settings 1gbit:1ms and 600mbit:1ms (the medium
-# preset's allreduce is a third of its step, then about as long as its
-# backward, on the 2-core Zen 5 of docs/performance.md's figures; on the
-# Zen 3, whose step is twice as long, 400mbit:1ms and 300mbit:1ms). A setting
+# median over the rounds with their range in brackets), settings 1gbit:1ms
+# and 600mbit:1ms (the medium preset's allreduce is a third of its step,
+# then about as long as its backward, on the 2-core Zen 5 of
+# docs/performance.md's figures; on the Zen 3, whose step is twice as long,
+# 400mbit:1ms and 300mbit:1ms). A setting
 # is RATE:DELAY in tc's units; leave either side empty for none (":1ms").
 # Needs root (network namespaces; exit 77 otherwise) and /usr/bin/python3.
 #
@@ -146,19 +147,19 @@ def load(r, name):
     with open(f"{work}/r{r}-{name}.json") as f:
         return json.loads(f.read())
 
+def number(v):
+    return isinstance(v, (int, float))
+
 def exposed(d):
     """comm_exposed_ms, or the allreduce share of the step where the binary has none."""
     global stand_in
-    if isinstance(d.get("comm_exposed_ms"), (int, float)):
+    if number(d.get("comm_exposed_ms")):
         return float(d["comm_exposed_ms"])
     share = (d.get("time_split") or {}).get("allreduce")
-    if isinstance(share, (int, float)) and isinstance(d.get("ms_per_step"), (int, float)):
+    if number(share) and number(d.get("ms_per_step")):
         stand_in = True
         return share * d["ms_per_step"]
     return None
-
-def number(v):
-    return isinstance(v, (int, float))
 
 def cell(values, digits):
     """The median over the rounds, and with several rounds their range."""
